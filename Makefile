@@ -1,0 +1,50 @@
+# out_wivaudit: Fluent Bit output plugin (Go, c-shared) and its test host.
+GO    ?= go
+CC    ?= cc
+BUILD := build
+SO    := $(BUILD)/out_wivaudit.so
+HOST  := $(BUILD)/flbhost
+PKGS_PURE := ./conf/... ./plugin/... ./buffer/...
+GO_SOURCES := $(shell find . -name '*.go' -not -path './test/*' -not -name '*_test.go') go.mod go.sum
+
+.PHONY: all build host demo test unit integration lint bench fuzz clean
+
+all: build
+
+## build: the plugin, build/out_wivaudit.so
+build: $(SO)
+
+$(SO): $(GO_SOURCES)
+	CGO_ENABLED=1 $(GO) build -buildmode=c-shared -trimpath -o $@ .
+
+## host: the Fluent Bit stand-in used by the demo and the integration tests
+host: $(HOST)
+
+$(HOST): test/host/flbhost.c
+	@mkdir -p $(BUILD)
+	$(CC) -O2 -g -Wall -Wextra -Werror -o $@ $< -ldl -lpthread
+
+## demo: local moto, the sample events through the host and the plugin, then what was delivered
+demo: build host
+	$(GO) run ./test/cmd/demo -host $(HOST) -plugin $(SO)
+
+## test: formatting, vet, unit tests (with -race) and the integration tests through the real .so
+test: lint unit integration
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -count=1 $(PKGS_PURE)
+
+integration: build host
+	WIVAUDIT_PLUGIN=$(abspath $(SO)) WIVAUDIT_HOST=$(abspath $(HOST)) $(GO) test -count=1 -timeout 20m ./test/...
+
+## bench: benchmarks of the flush path
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS_PURE)
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,76 @@
+package buffer
+
+import (
+	"bytes"
+	"encoding/binary"
+	"hash/crc32"
+)
+
+// A frame is magic | length (uint32 LE) | CRC-32C of length and payload (uint32 LE) | payload. The checksum
+// finds torn and damaged writes after a crash; the magic lets a reader find the next good frame.
+var magic = []byte{0xF7, 'W', 'V', '1'}
+
+const (
+	headerLen   = 12
+	maxFrameLen = 256 << 20
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+func appendFrame(dst, payload []byte) []byte {
+	var h [headerLen]byte
+	copy(h[:], magic)
+	binary.LittleEndian.PutUint32(h[4:], uint32(len(payload)))
+	crc := crc32.Update(crc32.Checksum(h[4:8], castagnoli), castagnoli, payload)
+	binary.LittleEndian.PutUint32(h[8:], crc)
+	return append(append(dst, h[:]...), payload...)
+}
+
+// frameAt returns the payload of a valid frame starting at data[0], or ok=false.
+func frameAt(data []byte) (payload []byte, ok bool) {
+	if len(data) < headerLen || !bytes.Equal(data[:4], magic) {
+		return nil, false
+	}
+	n := binary.LittleEndian.Uint32(data[4:])
+	if n > maxFrameLen || uint64(len(data)-headerLen) < uint64(n) {
+		return nil, false
+	}
+	payload = data[headerLen : headerLen+int(n)]
+	crc := crc32.Update(crc32.Checksum(data[4:8], castagnoli), castagnoli, payload)
+	return payload, crc == binary.LittleEndian.Uint32(data[8:])
+}
+
+// scanFrames calls good with each intact payload in order and bad with each damaged region that is followed by
+// an intact frame. It returns the length of the damaged tail after the last intact frame: an append cut short
+// by a crash, which was never acknowledged.
+func scanFrames(data []byte, good, bad func([]byte)) (tail int) {
+	off := 0
+	for off < len(data) {
+		if p, ok := frameAt(data[off:]); ok {
+			good(p)
+			off += headerLen + len(p)
+			continue
+		}
+		next := resync(data, off+1)
+		if next < 0 {
+			return len(data) - off
+		}
+		bad(data[off:next])
+		off = next
+	}
+	return 0
+}
+
+func resync(data []byte, from int) int {
+	for from < len(data) {
+		i := bytes.Index(data[from:], magic)
+		if i < 0 {
+			return -1
+		}
+		if _, ok := frameAt(data[from+i:]); ok {
+			return from + i
+		}
+		from += i + 1
+	}
+	return -1
+}

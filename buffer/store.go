@@ -1,0 +1,535 @@
+// Package buffer is the durable disk store: one append-only log per (organisation, kind) stream, and sealed
+// batches (an object file with its manifest) waiting for upload. Everything an append acknowledged survives a
+// crash of the process until the batch that holds it is removed after its upload.
+package buffer
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Stream identifies one (organisation, kind) stream.
+type Stream struct {
+	Org, Kind string
+}
+
+func (s Stream) String() string { return s.Org + "/" + s.Kind }
+
+// Log is a closed log waiting to be sealed.
+type Log struct {
+	Stream
+	Opened int64 // unix milliseconds of its first record; unique and increasing per stream
+	path   string
+}
+
+// Manifest describes a sealed batch. It is written atomically and read back on every start.
+type Manifest struct {
+	Key         string    `json:"key"`
+	Org         string    `json:"org_id"`
+	Kind        string    `json:"kind"`
+	Opened      int64     `json:"opened_ms"`
+	Records     int       `json:"records"`
+	ObjectBytes int64     `json:"object_bytes"`
+	ContentMD5  string    `json:"content_md5"`
+	SealedAt    time.Time `json:"sealed_at"`
+	SourceLog   string    `json:"source_log"`
+}
+
+// Batch is a sealed upload unit.
+type Batch struct {
+	Manifest
+	object, manifest string
+}
+
+// SealReport says what sealing found besides intact records.
+type SealReport struct {
+	Damaged   [][]byte // damaged regions in the middle of the log
+	TornTail  int      // bytes of an interrupted, unacknowledged append at the end
+	NoRecords bool     // the log held no intact record, so no batch was made
+}
+
+// Store is safe for concurrent use.
+type Store struct {
+	dir, logs, batches string
+	maxLog             int64
+	now                func() time.Time
+	lock               *os.File
+
+	mu      sync.Mutex
+	streams map[Stream]*stream
+	last    map[Stream]int64
+	closed  []*Log
+
+	deadMu sync.Mutex
+}
+
+type stream struct {
+	mu   sync.Mutex
+	gone bool // removed from the store's map; look it up again
+	log  *Log
+	size int64
+}
+
+const (
+	logSuffix      = ".log"
+	objectSuffix   = ".json.gz"
+	manifestSuffix = ".manifest.json"
+	tmpSuffix      = ".tmp"
+	sep            = "~"
+	// DeadLetterFile holds rejected records, one JSON line each.
+	DeadLetterFile = "deadletter.jsonl"
+)
+
+// Open opens (creating if needed) the store in dir, takes its exclusive lock and recovers what a previous run
+// left: closed logs to seal and sealed batches to upload. A log is rotated before it would grow past maxLog.
+func Open(dir string, maxLog int64, now func() time.Time) (*Store, []*Batch, error) {
+	s := &Store{
+		dir: dir, logs: filepath.Join(dir, "logs"), batches: filepath.Join(dir, "batches"),
+		maxLog: maxLog, now: now,
+		streams: map[Stream]*stream{}, last: map[Stream]int64{},
+	}
+	for _, d := range []string{dir, s.logs, s.batches} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, nil, fmt.Errorf("create %s: %w", d, err)
+		}
+	}
+	if err := s.takeLock(); err != nil {
+		return nil, nil, err
+	}
+	batches, err := s.recover()
+	if err != nil {
+		s.Close()
+		return nil, nil, err
+	}
+	return s, batches, nil
+}
+
+func (s *Store) takeLock() error {
+	path := filepath.Join(s.dir, "lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		owner, _ := io.ReadAll(f)
+		f.Close()
+		return fmt.Errorf("%s is in use by another wivaudit instance (pid %s); give every [OUTPUT] its own Store_Dir",
+			s.dir, strings.TrimSpace(string(owner)))
+	}
+	if err := f.Truncate(0); err == nil {
+		f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	s.lock = f
+	return nil
+}
+
+// Close releases the store's lock. Appends must have stopped.
+func (s *Store) Close() {
+	if s.lock != nil {
+		s.lock.Close()
+		s.lock = nil
+	}
+}
+
+func (s *Store) recover() ([]*Batch, error) {
+	sealedLogs := map[string]bool{}
+	var batches []*Batch
+	entries, err := os.ReadDir(s.batches)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range entries {
+		name := e.Name()
+		path := filepath.Join(s.batches, name)
+		switch {
+		case strings.HasSuffix(name, tmpSuffix):
+			os.Remove(path)
+		case strings.HasSuffix(name, manifestSuffix):
+			b, err := readBatch(path)
+			if err != nil {
+				return nil, fmt.Errorf("recover batch: %w", err)
+			}
+			batches = append(batches, b)
+			sealedLogs[b.SourceLog] = true
+			s.bumpLast(Stream{b.Org, b.Kind}, b.Opened)
+		}
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if base, ok := strings.CutSuffix(name, objectSuffix); ok {
+			if _, err := os.Stat(filepath.Join(s.batches, base+manifestSuffix)); errors.Is(err, os.ErrNotExist) {
+				// Sealing stopped before its manifest was written; the log still holds the records.
+				os.Remove(filepath.Join(s.batches, name))
+			}
+		}
+	}
+	entries, err = os.ReadDir(s.logs)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if sealedLogs[name] {
+			os.Remove(filepath.Join(s.logs, name))
+			continue
+		}
+		l, ok := parseLogName(name)
+		if !ok {
+			continue
+		}
+		l.path = filepath.Join(s.logs, name)
+		s.closed = append(s.closed, l)
+		s.bumpLast(l.Stream, l.Opened)
+	}
+	return batches, syncDir(s.logs)
+}
+
+func readBatch(path string) (*Batch, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	b := &Batch{manifest: path, object: strings.TrimSuffix(path, manifestSuffix) + objectSuffix}
+	if err := json.Unmarshal(data, &b.Manifest); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if _, err := os.Stat(b.object); err != nil {
+		return nil, fmt.Errorf("%s has no object: %w", path, err)
+	}
+	return b, nil
+}
+
+func (s *Store) bumpLast(st Stream, ms int64) {
+	if ms > s.last[st] {
+		s.last[st] = ms
+	}
+}
+
+func baseName(st Stream, ms int64) string {
+	return st.Org + sep + st.Kind + sep + strconv.FormatInt(ms, 10)
+}
+
+func parseLogName(name string) (*Log, bool) {
+	base, ok := strings.CutSuffix(name, logSuffix)
+	parts := strings.Split(base, sep)
+	if !ok || len(parts) != 3 {
+		return nil, false
+	}
+	ms, err := strconv.ParseInt(parts[2], 10, 64)
+	if err != nil || !safeName(parts[0]) || !safeName(parts[1]) {
+		return nil, false
+	}
+	return &Log{Stream: Stream{parts[0], parts[1]}, Opened: ms}, true
+}
+
+// safeName keeps stream names usable as parts of a file name. Callers validate them more strictly.
+func safeName(s string) bool {
+	return s != "" && s != "." && s != ".." && len(s) <= 128 &&
+		!strings.ContainsAny(s, sep+"/\\\x00") && !strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 })
+}
+
+// Append writes records to the stream's current log and syncs it to disk; when it returns nil, the records
+// survive a crash.
+func (s *Store) Append(st Stream, records [][]byte) error {
+	if !safeName(st.Org) || !safeName(st.Kind) {
+		return fmt.Errorf("buffer %s: unsafe stream name", st)
+	}
+	var frames []byte
+	for _, r := range records {
+		frames = appendFrame(frames, r)
+	}
+	for {
+		ss := s.stream(st)
+		ss.mu.Lock()
+		if ss.gone {
+			ss.mu.Unlock()
+			continue
+		}
+		err := s.appendLocked(ss, st, frames)
+		ss.mu.Unlock()
+		if err != nil {
+			return fmt.Errorf("buffer %s: %w", st, err)
+		}
+		return nil
+	}
+}
+
+func (s *Store) stream(st Stream) *stream {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ss := s.streams[st]
+	if ss == nil {
+		ss = &stream{}
+		s.streams[st] = ss
+	}
+	return ss
+}
+
+func (s *Store) appendLocked(ss *stream, st Stream, frames []byte) error {
+	if ss.log != nil && ss.size > 0 && ss.size+int64(len(frames)) > s.maxLog {
+		s.rotateLocked(ss)
+	}
+	if ss.log == nil {
+		l, err := s.createLog(st)
+		if err != nil {
+			return err
+		}
+		ss.log, ss.size = l, 0
+	}
+	f, err := os.OpenFile(ss.log.path, os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(frames)
+	if err == nil {
+		err = f.Sync()
+	}
+	if err != nil {
+		// Leave no partial frame behind, and start the next append on a fresh log.
+		f.Truncate(ss.size)
+		f.Close()
+		s.rotateLocked(ss)
+		return err
+	}
+	ss.size += int64(len(frames))
+	return f.Close()
+}
+
+func (s *Store) createLog(st Stream) (*Log, error) {
+	s.mu.Lock()
+	ms := max(s.now().UnixMilli(), s.last[st]+1)
+	s.last[st] = ms
+	s.mu.Unlock()
+	l := &Log{Stream: st, Opened: ms, path: filepath.Join(s.logs, baseName(st, ms)+logSuffix)}
+	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	f.Close()
+	return l, syncDir(s.logs)
+}
+
+// rotateLocked closes the stream's current log; it goes to the sealing queue. The caller holds ss.mu.
+func (s *Store) rotateLocked(ss *stream) {
+	if ss.log == nil {
+		return
+	}
+	s.mu.Lock()
+	if ss.size > 0 {
+		s.closed = append(s.closed, ss.log)
+	} else {
+		os.Remove(ss.log.path)
+	}
+	s.mu.Unlock()
+	ss.log, ss.size = nil, 0
+}
+
+// Rotate closes every current log whose first record is older than cutoff (all of them for a zero cutoff)
+// and forgets idle streams, so memory follows the active streams only.
+func (s *Store) Rotate(cutoff time.Time) {
+	s.mu.Lock()
+	all := make([]*stream, 0, len(s.streams))
+	for _, ss := range s.streams {
+		all = append(all, ss)
+	}
+	nowMs := s.now().UnixMilli()
+	for st, ms := range s.last {
+		if ms < nowMs {
+			delete(s.last, st)
+		}
+	}
+	s.mu.Unlock()
+	for _, ss := range all {
+		ss.mu.Lock()
+		if ss.log == nil || cutoff.IsZero() || ss.log.Opened <= cutoff.UnixMilli() {
+			s.rotateLocked(ss)
+			s.mu.Lock()
+			for st, cur := range s.streams {
+				if cur == ss {
+					delete(s.streams, st)
+				}
+			}
+			s.mu.Unlock()
+			ss.gone = true
+		}
+		ss.mu.Unlock()
+	}
+}
+
+// PutBack returns a log that could not be sealed to the sealing queue.
+func (s *Store) PutBack(l *Log) {
+	s.mu.Lock()
+	s.closed = append(s.closed, l)
+	s.mu.Unlock()
+}
+
+// TakeClosed returns the logs waiting to be sealed, oldest first per stream, and forgets them.
+func (s *Store) TakeClosed() []*Log {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.closed
+	s.closed = nil
+	return c
+}
+
+// Encoder writes the object for a batch from its records.
+type Encoder func(w io.Writer, records iter.Seq[[]byte]) error
+
+// Seal turns a closed log into a sealed batch under key: the object and its manifest are written, synced and
+// renamed into place before the log is removed, so a crash at any point leaves either the log or the batch.
+func (s *Store) Seal(l *Log, key string, encode Encoder) (*Batch, SealReport, error) {
+	var rep SealReport
+	fail := func(err error) (*Batch, SealReport, error) {
+		return nil, rep, fmt.Errorf("seal %s: %w", filepath.Base(l.path), err)
+	}
+	data, unmap, err := mapFile(l.path)
+	if err != nil {
+		return fail(err)
+	}
+	defer unmap()
+
+	records := 0
+	rep.TornTail = scanFrames(data, func([]byte) { records++ }, func(b []byte) {
+		rep.Damaged = append(rep.Damaged, append([]byte(nil), b...))
+	})
+	if records == 0 {
+		rep.NoRecords = true
+		return nil, rep, s.removeLog(l)
+	}
+
+	base := filepath.Join(s.batches, baseName(l.Stream, l.Opened))
+	b := &Batch{object: base + objectSuffix, manifest: base + manifestSuffix}
+	b.Manifest = Manifest{Key: key, Org: l.Org, Kind: l.Kind, Opened: l.Opened, Records: records,
+		SealedAt: s.now().UTC(), SourceLog: filepath.Base(l.path)}
+
+	sum, size, err := writeSynced(b.object+tmpSuffix, func(w io.Writer) error {
+		return encode(w, func(yield func([]byte) bool) {
+			stop := false
+			scanFrames(data, func(p []byte) {
+				if !stop && !yield(p) {
+					stop = true
+				}
+			}, func([]byte) {})
+		})
+	})
+	if err != nil {
+		os.Remove(b.object + tmpSuffix)
+		return fail(err)
+	}
+	b.ContentMD5, b.ObjectBytes = sum, size
+	manifest, _ := json.MarshalIndent(&b.Manifest, "", "  ")
+	if _, _, err := writeSynced(b.manifest+tmpSuffix, func(w io.Writer) error {
+		_, err := w.Write(manifest)
+		return err
+	}); err != nil {
+		os.Remove(b.object + tmpSuffix)
+		os.Remove(b.manifest + tmpSuffix)
+		return fail(err)
+	}
+	if err := os.Rename(b.object+tmpSuffix, b.object); err != nil {
+		return fail(err)
+	}
+	if err := os.Rename(b.manifest+tmpSuffix, b.manifest); err != nil {
+		return fail(err)
+	}
+	if err := syncDir(s.batches); err != nil {
+		return fail(err)
+	}
+	return b, rep, s.removeLog(l)
+}
+
+func (s *Store) removeLog(l *Log) error {
+	if err := os.Remove(l.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return syncDir(s.logs)
+}
+
+// OpenObject opens the batch's object for reading.
+func (b *Batch) OpenObject() (*os.File, error) { return os.Open(b.object) }
+
+// Remove deletes a batch once it is delivered. The manifest goes first: an object without a manifest is
+// cleaned up on the next start.
+func (s *Store) Remove(b *Batch) error {
+	if err := os.Remove(b.manifest); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	os.Remove(b.object)
+	return syncDir(s.batches)
+}
+
+// DeadLetter appends lines to the dead-letter file and syncs it.
+func (s *Store) DeadLetter(lines []byte) error {
+	s.deadMu.Lock()
+	defer s.deadMu.Unlock()
+	f, err := os.OpenFile(s.DeadLetterPath(), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(lines)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// DeadLetterPath is where rejected records are kept.
+func (s *Store) DeadLetterPath() string { return filepath.Join(s.dir, DeadLetterFile) }
+
+func writeSynced(path string, fill func(io.Writer) error) (md5sum string, size int64, err error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := newMD5Counter(f)
+	if err := fill(h); err != nil {
+		return "", 0, err
+	}
+	if err := f.Sync(); err != nil {
+		return "", 0, err
+	}
+	return h.sum(), h.n, f.Close()
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+func mapFile(path string) ([]byte, func(), error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, nil, err
+	}
+	if st.Size() == 0 {
+		return nil, func() {}, nil
+	}
+	data, err := syscall.Mmap(int(f.Fd()), 0, int(st.Size()), syscall.PROT_READ, syscall.MAP_SHARED)
+	if err != nil {
+		return nil, nil, err
+	}
+	return data, func() { syscall.Munmap(data) }, nil
+}

@@ -1,0 +1,296 @@
+// Package conf reads and validates the settings of one [OUTPUT] wivaudit section.
+package conf
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Source returns the value of a setting, or "" when it is not set. Keys are matched case-insensitively,
+// as Fluent Bit does for [OUTPUT] properties.
+type Source interface {
+	Get(key string) string
+}
+
+// Map is a Source backed by a map, for tests and tools. Lookups ignore case.
+type Map map[string]string
+
+// Get returns the value of key, ignoring case.
+func (m Map) Get(key string) string {
+	for k, v := range m {
+		if strings.EqualFold(k, key) {
+			return v
+		}
+	}
+	return ""
+}
+
+// Config is the validated configuration of one output instance.
+type Config struct {
+	Bucket          string
+	Region          string
+	RoleARN         string
+	ExternalID      string
+	RoleSessionName string
+	STSEndpoint     string
+	Endpoint        string
+	StoreDir        string
+	TotalFileSize   int64
+	UploadTimeout   time.Duration
+	OrgIDKey        string
+	KindKey         string
+	KeyPrefix       string
+	CannedACL       string // "" means no ACL header
+	UploadWorkers   int
+	ShutdownTimeout time.Duration
+}
+
+// Defaults, in the units operators write them in.
+const (
+	DefaultRegion          = "us-east-1"
+	DefaultRoleSessionName = "wivaudit"
+	DefaultStoreDir        = "/var/lib/fluent-bit/wivaudit"
+	DefaultTotalFileSize   = "50M"
+	DefaultUploadTimeout   = "10m"
+	DefaultOrgIDKey        = "org_id"
+	DefaultCannedACL       = "bucket-owner-full-control"
+	DefaultUploadWorkers   = 4
+	DefaultShutdownTimeout = "4s"
+)
+
+const (
+	minFileSize = 1000
+	// One PutObject takes at most 5 GB; the batch is compressed before upload, but a cap well below that
+	// keeps each upload short enough to retry.
+	maxFileSize      = 1000 * 1000 * 1000
+	minUploadTimeout = time.Second
+	maxUploadTimeout = 24 * time.Hour
+	maxShutdown      = 10 * time.Minute
+	maxUploadWorkers = 64
+)
+
+var (
+	// IAM role ARNs: partition, 12-digit account, optional path, role name.
+	roleARNPattern = regexp.MustCompile(`^arn:aws[a-zA-Z-]*:iam::[0-9]{12}:role/(?:[\x21-\x7e]+/)?[\w+=,.@-]{1,64}$`)
+	// STS limits: ExternalId 2-1224 characters, RoleSessionName 2-64.
+	externalIDPattern  = regexp.MustCompile(`^[\w+=,.@:/-]+$`)
+	sessionNamePattern = regexp.MustCompile(`^[\w+=,.@-]{2,64}$`)
+	bucketPattern      = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
+	regionPattern      = regexp.MustCompile(`^[a-z]{2}(-[a-z0-9]+)+-[0-9]+$`)
+	fieldKeyPattern    = regexp.MustCompile(`^[^\x00-\x1f\x7f]{1,128}$`)
+)
+
+// Canned ACLs we accept. Public and any-AWS-account ACLs are refused: these objects are audit trails.
+var cannedACLs = map[string]bool{
+	"private":                   true,
+	"bucket-owner-read":         true,
+	"bucket-owner-full-control": true,
+}
+
+// Parse reads every setting from src, applies defaults and validates. The error lists every problem found,
+// each naming the key, the value (never a secret) and what to do.
+func Parse(src Source) (*Config, error) {
+	p := parser{src: src}
+	c := &Config{
+		Bucket:          p.str("Bucket", ""),
+		Region:          p.str("Region", DefaultRegion),
+		RoleARN:         p.str("Role_ARN", ""),
+		ExternalID:      p.str("External_ID", ""),
+		RoleSessionName: p.str("Role_Session_Name", DefaultRoleSessionName),
+		STSEndpoint:     p.str("STS_Endpoint", ""),
+		Endpoint:        p.str("Endpoint", ""),
+		StoreDir:        p.str("Store_Dir", DefaultStoreDir),
+		TotalFileSize:   p.size("Total_File_Size", DefaultTotalFileSize, minFileSize, maxFileSize),
+		UploadTimeout:   p.duration("Upload_Timeout", DefaultUploadTimeout, minUploadTimeout, maxUploadTimeout),
+		OrgIDKey:        p.str("Org_ID_Key", DefaultOrgIDKey),
+		KindKey:         p.str("Kind_Key", ""),
+		KeyPrefix:       p.str("Key_Prefix", ""),
+		CannedACL:       p.str("Canned_ACL", DefaultCannedACL),
+		UploadWorkers:   p.integer("Upload_Workers", DefaultUploadWorkers, 1, maxUploadWorkers),
+		ShutdownTimeout: p.duration("Shutdown_Timeout", DefaultShutdownTimeout, 0, maxShutdown),
+	}
+	p.validate(c)
+	if len(p.errs) > 0 {
+		return nil, errors.Join(p.errs...)
+	}
+	return c, nil
+}
+
+type parser struct {
+	src  Source
+	errs []error
+}
+
+func (p *parser) fail(key, format string, args ...any) {
+	p.errs = append(p.errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
+}
+
+func (p *parser) str(key, def string) string {
+	if v := strings.TrimSpace(p.src.Get(key)); v != "" {
+		return v
+	}
+	return def
+}
+
+func (p *parser) size(key, def string, lo, hi int64) int64 {
+	v := p.str(key, def)
+	n, err := ParseSize(v)
+	if err != nil {
+		p.fail(key, "%q is not a size: %v; write a number with an optional K, M or G suffix, such as 50M", v, err)
+		return 0
+	}
+	if n < lo || n > hi {
+		p.fail(key, "%q is out of range; use a size from %d to %d bytes", v, lo, hi)
+	}
+	return n
+}
+
+func (p *parser) duration(key, def string, lo, hi time.Duration) time.Duration {
+	v := p.str(key, def)
+	d, err := ParseDuration(v)
+	if err != nil {
+		p.fail(key, "%q is not a duration: %v; write whole seconds with an optional s, m, h or d suffix, such as 10m", v, err)
+		return 0
+	}
+	if d < lo || d > hi {
+		p.fail(key, "%q is out of range; use a duration from %s to %s", v, lo, hi)
+	}
+	return d
+}
+
+func (p *parser) integer(key string, def, lo, hi int) int {
+	v := p.str(key, strconv.Itoa(def))
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		p.fail(key, "%q is not a whole number from %d to %d", v, lo, hi)
+	}
+	return n
+}
+
+func (p *parser) validate(c *Config) {
+	switch {
+	case c.Bucket == "":
+		p.fail("Bucket", "not set; set it to the customer's bucket_name from their setup (e.g. Bucket your-company-audit-logs)")
+	case !bucketPattern.MatchString(c.Bucket) || strings.Contains(c.Bucket, ".."):
+		p.fail("Bucket", "%q is not a valid S3 bucket name (3-63 lowercase letters, digits, dots and hyphens); give the bare name, without s3:// or a path", c.Bucket)
+	}
+	if !regionPattern.MatchString(c.Region) {
+		p.fail("Region", "%q is not an AWS region name such as us-east-1", c.Region)
+	}
+	if c.RoleARN != "" && !roleARNPattern.MatchString(c.RoleARN) {
+		p.fail("Role_ARN", "%q is not an IAM role ARN; expected arn:aws:iam::<12-digit account>:role/<name>, the role_arn the customer submitted", c.RoleARN)
+	}
+	if c.RoleARN != "" && c.ExternalID == "" {
+		p.fail("External_ID", "not set although Role_ARN is; set it to the external_id the customer put in the role's trust policy (it protects them against the confused deputy)")
+	}
+	if c.ExternalID != "" && (len(c.ExternalID) < 2 || len(c.ExternalID) > 1224 || !externalIDPattern.MatchString(c.ExternalID)) {
+		p.fail("External_ID", "the value (not shown) is not a valid External ID: 2-1224 characters of letters, digits and +=,.@:/-")
+	}
+	if c.ExternalID != "" && c.RoleARN == "" {
+		p.fail("Role_ARN", "not set although External_ID is; set the role_arn the customer submitted, or remove External_ID")
+	}
+	if !sessionNamePattern.MatchString(c.RoleSessionName) {
+		p.fail("Role_Session_Name", "%q is not a valid session name: 2-64 characters of letters, digits and +=,.@-", c.RoleSessionName)
+	}
+	p.endpoint("Endpoint", c.Endpoint)
+	p.endpoint("STS_Endpoint", c.STSEndpoint)
+	if !filepath.IsAbs(c.StoreDir) {
+		p.fail("Store_Dir", "%q is not an absolute path; give a directory on persistent storage, such as %s", c.StoreDir, DefaultStoreDir)
+	}
+	if !fieldKeyPattern.MatchString(c.OrgIDKey) {
+		p.fail("Org_ID_Key", "%q is not a usable record key (1-128 characters, no control characters)", c.OrgIDKey)
+	}
+	if c.KindKey != "" && !fieldKeyPattern.MatchString(c.KindKey) {
+		p.fail("Kind_Key", "%q is not a usable record key (1-128 characters, no control characters)", c.KindKey)
+	}
+	p.keyPrefix(c.KeyPrefix)
+	acl := strings.ToLower(c.CannedACL)
+	switch {
+	case acl == "none":
+		c.CannedACL = ""
+	case cannedACLs[acl]:
+		c.CannedACL = acl
+	default:
+		p.fail("Canned_ACL", "%q is not accepted; use bucket-owner-full-control (default), bucket-owner-read, private, or none to send no ACL header", c.CannedACL)
+	}
+}
+
+func (p *parser) endpoint(key, v string) {
+	if v == "" {
+		return
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		p.fail(key, "%q is not a URL; write scheme and host, such as https://s3.us-east-1.amazonaws.com", v)
+	}
+}
+
+func (p *parser) keyPrefix(v string) {
+	if v == "" {
+		return
+	}
+	switch {
+	case !strings.HasSuffix(v, "/"):
+		p.fail("Key_Prefix", "%q must end with \"/\" (e.g. %q); objects are written as <Key_Prefix><org_id>/<kind>-audit-logs-<ms>.json.gz", v, v+"/")
+	case strings.HasPrefix(v, "/"):
+		p.fail("Key_Prefix", "%q must not start with \"/\"", v)
+	case len(v) > 256:
+		p.fail("Key_Prefix", "is %d bytes long; keep it under 256", len(v))
+	default:
+		for _, seg := range strings.Split(strings.TrimSuffix(v, "/"), "/") {
+			if seg == "" || seg == "." || seg == ".." || strings.ContainsFunc(seg, isControl) || strings.Contains(seg, `\`) {
+				p.fail("Key_Prefix", "%q has an empty, \".\", \"..\", backslash or control-character segment", v)
+				return
+			}
+		}
+	}
+}
+
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
+
+// ParseSize reads a size as Fluent Bit does: a number with an optional K, M or G suffix (decimal: K = 1000),
+// optionally followed by B, in any case.
+func ParseSize(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	num := strings.TrimRightFunc(s, func(r rune) bool { return r < '0' || r > '9' })
+	unit := strings.ToUpper(s[len(num):])
+	mult := map[string]float64{"": 1, "B": 1, "K": 1e3, "KB": 1e3, "M": 1e6, "MB": 1e6, "G": 1e9, "GB": 1e9}[unit]
+	if mult == 0 {
+		return 0, fmt.Errorf("unknown unit %q", unit)
+	}
+	f, err := strconv.ParseFloat(num, 64)
+	if err != nil || f < 0 || f*mult > 1<<62 {
+		return 0, fmt.Errorf("bad number %q", num)
+	}
+	return int64(f * mult), nil
+}
+
+// ParseDuration reads a duration as Fluent Bit does: whole seconds with an optional s, m, h or d suffix.
+func ParseDuration(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, errors.New("empty")
+	}
+	unit := time.Second
+	switch s[len(s)-1] {
+	case 's', 'S':
+		s = s[:len(s)-1]
+	case 'm', 'M':
+		unit, s = time.Minute, s[:len(s)-1]
+	case 'h', 'H':
+		unit, s = time.Hour, s[:len(s)-1]
+	case 'd', 'D':
+		unit, s = 24*time.Hour, s[:len(s)-1]
+	}
+	n, err := strconv.ParseUint(s, 10, 32)
+	if err != nil {
+		return 0, fmt.Errorf("bad number %q", s)
+	}
+	return time.Duration(n) * unit, nil
+}

@@ -1,0 +1,278 @@
+// Package plugin is the wivaudit output: it decodes Fluent Bit chunks, routes each record by organisation and
+// kind into the durable buffer, seals batches by size or age and uploads them to S3 in the background.
+package plugin
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/wiv/out_wivaudit/buffer"
+	"github.com/wiv/out_wivaudit/conf"
+)
+
+// Retry backoff for failed uploads: full jitter, capped.
+const (
+	backoffBase = time.Second
+	backoffCap  = 5 * time.Minute
+)
+
+// Instance is one [OUTPUT] wivaudit section. Flush is safe for concurrent use (Fluent Bit's Workers).
+type Instance struct {
+	cfg    *conf.Config
+	log    *logger
+	dec    *Decoder
+	store  *buffer.Store
+	client putter
+	queue  *queue
+	now    func() time.Time
+
+	sealNow      chan struct{}
+	stopSealer   context.CancelFunc
+	stopUploads  context.CancelFunc
+	sealerDone   chan struct{}
+	uploadersWG  sync.WaitGroup
+	rejectReport every
+	closeOnce    sync.Once
+
+	accepted, rejected, delivered, objects atomic.Int64
+}
+
+// New opens the store, recovers what it holds and starts sealing and uploading. name prefixes log lines.
+func New(cfg *conf.Config, name string, out LogFunc) (*Instance, error) {
+	in := &Instance{
+		cfg:          cfg,
+		log:          &logger{out: out, prefix: "[" + name + "] ", secrets: []string{cfg.ExternalID}},
+		dec:          NewDecoder(cfg.OrgIDKey, cfg.KindKey),
+		now:          time.Now,
+		sealNow:      make(chan struct{}, 1),
+		sealerDone:   make(chan struct{}),
+		rejectReport: every{interval: 10 * time.Second},
+	}
+	in.queue = newQueue(in.now)
+	store, batches, err := buffer.Open(cfg.StoreDir, cfg.TotalFileSize, in.now)
+	if err != nil {
+		return nil, fmt.Errorf("Store_Dir: %w", err)
+	}
+	client, err := newS3(context.Background(), cfg)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	in.store, in.client = store, client
+	for _, b := range batches {
+		in.queue.push(&item{batch: b, due: in.now()})
+	}
+	if len(batches) > 0 {
+		in.log.logf(LevelInfo, "recovered %d sealed batches from %s", len(batches), cfg.StoreDir)
+	}
+
+	sealCtx, stopSealer := context.WithCancel(context.Background())
+	upCtx, stopUploads := context.WithCancel(context.Background())
+	in.stopSealer, in.stopUploads = stopSealer, stopUploads
+	go in.sealer(sealCtx)
+	for range cfg.UploadWorkers {
+		in.uploadersWG.Add(1)
+		go in.uploader(upCtx)
+	}
+	in.log.logf(LevelInfo, "delivering to s3://%s/%s<org_id>/ (region %s, role %s), buffering in %s",
+		cfg.Bucket, cfg.KeyPrefix, cfg.Region, orNone(cfg.RoleARN), cfg.StoreDir)
+	return in, nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none: default credentials"
+	}
+	return s
+}
+
+// Flush takes one chunk: every record is either appended durably to its stream or written to the dead-letter
+// file before OK is returned. It never waits on the network. When the disk refuses the write it returns Retry,
+// so Fluent Bit keeps the chunk and sends it again.
+func (in *Instance) Flush(chunk []byte, tag string) Result {
+	var order []buffer.Stream
+	streams := map[buffer.Stream][][]byte{}
+	var dead []byte
+	var firstReject string
+	rejected := 0
+	in.dec.Decode(chunk, tag, func(ev *Event) {
+		if ev.Reject != "" {
+			dead = appendDeadLetter(dead, in.now(), tag, ev)
+			if rejected == 0 {
+				firstReject = ev.Reject
+			}
+			rejected++
+			return
+		}
+		st := buffer.Stream{Org: ev.Org, Kind: ev.Kind}
+		if _, ok := streams[st]; !ok {
+			order = append(order, st)
+		}
+		streams[st] = append(streams[st], ev.JSON)
+	})
+	accepted := 0
+	for _, st := range order {
+		if err := in.store.Append(st, streams[st]); err != nil {
+			in.log.logf(LevelError, "cannot buffer records, asking Fluent Bit to retry the chunk: %v", err)
+			return Retry
+		}
+		accepted += len(streams[st])
+	}
+	if rejected > 0 {
+		if err := in.store.DeadLetter(dead); err != nil {
+			in.log.logf(LevelError, "cannot write %d rejected records to %s, asking Fluent Bit to retry the chunk: %v",
+				rejected, in.store.DeadLetterPath(), err)
+			return Retry
+		}
+		in.rejected.Add(int64(rejected))
+		if ok, held := in.rejectReport.allow(in.now()); ok {
+			in.log.logf(LevelWarn, "rejected %d records of a chunk with tag %q (first: %s); kept in %s (%d more chunks with rejections since the last report, %d records rejected in all)",
+				rejected, tag, firstReject, in.store.DeadLetterPath(), held, in.rejected.Load())
+		}
+	}
+	in.accepted.Add(int64(accepted))
+	signal(in.sealNow)
+	return OK
+}
+
+// appendDeadLetter adds one JSON line: when, the tag, why, and the record as JSON (or its raw msgpack when it
+// could not be read).
+func appendDeadLetter(dst []byte, now time.Time, tag string, ev *Event) []byte {
+	line := struct {
+		Time    string          `json:"time"`
+		Tag     string          `json:"tag"`
+		Reason  string          `json:"reason"`
+		Record  json.RawMessage `json:"record,omitempty"`
+		Msgpack string          `json:"msgpack_base64,omitempty"`
+	}{Time: now.UTC().Format(time.RFC3339Nano), Tag: tag, Reason: ev.Reject, Record: ev.JSON}
+	if ev.JSON == nil {
+		line.Msgpack = base64.StdEncoding.EncodeToString(ev.Raw)
+	}
+	b, _ := json.Marshal(line)
+	return append(append(dst, b...), '\n')
+}
+
+func (in *Instance) sealer(ctx context.Context) {
+	defer close(in.sealerDone)
+	tick := time.NewTicker(min(time.Second, in.cfg.UploadTimeout/4))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			in.store.Rotate(in.now().Add(-in.cfg.UploadTimeout))
+		case <-in.sealNow:
+		}
+		in.sealClosed()
+	}
+}
+
+// sealClosed seals every closed log into a batch with its final key and queues it for upload.
+func (in *Instance) sealClosed() {
+	for _, l := range in.store.TakeClosed() {
+		key := objectKey(in.cfg.KeyPrefix, l.Org, l.Kind, l.Opened)
+		b, rep, err := in.store.Seal(l, key, writeObject)
+		if err != nil {
+			in.log.logf(LevelError, "%v; will try again", err)
+			in.store.PutBack(l)
+			continue
+		}
+		if rep.TornTail > 0 {
+			in.log.logf(LevelWarn, "%s: dropped the last %d bytes of %s, an append interrupted by a crash; it was never acknowledged, so Fluent Bit sends it again",
+				l.Stream, rep.TornTail, key)
+		}
+		if len(rep.Damaged) > 0 {
+			in.deadLetterDamaged(l.Stream, rep.Damaged)
+		}
+		if b != nil {
+			in.queue.push(&item{batch: b, due: in.now()})
+		}
+	}
+}
+
+func (in *Instance) deadLetterDamaged(st buffer.Stream, regions [][]byte) {
+	var lines []byte
+	for _, r := range regions {
+		b, _ := json.Marshal(map[string]string{
+			"time": in.now().UTC().Format(time.RFC3339Nano), "reason": "damaged in the buffer of " + st.String(),
+			"buffer_base64": base64.StdEncoding.EncodeToString(r),
+		})
+		lines = append(append(lines, b...), '\n')
+	}
+	in.log.logf(LevelError, "%s: %d damaged regions in the buffer (disk corruption?) moved to %s", st, len(regions), in.store.DeadLetterPath())
+	if err := in.store.DeadLetter(lines); err != nil {
+		in.log.logf(LevelError, "cannot write damaged buffer regions to the dead-letter file: %v", err)
+	}
+}
+
+func (in *Instance) uploader(ctx context.Context) {
+	defer in.uploadersWG.Done()
+	for {
+		it, ok := in.queue.pop(ctx)
+		if !ok {
+			return
+		}
+		in.attempt(ctx, it)
+		in.queue.done()
+	}
+}
+
+func (in *Instance) attempt(ctx context.Context, it *item) {
+	b := it.batch
+	err := put(ctx, in.client, in.cfg, b)
+	if err == nil {
+		if err := in.store.Remove(b); err != nil {
+			in.log.logf(LevelError, "uploaded %s but cannot remove it from the buffer: %v", b.Key, err)
+		}
+		in.delivered.Add(int64(b.Records))
+		in.objects.Add(1)
+		in.log.logf(LevelDebug, "uploaded s3://%s/%s (%d records, %d bytes)", in.cfg.Bucket, b.Key, b.Records, b.ObjectBytes)
+		return
+	}
+	it.attempts++
+	it.due = in.now().Add(backoff(it.attempts))
+	in.queue.push(it)
+	if ctx.Err() != nil {
+		return
+	}
+	in.log.logf(LevelWarn, "upload of %s (%d records) failed, attempt %d, next in %s; the batch stays buffered: %s",
+		b.Key, b.Records, it.attempts, it.due.Sub(in.now()).Round(time.Millisecond), explain(err, in.cfg))
+}
+
+func backoff(attempts int) time.Duration {
+	ceiling := backoffCap
+	if attempts < 20 {
+		ceiling = min(backoffCap, backoffBase<<attempts)
+	}
+	return backoffBase/2 + rand.N(ceiling)
+}
+
+// Close seals everything, uploads what fits in Shutdown_Timeout and leaves the rest on disk for the next start.
+func (in *Instance) Close() {
+	in.closeOnce.Do(func() {
+		in.stopSealer()
+		<-in.sealerDone
+		in.store.Rotate(time.Time{})
+		in.sealClosed()
+		in.queue.expedite()
+		timer := time.NewTimer(in.cfg.ShutdownTimeout)
+		drained := in.queue.drain(timer.C)
+		timer.Stop()
+		in.stopUploads()
+		in.uploadersWG.Wait()
+		in.store.Close()
+		left := ""
+		if !drained {
+			left = fmt.Sprintf("; %d batches stay in %s for the next start", in.queue.len(), in.cfg.StoreDir)
+		}
+		in.log.logf(LevelInfo, "stopped: %d records accepted, %d rejected, %d delivered in %d objects%s",
+			in.accepted.Load(), in.rejected.Load(), in.delivered.Load(), in.objects.Load(), left)
+	})
+}
