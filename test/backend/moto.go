@@ -205,6 +205,7 @@ func (m *Moto) post(path, body string) error {
 type Request struct {
 	Method, Path, Query string
 	Action              string // the Query API action (STS, IAM) from the query or form body
+	AccessKey           string // from the SigV4 Authorization header
 	Header              http.Header
 }
 
@@ -229,6 +230,9 @@ func hasSubresource(q string) bool {
 	}
 	return false
 }
+
+// ByAdmin reports whether the test's own administrator made the request (to check what was delivered).
+func (m *Moto) ByAdmin(r Request) bool { return r.AccessKey == m.admin.AccessKeyID }
 
 // Requests returns what the server received since Setup, in order.
 func (m *Moto) Requests() ([]Request, error) {
@@ -261,6 +265,9 @@ func (m *Moto) Requests() ([]Request, error) {
 		r := Request{Method: e.Method, Path: u.Path, Query: u.RawQuery, Header: http.Header{}}
 		for k, v := range e.Headers {
 			r.Header.Set(k, v)
+		}
+		if _, cred, ok := strings.Cut(r.Header.Get("Authorization"), "Credential="); ok {
+			r.AccessKey, _, _ = strings.Cut(cred, "/")
 		}
 		r.Action = u.Query().Get("Action")
 		if r.Action == "" && strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
