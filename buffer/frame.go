@@ -35,7 +35,8 @@ func frameAt(data []byte) (payload []byte, ok bool) {
 	if n > maxFrameLen || uint64(len(data)-headerLen) < uint64(n) {
 		return nil, false
 	}
-	payload = data[headerLen : headerLen+int(n)]
+	// Capped, so that an append by the caller copies instead of writing into a read-only mapping.
+	payload = data[headerLen : headerLen+int(n) : headerLen+int(n)]
 	crc := crc32.Update(crc32.Checksum(data[4:8], castagnoli), castagnoli, payload)
 	return payload, crc == binary.LittleEndian.Uint32(data[8:])
 }

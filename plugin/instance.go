@@ -45,6 +45,14 @@ type Instance struct {
 
 // New opens the store, recovers what it holds and starts sealing and uploading. name prefixes log lines.
 func New(cfg *conf.Config, name string, out LogFunc) (*Instance, error) {
+	client, err := newS3(context.Background(), cfg)
+	if err != nil {
+		return nil, err
+	}
+	return start(cfg, name, out, client)
+}
+
+func start(cfg *conf.Config, name string, out LogFunc, client putter) (*Instance, error) {
 	in := &Instance{
 		cfg:          cfg,
 		log:          &logger{out: out, prefix: "[" + name + "] ", secrets: []string{cfg.ExternalID}},
@@ -58,11 +66,6 @@ func New(cfg *conf.Config, name string, out LogFunc) (*Instance, error) {
 	store, batches, err := buffer.Open(cfg.StoreDir, cfg.TotalFileSize, in.now)
 	if err != nil {
 		return nil, fmt.Errorf("Store_Dir: %w", err)
-	}
-	client, err := newS3(context.Background(), cfg)
-	if err != nil {
-		store.Close()
-		return nil, err
 	}
 	in.store, in.client = store, client
 	for _, b := range batches {
@@ -132,8 +135,12 @@ func (in *Instance) Flush(chunk []byte, tag string) Result {
 		}
 		in.rejected.Add(int64(rejected))
 		if ok, held := in.rejectReport.allow(in.now()); ok {
-			in.log.logf(LevelWarn, "rejected %d records of a chunk with tag %q (first: %s); kept in %s (%d more chunks with rejections since the last report, %d records rejected in all)",
-				rejected, tag, firstReject, in.store.DeadLetterPath(), held, in.rejected.Load())
+			more := ""
+			if held > 0 {
+				more = fmt.Sprintf("; %d more chunks had rejections since the last report", held)
+			}
+			in.log.logf(LevelWarn, "rejected %d record(s) of a chunk with tag %q (first: %s); kept in %s; %d rejected since start%s",
+				rejected, tag, firstReject, in.store.DeadLetterPath(), in.rejected.Load(), more)
 		}
 	}
 	in.accepted.Add(int64(accepted))

@@ -1,0 +1,138 @@
+package conf
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func valid() Map {
+	return Map{"Bucket": "your-company-audit-logs", "Role_ARN": "arn:aws:iam::123456789012:role/wiv-audit-logs-sync",
+		"External_ID": "681d1539-fd63-4e6e-9426-fccdfdae1862"}
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := Parse(Map{"bucket": "b-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{Bucket: "b-1", Region: "us-east-1", RoleSessionName: "wivaudit", StoreDir: DefaultStoreDir,
+		TotalFileSize: 50_000_000, UploadTimeout: 10 * time.Minute, OrgIDKey: "org_id",
+		CannedACL: "bucket-owner-full-control", UploadWorkers: 4, ShutdownTimeout: 4 * time.Second}
+	if *c != want {
+		t.Errorf("got %+v\nwant %+v", *c, want)
+	}
+}
+
+func TestSettings(t *testing.T) {
+	src := valid()
+	for k, v := range map[string]string{"REGION": "eu-west-1", "role_session_name": "wiv-prod", "Endpoint": "http://127.0.0.1:5000",
+		"STS_Endpoint": "https://sts.eu-west-1.amazonaws.com", "Store_Dir": "/data/wiv", "Total_File_Size": "1.5M",
+		"Upload_Timeout": "90", "Org_ID_Key": "tenant", "Kind_Key": "log_kind", "Key_Prefix": "audit/v1/",
+		"Canned_ACL": "NONE", "Upload_Workers": "8", "Shutdown_Timeout": "0"} {
+		src[k] = v
+	}
+	c, err := Parse(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Region != "eu-west-1" || c.RoleSessionName != "wiv-prod" || c.TotalFileSize != 1_500_000 ||
+		c.UploadTimeout != 90*time.Second || c.OrgIDKey != "tenant" || c.KindKey != "log_kind" ||
+		c.KeyPrefix != "audit/v1/" || c.CannedACL != "" || c.UploadWorkers != 8 || c.ShutdownTimeout != 0 ||
+		c.Endpoint != "http://127.0.0.1:5000" || c.StoreDir != "/data/wiv" {
+		t.Errorf("settings not applied: %+v", c)
+	}
+}
+
+func TestInvalid(t *testing.T) {
+	cases := []struct {
+		key, value, want string
+	}{
+		{"Bucket", "", "Bucket: not set"},
+		{"Bucket", "s3://bucket/path", `Bucket: "s3://bucket/path" is not a valid S3 bucket name`},
+		{"Region", "Mars", `Region: "Mars" is not an AWS region`},
+		{"Role_ARN", "arn:aws:iam::123:role/x", `Role_ARN: "arn:aws:iam::123:role/x" is not an IAM role ARN`},
+		{"Role_ARN", "arn:aws:s3:::bucket", "is not an IAM role ARN"},
+		{"External_ID", "", "External_ID: not set although Role_ARN is"},
+		{"External_ID", "x", "External_ID: the value (not shown) is not a valid External ID"},
+		{"Role_Session_Name", "has space", `Role_Session_Name: "has space"`},
+		{"Endpoint", "localhost:9000", `Endpoint: "localhost:9000" is not a URL`},
+		{"STS_Endpoint", "ftp://x", `STS_Endpoint: "ftp://x" is not a URL`},
+		{"Store_Dir", "var/lib", `Store_Dir: "var/lib" is not an absolute path`},
+		{"Total_File_Size", "12XB", `Total_File_Size: "12XB" is not a size`},
+		{"Total_File_Size", "10", `Total_File_Size: "10" is out of range`},
+		{"Total_File_Size", "2G", `Total_File_Size: "2G" is out of range`},
+		{"Upload_Timeout", "ten minutes", `Upload_Timeout: "ten minutes" is not a duration`},
+		{"Upload_Timeout", "0", `Upload_Timeout: "0" is out of range`},
+		{"Upload_Timeout", "2d", `Upload_Timeout: "2d" is out of range`},
+		{"Key_Prefix", "audit", `Key_Prefix: "audit" must end with "/"`},
+		{"Key_Prefix", "/audit/", `must not start with "/"`},
+		{"Key_Prefix", "a/../b/", `"a/../b/" has an empty, ".", ".."`},
+		{"Canned_ACL", "public-read", `Canned_ACL: "public-read" is not accepted`},
+		{"Upload_Workers", "0", `Upload_Workers: "0" is not a whole number from 1 to 64`},
+		{"Org_ID_Key", "a\x01b", "Org_ID_Key"},
+	}
+	for _, c := range cases {
+		t.Run(c.key+"="+c.value, func(t *testing.T) {
+			src := valid()
+			src[c.key] = c.value
+			_, err := Parse(src)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("error %v, want it to contain %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestErrorsListEveryProblemAndHideTheExternalID(t *testing.T) {
+	_, err := Parse(Map{"Role_ARN": "nope", "External_ID": "secret value!", "Upload_Timeout": "x"})
+	if err == nil {
+		t.Fatal("no error")
+	}
+	msg := err.Error()
+	for _, key := range []string{"Bucket:", "Role_ARN:", "External_ID:", "Upload_Timeout:"} {
+		if !strings.Contains(msg, key) {
+			t.Errorf("%q missing from %q", key, msg)
+		}
+	}
+	if strings.Contains(msg, "secret value") {
+		t.Errorf("the External ID leaked: %s", msg)
+	}
+}
+
+func TestExternalIDWithoutRole(t *testing.T) {
+	_, err := Parse(Map{"Bucket": "b-1", "External_ID": "681d1539-fd63"})
+	if err == nil || !strings.Contains(err.Error(), "Role_ARN: not set although External_ID is") {
+		t.Errorf("got %v", err)
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	cases := map[string]int64{"1": 1, "50": 50, "1000": 1000, "1K": 1000, "1kb": 1000, "1KB": 1000, "5m": 5_000_000,
+		"1.5M": 1_500_000, "2g": 2_000_000_000, "1GB": 1_000_000_000, " 7k ": 7000}
+	for in, want := range cases {
+		if got, err := ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "K", "12XB", "1KiB", "-1", "1.2.3M", "1T"} {
+		if _, err := ParseSize(in); err == nil {
+			t.Errorf("ParseSize(%q) accepted", in)
+		}
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	cases := map[string]time.Duration{"10": 10 * time.Second, "10s": 10 * time.Second, "5m": 5 * time.Minute,
+		"2H": 2 * time.Hour, "1d": 24 * time.Hour, "0": 0}
+	for in, want := range cases {
+		if got, err := ParseDuration(in); err != nil || got != want {
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "m", "1.5m", "-1s", "10ms", "ten"} {
+		if _, err := ParseDuration(in); err == nil {
+			t.Errorf("ParseDuration(%q) accepted", in)
+		}
+	}
+}

@@ -1,0 +1,180 @@
+package plugin
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/wiv/out_wivaudit/conf"
+)
+
+// fakeS3 keeps what PutObject receives, and can fail the first calls. The integration tests use a real server;
+// this one lets the race detector watch the flush, seal and upload paths.
+type fakeS3 struct {
+	mu      sync.Mutex
+	objects map[string][]byte
+	failN   int
+	calls   int
+}
+
+func (f *fakeS3) PutObject(ctx context.Context, in *s3.PutObjectInput, _ ...func(*s3.Options)) (*s3.PutObjectOutput, error) {
+	body, err := io.ReadAll(in.Body)
+	if err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	if f.calls <= f.failN {
+		return nil, errors.New("injected failure")
+	}
+	if _, dup := f.objects[*in.Key]; dup {
+		return nil, fmt.Errorf("key %s written twice", *in.Key)
+	}
+	if *in.ContentEncoding != "gzip" || *in.ContentType != "application/json" || *in.ContentLength != int64(len(body)) || in.ACL != "bucket-owner-full-control" {
+		return nil, fmt.Errorf("bad request headers: %+v", in)
+	}
+	f.objects[*in.Key] = body
+	return &s3.PutObjectOutput{}, nil
+}
+
+func testConfig(t *testing.T) *conf.Config {
+	c, err := conf.Parse(conf.Map{"Bucket": "b-1", "Store_Dir": t.TempDir(), "Upload_Timeout": "1s", "Total_File_Size": "2K", "Shutdown_Timeout": "30s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+type logSink struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *logSink) log(level Level, msg string) {
+	l.mu.Lock()
+	l.lines = append(l.lines, msg)
+	l.mu.Unlock()
+}
+
+func event(org, id string) []byte {
+	body := cat([]byte{0x82, 0xa6, 'o', 'r', 'g', '_', 'i', 'd', 0xa0 | byte(len(org))}, []byte(org),
+		[]byte{0xa2, 'i', 'd', 0xa0 | byte(len(id))}, []byte(id))
+	return v2(evTime, body)
+}
+
+func TestConcurrentFlushesDeliverEverythingOnce(t *testing.T) {
+	fake := &fakeS3{objects: map[string][]byte{}, failN: 3}
+	sink := &logSink{}
+	in, err := start(testConfig(t), "test", sink.log, fake)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const workers, chunksEach, perChunk = 6, 40, 5
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for c := range chunksEach {
+				var chunk []byte
+				for r := range perChunk {
+					chunk = append(chunk, event(fmt.Sprintf("org-%d", r%2), fmt.Sprintf("%d-%d-%d", w, c, r))...)
+				}
+				if got := in.Flush(chunk, "audit.api"); got != OK {
+					t.Errorf("Flush = %v", got)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	in.Close()
+
+	seen := map[string]int{}
+	for key, body := range fake.objects {
+		zr, err := gzip.NewReader(bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		plain, _ := io.ReadAll(zr)
+		var recs []struct {
+			ID string `json:"id"`
+		}
+		if err := json.Unmarshal(plain, &recs); err != nil {
+			t.Fatalf("%s: %v", key, err)
+		}
+		for _, r := range recs {
+			seen[r.ID]++
+		}
+		if !strings.HasPrefix(key, "org-0/api-audit-logs-") && !strings.HasPrefix(key, "org-1/api-audit-logs-") {
+			t.Errorf("key %s", key)
+		}
+	}
+	if len(seen) != workers*chunksEach*perChunk {
+		t.Errorf("%d records delivered, want %d", len(seen), workers*chunksEach*perChunk)
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Errorf("%s delivered %d times", id, n)
+		}
+	}
+	if len(fake.objects) < 4 {
+		t.Errorf("only %d objects: Total_File_Size did not split batches", len(fake.objects))
+	}
+}
+
+func TestRejectedRecordsAreDeadLetteredAndLogged(t *testing.T) {
+	fake := &fakeS3{objects: map[string][]byte{}}
+	sink := &logSink{}
+	cfg := testConfig(t)
+	in, err := start(cfg, "test", sink.log, fake)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := in.Flush(cat(event("../x", "bad"), event("org-a", "good")), "audit.user"); got != OK {
+		t.Fatalf("Flush = %v", got)
+	}
+	in.Close()
+	if len(fake.objects) != 1 {
+		t.Errorf("objects %v", fake.objects)
+	}
+	joined := strings.Join(sink.lines, "\n")
+	if !strings.Contains(joined, `rejected 1 record`) || !strings.Contains(joined, "deadletter.jsonl") {
+		t.Errorf("log:\n%s", joined)
+	}
+}
+
+func TestCloseLeavesUndeliveredBatchesOnDisk(t *testing.T) {
+	fake := &fakeS3{objects: map[string][]byte{}, failN: 1 << 30}
+	sink := &logSink{}
+	cfg := testConfig(t)
+	cfg.ShutdownTimeout = 200 * time.Millisecond
+	in, err := start(cfg, "test", sink.log, fake)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.Flush(event("org-a", "1"), "audit.org")
+	in.Close()
+	if !strings.Contains(strings.Join(sink.lines, "\n"), "1 batches stay in") {
+		t.Errorf("log:\n%s", strings.Join(sink.lines, "\n"))
+	}
+	fake.failN = 0
+	in, err = start(cfg, "test", sink.log, fake)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.Close()
+	if len(fake.objects) != 1 {
+		t.Errorf("after restart %d objects, want 1", len(fake.objects))
+	}
+}
