@@ -40,6 +40,8 @@ func NewDecoder(orgKey, kindKey string) *Decoder {
 func (dec *Decoder) Decode(chunk []byte, tag string, fn func(*Event)) {
 	r := bytes.NewReader(chunk)
 	md := msgpack.NewDecoder(r)
+	var one bytes.Reader
+	t := transcoder{d: msgpack.NewDecoder(&one)}
 	var buf []byte
 	for r.Len() > 0 {
 		start := len(chunk) - r.Len()
@@ -51,7 +53,9 @@ func (dec *Decoder) Decode(chunk []byte, tag string, fn func(*Event)) {
 		ev := &Event{Raw: raw}
 		var group bool
 		n := len(buf)
-		buf, group = dec.event(buf, ev, tag)
+		one.Reset(raw)
+		t.d.Reset(&one)
+		buf, group = dec.event(&t, buf, ev, tag)
 		if group {
 			continue
 		}
@@ -62,9 +66,8 @@ func (dec *Decoder) Decode(chunk []byte, tag string, fn func(*Event)) {
 	}
 }
 
-// event decodes one event into ev, appending its JSON body to buf. It reports group markers.
-func (dec *Decoder) event(buf []byte, ev *Event, tag string) ([]byte, bool) {
-	t := transcoder{d: msgpack.NewDecoder(bytes.NewReader(ev.Raw))}
+// event decodes one event (t reads ev.Raw) into ev, appending its JSON body to buf. It reports group markers.
+func (dec *Decoder) event(t *transcoder, buf []byte, ev *Event, tag string) ([]byte, bool) {
 	d := t.d
 	n, err := d.DecodeArrayLen()
 	if err != nil || n != 2 {

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -176,5 +178,26 @@ func TestCloseLeavesUndeliveredBatchesOnDisk(t *testing.T) {
 	in.Close()
 	if len(fake.objects) != 1 {
 		t.Errorf("after restart %d objects, want 1", len(fake.objects))
+	}
+}
+
+func TestFlushAsksForRetryWhenTheDiskRefuses(t *testing.T) {
+	fake := &fakeS3{objects: map[string][]byte{}}
+	cfg := testConfig(t)
+	in, err := start(cfg, "test", (&logSink{}).log, fake)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	logs := filepath.Join(cfg.StoreDir, "logs")
+	os.Rename(logs, logs+".away")
+	os.WriteFile(logs, nil, 0o600) // a file where the folder was: every new log fails
+	if got := in.Flush(event("org-a", "1"), "audit.org"); got != Retry {
+		t.Errorf("Flush = %v with an unwritable store, want Retry", got)
+	}
+	os.Remove(logs)
+	os.Rename(logs+".away", logs)
+	if got := in.Flush(event("org-a", "1"), "audit.org"); got != OK {
+		t.Errorf("Flush = %v after the store recovered, want OK", got)
 	}
 }

@@ -7,3 +7,5 @@ import (
 )
 
 func newTestDecoder(b []byte) *msgpack.Decoder { return msgpack.NewDecoder(bytes.NewReader(b)) }
+
+func byteReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }

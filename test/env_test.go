@@ -66,29 +66,37 @@ func newEnv(t *testing.T) *env {
 // config writes a Fluent Bit configuration with one wivaudit output. Settings in over replace or add to the
 // defaults below; an empty value removes the setting.
 func (e *env) config(name string, over map[string]string) string {
+	return e.configN(name, over)
+}
+
+// configN writes a configuration with one wivaudit output per map of overrides.
+func (e *env) configN(name string, outputs ...map[string]string) string {
 	e.t.Helper()
-	settings := [][2]string{
-		{"Name", "wivaudit"}, {"Match", "audit.*"}, {"Workers", "2"}, {"Retry_Limit", "no_limits"},
-		{"Bucket", e.p.Bucket}, {"Region", "us-east-1"}, {"Role_ARN", e.p.RoleARN}, {"External_ID", e.p.ExternalID},
-		{"Endpoint", e.moto.URL}, {"STS_Endpoint", e.moto.URL}, {"Store_Dir", filepath.Join(e.dir, "store")},
-		{"Upload_Timeout", "2s"}, {"Total_File_Size", "200K"}, {"Shutdown_Timeout", "20s"},
-	}
 	var b strings.Builder
-	b.WriteString("[SERVICE]\n    Grace 5\n    scheduler.base 1\n    scheduler.cap 2\n    Log_Level info\n\n[OUTPUT]\n")
-	seen := map[string]bool{}
-	for _, kv := range settings {
-		v, ok := over[kv[0]]
-		seen[kv[0]] = true
-		if !ok {
-			v = kv[1]
+	b.WriteString("[SERVICE]\n    Grace 5\n    scheduler.base 1\n    scheduler.cap 2\n    Log_Level info\n")
+	for _, over := range outputs {
+		settings := [][2]string{
+			{"Name", "wivaudit"}, {"Match", "audit.*"}, {"Workers", "2"}, {"Retry_Limit", "no_limits"},
+			{"Bucket", e.p.Bucket}, {"Region", "us-east-1"}, {"Role_ARN", e.p.RoleARN}, {"External_ID", e.p.ExternalID},
+			{"Endpoint", e.moto.URL}, {"STS_Endpoint", e.moto.URL}, {"Store_Dir", filepath.Join(e.dir, "store")},
+			{"Upload_Timeout", "2s"}, {"Total_File_Size", "200K"}, {"Shutdown_Timeout", "20s"},
 		}
-		if v != "" {
-			fmt.Fprintf(&b, "    %s %s\n", kv[0], v)
+		b.WriteString("\n[OUTPUT]\n")
+		seen := map[string]bool{}
+		for _, kv := range settings {
+			v, ok := over[kv[0]]
+			seen[kv[0]] = true
+			if !ok {
+				v = kv[1]
+			}
+			if v != "" {
+				fmt.Fprintf(&b, "    %s %s\n", kv[0], v)
+			}
 		}
-	}
-	for k, v := range over {
-		if !seen[k] && v != "" {
-			fmt.Fprintf(&b, "    %s %s\n", k, v)
+		for k, v := range over {
+			if !seen[k] && v != "" {
+				fmt.Fprintf(&b, "    %s %s\n", k, v)
+			}
 		}
 	}
 	path := filepath.Join(e.dir, name)
@@ -142,7 +150,7 @@ func tail(s string, lines int) string {
 	return strings.Join(l, "\n")
 }
 
-var keyPattern = regexp.MustCompile(`^([^/]+)/(org|user|api)-audit-logs-[0-9]{13}\.json\.gz$`)
+var keyPattern = regexp.MustCompile(`^(?:copy/)?([^/]+)/(org|user|api)-audit-logs-[0-9]{13}\.json\.gz$`)
 
 // delivered downloads every object and returns its records (raw JSON) by key, checking that each key has one
 // version, matches the naming contract, and holds valid gzip of one JSON array.

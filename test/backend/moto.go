@@ -4,7 +4,6 @@
 package backend
 
 import (
-	"bufio"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -244,10 +243,11 @@ func (m *Moto) Requests() ([]Request, error) {
 		return nil, err
 	}
 	defer f.Close()
+	// moto's threads write an entry and its newline separately, so newlines can interleave: read a stream
+	// of JSON values rather than lines.
 	var out []Request
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 64<<20)
-	for sc.Scan() {
+	dec := json.NewDecoder(f)
+	for {
 		var e struct {
 			Method      string            `json:"method"`
 			URL         string            `json:"url"`
@@ -255,7 +255,9 @@ func (m *Moto) Requests() ([]Request, error) {
 			Body        string            `json:"body"`
 			BodyEncoded bool              `json:"body_encoded"`
 		}
-		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+		if err := dec.Decode(&e); err == io.EOF {
+			return out, nil
+		} else if err != nil {
 			return nil, err
 		}
 		u, err := url.Parse(e.URL)
@@ -280,7 +282,6 @@ func (m *Moto) Requests() ([]Request, error) {
 		}
 		out = append(out, r)
 	}
-	return out, sc.Err()
 }
 
 // Objects lists every key in the bucket with how many versions it has.
