@@ -543,6 +543,18 @@ static void run_due_retries(int all) {
 
 static int exit_when_done;
 
+/* Waits (mu held) until a task finishes or 50 ms pass, so that retries coming due are seen. */
+static void wait_changed(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 50 * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    pthread_cond_timedwait(&changed, &mu, &ts);
+}
+
 static void *pipeline_main(void *arg) {
     (void)arg;
     for (int i = 0; i < nouts; i++) {
@@ -578,11 +590,7 @@ static void *pipeline_main(void *arg) {
             pthread_mutex_lock(&mu);
             if (exit_when_done && pending == 0) exit_signal = 1;
             if (!exit_signal) {
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_nsec += 50 * 1000000;
-                if (ts.tv_nsec >= 1000000000) { ts.tv_sec++; ts.tv_nsec -= 1000000000; }
-                pthread_cond_timedwait(&changed, &mu, &ts);
+                wait_changed();
             }
             pthread_mutex_unlock(&mu);
         }
@@ -597,11 +605,7 @@ static void *pipeline_main(void *arg) {
         pthread_mutex_lock(&mu);
         long p = pending;
         if (p > 0 && (grace < 0 || now_s() < deadline)) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += 50 * 1000000;
-            if (ts.tv_nsec >= 1000000000) { ts.tv_sec++; ts.tv_nsec -= 1000000000; }
-            pthread_cond_timedwait(&changed, &mu, &ts);
+            wait_changed();
             pthread_mutex_unlock(&mu);
             continue;
         }
