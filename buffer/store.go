@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -32,16 +33,21 @@ type Log struct {
 	path   string
 }
 
-// Manifest describes a sealed batch. It is written atomically and read back on every start.
+// Manifest describes a sealed batch. It is written atomically (temporary file, fsync, rename, fsync of the
+// folder) and read back on every start.
 type Manifest struct {
 	Key         string    `json:"key"`
+	KeyMs       int64     `json:"key_ms"` // the millisecond in Key; starts as Opened, moves on after a 412
 	Org         string    `json:"org_id"`
 	Kind        string    `json:"kind"`
-	Opened      int64     `json:"opened_ms"`
+	Opened      int64     `json:"opened_ms"`      // arrival of the first record, unix ms
+	LastRecord  int64     `json:"last_record_ms"` // arrival of the last record, unix ms
 	Records     int       `json:"records"`
+	JSONBytes   int64     `json:"json_bytes"`
 	ObjectBytes int64     `json:"object_bytes"`
 	ContentMD5  string    `json:"content_md5"`
 	SealedAt    time.Time `json:"sealed_at"`
+	Attempts    int       `json:"attempts"`
 	SourceLog   string    `json:"source_log"`
 }
 
@@ -51,6 +57,12 @@ type Batch struct {
 	object, manifest string
 }
 
+// Stream is the batch's (organisation, kind).
+func (b *Batch) Stream() Stream { return Stream{b.Org, b.Kind} }
+
+// Files are the batch's object and manifest paths.
+func (b *Batch) Files() (object, manifest string) { return b.object, b.manifest }
+
 // SealReport says what sealing found besides intact records.
 type SealReport struct {
 	Damaged   [][]byte // damaged regions in the middle of the log
@@ -58,12 +70,30 @@ type SealReport struct {
 	NoRecords bool     // the log held no intact record, so no batch was made
 }
 
+// Options configure a Store.
+type Options struct {
+	MaxLog          int64 // a log is rotated before it would grow past this
+	Limit           int64 // logs and batches together may not exceed this; 0: no limit
+	QuarantineLimit int64 // the quarantine folder may not exceed this
+	Now             func() time.Time
+	// KeyClock gives the milliseconds of new logs (and so of keys); Now when nil. Tests freeze it to force
+	// two processes onto the same keys.
+	KeyClock func() time.Time
+}
+
+// ErrFull means an append would take the store past its limit.
+var ErrFull = errors.New("Store_Dir_Limit_Size reached")
+
+// ErrQuarantineFull means the quarantine folder has no room for a batch.
+var ErrQuarantineFull = errors.New("Quarantine_Limit_Size reached")
+
 // Store is safe for concurrent use.
 type Store struct {
-	dir, logs, batches string
-	maxLog             int64
-	now                func() time.Time
-	lock               *os.File
+	dir, logs, batches, state, quarantine string
+	opt                                   Options
+	lock                                  *os.File
+
+	used, quarantined atomic.Int64
 
 	mu      sync.Mutex
 	streams map[Stream]*stream
@@ -91,14 +121,17 @@ const (
 )
 
 // Open opens (creating if needed) the store in dir, takes its exclusive lock and recovers what a previous run
-// left: closed logs to seal and sealed batches to upload. A log is rotated before it would grow past maxLog.
-func Open(dir string, maxLog int64, now func() time.Time) (*Store, []*Batch, error) {
+// left: closed logs to seal and sealed batches to upload. Recovered data counts towards the limit at once.
+func Open(dir string, opt Options) (*Store, []*Batch, error) {
+	if opt.KeyClock == nil {
+		opt.KeyClock = opt.Now
+	}
 	s := &Store{
 		dir: dir, logs: filepath.Join(dir, "logs"), batches: filepath.Join(dir, "batches"),
-		maxLog: maxLog, now: now,
+		state: filepath.Join(dir, "state"), quarantine: filepath.Join(dir, "quarantine"), opt: opt,
 		streams: map[Stream]*stream{}, last: map[Stream]int64{},
 	}
-	for _, d := range []string{dir, s.logs, s.batches} {
+	for _, d := range []string{dir, s.logs, s.batches, s.state, s.quarantine} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, nil, fmt.Errorf("create %s: %w", d, err)
 		}
@@ -142,6 +175,10 @@ func (s *Store) Close() {
 }
 
 func (s *Store) recover() ([]*Batch, error) {
+	if err := s.recoverState(); err != nil {
+		return nil, err
+	}
+	s.quarantined.Store(dirSize(s.quarantine))
 	sealedLogs := map[string]bool{}
 	var batches []*Batch
 	entries, err := os.ReadDir(s.batches)
@@ -161,7 +198,8 @@ func (s *Store) recover() ([]*Batch, error) {
 			}
 			batches = append(batches, b)
 			sealedLogs[b.SourceLog] = true
-			s.bumpLast(Stream{b.Org, b.Kind}, b.Opened)
+			s.bumpLast(b.Stream(), max(b.Opened, b.KeyMs))
+			s.used.Add(b.ObjectBytes)
 		}
 	}
 	for _, e := range entries {
@@ -190,8 +228,48 @@ func (s *Store) recover() ([]*Batch, error) {
 		l.path = filepath.Join(s.logs, name)
 		s.closed = append(s.closed, l)
 		s.bumpLast(l.Stream, l.Opened)
+		if fi, err := e.Info(); err == nil {
+			s.used.Add(fi.Size())
+		}
 	}
 	return batches, syncDir(s.logs)
+}
+
+// recoverState reads the last millisecond used per stream, kept across restarts so that keys never repeat.
+func (s *Store) recoverState() error {
+	entries, err := os.ReadDir(s.state)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		path := filepath.Join(s.state, e.Name())
+		org, kind, ok := strings.Cut(e.Name(), sep)
+		if strings.HasSuffix(e.Name(), tmpSuffix) || !ok {
+			os.Remove(path)
+			continue
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		ms, err := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		s.bumpLast(Stream{org, kind}, ms)
+	}
+	return nil
+}
+
+func dirSize(dir string) int64 {
+	var n int64
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() {
+			n += fi.Size()
+		}
+	}
+	return n
 }
 
 func readBatch(path string) (*Batch, error) {
@@ -202,6 +280,9 @@ func readBatch(path string) (*Batch, error) {
 	b := &Batch{manifest: path, object: strings.TrimSuffix(path, manifestSuffix) + objectSuffix}
 	if err := json.Unmarshal(data, &b.Manifest); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if b.KeyMs == 0 {
+		b.KeyMs = b.Opened
 	}
 	if _, err := os.Stat(b.object); err != nil {
 		return nil, fmt.Errorf("%s has no object: %w", path, err)
@@ -248,6 +329,9 @@ func (s *Store) Append(st Stream, records [][]byte) error {
 	for _, r := range records {
 		frames = appendFrame(frames, r)
 	}
+	if lim := s.opt.Limit; lim > 0 && s.used.Load()+int64(len(frames)) > lim {
+		return fmt.Errorf("buffer %s: %w (%d of %d bytes used, %d more needed)", st, ErrFull, s.used.Load(), lim, len(frames))
+	}
 	for {
 		ss := s.stream(st)
 		ss.mu.Lock()
@@ -276,7 +360,7 @@ func (s *Store) stream(st Stream) *stream {
 }
 
 func (s *Store) appendLocked(ss *stream, st Stream, frames []byte) error {
-	if ss.log != nil && ss.size > 0 && ss.size+int64(len(frames)) > s.maxLog {
+	if ss.log != nil && ss.size > 0 && ss.size+int64(len(frames)) > s.opt.MaxLog {
 		s.rotateLocked(ss)
 	}
 	if ss.log == nil {
@@ -302,14 +386,21 @@ func (s *Store) appendLocked(ss *stream, st Stream, frames []byte) error {
 		return err
 	}
 	ss.size += int64(len(frames))
+	s.used.Add(int64(len(frames)))
 	return f.Close()
 }
 
-func (s *Store) createLog(st Stream) (*Log, error) {
+// NextMs reserves the next free millisecond of a stream: now, or one past the last one used.
+func (s *Store) NextMs(st Stream) int64 {
 	s.mu.Lock()
-	ms := max(s.now().UnixMilli(), s.last[st]+1)
+	defer s.mu.Unlock()
+	ms := max(s.opt.KeyClock().UnixMilli(), s.last[st]+1)
 	s.last[st] = ms
-	s.mu.Unlock()
+	return ms
+}
+
+func (s *Store) createLog(st Stream) (*Log, error) {
+	ms := s.NextMs(st)
 	l := &Log{Stream: st, Opened: ms, path: filepath.Join(s.logs, baseName(st, ms)+logSuffix)}
 	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
@@ -342,7 +433,7 @@ func (s *Store) Rotate(cutoff time.Time) {
 	for _, ss := range s.streams {
 		all = append(all, ss)
 	}
-	nowMs := s.now().UnixMilli()
+	nowMs := s.opt.KeyClock().UnixMilli()
 	for st, ms := range s.last {
 		if ms < nowMs {
 			delete(s.last, st)
@@ -392,25 +483,26 @@ func (s *Store) Seal(l *Log, key string, encode Encoder) (*Batch, SealReport, er
 	fail := func(err error) (*Batch, SealReport, error) {
 		return nil, rep, fmt.Errorf("seal %s: %w", filepath.Base(l.path), err)
 	}
-	data, unmap, err := mapFile(l.path)
+	data, lastWrite, unmap, err := mapFile(l.path)
 	if err != nil {
 		return fail(err)
 	}
 	defer unmap()
 
-	records := 0
-	rep.TornTail = scanFrames(data, func([]byte) { records++ }, func(b []byte) {
+	records, jsonBytes := 0, int64(0)
+	rep.TornTail = scanFrames(data, func(p []byte) { records++; jsonBytes += int64(len(p)) }, func(b []byte) {
 		rep.Damaged = append(rep.Damaged, append([]byte(nil), b...))
 	})
 	if records == 0 {
 		rep.NoRecords = true
-		return nil, rep, s.removeLog(l)
+		return nil, rep, s.removeLog(l, int64(len(data)))
 	}
 
 	base := filepath.Join(s.batches, baseName(l.Stream, l.Opened))
 	b := &Batch{object: base + objectSuffix, manifest: base + manifestSuffix}
-	b.Manifest = Manifest{Key: key, Org: l.Org, Kind: l.Kind, Opened: l.Opened, Records: records,
-		SealedAt: s.now().UTC(), SourceLog: filepath.Base(l.path)}
+	b.Manifest = Manifest{Key: key, KeyMs: l.Opened, Org: l.Org, Kind: l.Kind, Opened: l.Opened,
+		LastRecord: max(l.Opened, lastWrite.UnixMilli()), Records: records, JSONBytes: jsonBytes,
+		SealedAt: s.opt.Now().UTC(), SourceLog: filepath.Base(l.path)}
 
 	sum, size, err := writeSynced(b.object+tmpSuffix, func(w io.Writer) error {
 		return encode(w, func(yield func([]byte) bool) {
@@ -427,46 +519,125 @@ func (s *Store) Seal(l *Log, key string, encode Encoder) (*Batch, SealReport, er
 		return fail(err)
 	}
 	b.ContentMD5, b.ObjectBytes = sum, size
-	manifest, _ := json.MarshalIndent(&b.Manifest, "", "  ")
-	if _, _, err := writeSynced(b.manifest+tmpSuffix, func(w io.Writer) error {
-		_, err := w.Write(manifest)
-		return err
-	}); err != nil {
-		os.Remove(b.object + tmpSuffix)
-		os.Remove(b.manifest + tmpSuffix)
-		return fail(err)
-	}
+	// The object goes into place first: an object without a manifest is removed on the next start, while
+	// the log still holds its records. The manifest's rename is the commit.
 	if err := os.Rename(b.object+tmpSuffix, b.object); err != nil {
+		os.Remove(b.object + tmpSuffix)
 		return fail(err)
 	}
-	if err := os.Rename(b.manifest+tmpSuffix, b.manifest); err != nil {
+	if err := s.writeManifest(b); err != nil {
+		os.Remove(b.object)
 		return fail(err)
 	}
-	if err := syncDir(s.batches); err != nil {
-		return fail(err)
-	}
-	return b, rep, s.removeLog(l)
+	s.used.Add(b.ObjectBytes)
+	return b, rep, s.removeLog(l, int64(len(data)))
 }
 
-func (s *Store) removeLog(l *Log) error {
+func (s *Store) removeLog(l *Log, size int64) error {
 	if err := os.Remove(l.path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
+	s.used.Add(-size)
 	return syncDir(s.logs)
 }
+
+// writeManifest replaces the batch's manifest atomically.
+func (s *Store) writeManifest(b *Batch) error {
+	data, _ := json.MarshalIndent(&b.Manifest, "", "  ")
+	return replaceFile(b.manifest, data)
+}
+
+// replaceFile writes path atomically: temporary file, fsync, rename, fsync of the folder.
+func replaceFile(path string, data []byte) error {
+	if _, _, err := writeSynced(path+tmpSuffix, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	}); err != nil {
+		os.Remove(path + tmpSuffix)
+		return err
+	}
+	if err := os.Rename(path+tmpSuffix, path); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// Rekey gives a batch a new key, after S3 said the old one exists, and persists it with its millisecond.
+func (s *Store) Rekey(b *Batch, key string, ms int64) error {
+	b.Key, b.KeyMs = key, ms
+	if err := s.writeManifest(b); err != nil {
+		return fmt.Errorf("rekey %s: %w", key, err)
+	}
+	return s.saveLast(b.Stream(), ms)
+}
+
+// SaveAttempt records one more failed upload attempt in the batch's manifest.
+func (s *Store) SaveAttempt(b *Batch) error {
+	b.Attempts++
+	return s.writeManifest(b)
+}
+
+// saveLast persists the last millisecond a stream used, so that a restart never reuses it.
+func (s *Store) saveLast(st Stream, ms int64) error {
+	s.mu.Lock()
+	if ms > s.last[st] {
+		s.last[st] = ms
+	}
+	s.mu.Unlock()
+	path := filepath.Join(s.state, st.Org+sep+st.Kind)
+	if old, err := os.ReadFile(path); err == nil {
+		if prev, err := strconv.ParseInt(strings.TrimSpace(string(old)), 10, 64); err == nil && prev >= ms {
+			return nil
+		}
+	}
+	return replaceFile(path, []byte(strconv.FormatInt(ms, 10)+"\n"))
+}
+
+// Usage returns the bytes held in logs and batches, and the limit (0: none).
+func (s *Store) Usage() (used, limit int64) { return s.used.Load(), s.opt.Limit }
 
 // OpenObject opens the batch's object for reading.
 func (b *Batch) OpenObject() (*os.File, error) { return os.Open(b.object) }
 
-// Remove deletes a batch once it is delivered. The manifest goes first: an object without a manifest is
-// cleaned up on the next start.
+// Remove deletes a batch once it is delivered, after persisting its millisecond as the stream's last. The
+// manifest goes first: an object without a manifest is cleaned up on the next start.
 func (s *Store) Remove(b *Batch) error {
+	if err := s.saveLast(b.Stream(), b.KeyMs); err != nil {
+		return err
+	}
 	if err := os.Remove(b.manifest); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
 	os.Remove(b.object)
+	s.used.Add(-b.ObjectBytes)
 	return syncDir(s.batches)
 }
+
+// Quarantine moves a batch that could not be delivered for too long out of the upload path, into the
+// quarantine folder, within its own size limit. Moving its two files back into batches/ replays it.
+func (s *Store) Quarantine(b *Batch) error {
+	if s.quarantined.Load()+b.ObjectBytes > s.opt.QuarantineLimit {
+		return fmt.Errorf("%w (%d of %d bytes used)", ErrQuarantineFull, s.quarantined.Load(), s.opt.QuarantineLimit)
+	}
+	object := filepath.Join(s.quarantine, filepath.Base(b.object))
+	manifest := filepath.Join(s.quarantine, filepath.Base(b.manifest))
+	if err := os.Rename(b.object, object); err != nil {
+		return err
+	}
+	if err := os.Rename(b.manifest, manifest); err != nil {
+		return err
+	}
+	if err := syncDir(s.quarantine); err != nil {
+		return err
+	}
+	b.object, b.manifest = object, manifest
+	s.used.Add(-b.ObjectBytes)
+	s.quarantined.Add(b.ObjectBytes)
+	return syncDir(s.batches)
+}
+
+// QuarantineDir is where quarantined batches are kept.
+func (s *Store) QuarantineDir() string { return s.quarantine }
 
 // DeadLetter appends lines to the dead-letter file and syncs it.
 func (s *Store) DeadLetter(lines []byte) error {
@@ -514,22 +685,23 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
-func mapFile(path string) ([]byte, func(), error) {
+// mapFile maps a log read-only and returns its contents and the time of its last write.
+func mapFile(path string) ([]byte, time.Time, func(), error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, nil, err
+		return nil, time.Time{}, nil, err
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return nil, nil, err
+		return nil, time.Time{}, nil, err
 	}
 	if st.Size() == 0 {
-		return nil, func() {}, nil
+		return nil, st.ModTime(), func() {}, nil
 	}
 	data, err := syscall.Mmap(int(f.Fd()), 0, int(st.Size()), syscall.PROT_READ, syscall.MAP_SHARED)
 	if err != nil {
-		return nil, nil, err
+		return nil, time.Time{}, nil, err
 	}
-	return data, func() { syscall.Munmap(data) }, nil
+	return data, st.ModTime(), func() { syscall.Munmap(data) }, nil
 }

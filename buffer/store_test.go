@@ -2,6 +2,7 @@ package buffer
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"iter"
@@ -18,9 +19,13 @@ func (c *clock) now() time.Time { return c.t }
 
 var t0 = time.UnixMilli(1769611845000)
 
+func opts(maxLog int64, c *clock) Options {
+	return Options{MaxLog: maxLog, QuarantineLimit: 1 << 20, Now: c.now}
+}
+
 func open(t *testing.T, dir string, maxLog int64, c *clock) *Store {
 	t.Helper()
-	s, _, err := Open(dir, maxLog, c.now)
+	s, _, err := Open(dir, opts(maxLog, c))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +138,7 @@ func TestSizeRotationAndUniqueMilliseconds(t *testing.T) {
 func TestRecoverLogsAndBatches(t *testing.T) {
 	dir := t.TempDir()
 	c := &clock{t0}
-	s, _, err := Open(dir, 1<<20, c.now)
+	s, _, err := Open(dir, opts(1<<20, c))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +152,7 @@ func TestRecoverLogsAndBatches(t *testing.T) {
 	s.Append(Stream{"o", "user"}, recs("open-1", "open-2"))
 	s.Close() // as after a crash: nothing else is done
 
-	s2, batches, err := Open(dir, 1<<20, c.now)
+	s2, batches, err := Open(dir, opts(1<<20, c))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +180,7 @@ func TestRecoverLogsAndBatches(t *testing.T) {
 func TestTornTailAndDamagedMiddle(t *testing.T) {
 	dir := t.TempDir()
 	c := &clock{t0}
-	s, _, _ := Open(dir, 1<<20, c.now)
+	s, _, _ := Open(dir, opts(1<<20, c))
 	s.Append(Stream{"o", "org"}, recs("first", "second", "third"))
 	s.Close()
 	logs, _ := filepath.Glob(filepath.Join(dir, "logs", "*.log"))
@@ -200,7 +205,7 @@ func TestTornTailAndDamagedMiddle(t *testing.T) {
 func TestCrashPointsDuringSeal(t *testing.T) {
 	dir := t.TempDir()
 	c := &clock{t0}
-	s, _, _ := Open(dir, 1<<20, c.now)
+	s, _, _ := Open(dir, opts(1<<20, c))
 	s.Append(Stream{"o", "org"}, recs("a"))
 	s.Rotate(time.Time{})
 	l := s.TakeClosed()[0]
@@ -216,7 +221,7 @@ func TestCrashPointsDuringSeal(t *testing.T) {
 	os.WriteFile(stray, []byte("x"), 0o600)
 	os.WriteFile(filepath.Join(dir, "batches", "o~user~1"+manifestSuffix+tmpSuffix), []byte("x"), 0o600)
 
-	s2, batches, err := Open(dir, 1<<20, c.now)
+	s2, batches, err := Open(dir, opts(1<<20, c))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +248,7 @@ func TestLockAndPermissions(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "store")
 	c := &clock{t0}
 	s := open(t, dir, 1<<20, c)
-	if _, _, err := Open(dir, 1<<20, c.now); err == nil || !strings.Contains(err.Error(), "in use by another wivaudit instance (pid ") {
+	if _, _, err := Open(dir, opts(1<<20, c)); err == nil || !strings.Contains(err.Error(), "in use by another wivaudit instance (pid ") {
 		t.Errorf("second Open: %v", err)
 	}
 	s.Append(Stream{"o", "org"}, recs("a"))
@@ -259,7 +264,7 @@ func TestLockAndPermissions(t *testing.T) {
 		return nil
 	})
 	s.Close()
-	if s2, _, err := Open(dir, 1<<20, c.now); err != nil {
+	if s2, _, err := Open(dir, opts(1<<20, c)); err != nil {
 		t.Errorf("Open after Close: %v", err)
 	} else {
 		s2.Close()
@@ -272,5 +277,127 @@ func TestUnsafeStreamNames(t *testing.T) {
 		if err := s.Append(st, recs("x")); err == nil {
 			t.Errorf("%v accepted", st)
 		}
+	}
+}
+
+func sealOne(t *testing.T, s *Store) *Batch {
+	t.Helper()
+	s.Rotate(time.Time{})
+	closed := s.TakeClosed()
+	if len(closed) != 1 {
+		t.Fatalf("%d closed logs, want 1", len(closed))
+	}
+	b, _, err := s.Seal(closed[0], fmt.Sprintf("k-%d", closed[0].Opened), joinLines)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestLimitCountsLogsBatchesAndRecoveredData(t *testing.T) {
+	dir := t.TempDir()
+	c := &clock{t0}
+	o := opts(1<<20, c)
+	o.Limit = 100
+	s, _, err := Open(dir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := Stream{"o", "org"}
+	if err := s.Append(st, recs(strings.Repeat("a", 40))); err != nil { // 52 bytes framed
+		t.Fatal(err)
+	}
+	if err := s.Append(st, recs(strings.Repeat("b", 40))); !errors.Is(err, ErrFull) {
+		t.Fatalf("append past the limit: %v", err)
+	}
+	used, _ := s.Usage()
+	s.Close()
+
+	s, batches, err := Open(dir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got, _ := s.Usage(); got != used || len(batches) != 0 {
+		t.Errorf("recovered usage %d, want %d", got, used)
+	}
+	b := sealOne(t, s)
+	if got, _ := s.Usage(); got != b.ObjectBytes {
+		t.Errorf("usage after sealing %d, want the object's %d", got, b.ObjectBytes)
+	}
+	if err := s.Remove(b); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Usage(); got != 0 {
+		t.Errorf("usage after removal %d", got)
+	}
+	if err := s.Append(st, recs(strings.Repeat("b", 40))); err != nil {
+		t.Errorf("append after space was freed: %v", err)
+	}
+}
+
+func TestKeysNeverRepeatAcrossRestarts(t *testing.T) {
+	dir := t.TempDir()
+	c := &clock{t0} // frozen: only persisted state keeps keys apart
+	st := Stream{"o", "org"}
+	s, _, _ := Open(dir, opts(1<<20, c))
+	s.Append(st, recs("a"))
+	b := sealOne(t, s)
+	if err := s.Rekey(b, "k-rekeyed", b.KeyMs+5); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveAttempt(b); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	s, batches, _ := Open(dir, opts(1<<20, c))
+	if len(batches) != 1 || batches[0].Key != "k-rekeyed" || batches[0].KeyMs != t0.UnixMilli()+5 || batches[0].Attempts != 1 {
+		t.Fatalf("recovered %+v", batches)
+	}
+	if err := s.Remove(batches[0]); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	s, _, _ = Open(dir, opts(1<<20, c)) // nothing left but the state
+	defer s.Close()
+	if ms := s.NextMs(st); ms != t0.UnixMilli()+6 {
+		t.Errorf("NextMs after restart %d, want %d", ms, t0.UnixMilli()+6)
+	}
+}
+
+func TestQuarantine(t *testing.T) {
+	dir := t.TempDir()
+	c := &clock{t0}
+	o := opts(1<<20, c)
+	s, _, _ := Open(dir, o)
+	s.Append(Stream{"o", "org"}, recs("a"))
+	b := sealOne(t, s)
+	s.Append(Stream{"o", "api"}, recs("b"))
+	b2 := sealOne(t, s)
+	if err := s.Quarantine(b); err != nil {
+		t.Fatal(err)
+	}
+	obj, man := b.Files()
+	if filepath.Dir(obj) != s.QuarantineDir() || filepath.Dir(man) != s.QuarantineDir() {
+		t.Errorf("files %s %s", obj, man)
+	}
+	if used, _ := s.Usage(); used != b2.ObjectBytes {
+		t.Errorf("usage %d after quarantine, want %d", used, b2.ObjectBytes)
+	}
+	s.Close()
+
+	o.QuarantineLimit = b.ObjectBytes + 10 // no room for a second batch
+	s, batches, _ := Open(dir, o)
+	defer s.Close()
+	if len(batches) != 1 || batches[0].Key != b2.Key {
+		t.Errorf("quarantined batch came back for upload: %+v", batches)
+	}
+	if err := s.Quarantine(batches[0]); !errors.Is(err, ErrQuarantineFull) {
+		t.Errorf("quarantine past its limit: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "batches", filepath.Base(obj))); !os.IsNotExist(err) {
+		t.Errorf("object still in batches: %v", err)
 	}
 }

@@ -49,6 +49,16 @@ type Config struct {
 	CannedACL       string // "" means no ACL header
 	UploadWorkers   int
 	ShutdownTimeout time.Duration
+
+	StoreDirLimitSize   int64 // 0: no limit
+	ConditionalWrites   bool
+	RequestTimeout      time.Duration
+	SessionDuration     time.Duration
+	RefreshWindow       time.Duration
+	RefreshJitter       time.Duration
+	HoldRetryInterval   time.Duration
+	QuarantineAfter     time.Duration
+	QuarantineLimitSize int64
 }
 
 // Defaults, in the units operators write them in.
@@ -62,6 +72,13 @@ const (
 	DefaultCannedACL       = "bucket-owner-full-control"
 	DefaultUploadWorkers   = 4
 	DefaultShutdownTimeout = "4s"
+	DefaultRequestTimeout  = "30s"
+	DefaultSession         = "1h"
+	DefaultRefreshWindow   = "5m"
+	DefaultRefreshJitter   = "2m"
+	DefaultHoldRetry       = "5m"
+	DefaultQuarantineAfter = "7d"
+	DefaultQuarantineLimit = "1G"
 )
 
 const (
@@ -73,6 +90,10 @@ const (
 	maxUploadTimeout = 24 * time.Hour
 	maxShutdown      = 10 * time.Minute
 	maxUploadWorkers = 64
+	maxBytes         = 1 << 50
+	// STS accepts 15 minutes to 12 hours (the role's maximum session duration may be lower).
+	minSession = 15 * time.Minute
+	maxSession = 12 * time.Hour
 )
 
 var (
@@ -114,6 +135,16 @@ func Parse(src Source) (*Config, error) {
 		CannedACL:       p.str("Canned_ACL", DefaultCannedACL),
 		UploadWorkers:   p.integer("Upload_Workers", DefaultUploadWorkers, 1, maxUploadWorkers),
 		ShutdownTimeout: p.duration("Shutdown_Timeout", DefaultShutdownTimeout, 0, maxShutdown),
+
+		StoreDirLimitSize:   p.size("Store_Dir_Limit_Size", "0", 0, maxBytes),
+		ConditionalWrites:   p.boolean("Conditional_Writes", true),
+		RequestTimeout:      p.duration("Request_Timeout", DefaultRequestTimeout, time.Second, 10*time.Minute),
+		SessionDuration:     p.duration("Role_Session_Duration", DefaultSession, minSession, maxSession),
+		RefreshWindow:       p.duration("Credential_Refresh_Window", DefaultRefreshWindow, time.Second, maxSession),
+		RefreshJitter:       p.duration("Credential_Refresh_Jitter", DefaultRefreshJitter, 0, maxSession),
+		HoldRetryInterval:   p.duration("Hold_Retry_Interval", DefaultHoldRetry, time.Second, 24*time.Hour),
+		QuarantineAfter:     p.duration("Quarantine_After", DefaultQuarantineAfter, time.Second, 365*24*time.Hour),
+		QuarantineLimitSize: p.size("Quarantine_Limit_Size", DefaultQuarantineLimit, 0, maxBytes),
 	}
 	p.validate(c)
 	if len(p.errs) > 0 {
@@ -164,6 +195,19 @@ func (p *parser) duration(key, def string, lo, hi time.Duration) time.Duration {
 	return d
 }
 
+// boolean reads a switch as Fluent Bit does: true/on/yes or false/off/no, in any case.
+func (p *parser) boolean(key string, def bool) bool {
+	v := strings.ToLower(p.str(key, strconv.FormatBool(def)))
+	switch v {
+	case "true", "on", "yes":
+		return true
+	case "false", "off", "no":
+		return false
+	}
+	p.fail(key, "%q is not a switch; use on or off", v)
+	return def
+}
+
 func (p *parser) integer(key string, def, lo, hi int) int {
 	v := p.str(key, strconv.Itoa(def))
 	n, err := strconv.Atoi(v)
@@ -210,6 +254,15 @@ func (p *parser) validate(c *Config) {
 		p.fail("Kind_Key", "%q is not a usable record key (1-128 characters, no control characters)", c.KindKey)
 	}
 	p.keyPrefix(c.KeyPrefix)
+	if c.StoreDirLimitSize > 0 && c.StoreDirLimitSize < 10*minFileSize {
+		p.fail("Store_Dir_Limit_Size", "%d bytes is too small to hold a batch; use 0 (no limit) or at least 10K", c.StoreDirLimitSize)
+	}
+	if c.RefreshWindow >= c.SessionDuration {
+		p.fail("Credential_Refresh_Window", "%s must be shorter than Role_Session_Duration (%s)", c.RefreshWindow, c.SessionDuration)
+	}
+	if c.RefreshJitter > c.RefreshWindow {
+		p.fail("Credential_Refresh_Jitter", "%s must not exceed Credential_Refresh_Window (%s)", c.RefreshJitter, c.RefreshWindow)
+	}
 	acl := strings.ToLower(c.CannedACL)
 	switch {
 	case acl == "none":

@@ -18,7 +18,10 @@ func TestDefaults(t *testing.T) {
 	}
 	want := Config{Bucket: "b-1", Region: "us-east-1", RoleSessionName: "wivaudit", StoreDir: DefaultStoreDir,
 		TotalFileSize: 50_000_000, UploadTimeout: 10 * time.Minute, OrgIDKey: "org_id",
-		CannedACL: "bucket-owner-full-control", UploadWorkers: 4, ShutdownTimeout: 4 * time.Second}
+		CannedACL: "bucket-owner-full-control", UploadWorkers: 4, ShutdownTimeout: 4 * time.Second,
+		ConditionalWrites: true, RequestTimeout: 30 * time.Second, SessionDuration: time.Hour,
+		RefreshWindow: 5 * time.Minute, RefreshJitter: 2 * time.Minute, HoldRetryInterval: 5 * time.Minute,
+		QuarantineAfter: 7 * 24 * time.Hour, QuarantineLimitSize: 1_000_000_000}
 	if *c != want {
 		t.Errorf("got %+v\nwant %+v", *c, want)
 	}
@@ -29,7 +32,10 @@ func TestSettings(t *testing.T) {
 	for k, v := range map[string]string{"REGION": "eu-west-1", "role_session_name": "wiv-prod", "Endpoint": "http://127.0.0.1:5000",
 		"STS_Endpoint": "https://sts.eu-west-1.amazonaws.com", "Store_Dir": "/data/wiv", "Total_File_Size": "1.5M",
 		"Upload_Timeout": "90", "Org_ID_Key": "tenant", "Kind_Key": "log_kind", "Key_Prefix": "audit/v1/",
-		"Canned_ACL": "NONE", "Upload_Workers": "8", "Shutdown_Timeout": "0"} {
+		"Canned_ACL": "NONE", "Upload_Workers": "8", "Shutdown_Timeout": "0", "Store_Dir_Limit_Size": "2G",
+		"Conditional_Writes": "Off", "Request_Timeout": "5s", "Role_Session_Duration": "2h",
+		"Credential_Refresh_Window": "10m", "Credential_Refresh_Jitter": "0", "Hold_Retry_Interval": "30s",
+		"Quarantine_After": "1d", "Quarantine_Limit_Size": "0"} {
 		src[k] = v
 	}
 	c, err := Parse(src)
@@ -39,7 +45,10 @@ func TestSettings(t *testing.T) {
 	if c.Region != "eu-west-1" || c.RoleSessionName != "wiv-prod" || c.TotalFileSize != 1_500_000 ||
 		c.UploadTimeout != 90*time.Second || c.OrgIDKey != "tenant" || c.KindKey != "log_kind" ||
 		c.KeyPrefix != "audit/v1/" || c.CannedACL != "" || c.UploadWorkers != 8 || c.ShutdownTimeout != 0 ||
-		c.Endpoint != "http://127.0.0.1:5000" || c.StoreDir != "/data/wiv" {
+		c.Endpoint != "http://127.0.0.1:5000" || c.StoreDir != "/data/wiv" || c.StoreDirLimitSize != 2e9 ||
+		c.ConditionalWrites || c.RequestTimeout != 5*time.Second || c.SessionDuration != 2*time.Hour ||
+		c.RefreshWindow != 10*time.Minute || c.RefreshJitter != 0 || c.HoldRetryInterval != 30*time.Second ||
+		c.QuarantineAfter != 24*time.Hour || c.QuarantineLimitSize != 0 {
 		t.Errorf("settings not applied: %+v", c)
 	}
 }
@@ -71,6 +80,12 @@ func TestInvalid(t *testing.T) {
 		{"Canned_ACL", "public-read", `Canned_ACL: "public-read" is not accepted`},
 		{"Upload_Workers", "0", `Upload_Workers: "0" is not a whole number from 1 to 64`},
 		{"Org_ID_Key", "a\x01b", "Org_ID_Key"},
+		{"Store_Dir_Limit_Size", "5K", "Store_Dir_Limit_Size: 5000 bytes is too small"},
+		{"Conditional_Writes", "maybe", `Conditional_Writes: "maybe" is not a switch`},
+		{"Role_Session_Duration", "5m", `Role_Session_Duration: "5m" is out of range`},
+		{"Credential_Refresh_Window", "1h", "Credential_Refresh_Window: 1h0m0s must be shorter than Role_Session_Duration"},
+		{"Credential_Refresh_Jitter", "6m", "Credential_Refresh_Jitter: 6m0s must not exceed Credential_Refresh_Window"},
+		{"Request_Timeout", "0", `Request_Timeout: "0" is out of range`},
 	}
 	for _, c := range cases {
 		t.Run(c.key+"="+c.value, func(t *testing.T) {

@@ -6,8 +6,11 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,7 +23,13 @@ import (
 const (
 	backoffBase = time.Second
 	backoffCap  = 5 * time.Minute
+	// Refused credentials are dropped and the role assumed again at most this often.
+	reassumeEvery = 30 * time.Second
 )
+
+// FrozenKeyClockEnv, when set to a unix millisecond, pins the clock that chooses key milliseconds so that
+// tests can force two processes onto the same keys. It is a test hook: never set it in production.
+const FrozenKeyClockEnv = "WIVAUDIT_TEST_FROZEN_KEY_MS"
 
 // Instance is one [OUTPUT] wivaudit section. Flush is safe for concurrent use (Fluent Bit's Workers).
 type Instance struct {
@@ -29,6 +38,7 @@ type Instance struct {
 	dec    *Decoder
 	store  *buffer.Store
 	client putter
+	creds  invalidator
 	queue  *queue
 	now    func() time.Time
 
@@ -38,21 +48,32 @@ type Instance struct {
 	sealerDone   chan struct{}
 	uploadersWG  sync.WaitGroup
 	rejectReport every
+	fullReport   every
+	reassume     every
+	usageLevel   atomic.Int32
 	closeOnce    sync.Once
 
-	accepted, rejected, delivered, objects atomic.Int64
+	accepted, rejected, delivered, objects, conflicts, reassumed, quarantined atomic.Int64
 }
 
 // New opens the store, recovers what it holds and starts sealing and uploading. name prefixes log lines.
 func New(cfg *conf.Config, name string, out LogFunc) (*Instance, error) {
-	client, err := newS3(context.Background(), cfg)
+	client, creds, err := newS3(context.Background(), cfg)
 	if err != nil {
 		return nil, err
 	}
-	return start(cfg, name, out, client)
+	var keyClock func() time.Time
+	if v := os.Getenv(FrozenKeyClockEnv); v != "" {
+		ms, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %q is not a unix millisecond", FrozenKeyClockEnv, v)
+		}
+		keyClock = func() time.Time { return time.UnixMilli(ms) }
+	}
+	return start(cfg, name, out, client, creds, keyClock)
 }
 
-func start(cfg *conf.Config, name string, out LogFunc, client putter) (*Instance, error) {
+func start(cfg *conf.Config, name string, out LogFunc, client putter, creds invalidator, keyClock func() time.Time) (*Instance, error) {
 	in := &Instance{
 		cfg:          cfg,
 		log:          &logger{out: out, prefix: "[" + name + "] ", secrets: []string{cfg.ExternalID}},
@@ -61,19 +82,23 @@ func start(cfg *conf.Config, name string, out LogFunc, client putter) (*Instance
 		sealNow:      make(chan struct{}, 1),
 		sealerDone:   make(chan struct{}),
 		rejectReport: every{interval: 10 * time.Second},
+		fullReport:   every{interval: 10 * time.Second},
+		reassume:     every{interval: reassumeEvery},
 	}
 	in.queue = newQueue(in.now)
-	store, batches, err := buffer.Open(cfg.StoreDir, cfg.TotalFileSize, in.now)
+	store, batches, err := buffer.Open(cfg.StoreDir, buffer.Options{MaxLog: cfg.TotalFileSize, Limit: cfg.StoreDirLimitSize,
+		QuarantineLimit: cfg.QuarantineLimitSize, Now: in.now, KeyClock: keyClock})
 	if err != nil {
 		return nil, fmt.Errorf("Store_Dir: %w", err)
 	}
-	in.store, in.client = store, client
+	in.store, in.client, in.creds = store, client, creds
 	for _, b := range batches {
 		in.queue.push(&item{batch: b, due: in.now()})
 	}
 	if len(batches) > 0 {
 		in.log.logf(LevelInfo, "recovered %d sealed batches from %s", len(batches), cfg.StoreDir)
 	}
+	in.checkUsage()
 
 	sealCtx, stopSealer := context.WithCancel(context.Background())
 	upCtx, stopUploads := context.WithCancel(context.Background())
@@ -122,11 +147,17 @@ func (in *Instance) Flush(chunk []byte, tag string) Result {
 	accepted := 0
 	for _, st := range order {
 		if err := in.store.Append(st, streams[st]); err != nil {
-			in.log.logf(LevelError, "cannot buffer records, asking Fluent Bit to retry the chunk: %v", err)
+			if !errors.Is(err, buffer.ErrFull) {
+				in.log.logf(LevelError, "cannot buffer records, asking Fluent Bit to retry the chunk: %v", err)
+			} else if ok, _ := in.fullReport.allow(in.now()); ok {
+				in.log.logf(LevelWarn, "%v; asking Fluent Bit to retry the chunk until uploads free space", err)
+			}
+			in.checkUsage()
 			return Retry
 		}
 		accepted += len(streams[st])
 	}
+	in.checkUsage()
 	if rejected > 0 {
 		if err := in.store.DeadLetter(dead); err != nil {
 			in.log.logf(LevelError, "cannot write %d rejected records to %s, asking Fluent Bit to retry the chunk: %v",
@@ -226,12 +257,12 @@ func (in *Instance) uploader(ctx context.Context) {
 		if !ok {
 			return
 		}
-		in.attempt(ctx, it)
-		in.queue.done()
+		in.queue.done(it, in.attempt(ctx, it))
 	}
 }
 
-func (in *Instance) attempt(ctx context.Context, it *item) {
+// attempt uploads one batch and reports whether it stays queued.
+func (in *Instance) attempt(ctx context.Context, it *item) bool {
 	b := it.batch
 	err := put(ctx, in.client, in.cfg, b)
 	if err == nil {
@@ -240,17 +271,93 @@ func (in *Instance) attempt(ctx context.Context, it *item) {
 		}
 		in.delivered.Add(int64(b.Records))
 		in.objects.Add(1)
+		in.checkUsage()
 		in.log.logf(LevelDebug, "uploaded s3://%s/%s (%d records, %d bytes)", in.cfg.Bucket, b.Key, b.Records, b.ObjectBytes)
-		return
+		return false
+	}
+	if ctx.Err() != nil {
+		return true // shutting down: the batch stays on disk
+	}
+	now := in.now()
+	if err := in.store.SaveAttempt(b); err != nil {
+		in.log.logf(LevelWarn, "cannot record the attempt in the manifest of %s: %v", b.Key, err)
+	}
+	switch classify(err) {
+	case keyExists:
+		old := b.Key
+		ms := in.store.NextMs(b.Stream())
+		if err := in.store.Rekey(b, objectKey(in.cfg.KeyPrefix, b.Org, b.Kind, ms), ms); err != nil {
+			it.attempts++
+			it.due = now.Add(backoff(it.attempts))
+			in.log.logf(LevelError, "%s exists in S3 and the batch cannot take a new key: %v", old, err)
+			return true
+		}
+		in.conflicts.Add(1)
+		it.due = now
+		in.log.logf(LevelWarn, "%s already exists in S3 (another writer, or an earlier attempt whose answer was lost); uploading the batch as %s instead", old, b.Key)
+		return true
+	case credentials:
+		if ok, _ := in.reassume.allow(now); ok && in.creds != nil {
+			in.creds.Invalidate()
+			in.reassumed.Add(1)
+			it.due = now
+			in.log.logf(LevelWarn, "the role's credentials were refused for %s; assuming the role again: %s", b.Key, explain(err, in.cfg))
+			return true
+		}
+	case misconfigured:
+		age := now.Sub(time.UnixMilli(b.Opened))
+		if age >= in.cfg.QuarantineAfter {
+			return in.quarantine(b, age, err)
+		}
+		it.due = now.Add(in.cfg.HoldRetryInterval)
+		in.log.logf(LevelError, "upload of %s (%d records) refused, attempt %d; holding the batch, next try in %s, quarantine after %s: %s",
+			b.Key, b.Records, b.Attempts, in.cfg.HoldRetryInterval, in.cfg.QuarantineAfter-age.Round(time.Second), explain(err, in.cfg))
+		return true
 	}
 	it.attempts++
-	it.due = in.now().Add(backoff(it.attempts))
-	in.queue.push(it)
-	if ctx.Err() != nil {
+	it.due = now.Add(backoff(it.attempts))
+	in.log.logf(LevelWarn, "upload of %s (%d records) failed, attempt %d, next in %s; the batch stays buffered: %s",
+		b.Key, b.Records, b.Attempts, it.due.Sub(now).Round(time.Millisecond), explain(err, in.cfg))
+	return true
+}
+
+// quarantine moves a batch refused for longer than Quarantine_After out of the upload path. When the
+// quarantine folder is full, the batch stays and is retried: nothing is deleted.
+func (in *Instance) quarantine(b *buffer.Batch, age time.Duration, cause error) bool {
+	if err := in.store.Quarantine(b); err != nil {
+		in.log.logf(LevelError, "upload of %s refused for %s and it cannot be quarantined (%v); keeping it in the upload path: %s",
+			b.Key, age.Round(time.Second), err, explain(cause, in.cfg))
+		return true
+	}
+	in.quarantined.Add(1)
+	in.checkUsage()
+	object, manifest := b.Files()
+	in.log.logf(LevelError, "upload of %s (%d records) refused for %s: moved to quarantine (%s, %s); to replay it after fixing the cause, move both files into %s/batches and restart. Cause: %s",
+		b.Key, b.Records, age.Round(time.Second), object, manifest, in.cfg.StoreDir, explain(cause, in.cfg))
+	return false
+}
+
+// checkUsage logs when the store crosses 80 % and 95 % of Store_Dir_Limit_Size, and when it is back under.
+func (in *Instance) checkUsage() {
+	used, limit := in.store.Usage()
+	if limit == 0 {
 		return
 	}
-	in.log.logf(LevelWarn, "upload of %s (%d records) failed, attempt %d, next in %s; the batch stays buffered: %s",
-		b.Key, b.Records, it.attempts, it.due.Sub(in.now()).Round(time.Millisecond), explain(err, in.cfg))
+	level := int32(0)
+	switch {
+	case used*100 >= limit*95:
+		level = 2
+	case used*100 >= limit*80:
+		level = 1
+	}
+	old := in.usageLevel.Swap(level)
+	switch {
+	case level > old:
+		in.log.logf(LevelWarn, "Store_Dir holds %d of %d bytes (Store_Dir_Limit_Size), over %d%%; at the limit flushes are retried until uploads free space",
+			used, limit, map[int32]int{1: 80, 2: 95}[level])
+	case level < old && level == 0:
+		in.log.logf(LevelInfo, "Store_Dir is back under 80%% of Store_Dir_Limit_Size (%d of %d bytes)", used, limit)
+	}
 }
 
 func backoff(attempts int) time.Duration {
@@ -279,7 +386,8 @@ func (in *Instance) Close() {
 		if !drained {
 			left = fmt.Sprintf("; %d batches stay in %s for the next start", in.queue.len(), in.cfg.StoreDir)
 		}
-		in.log.logf(LevelInfo, "stopped: %d records accepted, %d rejected, %d delivered in %d objects%s",
-			in.accepted.Load(), in.rejected.Load(), in.delivered.Load(), in.objects.Load(), left)
+		in.log.logf(LevelInfo, "stopped: %d records accepted, %d rejected, %d delivered in %d objects, %d key conflicts (412), %d role re-assumptions, %d batches quarantined%s",
+			in.accepted.Load(), in.rejected.Load(), in.delivered.Load(), in.objects.Load(), in.conflicts.Load(),
+			in.reassumed.Load(), in.quarantined.Load(), left)
 	})
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/smithy-go"
 
 	"github.com/wiv/out_wivaudit/conf"
 )
@@ -41,7 +42,10 @@ func (f *fakeS3) PutObject(ctx context.Context, in *s3.PutObjectInput, _ ...func
 		return nil, errors.New("injected failure")
 	}
 	if _, dup := f.objects[*in.Key]; dup {
-		return nil, fmt.Errorf("key %s written twice", *in.Key)
+		if in.IfNoneMatch == nil || *in.IfNoneMatch != "*" {
+			return nil, fmt.Errorf("key %s overwritten", *in.Key)
+		}
+		return nil, &smithy.GenericAPIError{Code: "PreconditionFailed", Message: "At least one of the pre-conditions you specified did not hold"}
 	}
 	if *in.ContentEncoding != "gzip" || *in.ContentType != "application/json" || *in.ContentLength != int64(len(body)) || in.ACL != "bucket-owner-full-control" {
 		return nil, fmt.Errorf("bad request headers: %+v", in)
@@ -78,7 +82,7 @@ func event(org, id string) []byte {
 func TestConcurrentFlushesDeliverEverythingOnce(t *testing.T) {
 	fake := &fakeS3{objects: map[string][]byte{}, failN: 3}
 	sink := &logSink{}
-	in, err := start(testConfig(t), "test", sink.log, fake)
+	in, err := start(testConfig(t), "test", sink.log, fake, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +143,7 @@ func TestRejectedRecordsAreDeadLetteredAndLogged(t *testing.T) {
 	fake := &fakeS3{objects: map[string][]byte{}}
 	sink := &logSink{}
 	cfg := testConfig(t)
-	in, err := start(cfg, "test", sink.log, fake)
+	in, err := start(cfg, "test", sink.log, fake, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +165,7 @@ func TestCloseLeavesUndeliveredBatchesOnDisk(t *testing.T) {
 	sink := &logSink{}
 	cfg := testConfig(t)
 	cfg.ShutdownTimeout = 200 * time.Millisecond
-	in, err := start(cfg, "test", sink.log, fake)
+	in, err := start(cfg, "test", sink.log, fake, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +175,7 @@ func TestCloseLeavesUndeliveredBatchesOnDisk(t *testing.T) {
 		t.Errorf("log:\n%s", strings.Join(sink.lines, "\n"))
 	}
 	fake.failN = 0
-	in, err = start(cfg, "test", sink.log, fake)
+	in, err = start(cfg, "test", sink.log, fake, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +188,7 @@ func TestCloseLeavesUndeliveredBatchesOnDisk(t *testing.T) {
 func TestFlushAsksForRetryWhenTheDiskRefuses(t *testing.T) {
 	fake := &fakeS3{objects: map[string][]byte{}}
 	cfg := testConfig(t)
-	in, err := start(cfg, "test", (&logSink{}).log, fake)
+	in, err := start(cfg, "test", (&logSink{}).log, fake, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,5 +203,24 @@ func TestFlushAsksForRetryWhenTheDiskRefuses(t *testing.T) {
 	os.Rename(logs+".away", logs)
 	if got := in.Flush(event("org-a", "1"), "audit.org"); got != OK {
 		t.Errorf("Flush = %v after the store recovered, want OK", got)
+	}
+}
+
+func TestTakenKeyMovesToTheNextFreeMillisecond(t *testing.T) {
+	frozen := time.UnixMilli(1769611845000)
+	taken := "org-a/org-audit-logs-1769611845000.json.gz"
+	fake := &fakeS3{objects: map[string][]byte{taken: nil, "org-a/org-audit-logs-1769611845001.json.gz": nil}}
+	sink := &logSink{}
+	in, err := start(testConfig(t), "test", sink.log, fake, nil, func() time.Time { return frozen })
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.Flush(event("org-a", "1"), "audit.org")
+	in.Close()
+	if _, ok := fake.objects["org-a/org-audit-logs-1769611845002.json.gz"]; !ok || len(fake.objects) != 3 {
+		t.Errorf("objects %v", fake.objects)
+	}
+	if !strings.Contains(strings.Join(sink.lines, "\n"), "already exists in S3") {
+		t.Errorf("log:\n%s", strings.Join(sink.lines, "\n"))
 	}
 }

@@ -1,7 +1,9 @@
 package plugin
 
 import (
+	"container/heap"
 	"context"
+	"sort"
 	"sync"
 	"time"
 
@@ -11,21 +13,68 @@ import (
 type item struct {
 	batch    *buffer.Batch
 	due      time.Time
-	attempts int
+	attempts int // failed attempts in this process, for the backoff
+}
+
+// lane holds one stream's batches, oldest first. At most one of them is in flight, so a stream's objects
+// appear in order.
+type lane struct {
+	st     buffer.Stream
+	items  []*item
+	busy   bool
+	served time.Time // when its last attempt ended
+	index  int       // position in the ready heap, -1 when not in it
+}
+
+// key orders ready lanes: the head's due time, but not before the lane's last turn ended, so that streams
+// take turns and a large backlog of one stream does not starve the others.
+func (l *lane) key() time.Time {
+	if l.served.After(l.items[0].due) {
+		return l.served
+	}
+	return l.items[0].due
+}
+
+type ready []*lane
+
+func (r ready) Len() int { return len(r) }
+func (r ready) Less(i, j int) bool {
+	ki, kj := r[i].key(), r[j].key()
+	if ki.Equal(kj) {
+		return r[i].served.Before(r[j].served) // on a tie, the lane that waited longer
+	}
+	return ki.Before(kj)
+}
+func (r ready) Swap(i, j int) {
+	r[i], r[j] = r[j], r[i]
+	r[i].index, r[j].index = i, j
+}
+func (r *ready) Push(x any) {
+	l := x.(*lane)
+	l.index = len(*r)
+	*r = append(*r, l)
+}
+func (r *ready) Pop() any {
+	old := *r
+	l := old[len(old)-1]
+	*r = old[:len(old)-1]
+	l.index = -1
+	return l
 }
 
 // queue holds sealed batches until they are due for an upload attempt.
 type queue struct {
-	now      func() time.Time
-	mu       sync.Mutex
-	items    []*item
-	inflight int
-	wake     chan struct{}
-	changed  chan struct{}
+	now     func() time.Time
+	mu      sync.Mutex
+	lanes   map[buffer.Stream]*lane
+	ready   ready
+	count   int // batches queued or in flight
+	wake    chan struct{}
+	changed chan struct{}
 }
 
 func newQueue(now func() time.Time) *queue {
-	return &queue{now: now, wake: make(chan struct{}, 1), changed: make(chan struct{}, 1)}
+	return &queue{now: now, lanes: map[buffer.Stream]*lane{}, wake: make(chan struct{}, 1), changed: make(chan struct{}, 1)}
 }
 
 func signal(c chan struct{}) {
@@ -35,88 +84,123 @@ func signal(c chan struct{}) {
 	}
 }
 
+// push adds a new batch.
 func (q *queue) push(it *item) {
 	q.mu.Lock()
-	q.items = append(q.items, it)
+	q.count++
+	q.insert(it)
 	q.mu.Unlock()
 	signal(q.wake)
 }
 
-// pop waits for the earliest due item. It returns false when ctx ends.
+// insert puts it in its lane by age and makes the lane ready unless it is busy. The caller holds mu.
+func (q *queue) insert(it *item) {
+	st := it.batch.Stream()
+	l := q.lanes[st]
+	if l == nil {
+		l = &lane{st: st, index: -1}
+		q.lanes[st] = l
+	}
+	i := sort.Search(len(l.items), func(i int) bool { return l.items[i].batch.Opened > it.batch.Opened })
+	l.items = append(l.items, nil)
+	copy(l.items[i+1:], l.items[i:])
+	l.items[i] = it
+	if l.busy {
+		return
+	}
+	if l.index < 0 {
+		heap.Push(&q.ready, l)
+	} else {
+		heap.Fix(&q.ready, l.index)
+	}
+}
+
+// pop waits for the next due batch of a stream with nothing in flight. It returns false when ctx ends.
 func (q *queue) pop(ctx context.Context) (*item, bool) {
 	for {
 		q.mu.Lock()
-		now := q.now()
-		best := -1
-		for i, it := range q.items {
-			if best < 0 || it.due.Before(q.items[best].due) {
-				best = i
-			}
-		}
-		var wait time.Duration = -1
-		if best >= 0 {
-			if it := q.items[best]; !it.due.After(now) {
-				q.items = append(q.items[:best], q.items[best+1:]...)
-				q.inflight++
-				more := len(q.items) > 0
+		wait := time.Duration(-1)
+		if len(q.ready) > 0 {
+			l := q.ready[0]
+			if wait = l.key().Sub(q.now()); wait <= 0 {
+				heap.Pop(&q.ready)
+				it := l.items[0]
+				l.items = l.items[1:]
+				l.busy = true
+				more := len(q.ready) > 0
 				q.mu.Unlock()
 				if more {
 					signal(q.wake) // let another worker look at the rest
 				}
 				return it, true
 			}
-			wait = q.items[best].due.Sub(now)
 		}
 		q.mu.Unlock()
-		var timer <-chan time.Time
+		var timer *time.Timer
+		var fire <-chan time.Time
 		if wait >= 0 {
-			t := time.NewTimer(wait)
-			defer t.Stop()
-			timer = t.C
+			timer = time.NewTimer(wait)
+			fire = timer.C
 		}
 		select {
 		case <-ctx.Done():
-			return nil, false
 		case <-q.wake:
-		case <-timer:
+		case <-fire:
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		if ctx.Err() != nil {
+			return nil, false
 		}
 	}
 }
 
-// done ends an attempt; a failed item is pushed again by the caller before done.
-func (q *queue) done() {
+// done ends an attempt. With again the batch stays queued (at it.due); otherwise it has left the queue.
+func (q *queue) done(it *item, again bool) {
 	q.mu.Lock()
-	q.inflight--
-	q.mu.Unlock()
-	signal(q.changed)
-}
-
-// expedite makes every waiting item due now: one last try before shutdown.
-func (q *queue) expedite() {
-	q.mu.Lock()
-	now := q.now()
-	for _, it := range q.items {
-		it.due = now
+	l := q.lanes[it.batch.Stream()]
+	l.busy = false
+	l.served = q.now()
+	if again {
+		q.insert(it)
+	} else {
+		q.count--
+		if len(l.items) > 0 {
+			heap.Push(&q.ready, l)
+		} else {
+			delete(q.lanes, l.st)
+		}
 	}
 	q.mu.Unlock()
+	signal(q.changed)
 	signal(q.wake)
 }
 
-func (q *queue) idle() bool {
+// expedite makes every waiting batch due now: one last try before shutdown.
+func (q *queue) expedite() {
 	q.mu.Lock()
-	defer q.mu.Unlock()
-	return len(q.items) == 0 && q.inflight == 0
+	now := q.now()
+	for _, l := range q.lanes {
+		l.served = time.Time{}
+		for _, it := range l.items {
+			it.due = now
+		}
+	}
+	heap.Init(&q.ready)
+	q.mu.Unlock()
+	signal(q.wake)
 }
 
 func (q *queue) len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return len(q.items) + q.inflight
+	return q.count
 }
 
 // drain waits until nothing is queued or in flight, or until the deadline channel fires.
 func (q *queue) drain(deadline <-chan time.Time) bool {
-	for !q.idle() {
+	for q.len() > 0 {
 		select {
 		case <-q.changed:
 		case <-deadline:

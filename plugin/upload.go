@@ -5,9 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"time"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -24,21 +25,19 @@ type putter interface {
 	PutObject(ctx context.Context, in *s3.PutObjectInput, opts ...func(*s3.Options)) (*s3.PutObjectOutput, error)
 }
 
-// Assumed-role credentials are renewed this long before they expire, spread by jitter so that many
-// instances do not renew at once.
-const (
-	credentialExpiryWindow = 5 * time.Minute
-	credentialJitter       = 0.5
-	attemptTimeout         = 2 * time.Minute
-)
+// invalidator drops cached credentials so that the next call assumes the role again.
+type invalidator interface{ Invalidate() }
 
 // newS3 builds the S3 client. Base credentials come from the SDK's default chain; with Role_ARN they are only
-// used to assume the customer's role with its External ID, and the role's credentials sign the uploads.
-func newS3(ctx context.Context, c *conf.Config) (*s3.Client, error) {
-	cfg, err := config.LoadDefaultConfig(ctx, config.WithRegion(c.Region))
+// used to assume the customer's role with its External ID, and the role's credentials, cached and renewed
+// Credential_Refresh_Window (less up to Credential_Refresh_Jitter) before they expire, sign the uploads.
+func newS3(ctx context.Context, c *conf.Config) (*s3.Client, invalidator, error) {
+	cfg, err := config.LoadDefaultConfig(ctx, config.WithRegion(c.Region),
+		config.WithHTTPClient(awshttp.NewBuildableClient().WithTimeout(c.RequestTimeout)))
 	if err != nil {
-		return nil, fmt.Errorf("load AWS configuration: %w", err)
+		return nil, nil, fmt.Errorf("load AWS configuration: %w", err)
 	}
+	var cache invalidator
 	if c.RoleARN != "" {
 		stsClient := sts.NewFromConfig(cfg, func(o *sts.Options) {
 			if c.STSEndpoint != "" {
@@ -48,21 +47,24 @@ func newS3(ctx context.Context, c *conf.Config) (*s3.Client, error) {
 		provider := stscreds.NewAssumeRoleProvider(stsClient, c.RoleARN, func(o *stscreds.AssumeRoleOptions) {
 			o.ExternalID = aws.String(c.ExternalID)
 			o.RoleSessionName = c.RoleSessionName
+			o.Duration = c.SessionDuration
 		})
-		cfg.Credentials = aws.NewCredentialsCache(provider, func(o *aws.CredentialsCacheOptions) {
-			o.ExpiryWindow = credentialExpiryWindow
-			o.ExpiryWindowJitterFrac = credentialJitter
+		cc := aws.NewCredentialsCache(provider, func(o *aws.CredentialsCacheOptions) {
+			o.ExpiryWindow = c.RefreshWindow
+			o.ExpiryWindowJitterFrac = float64(c.RefreshJitter) / float64(c.RefreshWindow)
 		})
+		cfg.Credentials, cache = cc, cc
 	}
 	return s3.NewFromConfig(cfg, func(o *s3.Options) {
 		if c.Endpoint != "" {
 			o.BaseEndpoint = aws.String(c.Endpoint)
 			o.UsePathStyle = true
 		}
-	}), nil
+	}), cache, nil
 }
 
-// put uploads one sealed batch with PutObject: gzip-encoded JSON, its Content-MD5 and the canned ACL.
+// put uploads one sealed batch with PutObject: gzip-encoded JSON, its Content-MD5, the canned ACL and, unless
+// switched off, If-None-Match: * so that an existing object is never overwritten.
 func put(ctx context.Context, client putter, c *conf.Config, b *buffer.Batch) error {
 	f, err := b.OpenObject()
 	if err != nil {
@@ -81,54 +83,113 @@ func put(ctx context.Context, client putter, c *conf.Config, b *buffer.Batch) er
 	if c.CannedACL != "" {
 		in.ACL = types.ObjectCannedACL(c.CannedACL)
 	}
-	ctx, cancel := context.WithTimeout(ctx, attemptTimeout)
+	if c.ConditionalWrites {
+		in.IfNoneMatch = aws.String("*")
+	}
+	// The SDK retries a request up to 3 times, each bounded by Request_Timeout, after fetching credentials.
+	ctx, cancel := context.WithTimeout(ctx, 4*c.RequestTimeout)
 	defer cancel()
 	_, err = client.PutObject(ctx, in)
 	return err
 }
 
-// explain says which step failed and what to check, following the delivery guide's troubleshooting list.
-func explain(err error, c *conf.Config) string {
-	step, code := "S3 PutObject", ""
+// failure classes decide what happens to a batch after a failed attempt.
+type failure int
+
+const (
+	retriable     failure = iota // network, timeouts, 5xx, throttling, 409: back off and retry
+	keyExists                    // 412: the key is taken; move to the next free millisecond
+	credentials                  // the role's credentials were refused: assume the role again
+	misconfigured                // the customer's or our setup refuses us: hold, retry slowly, log loudly
+)
+
+// inspection is what an SDK error says: which step failed, the error code and the HTTP status.
+type inspection struct {
+	sts    bool
+	code   string
+	status int
+}
+
+func inspect(err error) inspection {
+	var in inspection
 	for e := err; e != nil; {
 		var op *smithy.OperationError
 		if !errors.As(e, &op) {
 			break
 		}
 		if op.ServiceID == "STS" {
-			step = "STS AssumeRole of " + c.RoleARN
+			in.sts = true
 		}
 		e = op.Err
 	}
 	var apiErr smithy.APIError
 	if errors.As(err, &apiErr) {
-		code = apiErr.ErrorCode()
+		in.code = apiErr.ErrorCode()
+	}
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) {
+		in.status = re.HTTPStatusCode()
+	}
+	return in
+}
+
+var (
+	credentialCodes = map[string]bool{"ExpiredToken": true, "ExpiredTokenException": true, "InvalidToken": true,
+		"TokenRefreshRequired": true, "InvalidAccessKeyId": true}
+	configCodes = map[string]bool{"AccessDenied": true, "AccessDeniedException": true, "AllAccessDisabled": true,
+		"AccountProblem": true, "NoSuchBucket": true, "PermanentRedirect": true, "AuthorizationHeaderMalformed": true,
+		"IllegalLocationConstraintException": true, "AccessControlListNotSupported": true, "InvalidBucketName": true,
+		"SignatureDoesNotMatch": true, "InvalidClientTokenId": true, "MalformedPolicyDocument": true,
+		"RegionDisabledException": true, "NotImplemented": true}
+)
+
+func classify(err error) failure {
+	in := inspect(err)
+	switch {
+	case in.status == 412 || in.code == "PreconditionFailed":
+		return keyExists
+	case !in.sts && credentialCodes[in.code]:
+		return credentials
+	case configCodes[in.code] || strings.HasPrefix(in.code, "KMS."), in.status == 403 && in.code == "":
+		return misconfigured
+	}
+	return retriable
+}
+
+// explain says which step failed and what to check, following the delivery guide's troubleshooting list.
+func explain(err error, c *conf.Config) string {
+	in := inspect(err)
+	step := "S3 PutObject"
+	if in.sts {
+		step = "STS AssumeRole of " + c.RoleARN
 	}
 	var netErr net.Error
 	hint := ""
 	switch {
-	case step != "S3 PutObject" && (code == "AccessDenied" || code == "AccessDeniedException"):
+	case in.sts && (in.code == "AccessDenied" || in.code == "AccessDeniedException"):
 		hint = "check that External_ID equals the sts:ExternalId in the role's trust policy and that the trust policy's Principal allows this platform's identity (guide step 3.2.2)"
-	case step != "S3 PutObject":
+	case in.sts && in.code != "":
 		hint = "check Role_ARN (the role_arn the customer submitted), STS_Endpoint and the base AWS credentials of this process"
-	case code == "AccessDenied" || code == "Forbidden":
+	case in.code == "AccessDenied" || in.code == "Forbidden" || in.status == 403 && in.code == "":
 		hint = fmt.Sprintf("check that the role's permissions policy allows s3:PutObject and s3:PutObjectAcl on arn:aws:s3:::%s/*, that no bucket policy denies it, and that a KMS key used for bucket encryption lets the role encrypt (guide step 3.2.4)", c.Bucket)
-	case code == "NoSuchBucket":
+	case in.code == "NoSuchBucket":
 		hint = fmt.Sprintf("bucket %q does not exist; check Bucket against the customer's bucket_name", c.Bucket)
-	case code == "PermanentRedirect" || code == "AuthorizationHeaderMalformed" || code == "IllegalLocationConstraintException":
+	case in.code == "PermanentRedirect" || in.code == "AuthorizationHeaderMalformed" || in.code == "IllegalLocationConstraintException":
 		hint = fmt.Sprintf("the bucket is not in region %s; set Region to the bucket's region", c.Region)
-	case code == "AccessControlListNotSupported":
+	case in.code == "AccessControlListNotSupported":
 		hint = "the bucket has ACLs disabled; set Canned_ACL to bucket-owner-full-control or none"
-	case len(code) > 4 && code[:4] == "KMS.":
+	case strings.HasPrefix(in.code, "KMS."):
 		hint = "the bucket's KMS key does not let the role encrypt; the customer must allow the role in the key policy"
-	case code == "InvalidAccessKeyId" || code == "SignatureDoesNotMatch" || code == "ExpiredToken" || code == "InvalidToken":
+	case credentialCodes[in.code] || in.code == "SignatureDoesNotMatch":
 		hint = "the credentials were refused; check the base AWS credentials of this process and Role_ARN"
+	case in.code == "NotImplemented" && c.ConditionalWrites:
+		hint = "the store may not support conditional writes; set Conditional_Writes off for S3-compatible stores without If-None-Match"
 	case errors.As(err, &netErr) || errors.Is(err, context.DeadlineExceeded):
-		hint = "network error or timeout; check connectivity to the S3 endpoint"
+		hint = "network error or timeout; check connectivity to the endpoint"
 	}
 	msg := step + " failed"
-	if code != "" {
-		msg += " (" + code + ")"
+	if in.code != "" {
+		msg += " (" + in.code + ")"
 	}
 	if hint != "" {
 		msg += ": " + hint

@@ -1,0 +1,80 @@
+package plugin
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/wiv/out_wivaudit/buffer"
+)
+
+func batch(org string, opened int64) *buffer.Batch {
+	return &buffer.Batch{Manifest: buffer.Manifest{Org: org, Kind: "org", Opened: opened, Key: org + "-" + time.UnixMilli(opened).Format("05.000")}}
+}
+
+func TestQueueOrderPerStreamAndFairness(t *testing.T) {
+	t0 := time.UnixMilli(1769611845000)
+	now := t0
+	q := newQueue(func() time.Time { return now })
+	ctx := context.Background()
+	// Stream a has a backlog pushed out of order; b has one batch, due a little later.
+	for _, ms := range []int64{3, 1, 2} {
+		q.push(&item{batch: batch("a", ms), due: t0})
+	}
+	q.push(&item{batch: batch("b", 10), due: t0.Add(time.Millisecond)})
+	now = t0.Add(10 * time.Millisecond)
+
+	pop := func() *item {
+		it, ok := q.pop(ctx)
+		if !ok {
+			t.Fatal("pop ended")
+		}
+		return it
+	}
+	a1 := pop()
+	if a1.batch.Org != "a" || a1.batch.Opened != 1 {
+		t.Fatalf("first pop %+v, want a's oldest", a1.batch.Manifest)
+	}
+	if b := pop(); b.batch.Org != "b" {
+		t.Fatalf("second pop %+v: while a has a batch in flight, only b may go", b.batch.Manifest)
+	} else {
+		q.done(b, false)
+	}
+	a1.due = now
+	q.done(a1, true) // failed: it stays first in its lane
+	if it := pop(); it != a1 {
+		t.Fatalf("after a retry the same batch must go first, got %+v", it.batch.Manifest)
+	}
+	q.done(a1, false)
+	q.push(&item{batch: batch("c", 20), due: now})
+	now = now.Add(time.Millisecond)
+	// a was served just now; c, new, goes before a's backlog.
+	if it := pop(); it.batch.Org != "c" {
+		t.Fatalf("new data of another stream waited behind a backlog: got %+v", it.batch.Manifest)
+	} else {
+		q.done(it, false)
+	}
+	for _, want := range []int64{2, 3} {
+		it := pop()
+		if it.batch.Opened != want {
+			t.Fatalf("got a's batch %d, want %d", it.batch.Opened, want)
+		}
+		q.done(it, false)
+	}
+	if q.len() != 0 {
+		t.Errorf("%d left", q.len())
+	}
+	if !q.drain(nil) {
+		t.Error("drain of an empty queue")
+	}
+}
+
+func TestQueuePopEndsWithContext(t *testing.T) {
+	q := newQueue(time.Now)
+	q.push(&item{batch: batch("a", 1), due: time.Now().Add(time.Hour)})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, ok := q.pop(ctx); ok {
+		t.Error("pop returned an item that is not due")
+	}
+}
