@@ -81,9 +81,6 @@ type Options struct {
 	KeyClock func() time.Time
 }
 
-// ErrFull means an append would take the store past its limit.
-var ErrFull = errors.New("Store_Dir_Limit_Size reached")
-
 // ErrQuarantineFull means the quarantine folder has no room for a batch.
 var ErrQuarantineFull = errors.New("Quarantine_Limit_Size reached")
 
@@ -94,6 +91,7 @@ type Store struct {
 	lock                                  *os.File
 
 	used, quarantined atomic.Int64
+	reserved          atomic.Int64 // room claimed by appends under way
 
 	mu      sync.Mutex
 	streams map[Stream]*stream
@@ -320,7 +318,7 @@ func safeName(s string) bool {
 }
 
 // Append writes records to the stream's current log and syncs it to disk; when it returns nil, the records
-// survive a crash.
+// survive a crash. Callers that respect the limit Reserve the room first.
 func (s *Store) Append(st Stream, records [][]byte) error {
 	if !safeName(st.Org) || !safeName(st.Kind) {
 		return fmt.Errorf("buffer %s: unsafe stream name", st)
@@ -328,9 +326,6 @@ func (s *Store) Append(st Stream, records [][]byte) error {
 	var frames []byte
 	for _, r := range records {
 		frames = appendFrame(frames, r)
-	}
-	if lim := s.opt.Limit; lim > 0 && s.used.Load()+int64(len(frames)) > lim {
-		return fmt.Errorf("buffer %s: %w (%d of %d bytes used, %d more needed)", st, ErrFull, s.used.Load(), lim, len(frames))
 	}
 	for {
 		ss := s.stream(st)
@@ -592,6 +587,26 @@ func (s *Store) saveLast(st Stream, ms int64) error {
 	}
 	return replaceFile(path, []byte(strconv.FormatInt(ms, 10)+"\n"))
 }
+
+// FrameOverhead is what framing adds to each record on disk.
+const FrameOverhead = headerLen
+
+// Reserve claims room for n bytes of frames under the limit, all or nothing, so that concurrent appends cannot
+// together overshoot it. The caller appends, then releases the claim with Release(n).
+func (s *Store) Reserve(n int64) bool {
+	for {
+		r := s.reserved.Load()
+		if s.opt.Limit > 0 && s.used.Load()+r+n > s.opt.Limit {
+			return false
+		}
+		if s.reserved.CompareAndSwap(r, r+n) {
+			return true
+		}
+	}
+}
+
+// Release gives back room claimed with Reserve.
+func (s *Store) Release(n int64) { s.reserved.Add(-n) }
 
 // Usage returns the bytes held in logs and batches, and the limit (0: none).
 func (s *Store) Usage() (used, limit int64) { return s.used.Load(), s.opt.Limit }

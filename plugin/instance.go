@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -144,15 +143,27 @@ func (in *Instance) Flush(chunk []byte, tag string) Result {
 		}
 		streams[st] = append(streams[st], ev.JSON)
 	})
+	// Refuse the whole chunk when it does not fit, rather than keep part of it and have it sent twice.
+	var need int64
+	for _, recs := range streams {
+		for _, r := range recs {
+			need += int64(len(r) + buffer.FrameOverhead)
+		}
+	}
+	if !in.store.Reserve(need) {
+		if ok, _ := in.fullReport.allow(in.now()); ok {
+			used, limit := in.store.Usage()
+			in.log.logf(LevelWarn, "Store_Dir_Limit_Size reached: %d of %d bytes used, the chunk needs %d; asking Fluent Bit to retry it until uploads free space",
+				used, limit, need)
+		}
+		in.checkUsage()
+		return Retry
+	}
+	defer in.store.Release(need)
 	accepted := 0
 	for _, st := range order {
 		if err := in.store.Append(st, streams[st]); err != nil {
-			if !errors.Is(err, buffer.ErrFull) {
-				in.log.logf(LevelError, "cannot buffer records, asking Fluent Bit to retry the chunk: %v", err)
-			} else if ok, _ := in.fullReport.allow(in.now()); ok {
-				in.log.logf(LevelWarn, "%v; asking Fluent Bit to retry the chunk until uploads free space", err)
-			}
-			in.checkUsage()
+			in.log.logf(LevelError, "cannot buffer records, asking Fluent Bit to retry the chunk: %v", err)
 			return Retry
 		}
 		accepted += len(streams[st])

@@ -28,7 +28,8 @@ type genEvent struct {
 }
 
 // genEvents makes n audit records spread over orgs and kinds, with the value types a real record carries.
-func genEvents(t *testing.T, n int, rng *rand.Rand) []genEvent {
+// Their ids are prefix + a sequence number.
+func genEvents(t *testing.T, n int, rng *rand.Rand, prefix string) []genEvent {
 	notes := []string{"héllo wörld", "line1\nline2", `quote " and backslash \`, "emoji 😀", "tab\there", "<b>&amp;</b>", ""}
 	floats := []float64{0.5, -2.25, 1e-07, 6.02e23, 3.141592653589793, 0}
 	out := make([]genEvent, n)
@@ -40,7 +41,7 @@ func genEvents(t *testing.T, n int, rng *rand.Rand) []genEvent {
 		if rng.IntN(2) == 0 {
 			email = fmt.Sprintf("%q", fmt.Sprintf("user%d@example.com", i))
 		}
-		id := fmt.Sprintf("ev-%06d", i)
+		id := fmt.Sprintf("%s%06d", prefix, i)
 		text := fmt.Sprintf(`{"id":%q,"org_id":%q,"audit_kind":%q,"event_type":"UserRoleChanged","event_data":{"seq":%d,"nested":{"list":[1,"two",3.5,null,true,false],"big":18446744073709551615,"neg":-42},"note":%s},"created_at":%d,"score":%s,"caused_by_type":"ApiKey","relevant_user_email":%s}`,
 			id, org, kind, i, note, 1769611845+i, score, email)
 		body, err := chunks.FromJSON([]byte(text))
@@ -151,7 +152,7 @@ func goldenChunk() []byte {
 func TestDeliverySpine(t *testing.T) {
 	e := newEnv(t)
 	rng := rand.New(rand.NewPCG(1, 2))
-	events := genEvents(t, 10200, rng)
+	events := genEvents(t, 10200, rng, "ev-")
 	cs := chunkEvents(events, rng, 250)
 	cs = append(cs[:len(cs)/2], append([]chunk{{tag: "audit.org", data: goldenChunk()}}, cs[len(cs)/2:]...)...)
 	r := e.runToEnd(e.config("fluent-bit.conf", nil), e.input("input.chunks", cs))
@@ -232,7 +233,7 @@ func TestDeliverySpine(t *testing.T) {
 
 func smallInput(t *testing.T, n int) ([]genEvent, []chunk) {
 	rng := rand.New(rand.NewPCG(3, 4))
-	events := genEvents(t, n, rng)
+	events := genEvents(t, n, rng, "ev-")
 	return events, chunkEvents(events, rng, 10)
 }
 

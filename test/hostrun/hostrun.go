@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
@@ -21,6 +22,8 @@ type Host struct {
 
 // Proc is a running host.
 type Proc struct {
+	// Stdin feeds the host's input when it was started with input "-".
+	Stdin  io.WriteCloser
 	cmd    *exec.Cmd
 	stderr bytes.Buffer
 	mu     sync.Mutex
@@ -41,10 +44,15 @@ func (h Host) Start(config, input string, env []string, exitWhenDone bool) (*Pro
 	}
 	p := &Proc{cmd: exec.Command(h.Bin, args...), update: make(chan struct{}, 1), done: make(chan struct{})}
 	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.Stderr = &lockedWriter{mu: &p.mu, w: &p.stderr}
+	p.cmd.Stderr = &lockedWriter{mu: &p.mu, w: &p.stderr, update: p.update}
 	out, err := p.cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
+	}
+	if input == "-" {
+		if p.Stdin, err = p.cmd.StdinPipe(); err != nil {
+			return nil, err
+		}
 	}
 	if err := p.cmd.Start(); err != nil {
 		return nil, err
@@ -65,15 +73,22 @@ func (h Host) Start(config, input string, env []string, exitWhenDone bool) (*Pro
 	return p, nil
 }
 
+// lockedWriter collects stderr and tells WaitFor that there is something new to look at.
 type lockedWriter struct {
-	mu *sync.Mutex
-	w  *bytes.Buffer
+	mu     *sync.Mutex
+	w      *bytes.Buffer
+	update chan struct{}
 }
 
 func (l *lockedWriter) Write(b []byte) (int, error) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(b)
+	n, err := l.w.Write(b)
+	l.mu.Unlock()
+	select {
+	case l.update <- struct{}{}:
+	default:
+	}
+	return n, err
 }
 
 // Result is how a host run ended.
