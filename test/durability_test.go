@@ -337,23 +337,20 @@ func TestCredentialsDoNotLapse(t *testing.T) {
 	p := e.start(conf, "-", false)
 	rng := rand.New(rand.NewPCG(11, 12))
 	events := genEvents(t, 480, rng, "ev-")
+	send := func(evs []genEvent) {
+		for i := 0; i < len(evs); i += 5 {
+			var data []byte
+			for _, ev := range evs[i : i+5] {
+				data = append(data, chunks.V2(chunks.EventTime(time.Now()), ev.body)...)
+			}
+			if err := chunks.WriteFrame(p.Stdin, "audit."+evs[i].kind, data); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(250 * time.Millisecond) // events arrive over time, the way a tail input feeds them
+		}
+	}
 	start := time.Now()
-	for i := 0; i < len(events); i += 5 {
-		var data []byte
-		for _, ev := range events[i : i+5] {
-			data = append(data, chunks.V2(chunks.EventTime(time.Now()), ev.body)...)
-		}
-		if err := chunks.WriteFrame(p.Stdin, "audit."+events[i].kind, data); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(250 * time.Millisecond) // events arrive over time, the way a tail input feeds them
-	}
-	p.Stdin.Close()
-	p.Signal(syscall.SIGTERM)
-	r := p.Wait(time.Minute)
-	if r.ExitCode != 0 {
-		t.Fatalf("exit %d", r.ExitCode)
-	}
+	send(events[:400])
 	c := px.Counts()
 	if c["expired"] != 0 {
 		t.Errorf("%d uploads met an expired credential", c["expired"])
@@ -362,7 +359,21 @@ func TestCredentialsDoNotLapse(t *testing.T) {
 	if c["sts:AssumeRole"] < lifetimes {
 		t.Errorf("the role was assumed %d times in %d session lifetimes", c["sts:AssumeRole"], lifetimes)
 	}
+	// A session that lapses early (revoked, clock skew) is refused with ExpiredToken: the plugin drops it and
+	// assumes the role again instead of waiting out a backoff.
+	px.ExpireAll()
+	send(events[400:])
+	p.Stdin.Close()
+	p.Signal(syscall.SIGTERM)
+	r := p.Wait(time.Minute)
+	if r.ExitCode != 0 {
+		t.Fatalf("exit %d", r.ExitCode)
+	}
+	if px.Counts()["expired"] == 0 || !strings.Contains(r.Stderr, "credentials were refused") || !strings.Contains(r.Stderr, "assuming the role again") {
+		t.Errorf("the early expiry was not met or not handled: %v", px.Counts())
+	}
 	e.checkAll(events)
-	t.Logf("%s run, %d session lifetimes, %d AssumeRole calls, %d PUTs, %d expired", time.Since(start).Round(time.Second), lifetimes,
-		c["sts:AssumeRole"], c["s3:PUT"], c["expired"])
+	final := px.Counts()
+	t.Logf("first %d session lifetimes: %d AssumeRole calls, 0 expired; after revoking every session: %d ExpiredToken answers, %d AssumeRole calls in all, %d PUTs, every event delivered",
+		lifetimes, c["sts:AssumeRole"], final["expired"], final["sts:AssumeRole"], final["s3:PUT"])
 }

@@ -85,6 +85,15 @@ func (p *Proxy) SetSessionLifetime(d time.Duration) {
 	p.mu.Unlock()
 }
 
+// ExpireAll makes every session issued so far lapse now, as a revoked or clock-skewed session would.
+func (p *Proxy) ExpireAll() {
+	p.mu.Lock()
+	for k := range p.expiries {
+		p.expiries[k] = time.Now().Add(-time.Second)
+	}
+	p.mu.Unlock()
+}
+
 // Counts returns how many of each event happened: "<service>:<fault>", "expired", "sts:AssumeRole", "s3:PUT".
 func (p *Proxy) Counts() map[string]int {
 	p.mu.Lock()
