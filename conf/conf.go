@@ -59,6 +59,7 @@ type Config struct {
 	HoldRetryInterval   time.Duration
 	QuarantineAfter     time.Duration
 	QuarantineLimitSize int64
+	AllowPlainHTTP      bool
 }
 
 // Defaults, in the units operators write them in.
@@ -145,6 +146,7 @@ func Parse(src Source) (*Config, error) {
 		HoldRetryInterval:   p.duration("Hold_Retry_Interval", DefaultHoldRetry, time.Second, 24*time.Hour),
 		QuarantineAfter:     p.duration("Quarantine_After", DefaultQuarantineAfter, time.Second, 365*24*time.Hour),
 		QuarantineLimitSize: p.size("Quarantine_Limit_Size", DefaultQuarantineLimit, 0, maxBytes),
+		AllowPlainHTTP:      p.boolean("Allow_Plain_HTTP", false),
 	}
 	p.validate(c)
 	if len(p.errs) > 0 {
@@ -242,8 +244,8 @@ func (p *parser) validate(c *Config) {
 	if !sessionNamePattern.MatchString(c.RoleSessionName) {
 		p.fail("Role_Session_Name", "%q is not a valid session name: 2-64 characters of letters, digits and +=,.@-", c.RoleSessionName)
 	}
-	p.endpoint("Endpoint", c.Endpoint)
-	p.endpoint("STS_Endpoint", c.STSEndpoint)
+	p.endpoint("Endpoint", c.Endpoint, c.AllowPlainHTTP)
+	p.endpoint("STS_Endpoint", c.STSEndpoint, c.AllowPlainHTTP)
 	if !filepath.IsAbs(c.StoreDir) {
 		p.fail("Store_Dir", "%q is not an absolute path; give a directory on persistent storage, such as %s", c.StoreDir, DefaultStoreDir)
 	}
@@ -274,13 +276,16 @@ func (p *parser) validate(c *Config) {
 	}
 }
 
-func (p *parser) endpoint(key, v string) {
+func (p *parser) endpoint(key, v string, allowHTTP bool) {
 	if v == "" {
 		return
 	}
 	u, err := url.Parse(v)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	switch {
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
 		p.fail(key, "%q is not a URL; write scheme and host, such as https://s3.us-east-1.amazonaws.com", v)
+	case u.Scheme == "http" && !allowHTTP:
+		p.fail(key, "%q uses plain HTTP, which would send audit data and signed requests unencrypted; use https, or set Allow_Plain_HTTP on for a local test server", v)
 	}
 }
 

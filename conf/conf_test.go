@@ -35,7 +35,7 @@ func TestSettings(t *testing.T) {
 		"Canned_ACL": "NONE", "Upload_Workers": "8", "Shutdown_Timeout": "0", "Store_Dir_Limit_Size": "2G",
 		"Conditional_Writes": "Off", "Request_Timeout": "5s", "Role_Session_Duration": "2h",
 		"Credential_Refresh_Window": "10m", "Credential_Refresh_Jitter": "0", "Hold_Retry_Interval": "30s",
-		"Quarantine_After": "1d", "Quarantine_Limit_Size": "0"} {
+		"Quarantine_After": "1d", "Quarantine_Limit_Size": "0", "Allow_Plain_HTTP": "yes"} {
 		src[k] = v
 	}
 	c, err := Parse(src)
@@ -48,7 +48,7 @@ func TestSettings(t *testing.T) {
 		c.Endpoint != "http://127.0.0.1:5000" || c.StoreDir != "/data/wiv" || c.StoreDirLimitSize != 2e9 ||
 		c.ConditionalWrites || c.RequestTimeout != 5*time.Second || c.SessionDuration != 2*time.Hour ||
 		c.RefreshWindow != 10*time.Minute || c.RefreshJitter != 0 || c.HoldRetryInterval != 30*time.Second ||
-		c.QuarantineAfter != 24*time.Hour || c.QuarantineLimitSize != 0 {
+		c.QuarantineAfter != 24*time.Hour || c.QuarantineLimitSize != 0 || !c.AllowPlainHTTP {
 		t.Errorf("settings not applied: %+v", c)
 	}
 }
@@ -67,6 +67,8 @@ func TestInvalid(t *testing.T) {
 		{"Role_Session_Name", "has space", `Role_Session_Name: "has space"`},
 		{"Endpoint", "localhost:9000", `Endpoint: "localhost:9000" is not a URL`},
 		{"STS_Endpoint", "ftp://x", `STS_Endpoint: "ftp://x" is not a URL`},
+		{"Endpoint", "http://127.0.0.1:9000", `Endpoint: "http://127.0.0.1:9000" uses plain HTTP`},
+		{"STS_Endpoint", "http://sts.local", `STS_Endpoint: "http://sts.local" uses plain HTTP`},
 		{"Store_Dir", "var/lib", `Store_Dir: "var/lib" is not an absolute path`},
 		{"Total_File_Size", "12XB", `Total_File_Size: "12XB" is not a size`},
 		{"Total_File_Size", "10", `Total_File_Size: "10" is out of range`},

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,7 +23,42 @@ import (
 
 var host hostrun.Host
 
-// TestMain uses the plugin and host that `make integration` built, or builds them.
+// secrets are the values that must never appear in a log line of the suite.
+var secrets struct {
+	sync.Mutex
+	values []string
+}
+
+func secret(v string) {
+	secrets.Lock()
+	secrets.values = append(secrets.values, v)
+	secrets.Unlock()
+}
+
+// motoSessionToken matches the session tokens moto issues.
+var motoSessionToken = regexp.MustCompile(`FQoGZXIvYXdzE[A-Za-z0-9+/=]{20,}`)
+
+// checkLogs fails the suite when any host's log shows a secret: an External ID, a secret key or a session token.
+func checkLogs(path string) error {
+	logs, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	secrets.Lock()
+	defer secrets.Unlock()
+	for _, v := range secrets.values {
+		if i := bytes.Index(logs, []byte(v)); i >= 0 {
+			return fmt.Errorf("a log line shows a secret: %q", logs[max(0, i-200):min(len(logs), i+len(v)+50)])
+		}
+	}
+	if m := motoSessionToken.Find(logs); m != nil {
+		return fmt.Errorf("a log line shows a session token: %.40s...", m)
+	}
+	fmt.Fprintf(os.Stderr, "checked %d bytes of host logs for %d secrets and session tokens: none shown\n", len(logs), len(secrets.values))
+	return nil
+}
+
+// TestMain uses the plugin and host that `make integration` built, or builds them, and checks every log.
 func TestMain(m *testing.M) {
 	host = hostrun.Host{Plugin: os.Getenv("WIVAUDIT_PLUGIN"), Bin: os.Getenv("WIVAUDIT_HOST")}
 	if host.Plugin == "" || host.Bin == "" {
@@ -35,7 +71,22 @@ func TestMain(m *testing.M) {
 		host.Plugin, _ = filepath.Abs("../build/out_wivaudit.so")
 		host.Bin, _ = filepath.Abs("../build/flbhost")
 	}
-	os.Exit(m.Run())
+	logDir, err := os.MkdirTemp("", "wivaudit-logs-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	host.LogFile = filepath.Join(logDir, "hosts.log")
+	secret(externalID)
+	code := m.Run()
+	if code == 0 {
+		if err := checkLogs(host.LogFile); err != nil {
+			fmt.Fprintln(os.Stderr, "FAIL:", err)
+			code = 1
+		}
+	}
+	os.RemoveAll(logDir)
+	os.Exit(code)
 }
 
 // env is one test's world: a moto set up as a customer would, and a folder for configs, inputs and the store.
@@ -60,6 +111,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	secret(p.SecretKey)
 	return &env{t: t, dir: dir, moto: m, p: p}
 }
 
@@ -80,6 +132,7 @@ func (e *env) configN(name string, outputs ...map[string]string) string {
 			{"Bucket", e.p.Bucket}, {"Region", "us-east-1"}, {"Role_ARN", e.p.RoleARN}, {"External_ID", e.p.ExternalID},
 			{"Endpoint", e.moto.URL}, {"STS_Endpoint", e.moto.URL}, {"Store_Dir", filepath.Join(e.dir, "store")},
 			{"Upload_Timeout", "2s"}, {"Total_File_Size", "200K"}, {"Shutdown_Timeout", "20s"},
+			{"Allow_Plain_HTTP", "on"},
 		}
 		b.WriteString("\n[OUTPUT]\n")
 		seen := map[string]bool{}
@@ -237,4 +290,20 @@ func (e *env) deadLetters() []map[string]any {
 		out = append(out, m)
 	}
 	return out
+}
+
+// TestLogCheckFindsSecrets: the end-of-suite log check does catch a secret and a session token.
+func TestLogCheckFindsSecrets(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "log")
+	for _, line := range []string{"[warn] assuming role with external id " + externalID,
+		"[debug] token FQoGZXIvYXdzEJr//////////wEaDOc8R6"} {
+		os.WriteFile(path, []byte("[info] fine\n"+line+"\n"), 0o600)
+		if err := checkLogs(path); err == nil {
+			t.Errorf("the check missed %q", line)
+		}
+	}
+	os.WriteFile(path, []byte("[info] nothing to hide\n"), 0o600)
+	if err := checkLogs(path); err != nil {
+		t.Errorf("false alarm: %v", err)
+	}
 }

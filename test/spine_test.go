@@ -251,6 +251,7 @@ func TestWrongExternalID(t *testing.T) {
 	e := newEnv(t)
 	events, cs := smallInput(t, 120)
 	const wrong = "0000dead-beef-4e6e-9426-fccdfdae1862"
+	secret(wrong)
 	r := e.runToEnd(e.config("wrong.conf", map[string]string{"External_ID": wrong, "Shutdown_Timeout": "3s"}),
 		e.input("input.chunks", cs))
 	if r.ExitCode != 0 || r.Summary("ok") != len(cs) {
@@ -383,12 +384,14 @@ func TestBadSettings(t *testing.T) {
 		{"bad size", map[string]string{"Total_File_Size": "12XB"}, "Total_File_Size: \"12XB\" is not a size"},
 		{"bad duration", map[string]string{"Upload_Timeout": "ten minutes"}, "Upload_Timeout: \"ten minutes\" is not a duration"},
 		{"relative store", map[string]string{"Store_Dir": "relative/dir"}, "Store_Dir: \"relative/dir\" is not an absolute path"},
+		{"plain http", map[string]string{"Allow_Plain_HTTP": ""}, "Endpoint: \"http://127.0.0.1:9\" uses plain HTTP"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			e.t = t
 			over := map[string]string{"Bucket": "b-ok", "Role_ARN": "arn:aws:iam::123456789012:role/r", "External_ID": externalID,
-				"Endpoint": "http://127.0.0.1:9", "STS_Endpoint": "http://127.0.0.1:9", "Store_Dir": e.dir + "/store"}
+				"Endpoint": "http://127.0.0.1:9", "STS_Endpoint": "http://127.0.0.1:9", "Store_Dir": e.dir + "/store",
+				"Allow_Plain_HTTP": "on"}
 			for k, v := range c.over {
 				over[k] = v
 			}

@@ -18,18 +18,21 @@ import (
 // Host names the built host and plugin.
 type Host struct {
 	Bin, Plugin string
+	// LogFile, when set, collects the stderr of every run, so that a suite can check all its logs at the end.
+	LogFile string
 }
 
 // Proc is a running host.
 type Proc struct {
 	// Stdin feeds the host's input when it was started with input "-".
-	Stdin  io.WriteCloser
-	cmd    *exec.Cmd
-	stderr bytes.Buffer
-	mu     sync.Mutex
-	lines  []string
-	update chan struct{}
-	done   chan struct{}
+	Stdin   io.WriteCloser
+	cmd     *exec.Cmd
+	stderr  bytes.Buffer
+	mu      sync.Mutex
+	lines   []string
+	update  chan struct{}
+	done    chan struct{}
+	logFile string
 }
 
 // Start runs the host with a config file and an input file ("" for none). With exitWhenDone the host stops
@@ -42,7 +45,7 @@ func (h Host) Start(config, input string, env []string, exitWhenDone bool) (*Pro
 	if exitWhenDone {
 		args = append(args, "-x")
 	}
-	p := &Proc{cmd: exec.Command(h.Bin, args...), update: make(chan struct{}, 1), done: make(chan struct{})}
+	p := &Proc{cmd: exec.Command(h.Bin, args...), update: make(chan struct{}, 1), done: make(chan struct{}), logFile: h.LogFile}
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stderr = &lockedWriter{mu: &p.mu, w: &p.stderr, update: p.update}
 	out, err := p.cmd.StdoutPipe()
@@ -170,6 +173,12 @@ func (p *Proc) Wait(timeout time.Duration) *Result {
 		<-exited
 	}
 	r := p.Snapshot()
+	if p.logFile != "" {
+		if f, err := os.OpenFile(p.logFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600); err == nil {
+			f.WriteString(r.Stderr)
+			f.Close()
+		}
+	}
 	r.ExitCode = p.cmd.ProcessState.ExitCode()
 	if ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		r.ExitCode = 128 + int(ws.Signal())
