@@ -60,6 +60,7 @@ type Config struct {
 	QuarantineAfter     time.Duration
 	QuarantineLimitSize int64
 	AllowPlainHTTP      bool
+	MaxRecordSize       int64
 }
 
 // Defaults, in the units operators write them in.
@@ -147,6 +148,7 @@ func Parse(src Source) (*Config, error) {
 		QuarantineAfter:     p.duration("Quarantine_After", DefaultQuarantineAfter, time.Second, 365*24*time.Hour),
 		QuarantineLimitSize: p.size("Quarantine_Limit_Size", DefaultQuarantineLimit, 0, maxBytes),
 		AllowPlainHTTP:      p.boolean("Allow_Plain_HTTP", false),
+		MaxRecordSize:       p.size("Max_Record_Size", "1M", 1000, 64_000_000),
 	}
 	p.validate(c)
 	if len(p.errs) > 0 {

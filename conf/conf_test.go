@@ -21,7 +21,7 @@ func TestDefaults(t *testing.T) {
 		CannedACL: "bucket-owner-full-control", UploadWorkers: 4, ShutdownTimeout: 4 * time.Second,
 		ConditionalWrites: true, RequestTimeout: 30 * time.Second, SessionDuration: time.Hour,
 		RefreshWindow: 5 * time.Minute, RefreshJitter: 2 * time.Minute, HoldRetryInterval: 5 * time.Minute,
-		QuarantineAfter: 7 * 24 * time.Hour, QuarantineLimitSize: 1_000_000_000}
+		QuarantineAfter: 7 * 24 * time.Hour, QuarantineLimitSize: 1_000_000_000, MaxRecordSize: 1_000_000}
 	if *c != want {
 		t.Errorf("got %+v\nwant %+v", *c, want)
 	}
@@ -88,6 +88,7 @@ func TestInvalid(t *testing.T) {
 		{"Credential_Refresh_Window", "1h", "Credential_Refresh_Window: 1h0m0s must be shorter than Role_Session_Duration"},
 		{"Credential_Refresh_Jitter", "6m", "Credential_Refresh_Jitter: 6m0s must not exceed Credential_Refresh_Window"},
 		{"Request_Timeout", "0", `Request_Timeout: "0" is out of range`},
+		{"Max_Record_Size", "100M", `Max_Record_Size: "100M" is out of range`},
 	}
 	for _, c := range cases {
 		t.Run(c.key+"="+c.value, func(t *testing.T) {

@@ -33,7 +33,7 @@ func benchChunk(b *testing.B) []byte {
 // BenchmarkDecode is our path: one pass from msgpack to JSON bytes, key order kept, routing fields read.
 func BenchmarkDecode(b *testing.B) {
 	chunk := benchChunk(b)
-	d := NewDecoder("org_id", "")
+	d := NewDecoder("org_id", "", 1<<20)
 	b.SetBytes(int64(len(chunk)))
 	for b.Loop() {
 		d.Decode(chunk, "audit.user", func(ev *Event) {

@@ -21,13 +21,15 @@ type Event struct {
 // Decoder turns Fluent Bit chunks into routed events. It is immutable after creation and safe for
 // concurrent use.
 type Decoder struct {
-	orgKey  []byte
-	kindKey []byte // nil: the kind is the tag's last dot-separated part
+	orgKey    []byte
+	kindKey   []byte // nil: the kind is the tag's last dot-separated part
+	maxRecord int
 }
 
-// NewDecoder routes by the record fields orgKey and kindKey (kindKey "" means: by tag).
-func NewDecoder(orgKey, kindKey string) *Decoder {
-	d := &Decoder{orgKey: []byte(orgKey)}
+// NewDecoder routes by the record fields orgKey and kindKey (kindKey "" means: by tag) and refuses events
+// larger than maxRecord bytes.
+func NewDecoder(orgKey, kindKey string, maxRecord int) *Decoder {
+	d := &Decoder{orgKey: []byte(orgKey), maxRecord: maxRecord}
 	if kindKey != "" {
 		d.kindKey = []byte(kindKey)
 	}
@@ -51,6 +53,11 @@ func (dec *Decoder) Decode(chunk []byte, tag string, fn func(*Event)) {
 		}
 		raw := chunk[start : len(chunk)-r.Len()]
 		ev := &Event{Raw: raw}
+		if len(raw) > dec.maxRecord {
+			ev.Reject = fmt.Sprintf("event of %d bytes, over Max_Record_Size (%d)", len(raw), dec.maxRecord)
+			fn(ev)
+			continue
+		}
 		var group bool
 		n := len(buf)
 		one.Reset(raw)

@@ -74,7 +74,7 @@ func TestDecodeLayouts(t *testing.T) {
 		{"org as bin", v2(evTime, []byte{0x81, 0xa6, 'o', 'r', 'g', '_', 'i', 'd', 0xc4, 0x01, 'b'}),
 			[]decoded{{json: `{"org_id":"b"}`, org: "b", kind: "user"}}},
 	}
-	d := NewDecoder("org_id", "")
+	d := NewDecoder("org_id", "", 1<<20)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			got := decodeAll(d, c.chunk, "audit.user")
@@ -110,7 +110,7 @@ func TestKindRouting(t *testing.T) {
 		{"kind", "audit.org", bodyA, "", `no "kind" field`},
 	}
 	for _, c := range cases {
-		got := decodeAll(NewDecoder("org_id", c.kindKey), v2(evTime, c.body), c.tag)
+		got := decodeAll(NewDecoder("org_id", c.kindKey, 1<<20), v2(evTime, c.body), c.tag)
 		if len(got) != 1 || got[0].kind != c.kind || !strings.HasPrefix(got[0].reject, c.reject) || (c.reject == "") != (got[0].reject == "") {
 			t.Errorf("Kind_Key %q, tag %q: got %+v, want kind %q reject %q", c.kindKey, c.tag, got, c.kind, c.reject)
 		}
@@ -167,7 +167,7 @@ func TestNestingLimit(t *testing.T) {
 	deep := bytes.Repeat([]byte{0x91}, maxDepth+5)
 	deep = append(deep, 0x01)
 	body := cat([]byte{0x82}, orgA, []byte{0xa1, 'd'}, deep)
-	got := decodeAll(NewDecoder("org_id", ""), v2(evTime, body), "audit.org")
+	got := decodeAll(NewDecoder("org_id", "", 1<<20), v2(evTime, body), "audit.org")
 	if len(got) != 1 || !strings.Contains(got[0].reject, "nesting deeper than") {
 		t.Errorf("got %+v", got)
 	}
@@ -213,5 +213,33 @@ func TestValidOrgID(t *testing.T) {
 		if ValidOrgID(id) {
 			t.Errorf("%q accepted", id)
 		}
+	}
+}
+
+func TestHostileLimits(t *testing.T) {
+	bigMap := []byte{0xde, 0x27, 0x11} // map16 of 10001 entries
+	for i := range 10001 {
+		bigMap = append(bigMap, 0xcd, byte(i>>8), byte(i), 0xc0)
+	}
+	longStr := cat([]byte{0xdb, 0x00, 0x10, 0x00, 0x01}, bytes.Repeat([]byte{'x'}, 1<<20+1))
+	cases := []struct {
+		name   string
+		body   []byte
+		limit  int
+		reject string
+	}{
+		{"record over Max_Record_Size", cat([]byte{0x82}, orgA, []byte{0xa1, 'x', 0xda, 0x08, 0x00}, bytes.Repeat([]byte{'y'}, 2048)), 2000, "event of 2080 bytes, over Max_Record_Size (2000)"},
+		{"too many keys", cat([]byte{0x82}, orgA, []byte{0xa1, 'm'}, bigMap), 1 << 20, "record body: a map has 10001 keys, over the limit of 10000"},
+		{"string too long", cat([]byte{0x82}, orgA, []byte{0xa1, 's'}, longStr), 4 << 20, "record body: a string of 1048577 bytes, over the limit of 1048576"},
+		{"keys nested in keys", cat([]byte{0x82}, orgA, bytes.Repeat([]byte{0x81}, 30), []byte{0xa1, 'k'}, bytes.Repeat([]byte{0x01}, 31)), 1 << 20, "record body: a map key of"},
+		{"declared length beyond the chunk", cat([]byte{0x82}, orgA, []byte{0xa1, 's', 0xdb, 0x7f, 0xff, 0xff, 0xff, 'x'}), 1 << 20, "malformed msgpack"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := decodeAll(NewDecoder("org_id", "", c.limit), v2(evTime, c.body), "audit.org")
+			if len(got) != 1 || !strings.HasPrefix(got[0].reject, c.reject) {
+				t.Errorf("got %+v, want a rejection starting %q", got, c.reject)
+			}
+		})
 	}
 }

@@ -76,7 +76,7 @@ func start(cfg *conf.Config, name string, out LogFunc, client putter, creds inva
 	in := &Instance{
 		cfg:          cfg,
 		log:          &logger{out: out, prefix: "[" + name + "] ", secrets: []string{cfg.ExternalID}},
-		dec:          NewDecoder(cfg.OrgIDKey, cfg.KindKey),
+		dec:          NewDecoder(cfg.OrgIDKey, cfg.KindKey, int(cfg.MaxRecordSize)),
 		now:          time.Now,
 		sealNow:      make(chan struct{}, 1),
 		sealerDone:   make(chan struct{}),

@@ -12,8 +12,16 @@ import (
 	"github.com/vmihailenco/msgpack/v5/msgpcode"
 )
 
-// maxDepth bounds nesting so hostile records cannot exhaust the stack.
-const maxDepth = 100
+// Limits on hostile records: nesting (so that recursion cannot exhaust the stack), keys per map and bytes per
+// string. The record as a whole is bounded by Max_Record_Size.
+const (
+	maxDepth       = 100
+	maxKeys        = 10000
+	maxStringBytes = 1 << 20
+	// A non-string key is written as the string form of its JSON; quoting doubles the escapes at every level
+	// of keys nested in keys, so their size is capped.
+	maxKeyBytes = 4096
+)
 
 var errTooDeep = fmt.Errorf("nesting deeper than %d levels", maxDepth)
 
@@ -51,7 +59,7 @@ func (t *transcoder) value(dst []byte, depth int) ([]byte, error) {
 		f, err := t.d.DecodeFloat64()
 		return appendFloat(dst, f, 64), err
 	case msgpcode.IsString(c) || msgpcode.IsBin(c):
-		b, err := t.d.DecodeBytes()
+		b, err := t.str()
 		return appendString(dst, b), err
 	case msgpcode.IsFixedArray(c) || c == msgpcode.Array16 || c == msgpcode.Array32:
 		return t.array(dst, depth)
@@ -87,6 +95,9 @@ func (t *transcoder) object(dst []byte, depth int, watch func(key, val []byte, i
 	if err != nil {
 		return dst, err
 	}
+	if n > maxKeys {
+		return dst, fmt.Errorf("a map has %d keys, over the limit of %d", n, maxKeys)
+	}
 	dst = append(dst, '{')
 	for i := 0; i < n; i++ {
 		if i > 0 {
@@ -103,7 +114,7 @@ func (t *transcoder) object(dst []byte, depth int, watch func(key, val []byte, i
 				return dst, err
 			}
 			if msgpcode.IsString(c) || msgpcode.IsBin(c) {
-				b, err := t.d.DecodeBytes()
+				b, err := t.str()
 				if err != nil {
 					return dst, err
 				}
@@ -128,11 +139,30 @@ func (t *transcoder) key(dst []byte, depth int) ([]byte, []byte, error) {
 		return dst, nil, err
 	}
 	if msgpcode.IsString(c) || msgpcode.IsBin(c) {
-		b, err := t.d.DecodeBytes()
+		b, err := t.str()
 		return appendString(dst, b), b, err
 	}
 	text, err := t.value(nil, depth+1)
-	return appendString(dst, text), nil, err
+	if err != nil {
+		return dst, nil, err
+	}
+	if len(text) > maxKeyBytes {
+		return dst, nil, fmt.Errorf("a map key of %d bytes as JSON, over the limit of %d", len(text), maxKeyBytes)
+	}
+	return appendString(dst, text), nil, nil
+}
+
+// str reads a str or bin value within the string limit.
+func (t *transcoder) str() ([]byte, error) {
+	n, err := t.d.DecodeBytesLen()
+	if err != nil {
+		return nil, err
+	}
+	if n > maxStringBytes {
+		return nil, fmt.Errorf("a string of %d bytes, over the limit of %d", n, maxStringBytes)
+	}
+	b := make([]byte, max(n, 0))
+	return b, t.d.ReadFull(b)
 }
 
 func (t *transcoder) ext(dst []byte) ([]byte, error) {

@@ -94,7 +94,8 @@ func (p *Proxy) ExpireAll() {
 	p.mu.Unlock()
 }
 
-// Counts returns how many of each event happened: "<service>:<fault>", "expired", "sts:AssumeRole", "s3:PUT".
+// Counts returns how many of each event happened: "<service>:<fault>", "expired", "sts:AssumeRole" (requests),
+// "sts:issued:<lifetime>" (sessions handed out, counted once their expiry is recorded), "s3:PUT".
 func (p *Proxy) Counts() map[string]int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -213,6 +214,7 @@ func (p *Proxy) rewriteSession(resp *http.Response) error {
 		p.expiries[string(m[1])] = exp
 		p.mu.Unlock()
 		body = expirationPattern.ReplaceAll(body, []byte("<Expiration>"+exp.UTC().Format(time.RFC3339)+"</Expiration>"))
+		p.count("sts:issued:" + lifetime.String())
 	}
 	resp.Body = io.NopCloser(bytes.NewReader(body))
 	resp.ContentLength = int64(len(body))
