@@ -49,6 +49,8 @@ type Manifest struct {
 	SealedAt    time.Time `json:"sealed_at"`
 	Attempts    int       `json:"attempts"`
 	SourceLog   string    `json:"source_log"`
+	// Destination is the caller's name for where the batch goes, fixed at seal time.
+	Destination string `json:"destination,omitempty"`
 }
 
 // Batch is a sealed upload unit.
@@ -471,9 +473,10 @@ func (s *Store) TakeClosed() []*Log {
 // Encoder writes the object for a batch from its records.
 type Encoder func(w io.Writer, records iter.Seq[[]byte]) error
 
-// Seal turns a closed log into a sealed batch under key: the object and its manifest are written, synced and
-// renamed into place before the log is removed, so a crash at any point leaves either the log or the batch.
-func (s *Store) Seal(l *Log, key string, encode Encoder) (*Batch, SealReport, error) {
+// Seal turns a closed log into a sealed batch under key, for destination: the object and its manifest are
+// written, synced and renamed into place before the log is removed, so a crash at any point leaves either the
+// log or the batch.
+func (s *Store) Seal(l *Log, key, destination string, encode Encoder) (*Batch, SealReport, error) {
 	var rep SealReport
 	fail := func(err error) (*Batch, SealReport, error) {
 		return nil, rep, fmt.Errorf("seal %s: %w", filepath.Base(l.path), err)
@@ -497,7 +500,7 @@ func (s *Store) Seal(l *Log, key string, encode Encoder) (*Batch, SealReport, er
 	b := &Batch{object: base + objectSuffix, manifest: base + manifestSuffix}
 	b.Manifest = Manifest{Key: key, KeyMs: l.Opened, Org: l.Org, Kind: l.Kind, Opened: l.Opened,
 		LastRecord: max(l.Opened, lastWrite.UnixMilli()), Records: records, JSONBytes: jsonBytes,
-		SealedAt: s.opt.Now().UTC(), SourceLog: filepath.Base(l.path)}
+		SealedAt: s.opt.Now().UTC(), SourceLog: filepath.Base(l.path), Destination: destination}
 
 	sum, size, err := writeSynced(b.object+tmpSuffix, func(w io.Writer) error {
 		return encode(w, func(yield func([]byte) bool) {
@@ -649,6 +652,20 @@ func (s *Store) Quarantine(b *Batch) error {
 	s.used.Add(-b.ObjectBytes)
 	s.quarantined.Add(b.ObjectBytes)
 	return syncDir(s.batches)
+}
+
+// ReadFile reads a small file the caller keeps in the store's folder (nil when it does not exist).
+func (s *Store) ReadFile(name string) ([]byte, error) {
+	data, err := os.ReadFile(filepath.Join(s.dir, filepath.Base(name)))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	return data, err
+}
+
+// WriteFile replaces a small file in the store's folder atomically.
+func (s *Store) WriteFile(name string, data []byte) error {
+	return replaceFile(filepath.Join(s.dir, filepath.Base(name)), data)
 }
 
 // QuarantineDir is where quarantined batches are kept.

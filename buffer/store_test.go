@@ -54,7 +54,7 @@ func sealAll(t *testing.T, s *Store) (map[string]string, []SealReport) {
 	objects := map[string]string{}
 	var reps []SealReport
 	for _, l := range s.TakeClosed() {
-		b, rep, err := s.Seal(l, fmt.Sprintf("%s/%s-%d", l.Org, l.Kind, l.Opened), joinLines)
+		b, rep, err := s.Seal(l, fmt.Sprintf("%s/%s-%d", l.Org, l.Kind, l.Opened), "", joinLines)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -145,7 +145,7 @@ func TestRecoverLogsAndBatches(t *testing.T) {
 	s.Append(Stream{"o", "api"}, recs("sealed"))
 	s.Rotate(time.Time{})
 	for _, l := range s.TakeClosed() {
-		if _, _, err := s.Seal(l, "o/api-key", joinLines); err != nil {
+		if _, _, err := s.Seal(l, "o/api-key", "", joinLines); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -209,7 +209,7 @@ func TestCrashPointsDuringSeal(t *testing.T) {
 	s.Append(Stream{"o", "org"}, recs("a"))
 	s.Rotate(time.Time{})
 	l := s.TakeClosed()[0]
-	b, _, err := s.Seal(l, "o/org-k", joinLines)
+	b, _, err := s.Seal(l, "o/org-k", "", joinLines)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,7 +287,7 @@ func sealOne(t *testing.T, s *Store) *Batch {
 	if len(closed) != 1 {
 		t.Fatalf("%d closed logs, want 1", len(closed))
 	}
-	b, _, err := s.Seal(closed[0], fmt.Sprintf("k-%d", closed[0].Opened), joinLines)
+	b, _, err := s.Seal(closed[0], fmt.Sprintf("k-%d", closed[0].Opened), "", joinLines)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -61,6 +61,23 @@ type Config struct {
 	QuarantineLimitSize int64
 	AllowPlainHTTP      bool
 	MaxRecordSize       int64
+
+	DestinationsFile    string
+	UnlistedOrgs        string
+	DestinationsRefresh time.Duration
+}
+
+// What happens to organisations that the destinations file does not list (Unlisted_Orgs).
+const (
+	UnlistedDefault    = "default"    // deliver to the [OUTPUT] destination
+	UnlistedHold       = "hold"       // buffer, and deliver once the file lists them
+	UnlistedDeadLetter = "deadletter" // reject the records into the dead-letter file
+)
+
+// Default returns the [OUTPUT]-level destination, or ok=false when Bucket is not set.
+func (c *Config) Default() (Destination, bool) {
+	return Destination{Bucket: c.Bucket, RoleARN: c.RoleARN, ExternalID: c.ExternalID, Region: c.Region,
+		KeyPrefix: c.KeyPrefix}, c.Bucket != ""
 }
 
 // Defaults, in the units operators write them in.
@@ -149,6 +166,10 @@ func Parse(src Source) (*Config, error) {
 		QuarantineLimitSize: p.size("Quarantine_Limit_Size", DefaultQuarantineLimit, 0, maxBytes),
 		AllowPlainHTTP:      p.boolean("Allow_Plain_HTTP", false),
 		MaxRecordSize:       p.size("Max_Record_Size", "1M", 1000, 64_000_000),
+
+		DestinationsFile:    p.str("Destinations_File", ""),
+		UnlistedOrgs:        strings.ToLower(p.str("Unlisted_Orgs", UnlistedDefault)),
+		DestinationsRefresh: p.duration("Destinations_Refresh_Interval", "10s", time.Second, time.Hour),
 	}
 	p.validate(c)
 	if len(p.errs) > 0 {
@@ -223,25 +244,33 @@ func (p *parser) integer(key string, def, lo, hi int) int {
 
 func (p *parser) validate(c *Config) {
 	switch {
-	case c.Bucket == "":
-		p.fail("Bucket", "not set; set it to the customer's bucket_name from their setup (e.g. Bucket your-company-audit-logs)")
-	case !bucketPattern.MatchString(c.Bucket) || strings.Contains(c.Bucket, ".."):
-		p.fail("Bucket", "%q is not a valid S3 bucket name (3-63 lowercase letters, digits, dots and hyphens); give the bare name, without s3:// or a path", c.Bucket)
+	case c.Bucket == "" && c.DestinationsFile == "":
+		p.fail("Bucket", "not set; set it to the customer's bucket_name from their setup (e.g. Bucket your-company-audit-logs), or use Destinations_File")
+	case c.Bucket == "" && c.UnlistedOrgs == UnlistedDefault:
+		p.fail("Bucket", "not set, but Unlisted_Orgs is default: set the default destination, or set Unlisted_Orgs to hold or deadletter")
+	case c.Bucket != "":
+		p.check("Bucket", bucketProblem(c.Bucket))
 	}
-	if !regionPattern.MatchString(c.Region) {
-		p.fail("Region", "%q is not an AWS region name such as us-east-1", c.Region)
-	}
-	if c.RoleARN != "" && !roleARNPattern.MatchString(c.RoleARN) {
-		p.fail("Role_ARN", "%q is not an IAM role ARN; expected arn:aws:iam::<12-digit account>:role/<name>, the role_arn the customer submitted", c.RoleARN)
+	p.check("Region", regionProblem(c.Region))
+	if c.RoleARN != "" {
+		p.check("Role_ARN", roleProblem(c.RoleARN))
 	}
 	if c.RoleARN != "" && c.ExternalID == "" {
 		p.fail("External_ID", "not set although Role_ARN is; set it to the external_id the customer put in the role's trust policy (it protects them against the confused deputy)")
 	}
-	if c.ExternalID != "" && (len(c.ExternalID) < 2 || len(c.ExternalID) > 1224 || !externalIDPattern.MatchString(c.ExternalID)) {
-		p.fail("External_ID", "the value (not shown) is not a valid External ID: 2-1224 characters of letters, digits and +=,.@:/-")
+	if c.ExternalID != "" {
+		p.check("External_ID", externalIDProblem(c.ExternalID))
 	}
 	if c.ExternalID != "" && c.RoleARN == "" {
 		p.fail("Role_ARN", "not set although External_ID is; set the role_arn the customer submitted, or remove External_ID")
+	}
+	if c.DestinationsFile != "" && !filepath.IsAbs(c.DestinationsFile) {
+		p.fail("Destinations_File", "%q is not an absolute path", c.DestinationsFile)
+	}
+	switch c.UnlistedOrgs {
+	case UnlistedDefault, UnlistedHold, UnlistedDeadLetter:
+	default:
+		p.fail("Unlisted_Orgs", "%q is not one of default, hold, deadletter", c.UnlistedOrgs)
 	}
 	if !sessionNamePattern.MatchString(c.RoleSessionName) {
 		p.fail("Role_Session_Name", "%q is not a valid session name: 2-64 characters of letters, digits and +=,.@-", c.RoleSessionName)
@@ -257,7 +286,9 @@ func (p *parser) validate(c *Config) {
 	if c.KindKey != "" && !fieldKeyPattern.MatchString(c.KindKey) {
 		p.fail("Kind_Key", "%q is not a usable record key (1-128 characters, no control characters)", c.KindKey)
 	}
-	p.keyPrefix(c.KeyPrefix)
+	if c.KeyPrefix != "" {
+		p.check("Key_Prefix", keyPrefixProblem(c.KeyPrefix))
+	}
 	if c.StoreDirLimitSize > 0 && c.StoreDirLimitSize < 10*minFileSize {
 		p.fail("Store_Dir_Limit_Size", "%d bytes is too small to hold a batch; use 0 (no limit) or at least 10K", c.StoreDirLimitSize)
 	}
@@ -291,25 +322,58 @@ func (p *parser) endpoint(key, v string, allowHTTP bool) {
 	}
 }
 
-func (p *parser) keyPrefix(v string) {
-	if v == "" {
-		return
+// check records a problem found by one of the value checks below, which callers share with the
+// destinations file.
+func (p *parser) check(key, problem string) {
+	if problem != "" {
+		p.fail(key, "%s", problem)
 	}
+}
+
+func bucketProblem(v string) string {
+	if !bucketPattern.MatchString(v) || strings.Contains(v, "..") {
+		return fmt.Sprintf("%q is not a valid S3 bucket name (3-63 lowercase letters, digits, dots and hyphens); give the bare name, without s3:// or a path", v)
+	}
+	return ""
+}
+
+func regionProblem(v string) string {
+	if !regionPattern.MatchString(v) {
+		return fmt.Sprintf("%q is not an AWS region name such as us-east-1", v)
+	}
+	return ""
+}
+
+func roleProblem(v string) string {
+	if !roleARNPattern.MatchString(v) {
+		return fmt.Sprintf("%q is not an IAM role ARN; expected arn:aws:iam::<12-digit account>:role/<name>, the role_arn the customer submitted", v)
+	}
+	return ""
+}
+
+// externalIDProblem never shows the value: it is the customer's secret.
+func externalIDProblem(v string) string {
+	if len(v) < 2 || len(v) > 1224 || !externalIDPattern.MatchString(v) {
+		return "the value (not shown) is not a valid External ID: 2-1224 characters of letters, digits and +=,.@:/-"
+	}
+	return ""
+}
+
+func keyPrefixProblem(v string) string {
 	switch {
 	case !strings.HasSuffix(v, "/"):
-		p.fail("Key_Prefix", "%q must end with \"/\" (e.g. %q); objects are written as <Key_Prefix><org_id>/<kind>-audit-logs-<ms>.json.gz", v, v+"/")
+		return fmt.Sprintf("%q must end with \"/\" (e.g. %q); objects are written as <Key_Prefix><org_id>/<kind>-audit-logs-<ms>.json.gz", v, v+"/")
 	case strings.HasPrefix(v, "/"):
-		p.fail("Key_Prefix", "%q must not start with \"/\"", v)
+		return fmt.Sprintf("%q must not start with \"/\"", v)
 	case len(v) > 256:
-		p.fail("Key_Prefix", "is %d bytes long; keep it under 256", len(v))
-	default:
-		for _, seg := range strings.Split(strings.TrimSuffix(v, "/"), "/") {
-			if seg == "" || seg == "." || seg == ".." || strings.ContainsFunc(seg, isControl) || strings.Contains(seg, `\`) {
-				p.fail("Key_Prefix", "%q has an empty, \".\", \"..\", backslash or control-character segment", v)
-				return
-			}
+		return fmt.Sprintf("is %d bytes long; keep it under 256", len(v))
+	}
+	for _, seg := range strings.Split(strings.TrimSuffix(v, "/"), "/") {
+		if seg == "" || seg == "." || seg == ".." || strings.ContainsFunc(seg, isControl) || strings.Contains(seg, `\`) {
+			return fmt.Sprintf("%q has an empty, \".\", \"..\", backslash or control-character segment", v)
 		}
 	}
+	return ""
 }
 
 func isControl(r rune) bool { return r < 0x20 || r == 0x7f }

@@ -21,7 +21,8 @@ func TestDefaults(t *testing.T) {
 		CannedACL: "bucket-owner-full-control", UploadWorkers: 4, ShutdownTimeout: 4 * time.Second,
 		ConditionalWrites: true, RequestTimeout: 30 * time.Second, SessionDuration: time.Hour,
 		RefreshWindow: 5 * time.Minute, RefreshJitter: 2 * time.Minute, HoldRetryInterval: 5 * time.Minute,
-		QuarantineAfter: 7 * 24 * time.Hour, QuarantineLimitSize: 1_000_000_000, MaxRecordSize: 1_000_000}
+		QuarantineAfter: 7 * 24 * time.Hour, QuarantineLimitSize: 1_000_000_000, MaxRecordSize: 1_000_000,
+		UnlistedOrgs: "default", DestinationsRefresh: 10 * time.Second}
 	if *c != want {
 		t.Errorf("got %+v\nwant %+v", *c, want)
 	}
@@ -89,6 +90,8 @@ func TestInvalid(t *testing.T) {
 		{"Credential_Refresh_Jitter", "6m", "Credential_Refresh_Jitter: 6m0s must not exceed Credential_Refresh_Window"},
 		{"Request_Timeout", "0", `Request_Timeout: "0" is out of range`},
 		{"Max_Record_Size", "100M", `Max_Record_Size: "100M" is out of range`},
+		{"Unlisted_Orgs", "drop", `Unlisted_Orgs: "drop" is not one of default, hold, deadletter`},
+		{"Destinations_File", "dest.json", `Destinations_File: "dest.json" is not an absolute path`},
 	}
 	for _, c := range cases {
 		t.Run(c.key+"="+c.value, func(t *testing.T) {
@@ -151,6 +154,73 @@ func TestParseDuration(t *testing.T) {
 	for _, in := range []string{"", "m", "1.5m", "-1s", "10ms", "ten"} {
 		if _, err := ParseDuration(in); err == nil {
 			t.Errorf("ParseDuration(%q) accepted", in)
+		}
+	}
+}
+
+func TestBucketOptionalWithDestinationsFile(t *testing.T) {
+	if _, err := Parse(Map{"Destinations_File": "/etc/wiv/destinations.json", "Unlisted_Orgs": "hold"}); err != nil {
+		t.Errorf("destinations file without a default: %v", err)
+	}
+	_, err := Parse(Map{"Destinations_File": "/etc/wiv/destinations.json"})
+	if err == nil || !strings.Contains(err.Error(), "Bucket: not set, but Unlisted_Orgs is default") {
+		t.Errorf("got %v", err)
+	}
+}
+
+func TestParseDestinations(t *testing.T) {
+	c, _ := Parse(Map{"Bucket": "default-bucket", "Region": "eu-west-1", "Key_Prefix": "audit/"})
+	good := `[
+	  {"org_id":"3f7539ad-7f8b-4688-aee0-b9dbf2db728e","bucket_name":"acme-audit","role_arn":"arn:aws:iam::111122223333:role/wiv-audit-logs-sync","external_id":"681d1539-fd63-4e6e-9426-fccdfdae1862"},
+	  {"org_id":"org-b","bucket_name":"b-audit","role_arn":"arn:aws:iam::444455556666:role/r","external_id":"ext-b-0001","region":"us-west-2","key_prefix":"wiv/"}
+	]`
+	d, err := ParseDestinations([]byte(good), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := d["3f7539ad-7f8b-4688-aee0-b9dbf2db728e"]; a.Region != "eu-west-1" || a.KeyPrefix != "audit/" || a.Bucket != "acme-audit" {
+		t.Errorf("defaults not applied: %+v", a)
+	}
+	if b := d["org-b"]; b.Region != "us-west-2" || b.KeyPrefix != "wiv/" {
+		t.Errorf("%+v", b)
+	}
+	const secret = "s3cr3t-external-id"
+	cases := []struct{ file, want string }{
+		{`{"org_id":"x"}`, "not a JSON array"},
+		{`[{"org_id":"a","bucket":"x"}]`, `unknown field "bucket"`},
+		{`[] []`, "unexpected data after the JSON array"},
+		{`[{"org_id":"../x","bucket_name":"bb-1","role_arn":"arn:aws:iam::111122223333:role/r","external_id":"abc"}]`, `entry 0 (org_id "../x"): org_id: not a valid organisation ID`},
+		{`[{"org_id":"a","bucket_name":"BAD","role_arn":"arn:aws:iam::111122223333:role/r","external_id":"abc"}]`, `entry 0 (org_id "a"): bucket_name: "BAD" is not a valid S3 bucket name`},
+		{`[{"org_id":"a","bucket_name":"bb-1","role_arn":"nope","external_id":"abc"}]`, `entry 0 (org_id "a"): role_arn: "nope" is not an IAM role ARN`},
+		{`[{"org_id":"a","bucket_name":"bb-1","role_arn":"arn:aws:iam::111122223333:role/r","external_id":"` + secret + ` !"}]`, `entry 0 (org_id "a"): external_id: the value (not shown)`},
+		{`[{"org_id":"a","bucket_name":"bb-1","role_arn":"arn:aws:iam::111122223333:role/r"}]`, `entry 0 (org_id "a"): external_id:`},
+		{`[{"org_id":"a","bucket_name":"bb-1","role_arn":"arn:aws:iam::111122223333:role/r","external_id":"abc","region":"mars"}]`, `region: "mars"`},
+		{`[{"org_id":"a","bucket_name":"bb-1","role_arn":"arn:aws:iam::111122223333:role/r","external_id":"abc","key_prefix":"x"}]`, `key_prefix: "x" must end with "/"`},
+		{`[{"org_id":"a","bucket_name":"bb-1","role_arn":"arn:aws:iam::111122223333:role/r","external_id":"abc"},{"org_id":"a","bucket_name":"bb-2","role_arn":"arn:aws:iam::111122223333:role/r","external_id":"abc"}]`, `entry 1 (org_id "a"): org_id: listed twice`},
+	}
+	for _, tc := range cases {
+		_, err := ParseDestinations([]byte(tc.file), c)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want %q", tc.file, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), secret) {
+			t.Errorf("the External ID leaked: %v", err)
+		}
+	}
+}
+
+func TestValidOrgID(t *testing.T) {
+	ok := []string{"3f7539ad-7f8b-4688-aee0-b9dbf2db728e", "a", "Org_1.prod", strings.Repeat("a", MaxOrgIDLen)}
+	bad := []string{"", "..", ".", ".hidden", "a/b", `a\b`, "a..b", "a\x00b", "a\nb", "-lead", "_lead",
+		strings.Repeat("a", MaxOrgIDLen+1), "a b", "a\u2215b", "ａbc", "a\u200bb", "org/../x", "a:b", "a~b"}
+	for _, id := range ok {
+		if !ValidOrgID(id) {
+			t.Errorf("%q refused", id)
+		}
+	}
+	for _, id := range bad {
+		if ValidOrgID(id) {
+			t.Errorf("%q accepted", id)
 		}
 	}
 }

@@ -83,7 +83,7 @@ func BenchmarkFlush(b *testing.B) {
 	cfg := testConfig(&testing.T{})
 	cfg.StoreDir = b.TempDir()
 	cfg.TotalFileSize = 1 << 30
-	in, err := start(cfg, "bench", func(Level, string) {}, &fakeS3{objects: map[string][]byte{}}, nil, nil)
+	in, err := start(cfg, "bench", func(Level, string) {}, &fakeS3{objects: map[string][]byte{}}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -200,22 +200,6 @@ func TestStringsAndFloatsMatchEncodingJSON(t *testing.T) {
 	}
 }
 
-func TestValidOrgID(t *testing.T) {
-	ok := []string{"3f7539ad-7f8b-4688-aee0-b9dbf2db728e", "a", "Org_1.prod", strings.Repeat("a", MaxOrgIDLen)}
-	bad := []string{"", "..", ".", ".hidden", "a/b", `a\b`, "a..b", "a\x00b", "a\nb", "-lead", "_lead",
-		strings.Repeat("a", MaxOrgIDLen+1), "a b", "a\u2215b", "ａbc", "a\u200bb", "org/../x", "a:b", "a~b"}
-	for _, id := range ok {
-		if !ValidOrgID(id) {
-			t.Errorf("%q refused", id)
-		}
-	}
-	for _, id := range bad {
-		if ValidOrgID(id) {
-			t.Errorf("%q accepted", id)
-		}
-	}
-}
-
 func TestHostileLimits(t *testing.T) {
 	bigMap := []byte{0xde, 0x27, 0x11} // map16 of 10001 entries
 	for i := range 10001 {

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/wiv/out_wivaudit/conf"
 )
 
 // seedChunks are the layouts Fluent Bit produces: V2 with EventTime and metadata, legacy with integer and
@@ -37,7 +39,7 @@ func FuzzDecode(f *testing.F) {
 			if ev.JSON != nil && !json.Valid(ev.JSON) {
 				t.Fatalf("invalid JSON %q from %x", ev.JSON, ev.Raw)
 			}
-			if ev.Reject == "" && (!ValidOrgID(ev.Org) || (ev.Kind != "org" && ev.Kind != "user" && ev.Kind != "api") || len(ev.JSON) == 0 || ev.JSON[0] != '{') {
+			if ev.Reject == "" && (!conf.ValidOrgID(ev.Org) || (ev.Kind != "org" && ev.Kind != "user" && ev.Kind != "api") || len(ev.JSON) == 0 || ev.JSON[0] != '{') {
 				t.Fatalf("accepted %+v", ev)
 			}
 		})

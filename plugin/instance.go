@@ -32,16 +32,18 @@ const FrozenKeyClockEnv = "WIVAUDIT_TEST_FROZEN_KEY_MS"
 
 // Instance is one [OUTPUT] wivaudit section. Flush is safe for concurrent use (Fluent Bit's Workers).
 type Instance struct {
-	cfg    *conf.Config
-	log    *logger
-	dec    *Decoder
-	store  *buffer.Store
-	client putter
-	creds  invalidator
-	queue  *queue
-	now    func() time.Time
+	cfg   *conf.Config
+	log   *logger
+	dec   *Decoder
+	store *buffer.Store
+	dests *destinations
+	send  sender
+	queue *queue
+	now   func() time.Time
 
 	sealNow      chan struct{}
+	stopReloader context.CancelFunc
+	reloaderDone chan struct{}
 	stopSealer   context.CancelFunc
 	stopUploads  context.CancelFunc
 	sealerDone   chan struct{}
@@ -57,7 +59,7 @@ type Instance struct {
 
 // New opens the store, recovers what it holds and starts sealing and uploading. name prefixes log lines.
 func New(cfg *conf.Config, name string, out LogFunc) (*Instance, error) {
-	client, creds, err := newS3(context.Background(), cfg)
+	c, err := newClients(context.Background(), cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -69,17 +71,18 @@ func New(cfg *conf.Config, name string, out LogFunc) (*Instance, error) {
 		}
 		keyClock = func() time.Time { return time.UnixMilli(ms) }
 	}
-	return start(cfg, name, out, client, creds, keyClock)
+	return start(cfg, name, out, c, keyClock)
 }
 
-func start(cfg *conf.Config, name string, out LogFunc, client putter, creds invalidator, keyClock func() time.Time) (*Instance, error) {
+func start(cfg *conf.Config, name string, out LogFunc, send sender, keyClock func() time.Time) (*Instance, error) {
 	in := &Instance{
 		cfg:          cfg,
-		log:          &logger{out: out, prefix: "[" + name + "] ", secrets: []string{cfg.ExternalID}},
+		log:          newLogger(out, "["+name+"] ", cfg.ExternalID),
 		dec:          NewDecoder(cfg.OrgIDKey, cfg.KindKey, int(cfg.MaxRecordSize)),
 		now:          time.Now,
 		sealNow:      make(chan struct{}, 1),
 		sealerDone:   make(chan struct{}),
+		reloaderDone: make(chan struct{}),
 		rejectReport: every{interval: 10 * time.Second},
 		fullReport:   every{interval: 10 * time.Second},
 		reassume:     every{interval: reassumeEvery},
@@ -90,7 +93,11 @@ func start(cfg *conf.Config, name string, out LogFunc, client putter, creds inva
 	if err != nil {
 		return nil, fmt.Errorf("Store_Dir: %w", err)
 	}
-	in.store, in.client, in.creds = store, client, creds
+	if in.dests, err = newDestinations(cfg, store, in.log); err != nil {
+		store.Close()
+		return nil, err
+	}
+	in.store, in.send = store, send
 	for _, b := range batches {
 		in.queue.push(&item{batch: b, due: in.now()})
 	}
@@ -101,22 +108,53 @@ func start(cfg *conf.Config, name string, out LogFunc, client putter, creds inva
 
 	sealCtx, stopSealer := context.WithCancel(context.Background())
 	upCtx, stopUploads := context.WithCancel(context.Background())
-	in.stopSealer, in.stopUploads = stopSealer, stopUploads
+	reloadCtx, stopReloader := context.WithCancel(context.Background())
+	in.stopSealer, in.stopUploads, in.stopReloader = stopSealer, stopUploads, stopReloader
 	go in.sealer(sealCtx)
+	go in.reloader(reloadCtx)
 	for range cfg.UploadWorkers {
 		in.uploadersWG.Add(1)
 		go in.uploader(upCtx)
 	}
-	in.log.logf(LevelInfo, "delivering to s3://%s/%s<org_id>/ (region %s, role %s), buffering in %s",
-		cfg.Bucket, cfg.KeyPrefix, cfg.Region, orNone(cfg.RoleARN), cfg.StoreDir)
+	where := "no default destination"
+	if d, ok := cfg.Default(); ok {
+		role := d.RoleARN
+		if role == "" {
+			role = "none: default credentials"
+		}
+		where = fmt.Sprintf("s3://%s/%s<org_id>/ (region %s, role %s)", d.Bucket, d.KeyPrefix, d.Region, role)
+	}
+	if cfg.DestinationsFile != "" {
+		where = fmt.Sprintf("the destinations in %s; unlisted organisations: %s, default %s", cfg.DestinationsFile, cfg.UnlistedOrgs, where)
+	}
+	in.log.logf(LevelInfo, "delivering to %s, buffering in %s", where, cfg.StoreDir)
 	return in, nil
 }
 
-func orNone(s string) string {
-	if s == "" {
-		return "none: default credentials"
+// reloader rereads Destinations_File when it changes. An invalid version keeps the current destinations and
+// is reported once; a valid one takes effect at once, and held batches are tried again.
+func (in *Instance) reloader(ctx context.Context) {
+	defer close(in.reloaderDone)
+	if in.cfg.DestinationsFile == "" {
+		return
 	}
-	return s
+	tick := time.NewTicker(in.cfg.DestinationsRefresh)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		what, err := in.dests.reload()
+		switch {
+		case err != nil:
+			in.log.logf(LevelError, "Destinations_File %s was changed but cannot be used, keeping the previous destinations: %v", in.cfg.DestinationsFile, err)
+		case what != "":
+			in.log.logf(LevelInfo, "Destinations_File reloaded: %s", what)
+			in.queue.expedite()
+		}
+	}
 }
 
 // Flush takes one chunk: every record is either appended durably to its stream or written to the dead-letter
@@ -129,6 +167,9 @@ func (in *Instance) Flush(chunk []byte, tag string) Result {
 	var firstReject string
 	rejected := 0
 	in.dec.Decode(chunk, tag, func(ev *Event) {
+		if ev.Reject == "" {
+			ev.Reject = in.dests.reject(ev.Org)
+		}
 		if ev.Reject != "" {
 			dead = appendDeadLetter(dead, in.now(), tag, ev)
 			if rejected == 0 {
@@ -226,16 +267,16 @@ func (in *Instance) sealer(ctx context.Context) {
 // sealClosed seals every closed log into a batch with its final key and queues it for upload.
 func (in *Instance) sealClosed() {
 	for _, l := range in.store.TakeClosed() {
-		key := objectKey(in.cfg.KeyPrefix, l.Org, l.Kind, l.Opened)
-		b, rep, err := in.store.Seal(l, key, writeObject)
+		dest, prefix := in.dests.seal(l.Org)
+		b, rep, err := in.store.Seal(l, objectKey(prefix, l.Org, l.Kind, l.Opened), dest, writeObject)
 		if err != nil {
 			in.log.logf(LevelError, "%v; will try again", err)
 			in.store.PutBack(l)
 			continue
 		}
 		if rep.TornTail > 0 {
-			in.log.logf(LevelWarn, "%s: dropped the last %d bytes of %s, an append interrupted by a crash; it was never acknowledged, so Fluent Bit sends it again",
-				l.Stream, rep.TornTail, key)
+			in.log.logf(LevelWarn, "%s: dropped the last %d bytes of its buffer, an append interrupted by a crash; it was never acknowledged, so Fluent Bit sends it again",
+				l.Stream, rep.TornTail)
 		}
 		if len(rep.Damaged) > 0 {
 			in.deadLetterDamaged(l.Stream, rep.Damaged)
@@ -275,7 +316,21 @@ func (in *Instance) uploader(ctx context.Context) {
 // attempt uploads one batch and reports whether it stays queued.
 func (in *Instance) attempt(ctx context.Context, it *item) bool {
 	b := it.batch
-	err := put(ctx, in.client, in.cfg, b)
+	d, hold := in.dests.resolve(b)
+	if hold != "" {
+		it.due = in.now().Add(in.cfg.HoldRetryInterval)
+		in.log.logf(LevelWarn, "holding %s (%d records): %s; next look in %s", b.Key, b.Records, hold, in.cfg.HoldRetryInterval)
+		return true
+	}
+	if want := objectKey(d.KeyPrefix, b.Org, b.Kind, b.KeyMs); want != b.Key {
+		if err := in.store.Rekey(b, want, b.KeyMs); err != nil {
+			in.log.logf(LevelError, "cannot move %s to the key prefix of its destination: %v", b.Key, err)
+			it.attempts++
+			it.due = in.now().Add(backoff(it.attempts))
+			return true
+		}
+	}
+	err := in.send.put(ctx, d, b)
 	if err == nil {
 		if err := in.store.Remove(b); err != nil {
 			in.log.logf(LevelError, "uploaded %s but cannot remove it from the buffer: %v", b.Key, err)
@@ -283,7 +338,7 @@ func (in *Instance) attempt(ctx context.Context, it *item) bool {
 		in.delivered.Add(int64(b.Records))
 		in.objects.Add(1)
 		in.checkUsage()
-		in.log.logf(LevelDebug, "uploaded s3://%s/%s (%d records, %d bytes)", in.cfg.Bucket, b.Key, b.Records, b.ObjectBytes)
+		in.log.logf(LevelDebug, "uploaded s3://%s/%s (%d records, %d bytes)", d.Bucket, b.Key, b.Records, b.ObjectBytes)
 		return false
 	}
 	if ctx.Err() != nil {
@@ -308,43 +363,43 @@ func (in *Instance) attempt(ctx context.Context, it *item) bool {
 		in.log.logf(LevelWarn, "%s already exists in S3 (another writer, or an earlier attempt whose answer was lost); uploading the batch as %s instead", old, b.Key)
 		return true
 	case credentials:
-		if ok, _ := in.reassume.allow(now); ok && in.creds != nil {
-			in.creds.Invalidate()
+		if ok, _ := in.reassume.allow(now); ok && d.RoleARN != "" {
+			in.send.invalidate(d)
 			in.reassumed.Add(1)
 			it.due = now
-			in.log.logf(LevelWarn, "the role's credentials were refused for %s; assuming the role again: %s", b.Key, explain(err, in.cfg))
+			in.log.logf(LevelWarn, "the role's credentials were refused for %s; assuming the role again: %s", b.Key, explain(err, d, in.cfg))
 			return true
 		}
 	case misconfigured:
 		age := now.Sub(time.UnixMilli(b.Opened))
 		if age >= in.cfg.QuarantineAfter {
-			return in.quarantine(b, age, err)
+			return in.quarantine(b, age, explain(err, d, in.cfg))
 		}
 		it.due = now.Add(in.cfg.HoldRetryInterval)
 		in.log.logf(LevelError, "upload of %s (%d records) refused, attempt %d; holding the batch, next try in %s, quarantine after %s: %s",
-			b.Key, b.Records, b.Attempts, in.cfg.HoldRetryInterval, in.cfg.QuarantineAfter-age.Round(time.Second), explain(err, in.cfg))
+			b.Key, b.Records, b.Attempts, in.cfg.HoldRetryInterval, in.cfg.QuarantineAfter-age.Round(time.Second), explain(err, d, in.cfg))
 		return true
 	}
 	it.attempts++
 	it.due = now.Add(backoff(it.attempts))
 	in.log.logf(LevelWarn, "upload of %s (%d records) failed, attempt %d, next in %s; the batch stays buffered: %s",
-		b.Key, b.Records, b.Attempts, it.due.Sub(now).Round(time.Millisecond), explain(err, in.cfg))
+		b.Key, b.Records, b.Attempts, it.due.Sub(now).Round(time.Millisecond), explain(err, d, in.cfg))
 	return true
 }
 
 // quarantine moves a batch refused for longer than Quarantine_After out of the upload path. When the
 // quarantine folder is full, the batch stays and is retried: nothing is deleted.
-func (in *Instance) quarantine(b *buffer.Batch, age time.Duration, cause error) bool {
+func (in *Instance) quarantine(b *buffer.Batch, age time.Duration, cause string) bool {
 	if err := in.store.Quarantine(b); err != nil {
 		in.log.logf(LevelError, "upload of %s refused for %s and it cannot be quarantined (%v); keeping it in the upload path: %s",
-			b.Key, age.Round(time.Second), err, explain(cause, in.cfg))
+			b.Key, age.Round(time.Second), err, cause)
 		return true
 	}
 	in.quarantined.Add(1)
 	in.checkUsage()
 	object, manifest := b.Files()
 	in.log.logf(LevelError, "upload of %s (%d records) refused for %s: moved to quarantine (%s, %s); to replay it after fixing the cause, move both files into %s/batches and restart. Cause: %s",
-		b.Key, b.Records, age.Round(time.Second), object, manifest, in.cfg.StoreDir, explain(cause, in.cfg))
+		b.Key, b.Records, age.Round(time.Second), object, manifest, in.cfg.StoreDir, cause)
 	return false
 }
 
@@ -382,6 +437,8 @@ func backoff(attempts int) time.Duration {
 // Close seals everything, uploads what fits in Shutdown_Timeout and leaves the rest on disk for the next start.
 func (in *Instance) Close() {
 	in.closeOnce.Do(func() {
+		in.stopReloader()
+		<-in.reloaderDone
 		in.stopSealer()
 		<-in.sealerDone
 		in.store.Rotate(time.Time{})

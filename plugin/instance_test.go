@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
 
+	"github.com/wiv/out_wivaudit/buffer"
 	"github.com/wiv/out_wivaudit/conf"
 )
 
@@ -26,6 +27,7 @@ import (
 type fakeS3 struct {
 	mu      sync.Mutex
 	objects map[string][]byte
+	buckets map[string]string // key -> bucket
 	failN   int
 	calls   int
 }
@@ -51,8 +53,19 @@ func (f *fakeS3) PutObject(ctx context.Context, in *s3.PutObjectInput, _ ...func
 		return nil, fmt.Errorf("bad request headers: %+v", in)
 	}
 	f.objects[*in.Key] = body
+	if f.buckets != nil {
+		f.buckets[*in.Key] = *in.Bucket
+	}
 	return &s3.PutObjectOutput{}, nil
 }
+
+// put sends through the same request-building code as production, with the default settings.
+func (f *fakeS3) put(ctx context.Context, d conf.Destination, b *buffer.Batch) error {
+	c, _ := conf.Parse(conf.Map{"Bucket": "b-1"})
+	return send(ctx, f, c, d, b)
+}
+
+func (f *fakeS3) invalidate(conf.Destination) {}
 
 func testConfig(t *testing.T) *conf.Config {
 	c, err := conf.Parse(conf.Map{"Bucket": "b-1", "Store_Dir": t.TempDir(), "Upload_Timeout": "1s", "Total_File_Size": "2K", "Shutdown_Timeout": "30s"})
@@ -82,7 +95,7 @@ func event(org, id string) []byte {
 func TestConcurrentFlushesDeliverEverythingOnce(t *testing.T) {
 	fake := &fakeS3{objects: map[string][]byte{}, failN: 3}
 	sink := &logSink{}
-	in, err := start(testConfig(t), "test", sink.log, fake, nil, nil)
+	in, err := start(testConfig(t), "test", sink.log, fake, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +156,7 @@ func TestRejectedRecordsAreDeadLetteredAndLogged(t *testing.T) {
 	fake := &fakeS3{objects: map[string][]byte{}}
 	sink := &logSink{}
 	cfg := testConfig(t)
-	in, err := start(cfg, "test", sink.log, fake, nil, nil)
+	in, err := start(cfg, "test", sink.log, fake, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +178,7 @@ func TestCloseLeavesUndeliveredBatchesOnDisk(t *testing.T) {
 	sink := &logSink{}
 	cfg := testConfig(t)
 	cfg.ShutdownTimeout = 200 * time.Millisecond
-	in, err := start(cfg, "test", sink.log, fake, nil, nil)
+	in, err := start(cfg, "test", sink.log, fake, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +188,7 @@ func TestCloseLeavesUndeliveredBatchesOnDisk(t *testing.T) {
 		t.Errorf("log:\n%s", strings.Join(sink.lines, "\n"))
 	}
 	fake.failN = 0
-	in, err = start(cfg, "test", sink.log, fake, nil, nil)
+	in, err = start(cfg, "test", sink.log, fake, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +201,7 @@ func TestCloseLeavesUndeliveredBatchesOnDisk(t *testing.T) {
 func TestFlushAsksForRetryWhenTheDiskRefuses(t *testing.T) {
 	fake := &fakeS3{objects: map[string][]byte{}}
 	cfg := testConfig(t)
-	in, err := start(cfg, "test", (&logSink{}).log, fake, nil, nil)
+	in, err := start(cfg, "test", (&logSink{}).log, fake, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +224,7 @@ func TestTakenKeyMovesToTheNextFreeMillisecond(t *testing.T) {
 	taken := "org-a/org-audit-logs-1769611845000.json.gz"
 	fake := &fakeS3{objects: map[string][]byte{taken: nil, "org-a/org-audit-logs-1769611845001.json.gz": nil}}
 	sink := &logSink{}
-	in, err := start(testConfig(t), "test", sink.log, fake, nil, func() time.Time { return frozen })
+	in, err := start(testConfig(t), "test", sink.log, fake, func() time.Time { return frozen })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,20 +31,42 @@ const (
 // LogFunc prints one log line at a level. The cgo edge sends it to Fluent Bit's logger.
 type LogFunc func(level Level, msg string)
 
-// logger prefixes lines with the instance name and removes secrets from them.
+// logger prefixes lines with the instance name and removes secrets from them: a last line of defence, since
+// no message is meant to carry one.
 type logger struct {
-	out     LogFunc
-	prefix  string
-	secrets []string
+	out    LogFunc
+	prefix string
+
+	mu      sync.RWMutex
+	secrets map[string]bool
+}
+
+func newLogger(out LogFunc, prefix string, secrets ...string) *logger {
+	l := &logger{out: out, prefix: prefix, secrets: map[string]bool{}}
+	for _, s := range secrets {
+		l.addSecret(s)
+	}
+	return l
+}
+
+func (l *logger) addSecret(s string) {
+	if s == "" {
+		return
+	}
+	l.mu.Lock()
+	l.secrets[s] = true
+	l.mu.Unlock()
 }
 
 func (l *logger) logf(level Level, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
-	for _, s := range l.secrets {
-		if s != "" {
+	l.mu.RLock()
+	for s := range l.secrets {
+		if strings.Contains(msg, s) {
 			msg = strings.ReplaceAll(msg, s, "[redacted]")
 		}
 	}
+	l.mu.RUnlock()
 	l.out(level, l.prefix+msg)
 }
 

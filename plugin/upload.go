@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -25,54 +26,114 @@ type putter interface {
 	PutObject(ctx context.Context, in *s3.PutObjectInput, opts ...func(*s3.Options)) (*s3.PutObjectOutput, error)
 }
 
-// invalidator drops cached credentials so that the next call assumes the role again.
-type invalidator interface{ Invalidate() }
+// sender uploads sealed batches to their destinations.
+type sender interface {
+	put(ctx context.Context, d conf.Destination, b *buffer.Batch) error
+	// invalidate drops the cached role session of d, so that the next upload assumes the role again.
+	invalidate(d conf.Destination)
+}
 
-// newS3 builds the S3 client. Base credentials come from the SDK's default chain; with Role_ARN they are only
-// used to assume the customer's role with its External ID, and the role's credentials, cached and renewed
-// Credential_Refresh_Window (less up to Credential_Refresh_Jitter) before they expire, sign the uploads.
-func newS3(ctx context.Context, c *conf.Config) (*s3.Client, invalidator, error) {
-	cfg, err := config.LoadDefaultConfig(ctx, config.WithRegion(c.Region),
+// maxSessions bounds the cached role sessions: memory does not grow with the number of customers. An evicted
+// session is assumed again when its destination next uploads.
+const maxSessions = 4096
+
+// clients reach S3 and STS. Base credentials come from the SDK's default chain and are only used to assume
+// each destination's role with its External ID; that role's session, cached per (role, External ID) and
+// renewed Credential_Refresh_Window (less up to Credential_Refresh_Jitter) before it expires, signs the
+// destination's uploads, and no other.
+type clients struct {
+	cfg  *conf.Config
+	base aws.Config
+	sts  *sts.Client
+
+	mu       sync.Mutex
+	byRegion map[string]*s3.Client
+	sessions *lru[*aws.CredentialsCache]
+}
+
+func newClients(ctx context.Context, c *conf.Config) (*clients, error) {
+	base, err := config.LoadDefaultConfig(ctx, config.WithRegion(c.Region),
 		config.WithHTTPClient(awshttp.NewBuildableClient().WithTimeout(c.RequestTimeout)))
 	if err != nil {
-		return nil, nil, fmt.Errorf("load AWS configuration: %w", err)
+		return nil, fmt.Errorf("load AWS configuration: %w", err)
 	}
-	var cache invalidator
-	if c.RoleARN != "" {
-		stsClient := sts.NewFromConfig(cfg, func(o *sts.Options) {
+	return &clients{cfg: c, base: base, byRegion: map[string]*s3.Client{}, sessions: newLRU[*aws.CredentialsCache](maxSessions),
+		sts: sts.NewFromConfig(base, func(o *sts.Options) {
 			if c.STSEndpoint != "" {
 				o.BaseEndpoint = aws.String(c.STSEndpoint)
 			}
-		})
-		provider := stscreds.NewAssumeRoleProvider(stsClient, c.RoleARN, func(o *stscreds.AssumeRoleOptions) {
-			o.ExternalID = aws.String(c.ExternalID)
-			o.RoleSessionName = c.RoleSessionName
-			o.Duration = c.SessionDuration
-		})
-		cc := aws.NewCredentialsCache(provider, func(o *aws.CredentialsCacheOptions) {
-			o.ExpiryWindow = c.RefreshWindow
-			o.ExpiryWindowJitterFrac = float64(c.RefreshJitter) / float64(c.RefreshWindow)
-		})
-		cfg.Credentials, cache = cc, cc
-	}
-	return s3.NewFromConfig(cfg, func(o *s3.Options) {
-		if c.Endpoint != "" {
-			o.BaseEndpoint = aws.String(c.Endpoint)
-			o.UsePathStyle = true
-		}
-	}), cache, nil
+		})}, nil
 }
 
-// put uploads one sealed batch with PutObject: gzip-encoded JSON, its Content-MD5, the canned ACL and, unless
+func (c *clients) s3For(region string) *s3.Client {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	client := c.byRegion[region]
+	if client == nil {
+		client = s3.NewFromConfig(c.base, func(o *s3.Options) {
+			o.Region = region
+			if c.cfg.Endpoint != "" {
+				o.BaseEndpoint = aws.String(c.cfg.Endpoint)
+				o.UsePathStyle = true
+			}
+		})
+		c.byRegion[region] = client
+	}
+	return client
+}
+
+func sessionKey(d conf.Destination) string { return d.RoleARN + "\x00" + d.ExternalID }
+
+func (c *clients) session(d conf.Destination) *aws.CredentialsCache {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s, ok := c.sessions.get(sessionKey(d)); ok {
+		return s
+	}
+	provider := stscreds.NewAssumeRoleProvider(c.sts, d.RoleARN, func(o *stscreds.AssumeRoleOptions) {
+		o.ExternalID = aws.String(d.ExternalID)
+		o.RoleSessionName = c.cfg.RoleSessionName
+		o.Duration = c.cfg.SessionDuration
+	})
+	s := aws.NewCredentialsCache(provider, func(o *aws.CredentialsCacheOptions) {
+		o.ExpiryWindow = c.cfg.RefreshWindow
+		o.ExpiryWindowJitterFrac = float64(c.cfg.RefreshJitter) / float64(c.cfg.RefreshWindow)
+	})
+	c.sessions.put(sessionKey(d), s)
+	return s
+}
+
+func (c *clients) put(ctx context.Context, d conf.Destination, b *buffer.Batch) error {
+	var opts []func(*s3.Options)
+	if d.RoleARN != "" {
+		s := c.session(d)
+		opts = append(opts, func(o *s3.Options) { o.Credentials = s })
+	}
+	return send(ctx, c.s3For(d.Region), c.cfg, d, b, opts...)
+}
+
+func (c *clients) invalidate(d conf.Destination) {
+	if d.RoleARN == "" {
+		return
+	}
+	c.mu.Lock()
+	s, ok := c.sessions.get(sessionKey(d))
+	c.mu.Unlock()
+	if ok {
+		s.Invalidate()
+	}
+}
+
+// send uploads one sealed batch with PutObject: gzip-encoded JSON, its Content-MD5, the canned ACL and, unless
 // switched off, If-None-Match: * so that an existing object is never overwritten.
-func put(ctx context.Context, client putter, c *conf.Config, b *buffer.Batch) error {
+func send(ctx context.Context, p putter, c *conf.Config, d conf.Destination, b *buffer.Batch, opts ...func(*s3.Options)) error {
 	f, err := b.OpenObject()
 	if err != nil {
 		return err
 	}
 	defer f.Close()
 	in := &s3.PutObjectInput{
-		Bucket:          aws.String(c.Bucket),
+		Bucket:          aws.String(d.Bucket),
 		Key:             aws.String(b.Key),
 		Body:            f,
 		ContentLength:   aws.Int64(b.ObjectBytes),
@@ -89,7 +150,7 @@ func put(ctx context.Context, client putter, c *conf.Config, b *buffer.Batch) er
 	// The SDK retries a request up to 3 times, each bounded by Request_Timeout, after fetching credentials.
 	ctx, cancel := context.WithTimeout(ctx, 4*c.RequestTimeout)
 	defer cancel()
-	_, err = client.PutObject(ctx, in)
+	_, err = p.PutObject(ctx, in, opts...)
 	return err
 }
 
@@ -157,31 +218,31 @@ func classify(err error) failure {
 }
 
 // explain says which step failed and what to check, following the delivery guide's troubleshooting list.
-func explain(err error, c *conf.Config) string {
+func explain(err error, d conf.Destination, c *conf.Config) string {
 	in := inspect(err)
-	step := "S3 PutObject"
+	step := "S3 PutObject to bucket " + d.Bucket
 	if in.sts {
-		step = "STS AssumeRole of " + c.RoleARN
+		step = "STS AssumeRole of " + d.RoleARN
 	}
 	var netErr net.Error
 	hint := ""
 	switch {
 	case in.sts && (in.code == "AccessDenied" || in.code == "AccessDeniedException"):
-		hint = "check that External_ID equals the sts:ExternalId in the role's trust policy and that the trust policy's Principal allows this platform's identity (guide step 3.2.2)"
+		hint = "check that the External ID (External_ID, or external_id in Destinations_File) equals the sts:ExternalId in the role's trust policy and that the trust policy's Principal allows this platform's identity (guide step 3.2.2)"
 	case in.sts && in.code != "":
-		hint = "check Role_ARN (the role_arn the customer submitted), STS_Endpoint and the base AWS credentials of this process"
+		hint = "check the role_arn the customer submitted, STS_Endpoint and the base AWS credentials of this process"
 	case in.code == "AccessDenied" || in.code == "Forbidden" || in.status == 403 && in.code == "":
-		hint = fmt.Sprintf("check that the role's permissions policy allows s3:PutObject and s3:PutObjectAcl on arn:aws:s3:::%s/*, that no bucket policy denies it, and that a KMS key used for bucket encryption lets the role encrypt (guide step 3.2.4)", c.Bucket)
+		hint = fmt.Sprintf("check that the role's permissions policy allows s3:PutObject and s3:PutObjectAcl on arn:aws:s3:::%s/*, that no bucket policy denies it, and that a KMS key used for bucket encryption lets the role encrypt (guide step 3.2.4)", d.Bucket)
 	case in.code == "NoSuchBucket":
-		hint = fmt.Sprintf("bucket %q does not exist; check Bucket against the customer's bucket_name", c.Bucket)
+		hint = fmt.Sprintf("bucket %q does not exist; check it against the customer's bucket_name", d.Bucket)
 	case in.code == "PermanentRedirect" || in.code == "AuthorizationHeaderMalformed" || in.code == "IllegalLocationConstraintException":
-		hint = fmt.Sprintf("the bucket is not in region %s; set Region to the bucket's region", c.Region)
+		hint = fmt.Sprintf("the bucket is not in region %s; set the destination's region to the bucket's", d.Region)
 	case in.code == "AccessControlListNotSupported":
 		hint = "the bucket has ACLs disabled; set Canned_ACL to bucket-owner-full-control or none"
 	case strings.HasPrefix(in.code, "KMS."):
 		hint = "the bucket's KMS key does not let the role encrypt; the customer must allow the role in the key policy"
 	case credentialCodes[in.code] || in.code == "SignatureDoesNotMatch":
-		hint = "the credentials were refused; check the base AWS credentials of this process and Role_ARN"
+		hint = "the credentials were refused; check the base AWS credentials of this process and the role_arn"
 	case in.code == "NotImplemented" && c.ConditionalWrites:
 		hint = "the store may not support conditional writes; set Conditional_Writes off for S3-compatible stores without If-None-Match"
 	case errors.As(err, &netErr) || errors.Is(err, context.DeadlineExceeded):

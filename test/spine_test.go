@@ -30,6 +30,11 @@ type genEvent struct {
 // genEvents makes n audit records spread over orgs and kinds, with the value types a real record carries.
 // Their ids are prefix + a sequence number.
 func genEvents(t *testing.T, n int, rng *rand.Rand, prefix string) []genEvent {
+	return genEventsFor(t, n, rng, prefix, orgs)
+}
+
+// genEventsFor is genEvents over the given organisations.
+func genEventsFor(t *testing.T, n int, rng *rand.Rand, prefix string, orgs []string) []genEvent {
 	notes := []string{"héllo wörld", "line1\nline2", `quote " and backslash \`, "emoji 😀", "tab\there", "<b>&amp;</b>", ""}
 	floats := []float64{0.5, -2.25, 1e-07, 6.02e23, 3.141592653589793, 0}
 	out := make([]genEvent, n)

@@ -161,6 +161,17 @@ func (m *Moto) user(ctx context.Context, ic *iam.Client, name, policy string) (a
 	return aws.Credentials{AccessKeyID: *k.AccessKey.AccessKeyId, SecretAccessKey: *k.AccessKey.SecretAccessKey}, *u.User.Arn, nil
 }
 
+// AddCustomer sets up one more customer as the guide asks (bucket, role trusting the platform with its own
+// External ID, PutObject-only policy on its own bucket), with the administrator's credentials. It returns the
+// role's ARN.
+func (m *Moto) AddCustomer(ctx context.Context, p *Platform, bucket, role, externalID string) (string, error) {
+	c := &Platform{UserARN: p.UserARN, Bucket: bucket, ExternalID: externalID}
+	if err := m.customer(ctx, m.IAM(), m.S3(), c, role); err != nil {
+		return "", err
+	}
+	return c.RoleARN, nil
+}
+
 // customer does what the guide asks of the customer: bucket, trust policy with the External ID, and the
 // PutObject/PutObjectAcl-only permissions policy.
 func (m *Moto) customer(ctx context.Context, ic *iam.Client, sc *s3.Client, p *Platform, role string) error {

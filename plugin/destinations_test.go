@@ -1,0 +1,159 @@
+package plugin
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wiv/out_wivaudit/conf"
+)
+
+func writeDestinations(t *testing.T, path string, orgBuckets map[string]string) {
+	t.Helper()
+	var entries []string
+	for org, bucket := range orgBuckets {
+		entries = append(entries, fmt.Sprintf(`{"org_id":%q,"bucket_name":%q,"role_arn":"arn:aws:iam::111122223333:role/r-%s","external_id":"ext-%s-secret"}`, org, bucket, org, org))
+	}
+	if err := os.WriteFile(path, []byte("["+strings.Join(entries, ",")+"]"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func destConfig(t *testing.T, unlisted string, file string) *conf.Config {
+	c, err := conf.Parse(conf.Map{"Bucket": "default-bucket", "Store_Dir": t.TempDir(), "Upload_Timeout": "1s",
+		"Destinations_File": file, "Unlisted_Orgs": unlisted, "Destinations_Refresh_Interval": "1s",
+		"Hold_Retry_Interval": "1s", "Shutdown_Timeout": "5s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func bucketsOf(f *fakeS3) map[string]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string]string{}
+	for key, bucket := range f.buckets {
+		out[strings.SplitN(key, "/", 2)[0]] = bucket
+	}
+	return out
+}
+
+func TestDestinationsRouteEachOrganisation(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "destinations.json")
+	writeDestinations(t, file, map[string]string{"org-a": "bucket-a", "org-b": "bucket-b"})
+	fake := &fakeS3{objects: map[string][]byte{}, buckets: map[string]string{}}
+	sink := &logSink{}
+	in, err := start(destConfig(t, "default", file), "test", sink.log, fake, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.Flush(cat(event("org-a", "1"), event("org-b", "2"), event("org-c", "3")), "audit.org")
+	in.Close()
+	want := map[string]string{"org-a": "bucket-a", "org-b": "bucket-b", "org-c": "default-bucket"}
+	if got := bucketsOf(fake); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("routes %v, want %v", got, want)
+	}
+	if log := strings.Join(sink.lines, "\n"); strings.Contains(log, "-secret") {
+		t.Errorf("an External ID was logged:\n%s", log)
+	}
+}
+
+func TestDestinationsUnlistedHoldThenListed(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "destinations.json")
+	writeDestinations(t, file, map[string]string{"org-a": "bucket-a"})
+	fake := &fakeS3{objects: map[string][]byte{}, buckets: map[string]string{}}
+	sink := &logSink{}
+	in, err := start(destConfig(t, "hold", file), "test", sink.log, fake, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	in.Flush(event("org-new", "1"), "audit.user")
+	waitLog(t, sink, "has no entry in Destinations_File yet")
+	if len(bucketsOf(fake)) != 0 {
+		t.Fatal("an unlisted organisation was delivered under Unlisted_Orgs hold")
+	}
+	os.WriteFile(file, []byte("not json"), 0o600)
+	waitLog(t, sink, "cannot be used, keeping the previous destinations")
+	writeDestinations(t, file, map[string]string{"org-a": "bucket-a", "org-new": "bucket-new"})
+	waitLog(t, sink, "Destinations_File reloaded: 2 organisations (1 added, 0 changed, 0 removed)")
+	for deadline := time.Now().Add(10 * time.Second); bucketsOf(fake)["org-new"] != "bucket-new"; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("held batch not delivered after the file listed it: %v", bucketsOf(fake))
+		}
+	}
+}
+
+func TestDestinationsRemovedOrgIsHeldNeverDefaulted(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "destinations.json")
+	writeDestinations(t, file, map[string]string{"org-a": "bucket-a"})
+	cfg := destConfig(t, "default", file)
+	fake := &fakeS3{objects: map[string][]byte{}, buckets: map[string]string{}, failN: 1 << 30}
+	sink := &logSink{}
+	in, err := start(cfg, "test", sink.log, fake, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.Flush(event("org-a", "1"), "audit.org")
+	writeDestinations(t, file, map[string]string{})
+	waitLog(t, sink, "0 organisations (0 added, 0 changed, 1 removed)")
+	in.Close()
+	fake.failN = 0
+	// After a restart the file no longer lists org-a, but the store remembers it was listed.
+	in, err = start(cfg, "test", sink.log, fake, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.Flush(event("org-a", "2"), "audit.org")
+	waitLog(t, sink, "organisation org-a was removed from Destinations_File")
+	in.Close()
+	if got := bucketsOf(fake); len(got) != 0 {
+		t.Errorf("a removed organisation's data was delivered: %v", got)
+	}
+}
+
+func TestDestinationsDeadLetterPolicy(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "destinations.json")
+	writeDestinations(t, file, map[string]string{"org-a": "bucket-a"})
+	fake := &fakeS3{objects: map[string][]byte{}, buckets: map[string]string{}}
+	cfg := destConfig(t, "deadletter", file)
+	in, err := start(cfg, "test", (&logSink{}).log, fake, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.Flush(cat(event("org-a", "1"), event("org-x", "2")), "audit.api")
+	in.Close()
+	dead, _ := os.ReadFile(filepath.Join(cfg.StoreDir, "deadletter.jsonl"))
+	if !strings.Contains(string(dead), `org_id \"org-x\" has no destination in Destinations_File`) || len(bucketsOf(fake)) != 1 {
+		t.Errorf("dead letters %s, routes %v", dead, bucketsOf(fake))
+	}
+}
+
+func TestInvalidDestinationsFileFailsStart(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "destinations.json")
+	os.WriteFile(file, []byte(`[{"org_id":"a","bucket_name":"BAD","role_arn":"x","external_id":"y-secret"}]`), 0o600)
+	_, err := start(destConfig(t, "default", file), "test", (&logSink{}).log, &fakeS3{}, nil)
+	if err == nil || !strings.Contains(err.Error(), `Destinations_File `+file+`: entry 0 (org_id "a"): bucket_name`) || strings.Contains(err.Error(), "y-secret") {
+		t.Errorf("got %v", err)
+	}
+}
+
+// waitLog waits for a log line; the reloader and uploader run on their own clocks.
+func waitLog(t *testing.T, sink *logSink, want string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		sink.mu.Lock()
+		got := strings.Join(sink.lines, "\n")
+		sink.mu.Unlock()
+		if strings.Contains(got, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line says %q:\n%s", want, got)
+		}
+	}
+}
