@@ -2,10 +2,10 @@ package test
 
 import (
 	"bytes"
-	"errors"
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
