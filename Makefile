@@ -7,7 +7,7 @@ HOST  := $(BUILD)/flbhost
 PKGS_PURE := ./conf/... ./plugin/... ./buffer/...
 GO_SOURCES := $(shell find . -name '*.go' -not -path './test/*' -not -name '*_test.go') go.mod go.sum
 
-.PHONY: all build host demo test unit integration lint bench fuzz clean
+.PHONY: all build host demo test unit fuzz integration lint bench clean
 
 all: build
 
@@ -28,8 +28,8 @@ $(HOST): test/host/flbhost.c
 demo: build host
 	$(GO) run ./test/cmd/demo -host $(HOST) -plugin $(SO)
 
-## test: formatting, vet, unit tests (with -race) and the integration tests through the real .so
-test: lint unit integration
+## test: formatting, vet, unit tests (with -race), a short fuzz run and the integration tests through the real .so
+test: lint unit fuzz integration
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -39,10 +39,17 @@ lint:
 unit:
 	$(GO) test -race -count=1 $(PKGS_PURE)
 
+## fuzz: the decoder and record-to-JSON fuzz targets, FUZZTIME each (make fuzz FUZZTIME=30m for a long run);
+## their corpus is in plugin/testdata/fuzz and replays with every go test
+FUZZTIME ?= 10s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./plugin
+	$(GO) test -run '^$$' -fuzz '^FuzzRecordJSON$$' -fuzztime $(FUZZTIME) ./plugin
+
 integration: build host
 	WIVAUDIT_PLUGIN=$(abspath $(SO)) WIVAUDIT_HOST=$(abspath $(HOST)) $(GO) test -count=1 -timeout 20m ./test/...
 
-## bench: benchmarks of the flush path
+## bench: benchmarks of the flush path, each with a baseline measured in the same run
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS_PURE)
 

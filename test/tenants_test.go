@@ -244,3 +244,55 @@ func TestDestinationsFileEdits(t *testing.T) {
 	t.Logf("org-y phase 1: %d records in its old bucket, %d followed it to the new one; org-z: %d delivered before removal, the rest held",
 		len(in[b1.bucket]), 40-len(in[b1.bucket]), len(in[c.bucket]))
 }
+
+// tenantsRun sends events of orgCount organisations (all three kinds each) through the host with every stream
+// open at once (Upload_Timeout 1h), then stops it: everything is sealed and queued, uploads run for 15 s and
+// the rest stays on disk. It returns the host's peak RSS and how long the run took.
+func tenantsRun(t *testing.T, orgCount, eventsPerStream int) (int64, time.Duration) {
+	e := newEnv(t)
+	orgList := make([]string, orgCount)
+	for i := range orgList {
+		orgList[i] = fmt.Sprintf("tenant-%05d", i)
+	}
+	rng := rand.New(rand.NewPCG(17, 18))
+	events := genEventsFor(t, orgCount*len(kinds)*eventsPerStream, rng, "ev-", orgList)
+	conf := e.config("tenants.conf", map[string]string{"Upload_Timeout": "1h", "Total_File_Size": "50M",
+		"Upload_Workers": "16", "Shutdown_Timeout": "15s"})
+	start := time.Now()
+	r := e.runToEnd(conf, e.input("input.chunks", chunkEvents(events, rng, 300)))
+	took := time.Since(start)
+	if r.ExitCode != 0 || r.Summary("error") != 0 || r.Summary("retry") != 0 {
+		t.Fatalf("host: exit %d, %s", r.ExitCode, r.Stdout[len(r.Stdout)-1])
+	}
+	if !strings.Contains(r.Stderr, fmt.Sprintf("stopped: %d records accepted, 0 rejected", len(events))) {
+		t.Fatalf("not every record was accepted:\n%s", tail(r.Stderr, 3))
+	}
+	delivered, err := e.moto.Count(context.Background(), e.p.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, _ := filepath.Glob(filepath.Join(e.dir, "store", "batches", "*.json.gz"))
+	if delivered+len(held) != orgCount*len(kinds) {
+		t.Fatalf("%d objects delivered and %d batches on disk for %d streams", delivered, len(held), orgCount*len(kinds))
+	}
+	return r.PeakRSS, took
+}
+
+// TestTenThousandTenants: 10,000 organisations x 3 kinds active at once. Peak RSS of the host (Go runtime and
+// plugin included) stays within a bound and close to a run of as many events over 10 organisations: no
+// per-stream buffers, compressors or open files. WIVAUDIT_TENANTS overrides the count.
+func TestTenThousandTenants(t *testing.T) {
+	n := 10000
+	if v := os.Getenv("WIVAUDIT_TENANTS"); v != "" {
+		fmt.Sscan(v, &n)
+	}
+	const perStream = 2
+	base, baseTook := tenantsRun(t, 10, n*perStream/10)
+	peak, took := tenantsRun(t, n, perStream)
+	t.Logf("peak RSS: %d MiB with %d streams open at once (%s), %d MiB with 30 streams and as many events (%s): ratio %.2f",
+		peak>>20, n*3, took.Round(time.Second), base>>20, baseTook.Round(time.Second), float64(peak)/float64(base))
+	const bound = 256 << 20
+	if peak > bound {
+		t.Errorf("peak RSS %d MiB is over the %d MiB bound", peak>>20, bound>>20)
+	}
+}

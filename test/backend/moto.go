@@ -311,6 +311,21 @@ func (m *Moto) Objects(ctx context.Context, bucket string) (map[string]int, erro
 	return out, nil
 }
 
+// Count returns how many keys the bucket holds (ListObjectsV2; moto refuses the signature of
+// ListObjectVersions' later pages).
+func (m *Moto) Count(ctx context.Context, bucket string) (int, error) {
+	n := 0
+	p := s3.NewListObjectsV2Paginator(m.S3(), &s3.ListObjectsV2Input{Bucket: aws.String(bucket)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return 0, err
+		}
+		n += len(page.Contents)
+	}
+	return n, nil
+}
+
 // Get downloads an object.
 func (m *Moto) Get(ctx context.Context, bucket, key string) ([]byte, error) {
 	o, err := m.S3().GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
