@@ -104,6 +104,7 @@ type Store struct {
 }
 
 type stream struct {
+	st   Stream
 	mu   sync.Mutex
 	gone bool // removed from the store's map; look it up again
 	log  *Log
@@ -350,7 +351,7 @@ func (s *Store) stream(st Stream) *stream {
 	defer s.mu.Unlock()
 	ss := s.streams[st]
 	if ss == nil {
-		ss = &stream{}
+		ss = &stream{st: st}
 		s.streams[st] = ss
 	}
 	return ss
@@ -442,10 +443,8 @@ func (s *Store) Rotate(cutoff time.Time) {
 		if ss.log == nil || cutoff.IsZero() || ss.log.Opened <= cutoff.UnixMilli() {
 			s.rotateLocked(ss)
 			s.mu.Lock()
-			for st, cur := range s.streams {
-				if cur == ss {
-					delete(s.streams, st)
-				}
+			if s.streams[ss.st] == ss {
+				delete(s.streams, ss.st)
 			}
 			s.mu.Unlock()
 			ss.gone = true

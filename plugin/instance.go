@@ -260,13 +260,22 @@ func (in *Instance) sealer(ctx context.Context) {
 			in.store.Rotate(in.now().Add(-in.cfg.UploadTimeout))
 		case <-in.sealNow:
 		}
-		in.sealClosed()
+		in.sealClosed(time.Time{})
 	}
 }
 
-// sealClosed seals every closed log into a batch with its final key and queues it for upload.
-func (in *Instance) sealClosed() {
-	for _, l := range in.store.TakeClosed() {
+// sealClosed seals closed logs into batches with their final keys and queues them for upload. Past the
+// deadline (if set) it stops: the logs left are durable and sealed at the next start.
+func (in *Instance) sealClosed(deadline time.Time) {
+	closed := in.store.TakeClosed()
+	for i, l := range closed {
+		if !deadline.IsZero() && in.now().After(deadline) {
+			for _, rest := range closed[i:] {
+				in.store.PutBack(rest)
+			}
+			in.log.logf(LevelInfo, "%d logs left unsealed at shutdown; they are sealed at the next start", len(closed)-i)
+			return
+		}
 		dest, prefix := in.dests.seal(l.Org)
 		b, rep, err := in.store.Seal(l, objectKey(prefix, l.Org, l.Kind, l.Opened), dest, writeObject)
 		if err != nil {
@@ -434,17 +443,18 @@ func backoff(attempts int) time.Duration {
 	return backoffBase/2 + rand.N(ceiling)
 }
 
-// Close seals everything, uploads what fits in Shutdown_Timeout and leaves the rest on disk for the next start.
+// Close seals and uploads what fits in Shutdown_Timeout and leaves the rest on disk for the next start.
 func (in *Instance) Close() {
 	in.closeOnce.Do(func() {
+		deadline := in.now().Add(in.cfg.ShutdownTimeout)
 		in.stopReloader()
 		<-in.reloaderDone
 		in.stopSealer()
 		<-in.sealerDone
 		in.store.Rotate(time.Time{})
-		in.sealClosed()
+		in.sealClosed(deadline)
 		in.queue.expedite()
-		timer := time.NewTimer(in.cfg.ShutdownTimeout)
+		timer := time.NewTimer(max(0, deadline.Sub(in.now())))
 		drained := in.queue.drain(timer.C)
 		timer.Stop()
 		in.stopUploads()

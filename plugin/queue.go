@@ -115,9 +115,13 @@ func (q *queue) insert(it *item) {
 	}
 }
 
-// pop waits for the next due batch of a stream with nothing in flight. It returns false when ctx ends.
+// pop waits for the next due batch of a stream with nothing in flight. It returns false once ctx has ended,
+// even when batches are due.
 func (q *queue) pop(ctx context.Context) (*item, bool) {
 	for {
+		if ctx.Err() != nil {
+			return nil, false
+		}
 		q.mu.Lock()
 		wait := time.Duration(-1)
 		if len(q.ready) > 0 {
