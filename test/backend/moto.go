@@ -311,19 +311,21 @@ func (m *Moto) Objects(ctx context.Context, bucket string) (map[string]int, erro
 	return out, nil
 }
 
-// Count returns how many keys the bucket holds (ListObjectsV2; moto refuses the signature of
-// ListObjectVersions' later pages).
-func (m *Moto) Count(ctx context.Context, bucket string) (int, error) {
-	n := 0
+// Keys lists the bucket's keys (ListObjectsV2; moto refuses the signature of ListObjectVersions' later
+// pages).
+func (m *Moto) Keys(ctx context.Context, bucket string) ([]string, error) {
+	var keys []string
 	p := s3.NewListObjectsV2Paginator(m.S3(), &s3.ListObjectsV2Input{Bucket: aws.String(bucket)})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
-		n += len(page.Contents)
+		for _, o := range page.Contents {
+			keys = append(keys, *o.Key)
+		}
 	}
-	return n, nil
+	return keys, nil
 }
 
 // Get downloads an object.

@@ -15,7 +15,8 @@
  *     Unregister once on the main thread and dlclose.
  *
  * Input (-i FILE, "-" for stdin): frames of  u32be tag_len | tag | u32be chunk_len | chunk  (msgpack events).
- * Stdout: one line per finished flush, "flush <instance> <seq> <OK|RETRY|ERROR>", and a final "summary" line.
+ * Stdout: one line per finished flush, "flush <instance> <seq> <OK|RETRY|ERROR>", and a final "summary" line
+ * with the counts and this process's peak RSS.
  */
 #define _GNU_SOURCE
 #include <ctype.h>
@@ -633,6 +634,19 @@ static void *pipeline_main(void *arg) {
     return NULL;
 }
 
+/* This process's own peak RSS (VmHWM). getrusage's maxrss is no good here: exec carries over the RSS the
+ * parent had when it forked us. */
+static long peak_rss_kb(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f)) {
+        if (sscanf(line, "VmHWM: %ld kB", &kb) == 1) break;
+    }
+    if (f) fclose(f);
+    return kb;
+}
+
 int main(int argc, char **argv) {
     const char *so = NULL, *conf = NULL, *in = NULL;
     int opt;
@@ -694,8 +708,8 @@ int main(int argc, char **argv) {
     if (unreg) unreg(def);
     free(def);
     dlclose(h);
-    printf("summary chunks=%ld ok=%ld retry=%ld error=%ld dropped=%ld pending=%ld\n", n_chunks, n_ok, n_retry,
-           n_error, n_dropped, pending);
+    printf("summary chunks=%ld ok=%ld retry=%ld error=%ld dropped=%ld pending=%ld peak_rss_kb=%ld\n", n_chunks, n_ok,
+           n_retry, n_error, n_dropped, pending, peak_rss_kb());
     fflush(stdout);
     return failed ? 1 : 0;
 }

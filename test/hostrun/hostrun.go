@@ -99,7 +99,6 @@ type Result struct {
 	ExitCode int
 	Stdout   []string
 	Stderr   string
-	PeakRSS  int64 // bytes, from the kernel's accounting of the ended process
 }
 
 // Count returns how many stdout lines start with prefix.
@@ -181,9 +180,6 @@ func (p *Proc) Wait(timeout time.Duration) *Result {
 		}
 	}
 	r.ExitCode = p.cmd.ProcessState.ExitCode()
-	if ru, ok := p.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		r.PeakRSS = ru.Maxrss * 1024
-	}
 	if ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		r.ExitCode = 128 + int(ws.Signal())
 	}
