@@ -320,16 +320,78 @@ func safeName(s string) bool {
 		!strings.ContainsAny(s, sep+"/\\\x00") && !strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 })
 }
 
-// Append writes records to the stream's current log and syncs it to disk; when it returns nil, the records
-// survive a crash. Callers that respect the limit Reserve the room first.
+// Records are one stream's records, for AppendAll.
+type Records struct {
+	Stream
+	Records [][]byte
+}
+
+// Append writes records to the stream's current log and syncs it; when it returns nil, the records survive a
+// crash. Callers that respect the limit Reserve the room first.
 func (s *Store) Append(st Stream, records [][]byte) error {
-	if !safeName(st.Org) || !safeName(st.Kind) {
-		return fmt.Errorf("buffer %s: unsafe stream name", st)
+	return s.AppendAll([]Records{{st, records}})
+}
+
+// maxParallelSyncs bounds the fsyncs AppendAll runs at once.
+const maxParallelSyncs = 16
+
+// AppendAll writes each stream's records to its current log, then syncs the logs folder (when a log was
+// created) and every log it wrote, concurrently so that the filesystem can commit them together. When it
+// returns nil, all the records survive a crash.
+func (s *Store) AppendAll(batch []Records) error {
+	files := make([]*os.File, 0, len(batch))
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	created := false
+	for _, r := range batch {
+		if !safeName(r.Org) || !safeName(r.Kind) {
+			return fmt.Errorf("buffer %s: unsafe stream name", r.Stream)
+		}
+		var frames []byte
+		for _, rec := range r.Records {
+			frames = appendFrame(frames, rec)
+		}
+		f, newLog, err := s.write(r.Stream, frames)
+		if err != nil {
+			return fmt.Errorf("buffer %s: %w", r.Stream, err)
+		}
+		files = append(files, f)
+		created = created || newLog
 	}
-	var frames []byte
-	for _, r := range records {
-		frames = appendFrame(frames, r)
+	if created {
+		if err := syncDir(s.logs); err != nil {
+			return fmt.Errorf("buffer: %w", err)
+		}
 	}
+	return syncAll(files)
+}
+
+func syncAll(files []*os.File) error {
+	errs := make(chan error, len(files))
+	slots := make(chan struct{}, maxParallelSyncs)
+	var wg sync.WaitGroup
+	for _, f := range files {
+		wg.Add(1)
+		slots <- struct{}{}
+		go func() {
+			defer wg.Done()
+			if err := f.Sync(); err != nil {
+				errs <- fmt.Errorf("buffer: sync %s: %w", filepath.Base(f.Name()), err)
+			}
+			<-slots
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+// write appends frames to the stream's current log, creating one if needed, and returns the log still open
+// and not yet synced.
+func (s *Store) write(st Stream, frames []byte) (*os.File, bool, error) {
 	for {
 		ss := s.stream(st)
 		ss.mu.Lock()
@@ -337,12 +399,9 @@ func (s *Store) Append(st Stream, records [][]byte) error {
 			ss.mu.Unlock()
 			continue
 		}
-		err := s.appendLocked(ss, st, frames)
+		f, created, err := s.writeLocked(ss, st, frames)
 		ss.mu.Unlock()
-		if err != nil {
-			return fmt.Errorf("buffer %s: %w", st, err)
-		}
-		return nil
+		return f, created, err
 	}
 }
 
@@ -357,35 +416,32 @@ func (s *Store) stream(st Stream) *stream {
 	return ss
 }
 
-func (s *Store) appendLocked(ss *stream, st Stream, frames []byte) error {
+func (s *Store) writeLocked(ss *stream, st Stream, frames []byte) (*os.File, bool, error) {
 	if ss.log != nil && ss.size > 0 && ss.size+int64(len(frames)) > s.opt.MaxLog {
 		s.rotateLocked(ss)
 	}
+	created := false
 	if ss.log == nil {
 		l, err := s.createLog(st)
 		if err != nil {
-			return err
+			return nil, false, err
 		}
-		ss.log, ss.size = l, 0
+		ss.log, ss.size, created = l, 0, true
 	}
 	f, err := os.OpenFile(ss.log.path, os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		return err
+		return nil, created, err
 	}
-	_, err = f.Write(frames)
-	if err == nil {
-		err = f.Sync()
-	}
-	if err != nil {
+	if _, err := f.Write(frames); err != nil {
 		// Leave no partial frame behind, and start the next append on a fresh log.
 		f.Truncate(ss.size)
 		f.Close()
 		s.rotateLocked(ss)
-		return err
+		return nil, created, err
 	}
 	ss.size += int64(len(frames))
 	s.used.Add(int64(len(frames)))
-	return f.Close()
+	return f, created, nil
 }
 
 // NextMs reserves the next free millisecond of a stream: now, or one past the last one used.
@@ -404,8 +460,7 @@ func (s *Store) createLog(st Stream) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
-	f.Close()
-	return l, syncDir(s.logs)
+	return l, f.Close() // the folder is synced by AppendAll, once for all the logs it created
 }
 
 // rotateLocked closes the stream's current log; it goes to the sealing queue. The caller holds ss.mu.

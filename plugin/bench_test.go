@@ -11,12 +11,16 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// benchChunk is 200 audit events shaped like the delivery guide's, in the V2 layout.
-func benchChunk(b *testing.B) []byte {
+// benchChunk is 200 audit events shaped like the delivery guide's, in the V2 layout, of orgs organisations.
+func benchChunk(b *testing.B, orgs ...int) []byte {
+	n := 1
+	if len(orgs) > 0 {
+		n = orgs[0]
+	}
 	var chunk []byte
 	for i := range 200 {
 		body, err := msgpack.Marshal(map[string]any{ // the key order does not matter for timing
-			"id": fmt.Sprintf("57c850b7-46ba-4b53-a421-%012d", i), "org_id": "3f7539ad-7f8b-4688-aee0-b9dbf2db728e",
+			"id": fmt.Sprintf("57c850b7-46ba-4b53-a421-%012d", i), "org_id": fmt.Sprintf("org-%04d", i%n),
 			"org_name": "Your Organization", "event_type": "UserRoleChanged",
 			"event_data": map[string]any{"from": "viewer", "to": "admin", "changes": []any{1, "two", 3.5, nil}},
 			"created_at": 1769611845 + i, "caused_by_id": "c3a1", "caused_by_type": "ApiKey",
@@ -77,9 +81,14 @@ func BenchmarkDecodeBaseline(b *testing.B) {
 	}
 }
 
-// BenchmarkFlush is the whole flush path: decode, route, append and fsync.
-func BenchmarkFlush(b *testing.B) {
-	chunk := benchChunk(b)
+// BenchmarkFlush is the whole flush path: decode, route, append and fsync, for one organisation.
+func BenchmarkFlush(b *testing.B) { benchFlush(b, 1) }
+
+// BenchmarkFlushManyOrgs is the same chunk spread over 200 organisations: 200 streams to append to and sync.
+func BenchmarkFlushManyOrgs(b *testing.B) { benchFlush(b, 200) }
+
+func benchFlush(b *testing.B, orgs int) {
+	chunk := benchChunk(b, orgs)
 	cfg := testConfig(&testing.T{})
 	cfg.StoreDir = b.TempDir()
 	cfg.TotalFileSize = 1 << 30

@@ -201,13 +201,15 @@ func (in *Instance) Flush(chunk []byte, tag string) Result {
 		return Retry
 	}
 	defer in.store.Release(need)
+	batch := make([]buffer.Records, 0, len(order))
 	accepted := 0
 	for _, st := range order {
-		if err := in.store.Append(st, streams[st]); err != nil {
-			in.log.logf(LevelError, "cannot buffer records, asking Fluent Bit to retry the chunk: %v", err)
-			return Retry
-		}
+		batch = append(batch, buffer.Records{Stream: st, Records: streams[st]})
 		accepted += len(streams[st])
+	}
+	if err := in.store.AppendAll(batch); err != nil {
+		in.log.logf(LevelError, "cannot buffer records, asking Fluent Bit to retry the chunk: %v", err)
+		return Retry
 	}
 	in.checkUsage()
 	if rejected > 0 {
