@@ -26,7 +26,7 @@ const (
 	reassumeEvery = 30 * time.Second
 )
 
-// FrozenKeyClockEnv, when set to a unix millisecond, pins the clock that chooses key milliseconds so that
+// FrozenKeyClockEnv names a variable that, set to a unix millisecond, pins the clock choosing key milliseconds so that
 // tests can force two processes onto the same keys. It is a test hook: never set it in production.
 const FrozenKeyClockEnv = "WIVAUDIT_TEST_FROZEN_KEY_MS"
 
@@ -161,11 +161,12 @@ func (in *Instance) reloader(ctx context.Context) {
 // file before OK is returned. It never waits on the network. When the disk refuses the write it returns Retry,
 // so Fluent Bit keeps the chunk and sends it again.
 func (in *Instance) Flush(chunk []byte, tag string) Result {
-	var order []buffer.Stream
-	streams := map[buffer.Stream][][]byte{}
+	var batch []buffer.Records // one entry per stream, in order of first appearance
+	index := map[buffer.Stream]int{}
 	var dead []byte
 	var firstReject string
-	rejected := 0
+	var need int64 // bytes on disk, frames included
+	accepted, rejected := 0, 0
 	in.dec.Decode(chunk, tag, func(ev *Event) {
 		if ev.Reject == "" {
 			ev.Reject = in.dests.reject(ev.Org)
@@ -179,18 +180,17 @@ func (in *Instance) Flush(chunk []byte, tag string) Result {
 			return
 		}
 		st := buffer.Stream{Org: ev.Org, Kind: ev.Kind}
-		if _, ok := streams[st]; !ok {
-			order = append(order, st)
+		i, ok := index[st]
+		if !ok {
+			i = len(batch)
+			index[st] = i
+			batch = append(batch, buffer.Records{Stream: st})
 		}
-		streams[st] = append(streams[st], ev.JSON)
+		batch[i].Records = append(batch[i].Records, ev.JSON)
+		need += int64(len(ev.JSON) + buffer.FrameOverhead)
+		accepted++
 	})
 	// Refuse the whole chunk when it does not fit, rather than keep part of it and have it sent twice.
-	var need int64
-	for _, recs := range streams {
-		for _, r := range recs {
-			need += int64(len(r) + buffer.FrameOverhead)
-		}
-	}
 	if !in.store.Reserve(need) {
 		if ok, _ := in.fullReport.allow(in.now()); ok {
 			used, limit := in.store.Usage()
@@ -201,12 +201,6 @@ func (in *Instance) Flush(chunk []byte, tag string) Result {
 		return Retry
 	}
 	defer in.store.Release(need)
-	batch := make([]buffer.Records, 0, len(order))
-	accepted := 0
-	for _, st := range order {
-		batch = append(batch, buffer.Records{Stream: st, Records: streams[st]})
-		accepted += len(streams[st])
-	}
 	if err := in.store.AppendAll(batch); err != nil {
 		in.log.logf(LevelError, "cannot buffer records, asking Fluent Bit to retry the chunk: %v", err)
 		return Retry
