@@ -22,7 +22,7 @@ import (
 const (
 	backoffBase = time.Second
 	backoffCap  = 5 * time.Minute
-	// Refused credentials are dropped and the role assumed again at most this often.
+	// A destination's refused credentials are dropped and its role assumed again at most this often.
 	reassumeEvery = 30 * time.Second
 )
 
@@ -50,7 +50,6 @@ type Instance struct {
 	uploadersWG  sync.WaitGroup
 	rejectReport every
 	fullReport   every
-	reassume     every
 	usageLevel   atomic.Int32
 	closeOnce    sync.Once
 
@@ -85,7 +84,6 @@ func start(cfg *conf.Config, name string, out LogFunc, send sender, keyClock fun
 		reloaderDone: make(chan struct{}),
 		rejectReport: every{interval: 10 * time.Second},
 		fullReport:   every{interval: 10 * time.Second},
-		reassume:     every{interval: reassumeEvery},
 	}
 	in.queue = newQueue(in.now)
 	store, batches, err := buffer.Open(cfg.StoreDir, buffer.Options{MaxLog: cfg.TotalFileSize, Limit: cfg.StoreDirLimitSize,
@@ -368,8 +366,7 @@ func (in *Instance) attempt(ctx context.Context, it *item) bool {
 		in.log.logf(LevelWarn, "%s already exists in S3 (another writer, or an earlier attempt whose answer was lost); uploading the batch as %s instead", old, b.Key)
 		return true
 	case credentials:
-		if ok, _ := in.reassume.allow(now); ok && d.RoleARN != "" {
-			in.send.invalidate(d)
+		if in.send.invalidate(d, now) {
 			in.reassumed.Add(1)
 			it.due = now
 			in.log.logf(LevelWarn, "the role's credentials were refused for %s; assuming the role again: %s", b.Key, explain(err, d, in.cfg))

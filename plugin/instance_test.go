@@ -65,7 +65,7 @@ func (f *fakeS3) put(ctx context.Context, d conf.Destination, b *buffer.Batch) e
 	return send(ctx, f, c, d, b)
 }
 
-func (f *fakeS3) invalidate(conf.Destination) {}
+func (f *fakeS3) invalidate(conf.Destination, time.Time) bool { return false }
 
 func testConfig(t *testing.T) *conf.Config {
 	c, err := conf.Parse(conf.Map{"Bucket": "b-1", "Store_Dir": t.TempDir(), "Upload_Timeout": "1s", "Total_File_Size": "2K", "Shutdown_Timeout": "30s"})

@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -29,8 +30,15 @@ type putter interface {
 // sender uploads sealed batches to their destinations.
 type sender interface {
 	put(ctx context.Context, d conf.Destination, b *buffer.Batch) error
-	// invalidate drops the cached role session of d, so that the next upload assumes the role again.
-	invalidate(d conf.Destination)
+	// invalidate drops the cached role session of d, so that the next upload assumes the role again; it
+	// reports false when d has no role or its session was dropped less than reassumeEvery ago.
+	invalidate(d conf.Destination, now time.Time) bool
+}
+
+// session is one destination's cached role credentials.
+type session struct {
+	cache   *aws.CredentialsCache
+	dropped time.Time
 }
 
 // maxSessions bounds the cached role sessions: memory does not grow with the number of customers. An evicted
@@ -48,7 +56,7 @@ type clients struct {
 
 	mu       sync.Mutex
 	byRegion map[string]*s3.Client
-	sessions *lru[*aws.CredentialsCache]
+	sessions *lru[*session]
 }
 
 func newClients(ctx context.Context, c *conf.Config) (*clients, error) {
@@ -57,7 +65,7 @@ func newClients(ctx context.Context, c *conf.Config) (*clients, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load AWS configuration: %w", err)
 	}
-	return &clients{cfg: c, base: base, byRegion: map[string]*s3.Client{}, sessions: newLRU[*aws.CredentialsCache](maxSessions),
+	return &clients{cfg: c, base: base, byRegion: map[string]*s3.Client{}, sessions: newLRU[*session](maxSessions),
 		sts: sts.NewFromConfig(base, func(o *sts.Options) {
 			if c.STSEndpoint != "" {
 				o.BaseEndpoint = aws.String(c.STSEndpoint)
@@ -84,7 +92,7 @@ func (c *clients) s3For(region string) *s3.Client {
 
 func sessionKey(d conf.Destination) string { return d.RoleARN + "\x00" + d.ExternalID }
 
-func (c *clients) session(d conf.Destination) *aws.CredentialsCache {
+func (c *clients) session(d conf.Destination) *session {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if s, ok := c.sessions.get(sessionKey(d)); ok {
@@ -95,10 +103,10 @@ func (c *clients) session(d conf.Destination) *aws.CredentialsCache {
 		o.RoleSessionName = c.cfg.RoleSessionName
 		o.Duration = c.cfg.SessionDuration
 	})
-	s := aws.NewCredentialsCache(provider, func(o *aws.CredentialsCacheOptions) {
+	s := &session{cache: aws.NewCredentialsCache(provider, func(o *aws.CredentialsCacheOptions) {
 		o.ExpiryWindow = c.cfg.RefreshWindow
 		o.ExpiryWindowJitterFrac = float64(c.cfg.RefreshJitter) / float64(c.cfg.RefreshWindow)
-	})
+	})}
 	c.sessions.put(sessionKey(d), s)
 	return s
 }
@@ -107,21 +115,24 @@ func (c *clients) put(ctx context.Context, d conf.Destination, b *buffer.Batch) 
 	var opts []func(*s3.Options)
 	if d.RoleARN != "" {
 		s := c.session(d)
-		opts = append(opts, func(o *s3.Options) { o.Credentials = s })
+		opts = append(opts, func(o *s3.Options) { o.Credentials = s.cache })
 	}
 	return send(ctx, c.s3For(d.Region), c.cfg, d, b, opts...)
 }
 
-func (c *clients) invalidate(d conf.Destination) {
+func (c *clients) invalidate(d conf.Destination, now time.Time) bool {
 	if d.RoleARN == "" {
-		return
+		return false
 	}
+	s := c.session(d)
 	c.mu.Lock()
-	s, ok := c.sessions.get(sessionKey(d))
-	c.mu.Unlock()
-	if ok {
-		s.Invalidate()
+	defer c.mu.Unlock()
+	if now.Sub(s.dropped) < reassumeEvery {
+		return false
 	}
+	s.dropped = now
+	s.cache.Invalidate()
+	return true
 }
 
 // send uploads one sealed batch with PutObject: gzip-encoded JSON, its Content-MD5, the canned ACL and, unless
