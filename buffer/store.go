@@ -332,33 +332,24 @@ func (s *Store) Append(st Stream, records [][]byte) error {
 	return s.AppendAll([]Records{{st, records}})
 }
 
-// maxParallelSyncs bounds the fsyncs AppendAll runs at once.
-const maxParallelSyncs = 16
+// AppendAll keeps at most maxOpenLogs logs open, and runs at most maxParallelSyncs fsyncs at once.
+const (
+	maxOpenLogs      = 64
+	maxParallelSyncs = 16
+)
 
-// AppendAll writes each stream's records to its current log, then syncs the logs folder (when a log was
-// created) and every log it wrote, concurrently so that the filesystem can commit them together. When it
-// returns nil, all the records survive a crash.
+// AppendAll writes each stream's records to its current log and syncs the logs it wrote, a window of them at
+// a time and concurrently within it so that the filesystem can commit them together, then syncs the logs
+// folder once when a log was created. When it returns nil, all the records survive a crash.
 func (s *Store) AppendAll(batch []Records) error {
-	files := make([]*os.File, 0, len(batch))
-	defer func() {
-		for _, f := range files {
-			f.Close()
-		}
-	}()
 	created := false
-	for _, r := range batch {
-		if !safeName(r.Org) || !safeName(r.Kind) {
-			return fmt.Errorf("buffer %s: unsafe stream name", r.Stream)
-		}
-		var frames []byte
-		for _, rec := range r.Records {
-			frames = appendFrame(frames, rec)
-		}
-		f, newLog, err := s.write(r.Stream, frames)
+	for len(batch) > 0 {
+		window := batch[:min(len(batch), maxOpenLogs)]
+		batch = batch[len(window):]
+		newLog, err := s.appendWindow(window)
 		if err != nil {
-			return fmt.Errorf("buffer %s: %w", r.Stream, err)
+			return err
 		}
-		files = append(files, f)
 		created = created || newLog
 	}
 	if created {
@@ -366,7 +357,33 @@ func (s *Store) AppendAll(batch []Records) error {
 			return fmt.Errorf("buffer: %w", err)
 		}
 	}
-	return syncAll(files)
+	return nil
+}
+
+func (s *Store) appendWindow(window []Records) (bool, error) {
+	files := make([]*os.File, 0, len(window))
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	created := false
+	for _, r := range window {
+		if !safeName(r.Org) || !safeName(r.Kind) {
+			return false, fmt.Errorf("buffer %s: unsafe stream name", r.Stream)
+		}
+		var frames []byte
+		for _, rec := range r.Records {
+			frames = appendFrame(frames, rec)
+		}
+		f, newLog, err := s.write(r.Stream, frames)
+		if err != nil {
+			return false, fmt.Errorf("buffer %s: %w", r.Stream, err)
+		}
+		files = append(files, f)
+		created = created || newLog
+	}
+	return created, syncAll(files)
 }
 
 func syncAll(files []*os.File) error {

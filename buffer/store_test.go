@@ -409,3 +409,19 @@ func TestQuarantine(t *testing.T) {
 		t.Errorf("object still in batches: %v", err)
 	}
 }
+
+func TestAppendAllManyStreams(t *testing.T) {
+	s := open(t, t.TempDir(), 1<<20, &clock{t0})
+	var batch []Records
+	for i := range 3*maxOpenLogs + 5 {
+		batch = append(batch, Records{Stream{fmt.Sprintf("org-%d", i), "api"}, recs(fmt.Sprintf(`{"i":%d}`, i))})
+	}
+	if err := s.AppendAll(batch); err != nil {
+		t.Fatal(err)
+	}
+	s.Rotate(time.Time{})
+	objects, _ := sealAll(t, s)
+	if len(objects) != len(batch) {
+		t.Errorf("%d objects for %d streams", len(objects), len(batch))
+	}
+}
