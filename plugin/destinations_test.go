@@ -157,3 +157,24 @@ func waitLog(t *testing.T, sink *logSink, want string) {
 		}
 	}
 }
+
+func TestUndeliveredBatchesFollowTheirOrganisation(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "destinations.json")
+	writeDestinations(t, file, map[string]string{"org-a": "bucket-old"})
+	fake := &fakeS3{objects: map[string][]byte{}, buckets: map[string]string{}, down: "bucket-old"}
+	sink := &logSink{}
+	in, err := start(destConfig(t, "default", file), "test", sink.log, fake, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	in.Flush(event("org-a", "1"), "audit.org")
+	waitLog(t, sink, "upload of org-a/org-audit-logs-")
+	writeDestinations(t, file, map[string]string{"org-a": "bucket-new"})
+	waitLog(t, sink, "1 organisations (0 added, 1 changed, 0 removed)")
+	for deadline := time.Now().Add(10 * time.Second); bucketsOf(fake)["org-a"] != "bucket-new"; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the buffered batch did not follow org-a to its new bucket: %v", bucketsOf(fake))
+		}
+	}
+}

@@ -30,6 +30,7 @@ type fakeS3 struct {
 	buckets map[string]string // key -> bucket
 	failN   int
 	calls   int
+	down    string // a bucket that refuses every upload
 }
 
 func (f *fakeS3) PutObject(ctx context.Context, in *s3.PutObjectInput, _ ...func(*s3.Options)) (*s3.PutObjectOutput, error) {
@@ -40,7 +41,7 @@ func (f *fakeS3) PutObject(ctx context.Context, in *s3.PutObjectInput, _ ...func
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls++
-	if f.calls <= f.failN {
+	if f.calls <= f.failN || *in.Bucket == f.down {
 		return nil, errors.New("injected failure")
 	}
 	if _, dup := f.objects[*in.Key]; dup {
