@@ -67,9 +67,8 @@ func (b *Batch) Files() (object, manifest string) { return b.object, b.manifest 
 
 // SealReport says what sealing found besides intact records.
 type SealReport struct {
-	Damaged   [][]byte // damaged regions in the middle of the log
-	TornTail  int      // bytes of an interrupted, unacknowledged append at the end
-	NoRecords bool     // the log held no intact record, so no batch was made
+	Damaged  [][]byte // damaged regions in the middle of the log
+	TornTail int      // bytes of an interrupted, unacknowledged append at the end
 }
 
 // Options configure a Store.
@@ -562,8 +561,7 @@ func (s *Store) Seal(l *Log, key, destination string, encode Encoder) (*Batch, S
 	rep.TornTail = scanFrames(data, func(p []byte) { records++; jsonBytes += int64(len(p)) }, func(b []byte) {
 		rep.Damaged = append(rep.Damaged, append([]byte(nil), b...))
 	})
-	if records == 0 {
-		rep.NoRecords = true
+	if records == 0 { // nothing intact: no batch
 		return nil, rep, s.removeLog(l, int64(len(data)))
 	}
 

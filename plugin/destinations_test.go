@@ -32,6 +32,30 @@ func destConfig(t *testing.T, unlisted string, file string) *conf.Config {
 	return c
 }
 
+// startRouted starts an instance with a destinations file and a fake that records each key's bucket.
+func startRouted(t *testing.T, unlisted, file string, fake *fakeS3) (*Instance, *logSink) {
+	t.Helper()
+	if fake.objects == nil {
+		fake.objects, fake.buckets = map[string][]byte{}, map[string]string{}
+	}
+	sink := &logSink{}
+	in, err := start(destConfig(t, unlisted, file), "test", sink.log, fake, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in, sink
+}
+
+// waitRoute waits until org's records reached bucket; uploads run on their own clock.
+func waitRoute(t *testing.T, fake *fakeS3, org, bucket string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); bucketsOf(fake)[org] != bucket; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s's records did not reach %s: %v", org, bucket, bucketsOf(fake))
+		}
+	}
+}
+
 func bucketsOf(f *fakeS3) map[string]string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -45,12 +69,8 @@ func bucketsOf(f *fakeS3) map[string]string {
 func TestDestinationsRouteEachOrganisation(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "destinations.json")
 	writeDestinations(t, file, map[string]string{"org-a": "bucket-a", "org-b": "bucket-b"})
-	fake := &fakeS3{objects: map[string][]byte{}, buckets: map[string]string{}}
-	sink := &logSink{}
-	in, err := start(destConfig(t, "default", file), "test", sink.log, fake, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fake := &fakeS3{}
+	in, sink := startRouted(t, "default", file, fake)
 	in.Flush(cat(event("org-a", "1"), event("org-b", "2"), event("org-c", "3")), "audit.org")
 	in.Close()
 	want := map[string]string{"org-a": "bucket-a", "org-b": "bucket-b", "org-c": "default-bucket"}
@@ -65,12 +85,8 @@ func TestDestinationsRouteEachOrganisation(t *testing.T) {
 func TestDestinationsUnlistedHoldThenListed(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "destinations.json")
 	writeDestinations(t, file, map[string]string{"org-a": "bucket-a"})
-	fake := &fakeS3{objects: map[string][]byte{}, buckets: map[string]string{}}
-	sink := &logSink{}
-	in, err := start(destConfig(t, "hold", file), "test", sink.log, fake, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fake := &fakeS3{}
+	in, sink := startRouted(t, "hold", file, fake)
 	defer in.Close()
 	in.Flush(event("org-new", "1"), "audit.user")
 	waitLog(t, sink, "has no entry in Destinations_File yet")
@@ -81,11 +97,7 @@ func TestDestinationsUnlistedHoldThenListed(t *testing.T) {
 	waitLog(t, sink, "cannot be used, keeping the previous destinations")
 	writeDestinations(t, file, map[string]string{"org-a": "bucket-a", "org-new": "bucket-new"})
 	waitLog(t, sink, "Destinations_File reloaded: 2 organisations (1 added, 0 changed, 0 removed)")
-	for deadline := time.Now().Add(10 * time.Second); bucketsOf(fake)["org-new"] != "bucket-new"; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("held batch not delivered after the file listed it: %v", bucketsOf(fake))
-		}
-	}
+	waitRoute(t, fake, "org-new", "bucket-new")
 }
 
 func TestDestinationsRemovedOrgIsHeldNeverDefaulted(t *testing.T) {
@@ -119,15 +131,11 @@ func TestDestinationsRemovedOrgIsHeldNeverDefaulted(t *testing.T) {
 func TestDestinationsDeadLetterPolicy(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "destinations.json")
 	writeDestinations(t, file, map[string]string{"org-a": "bucket-a"})
-	fake := &fakeS3{objects: map[string][]byte{}, buckets: map[string]string{}}
-	cfg := destConfig(t, "deadletter", file)
-	in, err := start(cfg, "test", (&logSink{}).log, fake, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fake := &fakeS3{}
+	in, _ := startRouted(t, "deadletter", file, fake)
 	in.Flush(cat(event("org-a", "1"), event("org-x", "2")), "audit.api")
 	in.Close()
-	dead, _ := os.ReadFile(filepath.Join(cfg.StoreDir, "deadletter.jsonl"))
+	dead, _ := os.ReadFile(in.store.DeadLetterPath())
 	if !strings.Contains(string(dead), `org_id \"org-x\" has no destination in Destinations_File`) || len(bucketsOf(fake)) != 1 {
 		t.Errorf("dead letters %s, routes %v", dead, bucketsOf(fake))
 	}
@@ -161,20 +169,12 @@ func waitLog(t *testing.T, sink *logSink, want string) {
 func TestUndeliveredBatchesFollowTheirOrganisation(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "destinations.json")
 	writeDestinations(t, file, map[string]string{"org-a": "bucket-old"})
-	fake := &fakeS3{objects: map[string][]byte{}, buckets: map[string]string{}, down: "bucket-old"}
-	sink := &logSink{}
-	in, err := start(destConfig(t, "default", file), "test", sink.log, fake, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fake := &fakeS3{down: "bucket-old"}
+	in, sink := startRouted(t, "default", file, fake)
 	defer in.Close()
 	in.Flush(event("org-a", "1"), "audit.org")
 	waitLog(t, sink, "upload of org-a/org-audit-logs-")
 	writeDestinations(t, file, map[string]string{"org-a": "bucket-new"})
 	waitLog(t, sink, "1 organisations (0 added, 1 changed, 0 removed)")
-	for deadline := time.Now().Add(10 * time.Second); bucketsOf(fake)["org-a"] != "bucket-new"; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the buffered batch did not follow org-a to its new bucket: %v", bucketsOf(fake))
-		}
-	}
+	waitRoute(t, fake, "org-a", "bucket-new")
 }
