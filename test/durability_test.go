@@ -336,9 +336,12 @@ func TestCredentialsDoNotLapse(t *testing.T) {
 		"Credential_Refresh_Window": "3s", "Credential_Refresh_Jitter": "1s"})
 	p := e.start(conf, "-", false)
 	rng := rand.New(rand.NewPCG(11, 12))
-	events := genEvents(t, 480, rng, "ev-")
-	send := func(evs []genEvent) {
-		for i := 0; i < len(evs); i += 5 {
+	events := genEvents(t, 600, rng, "ev-")
+	// sendUntil feeds events five at a time, over time the way a tail input does, until done holds or the
+	// events run out; it returns how many it sent.
+	sendUntil := func(evs []genEvent, done func() bool) int {
+		i := 0
+		for ; i < len(evs) && !done(); i += 5 {
 			var data []byte
 			for _, ev := range evs[i : i+5] {
 				data = append(data, chunks.V2(chunks.EventTime(time.Now()), ev.body)...)
@@ -346,9 +349,11 @@ func TestCredentialsDoNotLapse(t *testing.T) {
 			if err := chunks.WriteFrame(p.Stdin, "audit."+evs[i].kind, data); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(250 * time.Millisecond) // events arrive over time, the way a tail input feeds them
+			time.Sleep(250 * time.Millisecond)
 		}
+		return i
 	}
+	send := func(evs []genEvent) { sendUntil(evs, func() bool { return false }) }
 	start := time.Now()
 	send(events[:400])
 	c := px.Counts()
@@ -361,14 +366,16 @@ func TestCredentialsDoNotLapse(t *testing.T) {
 	}
 	// A session that lapses early (revoked, clock skew) is refused with ExpiredToken: the plugin drops it and
 	// assumes the role again instead of waiting out a backoff. Sessions last an hour from now on, so that once
-	// the plugin holds one it does not renew it by itself before the revocation is met.
+	// the plugin holds one it does not renew it by itself before the revocation is met. The plugin renews only
+	// when an upload needs credentials, so events keep arriving until it has renewed.
 	px.SetSessionLifetime(time.Hour)
-	send(events[400:440])
-	if err := px.WaitFor(time.Minute, func(c map[string]int) bool { return c["sts:issued:1h0m0s"] > 0 }); err != nil {
-		t.Fatal(err)
+	renewed := func() bool { return px.Counts()["sts:issued:1h0m0s"] > 0 }
+	n := 400 + sendUntil(events[400:560], renewed)
+	if err := px.WaitFor(10*time.Second, func(c map[string]int) bool { return c["sts:issued:1h0m0s"] > 0 }); err != nil {
+		t.Fatalf("no hour-long session after %d more events over two 6 s lifetimes: %v", n-400, err)
 	}
 	px.ExpireAll()
-	send(events[440:])
+	send(events[n:])
 	p.Stdin.Close()
 	p.Signal(syscall.SIGTERM)
 	r := p.Wait(time.Minute)

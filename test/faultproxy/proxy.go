@@ -42,7 +42,7 @@ type Proxy struct {
 	mu       sync.Mutex
 	faulty   map[string]bool // "s3", "sts": whether that service misbehaves
 	seen     map[string]int  // requests per service while faulty
-	injected int
+	injected map[string]int  // faults injected per service, so each service meets every kind in turn
 	lifetime time.Duration
 	expiries map[string]time.Time
 	counts   map[string]int
@@ -60,7 +60,7 @@ func Start(target string, stall time.Duration) (*Proxy, error) {
 		return nil, err
 	}
 	p := &Proxy{URL: "http://" + l.Addr().String(), rp: httputil.NewSingleHostReverseProxy(u), stall: stall,
-		faulty: map[string]bool{}, seen: map[string]int{}, expiries: map[string]time.Time{}, counts: map[string]int{}, changed: make(chan struct{}, 1)}
+		faulty: map[string]bool{}, seen: map[string]int{}, injected: map[string]int{}, expiries: map[string]time.Time{}, counts: map[string]int{}, changed: make(chan struct{}, 1)}
 	p.rp.ModifyResponse = p.rewriteSession
 	p.srv = &http.Server{Handler: p}
 	go p.srv.Serve(l)
@@ -156,8 +156,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var f Fault
 	if p.faulty[service] {
 		if p.seen[service]++; p.seen[service]%3 != 0 {
-			f = AllFaults[p.injected%len(AllFaults)]
-			p.injected++
+			f = AllFaults[p.injected[service]%len(AllFaults)]
+			p.injected[service]++
 		}
 	}
 	p.mu.Unlock()
