@@ -76,6 +76,7 @@ type Options struct {
 	MaxLog          int64 // a log is rotated before it would grow past this
 	Limit           int64 // logs and batches together may not exceed this; 0: no limit
 	QuarantineLimit int64 // the quarantine folder may not exceed this
+	DeadLetterLimit int64 // the dead-letter file may not grow past this; 0: no limit
 	Now             func() time.Time
 	// KeyClock gives the milliseconds of new logs (and so of keys); Now when nil. Tests freeze it to force
 	// two processes onto the same keys.
@@ -84,6 +85,9 @@ type Options struct {
 
 // ErrQuarantineFull means the quarantine folder has no room for a batch.
 var ErrQuarantineFull = errors.New("Quarantine_Limit_Size reached")
+
+// ErrDeadLetterFull means the dead-letter file has no room for the lines.
+var ErrDeadLetterFull = errors.New("Dead_Letter_Limit_Size reached")
 
 // Store is safe for concurrent use.
 type Store struct {
@@ -740,13 +744,25 @@ func (s *Store) WriteFile(name string, data []byte) error {
 // QuarantineDir is where quarantined batches are kept.
 func (s *Store) QuarantineDir() string { return s.quarantine }
 
-// DeadLetter appends lines to the dead-letter file and syncs it.
+// DeadLetter appends lines to the dead-letter file and syncs it, or returns ErrDeadLetterFull when they would
+// take it past its limit. The size is the file's own, so an operator who moves the file away makes room.
 func (s *Store) DeadLetter(lines []byte) error {
 	s.deadMu.Lock()
 	defer s.deadMu.Unlock()
 	f, err := os.OpenFile(s.DeadLetterPath(), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return err
+	}
+	if s.opt.DeadLetterLimit > 0 {
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return err
+		}
+		if fi.Size()+int64(len(lines)) > s.opt.DeadLetterLimit {
+			f.Close()
+			return fmt.Errorf("%w: %d of %d bytes used, %d more needed", ErrDeadLetterFull, fi.Size(), s.opt.DeadLetterLimit, len(lines))
+		}
 	}
 	_, err = f.Write(lines)
 	if err == nil {

@@ -425,3 +425,40 @@ func TestAppendAllManyStreams(t *testing.T) {
 		t.Errorf("%d objects for %d streams", len(objects), len(batch))
 	}
 }
+
+func TestDeadLetterLimit(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	c := &clock{t0}
+	o := opts(1<<20, c)
+	o.DeadLetterLimit = 10
+	s, _, err := Open(dir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	steps := []struct {
+		line string
+		full bool
+	}{
+		{"12345\n", false},
+		{"1234\n", true}, // 11 bytes: past the limit, nothing written
+		{"123\n", false}, // exactly 10
+		{"\n", true},
+	}
+	for i, st := range steps {
+		err := s.DeadLetter([]byte(st.line))
+		if full := errors.Is(err, ErrDeadLetterFull); full != st.full || (err != nil && !full) {
+			t.Errorf("step %d: DeadLetter(%q) = %v, want full=%v", i, st.line, err, st.full)
+		}
+	}
+	if got, _ := os.ReadFile(s.DeadLetterPath()); string(got) != "12345\n123\n" {
+		t.Errorf("dead-letter file %q", got)
+	}
+	// Moving the file away makes room: the limit is the file's own size.
+	if err := os.Rename(s.DeadLetterPath(), s.DeadLetterPath()+".1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeadLetter([]byte("1234\n")); err != nil {
+		t.Errorf("after moving the file away: %v", err)
+	}
+}

@@ -59,6 +59,7 @@ type Config struct {
 	HoldRetryInterval   time.Duration
 	QuarantineAfter     time.Duration
 	QuarantineLimitSize int64
+	DeadLetterLimitSize int64 // 0: no limit
 	AllowPlainHTTP      bool
 	MaxRecordSize       int64
 
@@ -98,6 +99,7 @@ const (
 	DefaultHoldRetry       = "5m"
 	DefaultQuarantineAfter = "7d"
 	DefaultQuarantineLimit = "1G"
+	DefaultDeadLetterLimit = "100M"
 )
 
 const (
@@ -164,6 +166,7 @@ func Parse(src Source) (*Config, error) {
 		HoldRetryInterval:   p.duration("Hold_Retry_Interval", DefaultHoldRetry, time.Second, 24*time.Hour),
 		QuarantineAfter:     p.duration("Quarantine_After", DefaultQuarantineAfter, time.Second, 365*24*time.Hour),
 		QuarantineLimitSize: p.size("Quarantine_Limit_Size", DefaultQuarantineLimit, 0, maxBytes),
+		DeadLetterLimitSize: p.size("Dead_Letter_Limit_Size", DefaultDeadLetterLimit, 0, maxBytes),
 		AllowPlainHTTP:      p.boolean("Allow_Plain_HTTP", false),
 		MaxRecordSize:       p.size("Max_Record_Size", "1M", 1000, 64_000_000),
 

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -50,10 +51,11 @@ type Instance struct {
 	uploadersWG  sync.WaitGroup
 	rejectReport every
 	fullReport   every
+	deadFull     every
 	usageLevel   atomic.Int32
 	closeOnce    sync.Once
 
-	accepted, rejected, delivered, objects, conflicts, reassumed, quarantined atomic.Int64
+	accepted, rejected, discarded, delivered, objects, conflicts, reassumed, quarantined atomic.Int64
 }
 
 // New opens the store, recovers what it holds and starts sealing and uploading. name prefixes log lines.
@@ -84,10 +86,11 @@ func start(cfg *conf.Config, name string, out LogFunc, send sender, keyClock fun
 		reloaderDone: make(chan struct{}),
 		rejectReport: every{interval: 10 * time.Second},
 		fullReport:   every{interval: 10 * time.Second},
+		deadFull:     every{interval: 10 * time.Second},
 	}
 	in.queue = newQueue(in.now)
 	store, batches, err := buffer.Open(cfg.StoreDir, buffer.Options{MaxLog: cfg.TotalFileSize, Limit: cfg.StoreDirLimitSize,
-		QuarantineLimit: cfg.QuarantineLimitSize, Now: in.now, KeyClock: keyClock})
+		QuarantineLimit: cfg.QuarantineLimitSize, DeadLetterLimit: cfg.DeadLetterLimitSize, Now: in.now, KeyClock: keyClock})
 	if err != nil {
 		return nil, fmt.Errorf("Store_Dir: %w", err)
 	}
@@ -155,8 +158,8 @@ func (in *Instance) reloader(ctx context.Context) {
 	}
 }
 
-// Flush takes one chunk: every record is either appended durably to its stream or written to the dead-letter
-// file before OK is returned. It never waits on the network. When the disk refuses the write it returns Retry,
+// Flush takes one chunk: every record is either appended durably to its stream or rejected (into the
+// dead-letter file while it has room) before OK is returned. It never waits on the network. When the disk refuses the write it returns Retry,
 // so Fluent Bit keeps the chunk and sends it again.
 func (in *Instance) Flush(chunk []byte, tag string) Result {
 	var batch []buffer.Records // one entry per stream, in order of first appearance
@@ -199,30 +202,54 @@ func (in *Instance) Flush(chunk []byte, tag string) Result {
 		return Retry
 	}
 	defer in.store.Release(need)
+	// Rejections are written first: if the append then fails, the retry writes them again, which is harmless,
+	// where the other order would buffer the chunk's good records twice.
+	if rejected > 0 && !in.deadLetter(dead, rejected, tag, firstReject) {
+		return Retry
+	}
 	if err := in.store.AppendAll(batch); err != nil {
 		in.log.logf(LevelError, "cannot buffer records, asking Fluent Bit to retry the chunk: %v", err)
 		return Retry
 	}
 	in.checkUsage()
-	if rejected > 0 {
-		if err := in.store.DeadLetter(dead); err != nil {
-			in.log.logf(LevelError, "cannot write %d rejected records to %s, asking Fluent Bit to retry the chunk: %v",
-				rejected, in.store.DeadLetterPath(), err)
-			return Retry
-		}
-		in.rejected.Add(int64(rejected))
-		if ok, held := in.rejectReport.allow(in.now()); ok {
-			more := ""
-			if held > 0 {
-				more = fmt.Sprintf("; %d more chunks had rejections since the last report", held)
-			}
-			in.log.logf(LevelWarn, "rejected %d record(s) of a chunk with tag %q (first: %s); kept in %s; %d rejected since start%s",
-				rejected, tag, firstReject, in.store.DeadLetterPath(), in.rejected.Load(), more)
-		}
-	}
 	in.accepted.Add(int64(accepted))
 	signal(in.sealNow)
 	return OK
+}
+
+// deadLetter keeps a chunk's rejected records, or reports false when the chunk should be retried. When the
+// file is full they are discarded, loudly: holding them back would stop the good records of every
+// organisation behind records that can never be delivered.
+func (in *Instance) deadLetter(lines []byte, rejected int, tag, first string) bool {
+	err := in.store.DeadLetter(lines)
+	switch {
+	case errors.Is(err, buffer.ErrDeadLetterFull):
+		in.rejected.Add(int64(rejected))
+		in.discarded.Add(int64(rejected))
+		if ok, held := in.deadFull.allow(in.now()); ok {
+			in.log.logf(LevelError, "discarded %d rejected record(s) of a chunk with tag %q (first: %s): %s is full (%v); %d discarded since start%s; move the file away (a new one is started) or raise Dead_Letter_Limit_Size",
+				rejected, tag, first, in.store.DeadLetterPath(), err, in.discarded.Load(), heldNote(held))
+		}
+		return true
+	case err != nil:
+		in.log.logf(LevelError, "cannot write %d rejected records to %s, asking Fluent Bit to retry the chunk: %v",
+			rejected, in.store.DeadLetterPath(), err)
+		return false
+	}
+	in.rejected.Add(int64(rejected))
+	if ok, held := in.rejectReport.allow(in.now()); ok {
+		in.log.logf(LevelWarn, "rejected %d record(s) of a chunk with tag %q (first: %s); kept in %s; %d rejected since start%s",
+			rejected, tag, first, in.store.DeadLetterPath(), in.rejected.Load(), heldNote(held))
+	}
+	return true
+}
+
+// heldNote tells how many chunks a rate-limited report stands for besides its own.
+func heldNote(held int) string {
+	if held == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (%d more chunks like it since the last report)", held)
 }
 
 // appendDeadLetter adds one JSON line: when, the tag, why, and the record as JSON (or its raw msgpack when it
@@ -457,8 +484,12 @@ func (in *Instance) Close() {
 		if !drained {
 			left = fmt.Sprintf("; %d batches stay in %s for the next start", in.queue.len(), in.cfg.StoreDir)
 		}
-		in.log.logf(LevelInfo, "stopped: %d records accepted, %d rejected, %d delivered in %d objects, %d key conflicts (412), %d role re-assumptions, %d batches quarantined%s",
-			in.accepted.Load(), in.rejected.Load(), in.delivered.Load(), in.objects.Load(), in.conflicts.Load(),
+		discarded := ""
+		if n := in.discarded.Load(); n > 0 {
+			discarded = fmt.Sprintf(" (%d discarded: the dead-letter file was full)", n)
+		}
+		in.log.logf(LevelInfo, "stopped: %d records accepted, %d rejected%s, %d delivered in %d objects, %d key conflicts (412), %d role re-assumptions, %d batches quarantined%s",
+			in.accepted.Load(), in.rejected.Load(), discarded, in.delivered.Load(), in.objects.Load(), in.conflicts.Load(),
 			in.reassumed.Load(), in.quarantined.Load(), left)
 	})
 }

@@ -238,3 +238,44 @@ func TestTakenKeyMovesToTheNextFreeMillisecond(t *testing.T) {
 		t.Errorf("log:\n%s", strings.Join(sink.lines, "\n"))
 	}
 }
+
+func TestDeadLetterFullOrFailing(t *testing.T) {
+	cases := []struct {
+		name    string
+		prepare func(t *testing.T, cfg *conf.Config)
+		want    Result
+		log     string
+		objects int // the good record is delivered, once
+	}{
+		{"full: rejected records discarded, good ones kept", func(t *testing.T, cfg *conf.Config) {
+			cfg.DeadLetterLimitSize = 20
+		}, OK, `discarded 1 rejected record(s) of a chunk with tag "audit.user" (first: org_id "../x"`, 1},
+		{"unwritable: the chunk is retried and nothing of it is buffered", func(t *testing.T, cfg *conf.Config) {
+			if err := os.MkdirAll(filepath.Join(cfg.StoreDir, buffer.DeadLetterFile), 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}, Retry, "cannot write 1 rejected records to", 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			fake := &fakeS3{objects: map[string][]byte{}}
+			sink := &logSink{}
+			cfg := testConfig(t)
+			tc.prepare(t, cfg)
+			in, err := start(cfg, "test", sink.log, fake, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := in.Flush(cat(event("../x", "bad"), event("org-a", "good")), "audit.user"); got != tc.want {
+				t.Errorf("Flush = %v, want %v", got, tc.want)
+			}
+			in.Close()
+			if len(fake.objects) != tc.objects {
+				t.Errorf("%d objects, want %d", len(fake.objects), tc.objects)
+			}
+			if joined := strings.Join(sink.lines, "\n"); !strings.Contains(joined, tc.log) {
+				t.Errorf("no log line has %q:\n%s", tc.log, joined)
+			}
+		})
+	}
+}

@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -373,6 +376,62 @@ func TestBadRecords(t *testing.T) {
 	if len(reasons) != 7 {
 		t.Errorf("%d dead letters, want 7:\n%s", len(reasons), joined)
 	}
+}
+
+// TestDeadLetterLimit: once the dead-letter file reaches Dead_Letter_Limit_Size, further rejected records are
+// discarded and counted, while the good records of the same chunks keep flowing and are delivered.
+func TestDeadLetterLimit(t *testing.T) {
+	e := newEnv(t)
+	ts := chunks.EventTime(time.Now())
+	rec := func(js string) []byte {
+		b, err := chunks.FromJSON([]byte(js))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return chunks.V2(ts, b)
+	}
+	pad := strings.Repeat("x", 200)
+	var cs []chunk
+	for i := range 20 {
+		var data []byte
+		for j := range 3 {
+			data = append(data, rec(fmt.Sprintf(`{"id":"g%d-%d","org_id":"org-a"}`, i, j))...)
+		}
+		for j := range 2 {
+			data = append(data, rec(fmt.Sprintf(`{"id":"b%d-%d","org_id":"../x","pad":%q}`, i, j, pad))...)
+		}
+		cs = append(cs, chunk{"audit.user", data})
+	}
+	const limit = 2000
+	r := e.runToEnd(e.config("fluent-bit.conf", map[string]string{"Dead_Letter_Limit_Size": "2K"}), e.input("input.chunks", cs))
+	if r.ExitCode != 0 || r.Summary("ok") != len(cs) {
+		t.Fatalf("host: exit %d, %v", r.ExitCode, r.Stdout)
+	}
+	got := e.deliveredIDs()
+	for i := range 20 {
+		for j := range 3 {
+			if id := fmt.Sprintf("g%d-%d", i, j); got[id] != 1 {
+				t.Errorf("good record %s delivered %d times", id, got[id])
+			}
+		}
+	}
+	if len(got) != 60 {
+		t.Errorf("%d records delivered, want the 60 good ones", len(got))
+	}
+	fi, err := os.Stat(filepath.Join(e.dir, "store", "deadletter.jsonl"))
+	if err != nil || fi.Size() > limit {
+		t.Fatalf("dead-letter file: %v, %v", fi, err)
+	}
+	kept := len(e.deadLetters())
+	m := regexp.MustCompile(`stopped: \d+ records accepted, 40 rejected \((\d+) discarded: the dead-letter file was full\)`).FindStringSubmatch(r.Stderr)
+	if m == nil || !strings.Contains(r.Stderr, "is full") || !strings.Contains(r.Stderr, "raise Dead_Letter_Limit_Size") {
+		t.Fatalf("no log line reports the discarded records:\n%s", tail(r.Stderr, 20))
+	}
+	if discarded, _ := strconv.Atoi(m[1]); kept == 0 || kept+discarded != 40 {
+		t.Errorf("%d rejected records kept and %s discarded, want 40 in all", kept, m[1])
+	}
+	t.Logf("40 rejected records: %d kept in %d bytes (limit %d), %s discarded and reported; the 60 good records delivered once",
+		kept, fi.Size(), limit, m[1])
 }
 
 // TestBadSettings: Init fails with a message that names the key, and the host refuses to start.
