@@ -437,28 +437,30 @@ func TestDeadLetterLimit(t *testing.T) {
 	}
 	defer s.Close()
 	steps := []struct {
-		line string
-		full bool
+		lines string
+		kept  int
+		full  bool
 	}{
-		{"12345\n", false},
-		{"1234\n", true}, // 11 bytes: past the limit, nothing written
-		{"123\n", false}, // exactly 10
-		{"\n", true},
+		{"12345\n", 6, false},
+		{"1234\n", 0, true},       // 11 bytes: past the limit, and no whole line fits
+		{"1\n22\n333\n", 2, true}, // the whole lines that fit are kept
+		{"3\n", 2, false},         // exactly 10
+		{"\n", 0, true},
 	}
 	for i, st := range steps {
-		err := s.DeadLetter([]byte(st.line))
-		if full := errors.Is(err, ErrDeadLetterFull); full != st.full || (err != nil && !full) {
-			t.Errorf("step %d: DeadLetter(%q) = %v, want full=%v", i, st.line, err, st.full)
+		kept, err := s.DeadLetter([]byte(st.lines))
+		if full := errors.Is(err, ErrDeadLetterFull); kept != st.kept || full != st.full || (err != nil && !full) {
+			t.Errorf("step %d: DeadLetter(%q) = %d, %v; want %d, full=%v", i, st.lines, kept, err, st.kept, st.full)
 		}
 	}
-	if got, _ := os.ReadFile(s.DeadLetterPath()); string(got) != "12345\n123\n" {
+	if got, _ := os.ReadFile(s.DeadLetterPath()); string(got) != "12345\n1\n3\n" {
 		t.Errorf("dead-letter file %q", got)
 	}
 	// Moving the file away makes room: the limit is the file's own size.
 	if err := os.Rename(s.DeadLetterPath(), s.DeadLetterPath()+".1"); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DeadLetter([]byte("1234\n")); err != nil {
+	if _, err := s.DeadLetter([]byte("1234\n")); err != nil {
 		t.Errorf("after moving the file away: %v", err)
 	}
 }

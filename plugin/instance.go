@@ -3,6 +3,7 @@
 package plugin
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -217,26 +218,26 @@ func (in *Instance) Flush(chunk []byte, tag string) Result {
 	return OK
 }
 
-// deadLetter keeps a chunk's rejected records, or reports false when the chunk should be retried. When the
-// file is full they are discarded, loudly: holding them back would stop the good records of every
-// organisation behind records that can never be delivered.
+// deadLetter keeps a chunk's rejected records (one line each), or reports false when the chunk should be
+// retried. Those that do not fit in the file are discarded, loudly: holding them back would stop the good
+// records of every organisation behind records that can never be delivered.
 func (in *Instance) deadLetter(lines []byte, rejected int, tag, first string) bool {
-	err := in.store.DeadLetter(lines)
-	switch {
-	case errors.Is(err, buffer.ErrDeadLetterFull):
-		in.rejected.Add(int64(rejected))
-		in.discarded.Add(int64(rejected))
-		if ok, held := in.deadFull.allow(in.now()); ok {
-			in.log.logf(LevelError, "discarded %d rejected record(s) of a chunk with tag %q (first: %s): %s is full (%v); %d discarded since start%s; move the file away (a new one is started) or raise Dead_Letter_Limit_Size",
-				rejected, tag, first, in.store.DeadLetterPath(), err, in.discarded.Load(), heldNote(held))
-		}
-		return true
-	case err != nil:
+	n, err := in.store.DeadLetter(lines)
+	if err != nil && !errors.Is(err, buffer.ErrDeadLetterFull) {
 		in.log.logf(LevelError, "cannot write %d rejected records to %s, asking Fluent Bit to retry the chunk: %v",
 			rejected, in.store.DeadLetterPath(), err)
 		return false
 	}
 	in.rejected.Add(int64(rejected))
+	if err != nil {
+		kept := bytes.Count(lines[:n], []byte{'\n'})
+		in.discarded.Add(int64(rejected - kept))
+		if ok, held := in.deadFull.allow(in.now()); ok {
+			in.log.logf(LevelError, "%s is full (%v): kept %d and discarded %d of a chunk's %d rejected record(s) with tag %q (first: %s); %d discarded since start%s; move the file away (a new one is started) or raise Dead_Letter_Limit_Size",
+				in.store.DeadLetterPath(), err, kept, rejected-kept, rejected, tag, first, in.discarded.Load(), heldNote(held))
+		}
+		return true
+	}
 	if ok, held := in.rejectReport.allow(in.now()); ok {
 		in.log.logf(LevelWarn, "rejected %d record(s) of a chunk with tag %q (first: %s); kept in %s; %d rejected since start%s",
 			rejected, tag, first, in.store.DeadLetterPath(), in.rejected.Load(), heldNote(held))
@@ -327,8 +328,8 @@ func (in *Instance) deadLetterDamaged(st buffer.Stream, regions [][]byte) {
 		lines = append(append(lines, b...), '\n')
 	}
 	in.log.logf(LevelError, "%s: %d damaged regions in the buffer (disk corruption?) moved to %s", st, len(regions), in.store.DeadLetterPath())
-	if err := in.store.DeadLetter(lines); err != nil {
-		in.log.logf(LevelError, "cannot write damaged buffer regions to the dead-letter file: %v", err)
+	if _, err := in.store.DeadLetter(lines); err != nil {
+		in.log.logf(LevelError, "cannot write all damaged buffer regions to the dead-letter file: %v", err)
 	}
 }
 

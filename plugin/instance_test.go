@@ -249,7 +249,7 @@ func TestDeadLetterFullOrFailing(t *testing.T) {
 	}{
 		{"full: rejected records discarded, good ones kept", func(t *testing.T, cfg *conf.Config) {
 			cfg.DeadLetterLimitSize = 20
-		}, OK, `discarded 1 rejected record(s) of a chunk with tag "audit.user" (first: org_id "../x"`, 1},
+		}, OK, `kept 0 and discarded 1 of a chunk's 1 rejected record(s) with tag "audit.user" (first: org_id "../x"`, 1},
 		{"unwritable: the chunk is retried and nothing of it is buffered", func(t *testing.T, cfg *conf.Config) {
 			if err := os.MkdirAll(filepath.Join(cfg.StoreDir, buffer.DeadLetterFile), 0o700); err != nil {
 				t.Fatal(err)

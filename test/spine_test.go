@@ -378,8 +378,9 @@ func TestBadRecords(t *testing.T) {
 	}
 }
 
-// TestDeadLetterLimit: once the dead-letter file reaches Dead_Letter_Limit_Size, further rejected records are
-// discarded and counted, while the good records of the same chunks keep flowing and are delivered.
+// TestDeadLetterLimit: the dead-letter file keeps the rejected records that fit in Dead_Letter_Limit_Size; the
+// rest are discarded and counted, while the good records of the same chunks keep flowing and are delivered.
+// The first chunk's rejections alone overflow the file, so part of them is kept.
 func TestDeadLetterLimit(t *testing.T) {
 	e := newEnv(t)
 	ts := chunks.EventTime(time.Now())
@@ -397,13 +398,18 @@ func TestDeadLetterLimit(t *testing.T) {
 		for j := range 3 {
 			data = append(data, rec(fmt.Sprintf(`{"id":"g%d-%d","org_id":"org-a"}`, i, j))...)
 		}
-		for j := range 2 {
+		bad := 2
+		if i == 0 {
+			bad = 10
+		}
+		for j := range bad {
 			data = append(data, rec(fmt.Sprintf(`{"id":"b%d-%d","org_id":"../x","pad":%q}`, i, j, pad))...)
 		}
 		cs = append(cs, chunk{"audit.user", data})
 	}
 	const limit = 2000
-	r := e.runToEnd(e.config("fluent-bit.conf", map[string]string{"Dead_Letter_Limit_Size": "2K"}), e.input("input.chunks", cs))
+	// One worker, so that the first chunk is the first to meet the dead-letter file.
+	r := e.runToEnd(e.config("fluent-bit.conf", map[string]string{"Dead_Letter_Limit_Size": "2K", "Workers": "1"}), e.input("input.chunks", cs))
 	if r.ExitCode != 0 || r.Summary("ok") != len(cs) {
 		t.Fatalf("host: exit %d, %v", r.ExitCode, r.Stdout)
 	}
@@ -423,15 +429,17 @@ func TestDeadLetterLimit(t *testing.T) {
 		t.Fatalf("dead-letter file: %v, %v", fi, err)
 	}
 	kept := len(e.deadLetters())
-	m := regexp.MustCompile(`stopped: \d+ records accepted, 40 rejected \((\d+) discarded: the dead-letter file was full\)`).FindStringSubmatch(r.Stderr)
-	if m == nil || !strings.Contains(r.Stderr, "is full") || !strings.Contains(r.Stderr, "raise Dead_Letter_Limit_Size") {
-		t.Fatalf("no log line reports the discarded records:\n%s", tail(r.Stderr, 20))
+	first := regexp.MustCompile(`is full \(.*\): kept ([1-9][0-9]*) and discarded [1-9][0-9]* of a chunk's 10 rejected record\(s\) with tag "audit.user" .*raise Dead_Letter_Limit_Size`).FindStringSubmatch(r.Stderr)
+	stop := regexp.MustCompile(`stopped: 60 records accepted, 48 rejected \(([0-9]+) discarded: the dead-letter file was full\)`).FindStringSubmatch(r.Stderr)
+	if first == nil || stop == nil {
+		t.Fatalf("no log line reports the records kept and discarded:\n%s", tail(r.Stderr, 20))
 	}
-	if discarded, _ := strconv.Atoi(m[1]); kept == 0 || kept+discarded != 40 {
-		t.Errorf("%d rejected records kept and %s discarded, want 40 in all", kept, m[1])
+	if discarded, _ := strconv.Atoi(stop[1]); first[1] != strconv.Itoa(kept) || kept+discarded != 48 {
+		t.Errorf("%d rejected records in the file, %s kept of the first chunk, %d discarded: want all of the file from the first chunk, 48 in all",
+			kept, first[1], discarded)
 	}
-	t.Logf("40 rejected records: %d kept in %d bytes (limit %d), %s discarded and reported; the 60 good records delivered once",
-		kept, fi.Size(), limit, m[1])
+	t.Logf("48 rejected records: %d kept in %d bytes (limit %d, all from the first chunk of 10), %s discarded and reported; the 60 good records delivered once",
+		kept, fi.Size(), limit, stop[1])
 }
 
 // TestBadSettings: Init fails with a message that names the key, and the host refuses to start.
