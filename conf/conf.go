@@ -66,6 +66,8 @@ type Config struct {
 	DestinationsFile    string
 	UnlistedOrgs        string
 	DestinationsRefresh time.Duration
+
+	StatusInterval time.Duration // 0: no status lines
 }
 
 // What happens to organisations that the destinations file does not list (Unlisted_Orgs).
@@ -100,6 +102,7 @@ const (
 	DefaultQuarantineAfter = "7d"
 	DefaultQuarantineLimit = "1G"
 	DefaultDeadLetterLimit = "100M"
+	DefaultStatusInterval  = "5m"
 )
 
 const (
@@ -173,6 +176,8 @@ func Parse(src Source) (*Config, error) {
 		DestinationsFile:    p.str("Destinations_File", ""),
 		UnlistedOrgs:        strings.ToLower(p.str("Unlisted_Orgs", UnlistedDefault)),
 		DestinationsRefresh: p.duration("Destinations_Refresh_Interval", "10s", time.Second, time.Hour),
+
+		StatusInterval: p.duration("Status_Interval", DefaultStatusInterval, 0, 24*time.Hour),
 	}
 	p.validate(c)
 	if len(p.errs) > 0 {

@@ -22,7 +22,8 @@ func TestDefaults(t *testing.T) {
 		ConditionalWrites: true, RequestTimeout: 30 * time.Second, SessionDuration: time.Hour,
 		RefreshWindow: 5 * time.Minute, RefreshJitter: 2 * time.Minute, HoldRetryInterval: 5 * time.Minute,
 		QuarantineAfter: 7 * 24 * time.Hour, QuarantineLimitSize: 1_000_000_000, DeadLetterLimitSize: 100_000_000,
-		MaxRecordSize: 1_000_000, UnlistedOrgs: "default", DestinationsRefresh: 10 * time.Second}
+		MaxRecordSize: 1_000_000, UnlistedOrgs: "default", DestinationsRefresh: 10 * time.Second,
+		StatusInterval: 5 * time.Minute}
 	if *c != want {
 		t.Errorf("got %+v\nwant %+v", *c, want)
 	}
@@ -36,7 +37,7 @@ func TestSettings(t *testing.T) {
 		"Canned_ACL": "NONE", "Upload_Workers": "8", "Shutdown_Timeout": "0", "Store_Dir_Limit_Size": "2G",
 		"Conditional_Writes": "Off", "Request_Timeout": "5s", "Role_Session_Duration": "2h",
 		"Credential_Refresh_Window": "10m", "Credential_Refresh_Jitter": "0", "Hold_Retry_Interval": "30s",
-		"Quarantine_After": "1d", "Quarantine_Limit_Size": "0", "Dead_Letter_Limit_Size": "0", "Allow_Plain_HTTP": "yes"} {
+		"Quarantine_After": "1d", "Quarantine_Limit_Size": "0", "Dead_Letter_Limit_Size": "0", "Status_Interval": "0", "Allow_Plain_HTTP": "yes"} {
 		src[k] = v
 	}
 	c, err := Parse(src)
@@ -49,7 +50,7 @@ func TestSettings(t *testing.T) {
 		c.Endpoint != "http://127.0.0.1:5000" || c.StoreDir != "/data/wiv" || c.StoreDirLimitSize != 2e9 ||
 		c.ConditionalWrites || c.RequestTimeout != 5*time.Second || c.SessionDuration != 2*time.Hour ||
 		c.RefreshWindow != 10*time.Minute || c.RefreshJitter != 0 || c.HoldRetryInterval != 30*time.Second ||
-		c.QuarantineAfter != 24*time.Hour || c.QuarantineLimitSize != 0 || c.DeadLetterLimitSize != 0 || !c.AllowPlainHTTP {
+		c.QuarantineAfter != 24*time.Hour || c.QuarantineLimitSize != 0 || c.DeadLetterLimitSize != 0 || c.StatusInterval != 0 || !c.AllowPlainHTTP {
 		t.Errorf("settings not applied: %+v", c)
 	}
 }
@@ -90,6 +91,7 @@ func TestInvalid(t *testing.T) {
 		{"Credential_Refresh_Jitter", "6m", "Credential_Refresh_Jitter: 6m0s must not exceed Credential_Refresh_Window"},
 		{"Request_Timeout", "0", `Request_Timeout: "0" is out of range`},
 		{"Dead_Letter_Limit_Size", "-1", `Dead_Letter_Limit_Size: "-1" is not a size`},
+		{"Status_Interval", "2d", `Status_Interval: "2d" is out of range`},
 		{"Max_Record_Size", "100M", `Max_Record_Size: "100M" is out of range`},
 		{"Unlisted_Orgs", "drop", `Unlisted_Orgs: "drop" is not one of default, hold, deadletter`},
 		{"Destinations_File", "dest.json", `Destinations_File: "dest.json" is not an absolute path`},

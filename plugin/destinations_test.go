@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -153,12 +154,16 @@ func TestInvalidDestinationsFileFailsStart(t *testing.T) {
 // waitLog waits for a log line; the reloader and uploader run on their own clocks.
 func waitLog(t *testing.T, sink *logSink, want string) {
 	t.Helper()
+	waitLogMatch(t, sink, regexp.MustCompile(regexp.QuoteMeta(want)))
+}
+
+// waitLogMatch waits for a log line that matches want and returns its submatches.
+func waitLogMatch(t *testing.T, sink *logSink, want *regexp.Regexp) []string {
+	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		sink.mu.Lock()
-		got := strings.Join(sink.lines, "\n")
-		sink.mu.Unlock()
-		if strings.Contains(got, want) {
-			return
+		got := sink.joined()
+		if m := want.FindStringSubmatch(got); m != nil {
+			return m
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("no log line says %q:\n%s", want, got)

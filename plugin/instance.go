@@ -57,6 +57,8 @@ type Instance struct {
 	closeOnce    sync.Once
 
 	accepted, rejected, discarded, delivered, objects, conflicts, reassumed, quarantined atomic.Int64
+
+	failed [misconfigured + 1]atomic.Int64 // failed upload attempts by class
 }
 
 // New opens the store, recovers what it holds and starts sealing and uploading. name prefixes log lines.
@@ -274,16 +276,66 @@ func (in *Instance) sealer(ctx context.Context) {
 	defer close(in.sealerDone)
 	tick := time.NewTicker(min(time.Second, in.cfg.UploadTimeout/4))
 	defer tick.Stop()
+	var st statusReport
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 			in.store.Rotate(in.now().Add(-in.cfg.UploadTimeout))
+			st.maybe(in, in.now())
 		case <-in.sealNow:
 		}
 		in.sealClosed(time.Time{})
 	}
+}
+
+// statusReport logs a status line every Status_Interval, unless nothing happened since the last one and
+// nothing waits for upload.
+type statusReport struct {
+	next time.Time
+	last string
+}
+
+func (s *statusReport) maybe(in *Instance, now time.Time) {
+	switch {
+	case in.cfg.StatusInterval == 0:
+		return
+	case s.next.IsZero():
+		s.next, s.last = now.Add(in.cfg.StatusInterval), in.counters()
+		return
+	case now.Before(s.next):
+		return
+	}
+	s.next = now.Add(in.cfg.StatusInterval)
+	counters, waiting := in.counters(), in.queue.len()
+	if counters == s.last && waiting == 0 {
+		return
+	}
+	s.last = counters
+	in.log.logf(LevelInfo, "status: %s", in.status(counters, waiting))
+}
+
+// counters sums up what the instance did since it started.
+func (in *Instance) counters() string {
+	discarded := ""
+	if n := in.discarded.Load(); n > 0 {
+		discarded = fmt.Sprintf(" (%d discarded: the dead-letter file was full)", n)
+	}
+	return fmt.Sprintf("%d records accepted, %d rejected%s, %d delivered in %d objects; failed upload attempts: %d retriable, %d credentials, %d refused; %d key conflicts (412), %d role re-assumptions, %d batches quarantined",
+		in.accepted.Load(), in.rejected.Load(), discarded, in.delivered.Load(), in.objects.Load(),
+		in.failed[retriable].Load(), in.failed[credentials].Load(), in.failed[misconfigured].Load(),
+		in.conflicts.Load(), in.reassumed.Load(), in.quarantined.Load())
+}
+
+// status adds what waits now: sealed batches, the age of the oldest record among them, and the disk used.
+func (in *Instance) status(counters string, waiting int) string {
+	oldest := ""
+	if ms, ok := in.queue.oldest(); ok {
+		oldest = fmt.Sprintf(", the oldest holding records from %s ago", in.now().Sub(time.UnixMilli(ms)).Round(time.Second))
+	}
+	used, _ := in.store.Usage()
+	return fmt.Sprintf("%s; %d sealed batches waiting for upload%s; %d bytes buffered in Store_Dir", counters, waiting, oldest, used)
 }
 
 // sealClosed seals closed logs into batches with their final keys and queues them for upload. Past the
@@ -379,7 +431,9 @@ func (in *Instance) attempt(ctx context.Context, it *item) bool {
 	if err := in.store.SaveAttempt(b); err != nil {
 		in.log.logf(LevelWarn, "cannot record the attempt in the manifest of %s: %v", b.Key, err)
 	}
-	switch classify(err) {
+	class := classify(err)
+	in.failed[class].Add(1)
+	switch class {
 	case keyExists:
 		old := b.Key
 		ms := in.store.NextMs(b.Stream())
@@ -485,12 +539,6 @@ func (in *Instance) Close() {
 		if !drained {
 			left = fmt.Sprintf("; %d batches stay in %s for the next start", in.queue.len(), in.cfg.StoreDir)
 		}
-		discarded := ""
-		if n := in.discarded.Load(); n > 0 {
-			discarded = fmt.Sprintf(" (%d discarded: the dead-letter file was full)", n)
-		}
-		in.log.logf(LevelInfo, "stopped: %d records accepted, %d rejected%s, %d delivered in %d objects, %d key conflicts (412), %d role re-assumptions, %d batches quarantined%s",
-			in.accepted.Load(), in.rejected.Load(), discarded, in.delivered.Load(), in.objects.Load(), in.conflicts.Load(),
-			in.reassumed.Load(), in.quarantined.Load(), left)
+		in.log.logf(LevelInfo, "stopped: %s%s", in.counters(), left)
 	})
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -85,6 +86,17 @@ func (l *logSink) log(level Level, msg string) {
 	l.mu.Lock()
 	l.lines = append(l.lines, msg)
 	l.mu.Unlock()
+}
+
+func (l *logSink) joined() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines, "\n")
+}
+
+// count is how many lines contain s.
+func (l *logSink) count(s string) int {
+	return strings.Count(l.joined(), s)
 }
 
 func event(org, id string) []byte {
@@ -277,5 +289,73 @@ func TestDeadLetterFullOrFailing(t *testing.T) {
 				t.Errorf("no log line has %q:\n%s", tc.log, joined)
 			}
 		})
+	}
+}
+
+func TestStatusLineReportsFailuresAndWhatWaits(t *testing.T) {
+	fake := &fakeS3{objects: map[string][]byte{}, failN: 1 << 30}
+	sink := &logSink{}
+	cfg := testConfig(t)
+	cfg.StatusInterval = time.Millisecond
+	cfg.ShutdownTimeout = 0
+	in, err := start(cfg, "test", sink.log, fake, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	if got := in.Flush(cat(event("org-a", "1"), event("org-a", "2"), event("../x", "3")), "audit.user"); got != OK {
+		t.Fatalf("Flush = %v", got)
+	}
+	m := waitLogMatch(t, sink, regexp.MustCompile(`status: 2 records accepted, 1 rejected, 0 delivered in 0 objects; `+
+		`failed upload attempts: ([1-9][0-9]*) retriable, 0 credentials, 0 refused; 0 key conflicts \(412\), 0 role re-assumptions, 0 batches quarantined; `+
+		`1 sealed batches waiting for upload, the oldest holding records from [0-9]+s ago; ([1-9][0-9]*) bytes buffered in Store_Dir`))
+	t.Logf("status after %s failed attempts, %s bytes buffered", m[1], m[2])
+}
+
+func TestStatusLineOnlyWhenSomethingHappenedOrWaits(t *testing.T) {
+	fake := &fakeS3{objects: map[string][]byte{}}
+	sink := &logSink{}
+	cfg := testConfig(t)
+	cfg.StatusInterval = time.Hour // the sealer's own report stays quiet; the test drives one with its clock
+	in, err := start(cfg, "test", sink.log, fake, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	var st statusReport
+	t0 := time.Now()
+	logged := func(at time.Duration) bool {
+		before := sink.count("status: ")
+		st.maybe(in, t0.Add(at))
+		return sink.count("status: ") > before
+	}
+	steps := []struct {
+		at   time.Duration
+		act  func()
+		want bool
+	}{
+		{0, nil, false},         // starts the clock
+		{time.Hour, nil, false}, // idle since start
+		{90 * time.Minute, func() { in.Flush(event("org-a", "1"), "audit.org") }, false}, // not yet due
+		{2 * time.Hour, nil, true},                                // a record was accepted
+		{3 * time.Hour, func() { waitDelivered(t, in, 1) }, true}, // it was delivered
+		{4 * time.Hour, nil, false},                               // idle again
+	}
+	for i, s := range steps {
+		if s.act != nil {
+			s.act()
+		}
+		if got := logged(s.at); got != s.want {
+			t.Errorf("step %d at %s: logged %v, want %v:\n%s", i, s.at, got, s.want, sink.joined())
+		}
+	}
+}
+
+func waitDelivered(t *testing.T, in *Instance, n int64) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); in.delivered.Load() < n; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d records delivered", in.delivered.Load(), n)
+		}
 	}
 }

@@ -21,7 +21,7 @@ type item struct {
 type lane struct {
 	st     buffer.Stream
 	items  []*item
-	busy   bool
+	busy   *item     // the batch in flight, if any
 	served time.Time // when its last attempt ended
 	index  int       // position in the ready heap, -1 when not in it
 }
@@ -105,7 +105,7 @@ func (q *queue) insert(it *item) {
 	l.items = append(l.items, nil)
 	copy(l.items[i+1:], l.items[i:])
 	l.items[i] = it
-	if l.busy {
+	if l.busy != nil {
 		return
 	}
 	if l.index < 0 {
@@ -130,7 +130,7 @@ func (q *queue) pop(ctx context.Context) (*item, bool) {
 				heap.Pop(&q.ready)
 				it := l.items[0]
 				l.items = l.items[1:]
-				l.busy = true
+				l.busy = it
 				more := len(q.ready) > 0
 				q.mu.Unlock()
 				if more {
@@ -164,7 +164,7 @@ func (q *queue) pop(ctx context.Context) (*item, bool) {
 func (q *queue) done(it *item, again bool) {
 	q.mu.Lock()
 	l := q.lanes[it.batch.Stream()]
-	l.busy = false
+	l.busy = nil
 	l.served = q.now()
 	if again {
 		q.insert(it)
@@ -194,6 +194,27 @@ func (q *queue) expedite() {
 	heap.Init(&q.ready)
 	q.mu.Unlock()
 	signal(q.wake)
+}
+
+// oldest returns when the oldest batch queued or in flight was opened, or ok=false when there is none.
+func (q *queue) oldest() (ms int64, ok bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, l := range q.lanes {
+		for _, it := range []*item{l.busy, l.first()} {
+			if it != nil && (!ok || it.batch.Opened < ms) {
+				ms, ok = it.batch.Opened, true
+			}
+		}
+	}
+	return ms, ok
+}
+
+func (l *lane) first() *item {
+	if len(l.items) == 0 {
+		return nil
+	}
+	return l.items[0]
 }
 
 func (q *queue) len() int {

@@ -80,3 +80,36 @@ func TestQueuePopEndsWithContext(t *testing.T) {
 		t.Errorf("pop after the end returned %+v", it.batch.Manifest)
 	}
 }
+
+func TestQueueOldestCountsTheBatchInFlight(t *testing.T) {
+	now := time.UnixMilli(1769611845000)
+	q := newQueue(func() time.Time { return now })
+	if _, ok := q.oldest(); ok {
+		t.Fatal("an empty queue has an oldest batch")
+	}
+	q.push(&item{batch: batch("a", 5), due: now})
+	q.push(&item{batch: batch("b", 3), due: now.Add(-time.Millisecond)})
+	q.push(&item{batch: batch("a", 7), due: now})
+	want := func(step string, ms int64) {
+		t.Helper()
+		if got, ok := q.oldest(); !ok || got != ms {
+			t.Errorf("%s: oldest %d (%v), want %d", step, got, ok, ms)
+		}
+	}
+	want("queued", 3)
+	ctx := context.Background()
+	b, _ := q.pop(ctx)
+	if b.batch.Org != "b" {
+		t.Fatalf("popped %+v", b.batch.Manifest)
+	}
+	want("b in flight", 3)
+	q.done(b, false)
+	want("b delivered", 5)
+	for range 2 {
+		it, _ := q.pop(ctx)
+		q.done(it, false)
+	}
+	if ms, ok := q.oldest(); ok {
+		t.Errorf("all delivered, yet oldest %d", ms)
+	}
+}

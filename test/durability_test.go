@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -250,22 +251,27 @@ func (e *env) setRolePolicy(actions string) {
 	}
 }
 
-// TestDeniedWritesHoldThenQuarantine: when the role may no longer write, data is held and logged, and delivered
-// once the policy is restored; held past Quarantine_After, it is in quarantine, not gone.
+// TestDeniedWritesHoldThenQuarantine: when the role may no longer write, data is held and logged (the status
+// line counts the refusals and shows the waiting batches), and delivered once the policy is restored; held past
+// Quarantine_After, it is in quarantine, not gone.
 func TestDeniedWritesHoldThenQuarantine(t *testing.T) {
 	e := newEnv(t)
 	e.setRolePolicy(`"s3:GetObject"`)
 	events, cs := smallInput(t, 200)
-	conf := e.config("denied.conf", map[string]string{"Hold_Retry_Interval": "1s", "Upload_Timeout": "1s"})
+	conf := e.config("denied.conf", map[string]string{"Hold_Retry_Interval": "1s", "Upload_Timeout": "1s", "Status_Interval": "1s"})
 	p := e.start(conf, e.input("input.chunks", cs), false)
+	status := regexp.MustCompile(`status: 200 records accepted, .* 0 delivered in 0 objects; failed upload attempts: [0-9]+ retriable, [0-9]+ credentials, ([1-9][0-9]*) refused; .*; ([1-9][0-9]*) sealed batches waiting for upload, the oldest holding records from [0-9]+s ago`)
+	var seen []string
 	if err := p.WaitFor(time.Minute, func(r *hostrun.Result) bool {
-		return strings.Contains(r.Stderr, "refused") && strings.Contains(r.Stderr, "s3:PutObject and s3:PutObjectAcl")
+		seen = status.FindStringSubmatch(r.Stderr)
+		return strings.Contains(r.Stderr, "refused") && strings.Contains(r.Stderr, "s3:PutObject and s3:PutObjectAcl") && seen != nil
 	}); err != nil {
 		t.Fatalf("%v:\n%s", err, tail(p.Snapshot().Stderr, 10))
 	}
 	if len(e.deliveredIDs()) != 0 {
 		t.Fatal("records were delivered while writes were denied")
 	}
+	t.Logf("status line while denied: %s refused attempts, %s batches waiting", seen[1], seen[2])
 	e.setRolePolicy(`"s3:PutObject","s3:PutObjectAcl"`)
 	waitFor(t, 2*time.Minute, "delivery after the policy was restored", func() bool { return len(e.deliveredIDs()) == len(events) })
 	p.Signal(syscall.SIGTERM)
