@@ -529,6 +529,30 @@ func (s *Store) Rotate(cutoff time.Time) {
 	}
 }
 
+// OldestLog returns when the oldest log not yet sealed was opened, or ok=false when there is none.
+func (s *Store) OldestLog() (ms int64, ok bool) {
+	older := func(l *Log) {
+		if l != nil && (!ok || l.Opened < ms) {
+			ms, ok = l.Opened, true
+		}
+	}
+	s.mu.Lock()
+	for _, l := range s.closed {
+		older(l)
+	}
+	all := make([]*stream, 0, len(s.streams))
+	for _, ss := range s.streams {
+		all = append(all, ss)
+	}
+	s.mu.Unlock()
+	for _, ss := range all { // a stream's lock comes before the store's, so it is taken on its own
+		ss.mu.Lock()
+		older(ss.log)
+		ss.mu.Unlock()
+	}
+	return ms, ok
+}
+
 // PutBack returns a log that could not be sealed to the sealing queue.
 func (s *Store) PutBack(l *Log) {
 	s.mu.Lock()

@@ -464,3 +464,31 @@ func TestDeadLetterLimit(t *testing.T) {
 		t.Errorf("after moving the file away: %v", err)
 	}
 }
+
+func TestOldestLogCoversOpenAndClosedLogs(t *testing.T) {
+	c := &clock{t0}
+	s := open(t, t.TempDir(), 1<<20, c)
+	if _, ok := s.OldestLog(); ok {
+		t.Fatal("an empty store has an oldest log")
+	}
+	a, b := Stream{"a", "org"}, Stream{"b", "org"}
+	s.Append(a, recs("1"))
+	c.t = t0.Add(time.Second)
+	s.Append(b, recs("2"))
+	want := func(step string, at time.Time) {
+		t.Helper()
+		if ms, ok := s.OldestLog(); !ok || ms != at.UnixMilli() {
+			t.Errorf("%s: oldest %d (%v), want %d", step, ms, ok, at.UnixMilli())
+		}
+	}
+	want("both open", t0)
+	s.Rotate(t0) // closes a's log: it waits to be sealed
+	want("a closed", t0)
+	s.TakeClosed()
+	want("a taken for sealing", t0.Add(time.Second))
+	s.Rotate(time.Time{})
+	s.TakeClosed()
+	if ms, ok := s.OldestLog(); ok {
+		t.Errorf("every log taken, yet oldest %d", ms)
+	}
+}

@@ -328,11 +328,16 @@ func (in *Instance) counters() string {
 		in.conflicts.Load(), in.reassumed.Load(), in.quarantined.Load())
 }
 
-// status adds what waits now: sealed batches, the age of the oldest record among them, and the disk used.
+// status adds what waits now: sealed batches, the age of the oldest undelivered record (sealed or not), and
+// the disk used.
 func (in *Instance) status(counters string, waiting int) string {
+	ms, ok := in.queue.oldest()
+	if logMs, logOK := in.store.OldestLog(); logOK && (!ok || logMs < ms) {
+		ms, ok = logMs, true
+	}
 	oldest := ""
-	if ms, ok := in.queue.oldest(); ok {
-		oldest = fmt.Sprintf(", the oldest holding records from %s ago", in.now().Sub(time.UnixMilli(ms)).Round(time.Second))
+	if ok {
+		oldest = fmt.Sprintf("; the oldest undelivered record arrived %s ago", in.now().Sub(time.UnixMilli(ms)).Round(time.Second))
 	}
 	used, _ := in.store.Usage()
 	return fmt.Sprintf("%s; %d sealed batches waiting for upload%s; %d bytes buffered in Store_Dir", counters, waiting, oldest, used)

@@ -308,7 +308,7 @@ func TestStatusLineReportsFailuresAndWhatWaits(t *testing.T) {
 	}
 	m := waitLogMatch(t, sink, regexp.MustCompile(`status: 2 records accepted, 1 rejected, 0 delivered in 0 objects; `+
 		`failed upload attempts: ([1-9][0-9]*) retriable, 0 credentials, 0 refused; 0 key conflicts \(412\), 0 role re-assumptions, 0 batches quarantined; `+
-		`1 sealed batches waiting for upload, the oldest holding records from [0-9]+s ago; ([1-9][0-9]*) bytes buffered in Store_Dir`))
+		`1 sealed batches waiting for upload; the oldest undelivered record arrived [0-9]+s ago; ([1-9][0-9]*) bytes buffered in Store_Dir`))
 	t.Logf("status after %s failed attempts, %s bytes buffered", m[1], m[2])
 }
 

@@ -260,7 +260,7 @@ func TestDeniedWritesHoldThenQuarantine(t *testing.T) {
 	events, cs := smallInput(t, 200)
 	conf := e.config("denied.conf", map[string]string{"Hold_Retry_Interval": "1s", "Upload_Timeout": "1s", "Status_Interval": "1s"})
 	p := e.start(conf, e.input("input.chunks", cs), false)
-	status := regexp.MustCompile(`status: 200 records accepted, .* 0 delivered in 0 objects; failed upload attempts: [0-9]+ retriable, [0-9]+ credentials, ([1-9][0-9]*) refused; .*; ([1-9][0-9]*) sealed batches waiting for upload, the oldest holding records from [0-9]+s ago`)
+	status := regexp.MustCompile(`status: 200 records accepted, .* 0 delivered in 0 objects; failed upload attempts: [0-9]+ retriable, [0-9]+ credentials, ([1-9][0-9]*) refused; .*; ([1-9][0-9]*) sealed batches waiting for upload; the oldest undelivered record arrived [0-9]+s ago`)
 	var seen []string
 	if err := p.WaitFor(time.Minute, func(r *hostrun.Result) bool {
 		seen = status.FindStringSubmatch(r.Stderr)
