@@ -9,6 +9,6 @@ RUN CGO_ENABLED=1 go build -buildmode=c-shared -trimpath -o /out/out_wivaudit.so
 
 FROM fluent/fluent-bit:4.2
 COPY --from=build /out/out_wivaudit.so /fluent-bit/plugins/out_wivaudit.so
-COPY examples/fluent-bit.conf /fluent-bit/etc/fluent-bit.conf
+COPY examples/fluent-bit.conf examples/parsers.conf /fluent-bit/etc/
 # Daemon mode forks after the Go runtime has started and deadlocks; run in the foreground.
 ENTRYPOINT ["/fluent-bit/bin/fluent-bit", "-e", "/fluent-bit/plugins/out_wivaudit.so", "-c", "/fluent-bit/etc/fluent-bit.conf"]

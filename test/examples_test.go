@@ -1,0 +1,94 @@
+package test
+
+import (
+	"bufio"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/wiv/out_wivaudit/conf"
+)
+
+// section is one [NAME] block of a classic Fluent Bit configuration file.
+type section struct {
+	name string
+	keys conf.Map
+}
+
+func readSections(t *testing.T, path string) []section {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []section
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		switch {
+		case line == "" || strings.HasPrefix(line, "#"):
+		case strings.HasPrefix(line, "[") && strings.HasSuffix(line, "]"):
+			out = append(out, section{name: strings.ToUpper(strings.Trim(line, "[]")), keys: conf.Map{}})
+		case len(out) > 0:
+			k, v, _ := strings.Cut(line, " ")
+			out[len(out)-1].keys[k] = strings.TrimSpace(v)
+		default:
+			t.Fatalf("%s: %q outside a section", path, line)
+		}
+	}
+	return out
+}
+
+// TestShippedExamplesAreValid: the configurations we ship load as Fluent Bit would load them. Every input's
+// parser is defined in the Parsers_File next to the configuration, and every wivaudit output's settings pass
+// validation once its ${VARIABLES} are set.
+func TestShippedExamplesAreValid(t *testing.T) {
+	vars := regexp.MustCompile(`\$\{[A-Z_]+\}`)
+	values := map[string]string{"${WIV_EXTERNAL_ID}": externalID, "${WIV_BUCKET}": "demo-bucket",
+		"${WIV_ROLE_ARN}": "arn:aws:iam::123456789012:role/demo", "${WIV_ENDPOINT}": "http://127.0.0.1:5000",
+		"${WIV_STORE_DIR}": "/tmp/wivaudit-store"}
+	for _, name := range []string{"fluent-bit.conf", "demo.conf"} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join("..", "examples", name)
+			parsers := map[string]bool{}
+			outputs := 0
+			for _, s := range readSections(t, path) {
+				switch s.name {
+				case "SERVICE":
+					if file := s.keys.Get("Parsers_File"); file != "" {
+						for _, p := range readSections(t, filepath.Join(filepath.Dir(path), file)) {
+							parsers[p.keys.Get("Name")] = p.name == "PARSER"
+						}
+					}
+				case "INPUT":
+					if p := s.keys.Get("Parser"); p != "" && !parsers[p] {
+						t.Errorf("input %s uses parser %q, which its Parsers_File does not define", s.keys.Get("Tag"), p)
+					}
+				case "OUTPUT":
+					if !strings.EqualFold(s.keys.Get("Name"), "wivaudit") {
+						continue
+					}
+					outputs++
+					for k, v := range s.keys {
+						s.keys[k] = vars.ReplaceAllStringFunc(v, func(x string) string {
+							if val, ok := values[x]; ok {
+								return val
+							}
+							t.Errorf("%s: no test value for %s", k, x)
+							return x
+						})
+					}
+					if _, err := conf.Parse(s.keys); err != nil {
+						t.Errorf("output settings: %v", err)
+					}
+				}
+			}
+			if outputs == 0 {
+				t.Error("no wivaudit output")
+			}
+		})
+	}
+}
