@@ -83,6 +83,11 @@ func guard(ret *int, code int, where string) {
 //export FLBPluginRegister
 func FLBPluginRegister(def unsafe.Pointer) (ret int) {
 	defer guard(&ret, -1, "FLBPluginRegister")
+	// Register runs again on a hot reload, before the new configuration's Inits: number them from 0 again,
+	// as Fluent Bit does.
+	mu.Lock()
+	nextID = 0
+	mu.Unlock()
 	return output.FLBPluginRegister(def, "wivaudit", "Audit events to each organisation's S3 bucket as gzipped JSON arrays")
 }
 
