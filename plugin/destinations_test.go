@@ -50,9 +50,17 @@ func startRouted(t *testing.T, unlisted, file string, fake *fakeS3) (*Instance, 
 // waitRoute waits until org's records reached bucket; uploads run on their own clock.
 func waitRoute(t *testing.T, fake *fakeS3, org, bucket string) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); bucketsOf(fake)[org] != bucket; time.Sleep(20 * time.Millisecond) {
+	waitUntil(t, func() bool { return bucketsOf(fake)[org] == bucket }, func() string {
+		return fmt.Sprintf("%s's records did not reach %s: %v", org, bucket, bucketsOf(fake))
+	})
+}
+
+// waitUntil polls cond for up to 10 s, and fails the test with why() if it never holds.
+func waitUntil(t *testing.T, cond func() bool, why func() string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("%s's records did not reach %s: %v", org, bucket, bucketsOf(fake))
+			t.Fatal(why())
 		}
 	}
 }
@@ -160,15 +168,11 @@ func waitLog(t *testing.T, sink *logSink, want string) {
 // waitLogMatch waits for a log line that matches want and returns its submatches.
 func waitLogMatch(t *testing.T, sink *logSink, want *regexp.Regexp) []string {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		got := sink.joined()
-		if m := want.FindStringSubmatch(got); m != nil {
-			return m
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no log line says %q:\n%s", want, got)
-		}
-	}
+	var m []string
+	waitUntil(t, func() bool { m = want.FindStringSubmatch(sink.joined()); return m != nil }, func() string {
+		return fmt.Sprintf("no log line says %q:\n%s", want, sink.joined())
+	})
+	return m
 }
 
 func TestUndeliveredBatchesFollowTheirOrganisation(t *testing.T) {

@@ -353,9 +353,7 @@ func TestStatusLineOnlyWhenSomethingHappenedOrWaits(t *testing.T) {
 
 func waitDelivered(t *testing.T, in *Instance, n int64) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); in.delivered.Load() < n; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d records delivered", in.delivered.Load(), n)
-		}
-	}
+	waitUntil(t, func() bool { return in.delivered.Load() >= n }, func() string {
+		return fmt.Sprintf("%d of %d records delivered", in.delivered.Load(), n)
+	})
 }

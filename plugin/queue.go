@@ -198,23 +198,22 @@ func (q *queue) expedite() {
 
 // oldest returns when the oldest batch queued or in flight was opened, or ok=false when there is none.
 func (q *queue) oldest() (ms int64, ok bool) {
+	older := func(it *item) {
+		if !ok || it.batch.Opened < ms {
+			ms, ok = it.batch.Opened, true
+		}
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for _, l := range q.lanes {
-		for _, it := range []*item{l.busy, l.first()} {
-			if it != nil && (!ok || it.batch.Opened < ms) {
-				ms, ok = it.batch.Opened, true
-			}
+		if l.busy != nil {
+			older(l.busy)
+		}
+		if len(l.items) > 0 {
+			older(l.items[0])
 		}
 	}
 	return ms, ok
-}
-
-func (l *lane) first() *item {
-	if len(l.items) == 0 {
-		return nil
-	}
-	return l.items[0]
 }
 
 func (q *queue) len() int {

@@ -375,9 +375,9 @@ func TestCredentialsDoNotLapse(t *testing.T) {
 	// the plugin holds one it does not renew it by itself before the revocation is met. The plugin renews only
 	// when an upload needs credentials, so events keep arriving until it has renewed.
 	px.SetSessionLifetime(time.Hour)
-	renewed := func() bool { return px.Counts()["sts:issued:1h0m0s"] > 0 }
-	n := 400 + sendUntil(events[400:560], renewed)
-	if err := px.WaitFor(10*time.Second, func(c map[string]int) bool { return c["sts:issued:1h0m0s"] > 0 }); err != nil {
+	renewed := func(c map[string]int) bool { return c["sts:issued:1h0m0s"] > 0 }
+	n := 400 + sendUntil(events[400:560], func() bool { return renewed(px.Counts()) })
+	if err := px.WaitFor(10*time.Second, renewed); err != nil {
 		t.Fatalf("no hour-long session after %d more events over two 6 s lifetimes: %v", n-400, err)
 	}
 	px.ExpireAll()

@@ -317,22 +317,23 @@ func TestKillBeforeUpload(t *testing.T) {
 	}
 }
 
+// v2JSON is one V2 event whose body is the JSON object js.
+func v2JSON(t *testing.T, ts []byte, js string) []byte {
+	t.Helper()
+	b, err := chunks.FromJSON([]byte(js))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return chunks.V2(ts, b)
+}
+
 // TestBadRecords: rejected records go to the dead-letter file with a reason, the host does not crash, and the
 // good records of the same chunks are delivered.
 func TestBadRecords(t *testing.T) {
 	e := newEnv(t)
 	ts := chunks.EventTime(time.Now())
-	good := func(id string) []byte {
-		b, _ := chunks.FromJSON([]byte(fmt.Sprintf(`{"id":%q,"org_id":"org-a"}`, id)))
-		return chunks.V2(ts, b)
-	}
-	bad := func(js string) []byte {
-		b, err := chunks.FromJSON([]byte(js))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return chunks.V2(ts, b)
-	}
+	good := func(id string) []byte { return v2JSON(t, ts, fmt.Sprintf(`{"id":%q,"org_id":"org-a"}`, id)) }
+	bad := func(js string) []byte { return v2JSON(t, ts, js) }
 	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 	truncated := good("cut")[:12]
 	cs := []chunk{
@@ -384,13 +385,7 @@ func TestBadRecords(t *testing.T) {
 func TestDeadLetterLimit(t *testing.T) {
 	e := newEnv(t)
 	ts := chunks.EventTime(time.Now())
-	rec := func(js string) []byte {
-		b, err := chunks.FromJSON([]byte(js))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return chunks.V2(ts, b)
-	}
+	rec := func(js string) []byte { return v2JSON(t, ts, js) }
 	pad := strings.Repeat("x", 200)
 	var cs []chunk
 	for i := range 20 {
