@@ -17,13 +17,12 @@ const (
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-func appendFrame(dst, payload []byte) []byte {
-	var h [headerLen]byte
-	copy(h[:], magic)
-	binary.LittleEndian.PutUint32(h[4:], uint32(len(payload)))
-	crc := crc32.Update(crc32.Checksum(h[4:8], castagnoli), castagnoli, payload)
-	binary.LittleEndian.PutUint32(h[8:], crc)
-	return append(append(dst, h[:]...), payload...)
+// putHeader fills the headerLen bytes at the start of frame for the payload that follows them.
+func putHeader(frame []byte) {
+	payload := frame[headerLen:]
+	copy(frame, magic)
+	binary.LittleEndian.PutUint32(frame[4:], uint32(len(payload)))
+	binary.LittleEndian.PutUint32(frame[8:], crc32.Update(crc32.Checksum(frame[4:8], castagnoli), castagnoli, payload))
 }
 
 // frameAt returns the payload of a valid frame starting at data[0], or ok=false.

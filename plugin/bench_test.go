@@ -92,7 +92,7 @@ func benchFlush(b *testing.B, orgs int) {
 	cfg := testConfig(&testing.T{})
 	cfg.StoreDir = b.TempDir()
 	cfg.TotalFileSize = 1 << 30
-	in, err := start(cfg, "bench", func(Level, string) {}, &fakeS3{objects: map[string][]byte{}}, nil)
+	in, err := start(cfg, "bench", func(Level, string) {}, &fakeS3{objects: map[string][]byte{}}, testHooks{})
 	if err != nil {
 		b.Fatal(err)
 	}

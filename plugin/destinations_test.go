@@ -40,7 +40,7 @@ func startRouted(t *testing.T, unlisted, file string, fake *fakeS3) (*Instance, 
 		fake.objects, fake.buckets = map[string][]byte{}, map[string]string{}
 	}
 	sink := &logSink{}
-	in, err := start(destConfig(t, unlisted, file), "test", sink.log, fake, nil)
+	in, err := start(destConfig(t, unlisted, file), "test", sink.log, fake, testHooks{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,7 @@ func TestDestinationsRemovedOrgIsHeldNeverDefaulted(t *testing.T) {
 	cfg := destConfig(t, "default", file)
 	fake := &fakeS3{objects: map[string][]byte{}, buckets: map[string]string{}, failN: 1 << 30}
 	sink := &logSink{}
-	in, err := start(cfg, "test", sink.log, fake, nil)
+	in, err := start(cfg, "test", sink.log, fake, testHooks{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +125,7 @@ func TestDestinationsRemovedOrgIsHeldNeverDefaulted(t *testing.T) {
 	in.Close()
 	fake.failN = 0
 	// After a restart the file no longer lists org-a, but the store remembers it was listed.
-	in, err = start(cfg, "test", sink.log, fake, nil)
+	in, err = start(cfg, "test", sink.log, fake, testHooks{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +153,7 @@ func TestDestinationsDeadLetterPolicy(t *testing.T) {
 func TestInvalidDestinationsFileFailsStart(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "destinations.json")
 	os.WriteFile(file, []byte(`[{"org_id":"a","bucket_name":"BAD","role_arn":"x","external_id":"y-secret"}]`), 0o600)
-	_, err := start(destConfig(t, "default", file), "test", (&logSink{}).log, &fakeS3{}, nil)
+	_, err := start(destConfig(t, "default", file), "test", (&logSink{}).log, &fakeS3{}, testHooks{})
 	if err == nil || !strings.Contains(err.Error(), `Destinations_File `+file+`: entry 0 (org_id "a"): bucket_name`) || strings.Contains(err.Error(), "y-secret") {
 		t.Errorf("got %v", err)
 	}

@@ -10,8 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,20 +27,17 @@ const (
 	reassumeEvery = 30 * time.Second
 )
 
-// FrozenKeyClockEnv names a variable that, set to a unix millisecond, pins the clock choosing key milliseconds so that
-// tests can force two processes onto the same keys. It is a test hook: never set it in production.
-const FrozenKeyClockEnv = "WIVAUDIT_TEST_FROZEN_KEY_MS"
-
 // Instance is one [OUTPUT] wivaudit section. Flush is safe for concurrent use (Fluent Bit's Workers).
 type Instance struct {
-	cfg   *conf.Config
-	log   *logger
-	dec   *Decoder
-	store *buffer.Store
-	dests *destinations
-	send  sender
-	queue *queue
-	now   func() time.Time
+	cfg    *conf.Config
+	log    *logger
+	dec    *Decoder
+	store  *buffer.Store
+	dests  *destinations
+	send   sender
+	queue  *queue
+	now    func() time.Time
+	chunks sync.Pool // *buffer.Chunk, one per flush under way
 
 	sealNow      chan struct{}
 	stopReloader context.CancelFunc
@@ -67,18 +63,14 @@ func New(cfg *conf.Config, name string, out LogFunc) (*Instance, error) {
 	if err != nil {
 		return nil, err
 	}
-	var keyClock func() time.Time
-	if v := os.Getenv(FrozenKeyClockEnv); v != "" {
-		ms, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %q is not a unix millisecond", FrozenKeyClockEnv, v)
-		}
-		keyClock = func() time.Time { return time.UnixMilli(ms) }
+	hooks, err := testHooksFromEnv()
+	if err != nil {
+		return nil, err
 	}
-	return start(cfg, name, out, c, keyClock)
+	return start(cfg, name, out, c, hooks)
 }
 
-func start(cfg *conf.Config, name string, out LogFunc, send sender, keyClock func() time.Time) (*Instance, error) {
+func start(cfg *conf.Config, name string, out LogFunc, send sender, hooks testHooks) (*Instance, error) {
 	in := &Instance{
 		cfg:          cfg,
 		log:          newLogger(out, "["+name+"] ", cfg.ExternalID),
@@ -92,8 +84,10 @@ func start(cfg *conf.Config, name string, out LogFunc, send sender, keyClock fun
 		deadFull:     every{interval: 10 * time.Second},
 	}
 	in.queue = newQueue(in.now)
-	store, batches, err := buffer.Open(cfg.StoreDir, buffer.Options{MaxLog: cfg.TotalFileSize, Limit: cfg.StoreDirLimitSize,
-		QuarantineLimit: cfg.QuarantineLimitSize, DeadLetterLimit: cfg.DeadLetterLimitSize, Now: in.now, KeyClock: keyClock})
+	in.chunks.New = func() any { return buffer.NewChunk() }
+	store, rec, err := buffer.Open(cfg.StoreDir, buffer.Options{MaxBatch: cfg.TotalFileSize, Limit: cfg.StoreDirLimitSize,
+		QuarantineLimit: cfg.QuarantineLimitSize, DeadLetterLimit: cfg.DeadLetterLimitSize, Now: in.now,
+		KeyClock: hooks.keyClock, Crash: hooks.crash})
 	if err != nil {
 		return nil, fmt.Errorf("Store_Dir: %w", err)
 	}
@@ -102,12 +96,7 @@ func start(cfg *conf.Config, name string, out LogFunc, send sender, keyClock fun
 		return nil, err
 	}
 	in.store, in.send = store, send
-	for _, b := range batches {
-		in.queue.push(&item{batch: b, due: in.now()})
-	}
-	if len(batches) > 0 {
-		in.log.logf(LevelInfo, "recovered %d sealed batches from %s", len(batches), cfg.StoreDir)
-	}
+	in.recovered(rec)
 	in.checkUsage()
 
 	sealCtx, stopSealer := context.WithCancel(context.Background())
@@ -133,6 +122,26 @@ func start(cfg *conf.Config, name string, out LogFunc, send sender, keyClock fun
 	}
 	in.log.logf(LevelInfo, "delivering to %s, buffering in %s", where, cfg.StoreDir)
 	return in, nil
+}
+
+// recovered queues what the store recovered and reports what it could not use.
+func (in *Instance) recovered(rec *buffer.Recovery) {
+	for _, b := range rec.Batches {
+		in.queue.push(&item{batch: b, due: in.now()})
+	}
+	if len(rec.Batches)+rec.Pending > 0 {
+		in.log.logf(LevelInfo, "recovered %d sealed batches and %d batches to seal from %s", len(rec.Batches), rec.Pending, in.cfg.StoreDir)
+	}
+	if len(rec.MovedAside) > 0 {
+		in.log.logf(LevelError, "recovery could not read %d file(s) of %s and moved them to %s/quarantine: %s; inspect them, and move a batch's two files back into %s/batches to replay it",
+			len(rec.MovedAside), in.cfg.StoreDir, in.cfg.StoreDir, strings.Join(rec.MovedAside, ", "), in.cfg.StoreDir)
+	}
+	if rec.TornTail > 0 {
+		in.log.logf(LevelInfo, "recovery dropped %d bytes of appends cut short by a crash; they were never acknowledged, so Fluent Bit sends them again", rec.TornTail)
+	}
+	if len(rec.Damaged) > 0 {
+		in.deadLetterDamaged("the log", rec.Damaged)
+	}
 }
 
 // reloader rereads Destinations_File when it changes. An invalid version keeps the current destinations and
@@ -161,16 +170,16 @@ func (in *Instance) reloader(ctx context.Context) {
 	}
 }
 
-// Flush takes one chunk: every record is either appended durably to its stream or rejected (into the
-// dead-letter file while it has room) before OK is returned. It never waits on the network. When the disk refuses the write it returns Retry,
-// so Fluent Bit keeps the chunk and sends it again.
+// Flush takes one chunk: every record is either appended durably to the log or rejected (into the dead-letter
+// file while it has room) before OK is returned. It never waits on the network. When the disk refuses the
+// write it returns Retry, so Fluent Bit keeps the chunk and sends it again.
 func (in *Instance) Flush(chunk []byte, tag string) Result {
-	var batch []buffer.Records // one entry per stream, in order of first appearance
-	index := map[buffer.Stream]int{}
+	c := in.chunks.Get().(*buffer.Chunk)
+	defer in.chunks.Put(c)
+	c.Reset()
 	var dead []byte
 	var firstReject string
-	var need int64 // bytes on disk, frames included
-	accepted, rejected := 0, 0
+	rejected := 0
 	in.dec.Decode(chunk, tag, func(ev *Event) {
 		if ev.Reject == "" {
 			ev.Reject = in.dests.reject(ev.Org)
@@ -183,39 +192,32 @@ func (in *Instance) Flush(chunk []byte, tag string) Result {
 			rejected++
 			return
 		}
-		st := buffer.Stream{Org: ev.Org, Kind: ev.Kind}
-		i, ok := index[st]
-		if !ok {
-			i = len(batch)
-			index[st] = i
-			batch = append(batch, buffer.Records{Stream: st})
-		}
-		batch[i].Records = append(batch[i].Records, ev.JSON)
-		need += int64(len(ev.JSON) + buffer.FrameOverhead)
-		accepted++
+		c.Add(buffer.Stream{Org: ev.Org, Kind: ev.Kind}, ev.JSON)
 	})
 	// Refuse the whole chunk when it does not fit, rather than keep part of it and have it sent twice.
-	if !in.store.Reserve(need) {
+	if !in.store.Reserve(c.Size()) {
+		in.store.Relieve()
+		signal(in.sealNow)
 		if ok, _ := in.fullReport.allow(in.now()); ok {
 			used, limit := in.store.Usage()
 			in.log.logf(LevelWarn, "Store_Dir_Limit_Size reached: %d of %d bytes used, the chunk needs %d; asking Fluent Bit to retry it until uploads free space",
-				used, limit, need)
+				used, limit, c.Size())
 		}
 		in.checkUsage()
 		return Retry
 	}
-	defer in.store.Release(need)
 	// Rejections are written first: if the append then fails, the retry writes them again, which is harmless,
 	// where the other order would buffer the chunk's good records twice.
 	if rejected > 0 && !in.deadLetter(dead, rejected, tag, firstReject) {
+		in.store.Release(c.Size())
 		return Retry
 	}
-	if err := in.store.AppendAll(batch); err != nil {
+	if err := in.store.Commit(c); err != nil {
 		in.log.logf(LevelError, "cannot buffer records, asking Fluent Bit to retry the chunk: %v", err)
 		return Retry
 	}
 	in.checkUsage()
-	in.accepted.Add(int64(accepted))
+	in.accepted.Add(int64(c.Records()))
 	signal(in.sealNow)
 	return OK
 }
@@ -332,7 +334,7 @@ func (in *Instance) counters() string {
 // the disk used.
 func (in *Instance) status(counters string, waiting int) string {
 	ms, ok := in.queue.oldest()
-	if logMs, logOK := in.store.OldestLog(); logOK && (!ok || logMs < ms) {
+	if logMs, logOK := in.store.OldestPending(); logOK && (!ok || logMs < ms) {
 		ms, ok = logMs, true
 	}
 	oldest := ""
@@ -343,31 +345,34 @@ func (in *Instance) status(counters string, waiting int) string {
 	return fmt.Sprintf("%s; %d sealed batches waiting for upload%s; %d bytes buffered in Store_Dir", counters, waiting, oldest, used)
 }
 
-// sealClosed seals closed logs into batches with their final keys and queues them for upload. Past the
-// deadline (if set) it stops: the logs left are durable and sealed at the next start.
+// sealClosed seals closed batches with their final keys and queues them for upload. Past the deadline (if
+// set) it stops: the batches left are durable and sealed at the next start.
 func (in *Instance) sealClosed(deadline time.Time) {
 	closed := in.store.TakeClosed()
-	for i, l := range closed {
+	for i, p := range closed {
 		if !deadline.IsZero() && in.now().After(deadline) {
 			for _, rest := range closed[i:] {
 				in.store.PutBack(rest)
 			}
-			in.log.logf(LevelInfo, "%d logs left unsealed at shutdown; they are sealed at the next start", len(closed)-i)
+			in.log.logf(LevelInfo, "%d batches left unsealed at shutdown; they are sealed at the next start", len(closed)-i)
 			return
 		}
-		dest, prefix := in.dests.seal(l.Org)
-		b, rep, err := in.store.Seal(l, objectKey(prefix, l.Org, l.Kind, l.Opened), dest, writeObject)
+		dest, prefix := in.dests.seal(p.Org)
+		b, rep, err := in.store.Seal(p, func(ms int64) string { return objectKey(prefix, p.Org, p.Kind, ms) }, dest, writeObject)
 		if err != nil {
 			in.log.logf(LevelError, "%v; will try again", err)
-			in.store.PutBack(l)
+			in.store.PutBack(p)
 			continue
 		}
 		if rep.TornTail > 0 {
 			in.log.logf(LevelWarn, "%s: dropped the last %d bytes of its buffer, an append interrupted by a crash; it was never acknowledged, so Fluent Bit sends it again",
-				l.Stream, rep.TornTail)
+				p.Stream, rep.TornTail)
 		}
 		if len(rep.Damaged) > 0 {
-			in.deadLetterDamaged(l.Stream, rep.Damaged)
+			in.deadLetterDamaged("the buffer of "+p.Stream.String(), rep.Damaged)
+		}
+		if rep.Unreleased != nil {
+			in.log.logf(LevelError, "sealed %s but cannot mark its records as sealed in the log (%v); the log keeps them until the next start", p.Stream, rep.Unreleased)
 		}
 		if b != nil {
 			in.queue.push(&item{batch: b, due: in.now()})
@@ -375,16 +380,16 @@ func (in *Instance) sealClosed(deadline time.Time) {
 	}
 }
 
-func (in *Instance) deadLetterDamaged(st buffer.Stream, regions [][]byte) {
+func (in *Instance) deadLetterDamaged(where string, regions [][]byte) {
 	var lines []byte
 	for _, r := range regions {
 		b, _ := json.Marshal(map[string]string{
-			"time": in.now().UTC().Format(time.RFC3339Nano), "reason": "damaged in the buffer of " + st.String(),
+			"time": in.now().UTC().Format(time.RFC3339Nano), "reason": "damaged in " + where,
 			"buffer_base64": base64.StdEncoding.EncodeToString(r),
 		})
 		lines = append(append(lines, b...), '\n')
 	}
-	in.log.logf(LevelError, "%s: %d damaged regions in the buffer (disk corruption?) moved to %s", st, len(regions), in.store.DeadLetterPath())
+	in.log.logf(LevelError, "%d damaged regions in %s (disk corruption?) moved to %s", len(regions), where, in.store.DeadLetterPath())
 	if _, err := in.store.DeadLetter(lines); err != nil {
 		in.log.logf(LevelError, "cannot write all damaged buffer regions to the dead-letter file: %v", err)
 	}
@@ -442,7 +447,7 @@ func (in *Instance) attempt(ctx context.Context, it *item) bool {
 	case keyExists:
 		old := b.Key
 		ms := in.store.NextMs(b.Stream())
-		if err := in.store.Rekey(b, objectKey(in.cfg.KeyPrefix, b.Org, b.Kind, ms), ms); err != nil {
+		if err := in.store.Rekey(b, objectKey(d.KeyPrefix, b.Org, b.Kind, ms), ms); err != nil {
 			it.attempts++
 			it.due = now.Add(backoff(it.attempts))
 			in.log.logf(LevelError, "%s exists in S3 and the batch cannot take a new key: %v", old, err)

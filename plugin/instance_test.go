@@ -108,7 +108,7 @@ func event(org, id string) []byte {
 func TestConcurrentFlushesDeliverEverythingOnce(t *testing.T) {
 	fake := &fakeS3{objects: map[string][]byte{}, failN: 3}
 	sink := &logSink{}
-	in, err := start(testConfig(t), "test", sink.log, fake, nil)
+	in, err := start(testConfig(t), "test", sink.log, fake, testHooks{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,26 +132,7 @@ func TestConcurrentFlushesDeliverEverythingOnce(t *testing.T) {
 	wg.Wait()
 	in.Close()
 
-	seen := map[string]int{}
-	for key, body := range fake.objects {
-		zr, err := gzip.NewReader(bytes.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		plain, _ := io.ReadAll(zr)
-		var recs []struct {
-			ID string `json:"id"`
-		}
-		if err := json.Unmarshal(plain, &recs); err != nil {
-			t.Fatalf("%s: %v", key, err)
-		}
-		for _, r := range recs {
-			seen[r.ID]++
-		}
-		if !strings.HasPrefix(key, "org-0/api-audit-logs-") && !strings.HasPrefix(key, "org-1/api-audit-logs-") {
-			t.Errorf("key %s", key)
-		}
-	}
+	seen := deliveredIDs(t, fake)
 	if len(seen) != workers*chunksEach*perChunk {
 		t.Errorf("%d records delivered, want %d", len(seen), workers*chunksEach*perChunk)
 	}
@@ -169,7 +150,7 @@ func TestRejectedRecordsAreDeadLetteredAndLogged(t *testing.T) {
 	fake := &fakeS3{objects: map[string][]byte{}}
 	sink := &logSink{}
 	cfg := testConfig(t)
-	in, err := start(cfg, "test", sink.log, fake, nil)
+	in, err := start(cfg, "test", sink.log, fake, testHooks{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +172,7 @@ func TestCloseLeavesUndeliveredBatchesOnDisk(t *testing.T) {
 	sink := &logSink{}
 	cfg := testConfig(t)
 	cfg.ShutdownTimeout = 200 * time.Millisecond
-	in, err := start(cfg, "test", sink.log, fake, nil)
+	in, err := start(cfg, "test", sink.log, fake, testHooks{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +182,7 @@ func TestCloseLeavesUndeliveredBatchesOnDisk(t *testing.T) {
 		t.Errorf("log:\n%s", strings.Join(sink.lines, "\n"))
 	}
 	fake.failN = 0
-	in, err = start(cfg, "test", sink.log, fake, nil)
+	in, err = start(cfg, "test", sink.log, fake, testHooks{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,21 +195,37 @@ func TestCloseLeavesUndeliveredBatchesOnDisk(t *testing.T) {
 func TestFlushAsksForRetryWhenTheDiskRefuses(t *testing.T) {
 	fake := &fakeS3{objects: map[string][]byte{}}
 	cfg := testConfig(t)
-	in, err := start(cfg, "test", (&logSink{}).log, fake, nil)
+	sink := &logSink{}
+	in, err := start(cfg, "test", sink.log, fake, testHooks{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer in.Close()
-	logs := filepath.Join(cfg.StoreDir, "logs")
-	os.Rename(logs, logs+".away")
-	os.WriteFile(logs, nil, 0o600) // a file where the folder was: every new log fails
-	if got := in.Flush(event("org-a", "1"), "audit.org"); got != Retry {
+	if got := in.Flush(event("org-a", "1"), "audit.org"); got != OK {
+		t.Fatalf("Flush = %v, want OK", got)
+	}
+	// Store_Dir removed while running, and a file where it was: the folder cannot be created again.
+	os.RemoveAll(cfg.StoreDir)
+	os.WriteFile(cfg.StoreDir, nil, 0o600)
+	if got := in.Flush(event("org-a", "2"), "audit.org"); got != Retry {
 		t.Errorf("Flush = %v with an unwritable store, want Retry", got)
 	}
-	os.Remove(logs)
-	os.Rename(logs+".away", logs)
-	if got := in.Flush(event("org-a", "1"), "audit.org"); got != OK {
-		t.Errorf("Flush = %v after the store recovered, want OK", got)
+	os.Remove(cfg.StoreDir)
+	if got := in.Flush(event("org-a", "2"), "audit.org"); got != Retry {
+		t.Errorf("Flush = %v while the store is created again, want Retry", got)
+	}
+	if got := in.Flush(event("org-a", "2"), "audit.org"); got != OK {
+		t.Errorf("Flush = %v after the store was created again, want OK", got)
+	}
+	in.Close()
+	seen := deliveredIDs(t, fake)
+	for _, id := range []string{"1", "2"} {
+		if seen[id] != 1 {
+			t.Errorf("record %s delivered %d times, want once (acknowledged before the removal or after)", id, seen[id])
+		}
+	}
+	if !strings.Contains(strings.Join(sink.lines, "\n"), "removed while in use") {
+		t.Errorf("no line says the Store_Dir was removed:\n%s", strings.Join(sink.lines, "\n"))
 	}
 }
 
@@ -237,7 +234,7 @@ func TestTakenKeyMovesToTheNextFreeMillisecond(t *testing.T) {
 	taken := "org-a/org-audit-logs-1769611845000.json.gz"
 	fake := &fakeS3{objects: map[string][]byte{taken: nil, "org-a/org-audit-logs-1769611845001.json.gz": nil}}
 	sink := &logSink{}
-	in, err := start(testConfig(t), "test", sink.log, fake, func() time.Time { return frozen })
+	in, err := start(testConfig(t), "test", sink.log, fake, testHooks{keyClock: func() time.Time { return frozen }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,7 +271,7 @@ func TestDeadLetterFullOrFailing(t *testing.T) {
 			sink := &logSink{}
 			cfg := testConfig(t)
 			tc.prepare(t, cfg)
-			in, err := start(cfg, "test", sink.log, fake, nil)
+			in, err := start(cfg, "test", sink.log, fake, testHooks{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -298,7 +295,7 @@ func TestStatusLineReportsFailuresAndWhatWaits(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.StatusInterval = time.Millisecond
 	cfg.ShutdownTimeout = 0
-	in, err := start(cfg, "test", sink.log, fake, nil)
+	in, err := start(cfg, "test", sink.log, fake, testHooks{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,7 +314,7 @@ func TestStatusLineOnlyWhenSomethingHappenedOrWaits(t *testing.T) {
 	sink := &logSink{}
 	cfg := testConfig(t)
 	cfg.StatusInterval = time.Hour // the sealer's own report stays quiet; the test drives one with its clock
-	in, err := start(cfg, "test", sink.log, fake, nil)
+	in, err := start(cfg, "test", sink.log, fake, testHooks{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -356,4 +353,65 @@ func waitDelivered(t *testing.T, in *Instance, n int64) {
 	waitUntil(t, func() bool { return in.delivered.Load() >= n }, func() string {
 		return fmt.Sprintf("%d of %d records delivered", in.delivered.Load(), n)
 	})
+}
+
+// deliveredIDs counts the ids of the records in the objects delivered to the fake.
+func deliveredIDs(t *testing.T, fake *fakeS3) map[string]int {
+	t.Helper()
+	seen := map[string]int{}
+	for key, body := range fake.objects {
+		zr, err := gzip.NewReader(bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		plain, _ := io.ReadAll(zr)
+		var recs []struct {
+			ID string `json:"id"`
+		}
+		if err := json.Unmarshal(plain, &recs); err != nil {
+			t.Fatalf("%s: %v", key, err)
+		}
+		for _, r := range recs {
+			seen[r.ID]++
+		}
+	}
+	return seen
+}
+
+// TestClockStepBackUnderFailingUploads: a batch waits for upload while the clock moves on and then steps back
+// to its millisecond; the next batch of the stream must not take that millisecond (it used to be renamed over
+// the waiting batch), and every record is delivered once uploads work again.
+func TestClockStepBackUnderFailingUploads(t *testing.T) {
+	fake := &fakeS3{objects: map[string][]byte{}, down: "b-1"}
+	t1 := time.UnixMilli(1769611845000)
+	var mu sync.Mutex
+	keyNow := t1
+	keyClock := func() time.Time { mu.Lock(); defer mu.Unlock(); return keyNow }
+	setClock := func(t time.Time) { mu.Lock(); keyNow = t; mu.Unlock() }
+	sink := &logSink{}
+	in, err := start(testConfig(t), "test", sink.log, fake, testHooks{keyClock: keyClock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	sealed := func(n int) {
+		in.store.Rotate(time.Time{})
+		signal(in.sealNow)
+		waitUntil(t, func() bool { return in.queue.len() == n }, func() string { return fmt.Sprintf("%d batches queued, want %d", in.queue.len(), n) })
+	}
+	in.Flush(event("org-a", "1"), "audit.org")
+	sealed(1)
+	setClock(t1.Add(5 * time.Second))
+	in.store.Rotate(keyClock()) // rotations used to forget the stream's last millisecond once the clock passed it
+	setClock(t1)
+	in.Flush(event("org-a", "2"), "audit.org")
+	sealed(2)
+	fake.mu.Lock()
+	fake.down = ""
+	fake.mu.Unlock()
+	in.Close()
+	seen := deliveredIDs(t, fake)
+	if seen["1"] != 1 || seen["2"] != 1 || len(seen) != 2 {
+		t.Errorf("delivered %v, want records 1 and 2 once each", seen)
+	}
 }

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wiv/out_wivaudit/buffer"
 	"github.com/wiv/out_wivaudit/test/backend"
 	"github.com/wiv/out_wivaudit/test/chunks"
 	"github.com/wiv/out_wivaudit/test/hostrun"
@@ -310,4 +311,23 @@ func TestLogCheckFindsSecrets(t *testing.T) {
 	if err := checkLogs(path); err != nil {
 		t.Errorf("false alarm: %v", err)
 	}
+}
+
+// storedStreams opens a Store_Dir the plugin has left, as the next start would, and returns the streams
+// ("org/kind") that have sealed batches waiting and those that have records in the log still to seal.
+func storedStreams(t *testing.T, dir string) (sealed, unsealed map[string]bool) {
+	t.Helper()
+	s, rec, err := buffer.Open(dir, buffer.Options{MaxBatch: 1 << 30, QuarantineLimit: 1 << 30, Now: time.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	sealed, unsealed = map[string]bool{}, map[string]bool{}
+	for _, b := range rec.Batches {
+		sealed[b.Stream().String()] = true
+	}
+	for _, p := range s.TakeClosed() {
+		unsealed[p.Stream.String()] = true
+	}
+	return sealed, unsealed
 }

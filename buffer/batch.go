@@ -1,0 +1,161 @@
+package buffer
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Manifest describes a sealed batch. It is written atomically and read back on every start.
+type Manifest struct {
+	Key         string    `json:"key"`
+	KeyMs       int64     `json:"key_ms"` // the millisecond in Key; starts as Opened, moves on after a 412
+	Org         string    `json:"org_id"`
+	Kind        string    `json:"kind"`
+	Opened      int64     `json:"opened_ms"`      // arrival of the first record, unix ms
+	LastRecord  int64     `json:"last_record_ms"` // arrival of the last record, unix ms
+	Records     int       `json:"records"`
+	JSONBytes   int64     `json:"json_bytes"`
+	ObjectBytes int64     `json:"object_bytes"`
+	ContentMD5  string    `json:"content_md5"`
+	SealedAt    time.Time `json:"sealed_at"`
+	Attempts    int       `json:"attempts"`
+	// LogRange is the first and last run of the log the batch holds (segment, offset): recovery does not
+	// gather them again. A batch sealed from a log file of the layout before the write-ahead log names that
+	// file in SourceLog instead.
+	LogRange  *[2][2]int64 `json:"log_range,omitempty"`
+	SourceLog string       `json:"source_log,omitempty"`
+	// Destination is the caller's name for where the batch goes, fixed at seal time.
+	Destination string `json:"destination,omitempty"`
+}
+
+// Batch is a sealed upload unit.
+type Batch struct {
+	Manifest
+	object, manifest string
+}
+
+const (
+	objectSuffix   = ".json.gz"
+	manifestSuffix = ".manifest.json"
+)
+
+// Stream is the batch's (organisation, kind).
+func (b *Batch) Stream() Stream { return Stream{b.Org, b.Kind} }
+
+// Files are the batch's object and manifest paths.
+func (b *Batch) Files() (object, manifest string) { return b.object, b.manifest }
+
+// OpenObject opens the batch's object for reading.
+func (b *Batch) OpenObject() (*os.File, error) { return os.Open(b.object) }
+
+func batchBase(dir string, st Stream, ms int64) string {
+	return filepath.Join(dir, st.Org+sep+st.Kind+sep+strconv.FormatInt(ms, 10))
+}
+
+func readBatch(path string) (*Batch, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	b := &Batch{manifest: path, object: strings.TrimSuffix(path, manifestSuffix) + objectSuffix}
+	if err := json.Unmarshal(data, &b.Manifest); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if b.KeyMs == 0 {
+		b.KeyMs = b.Opened
+	}
+	if !safeName(b.Org) || !safeName(b.Kind) || b.Key == "" {
+		return nil, fmt.Errorf("%s: no valid org_id, kind and key", path)
+	}
+	fi, err := os.Stat(b.object)
+	if err != nil {
+		return nil, fmt.Errorf("%s has no object: %w", path, err)
+	}
+	if fi.Size() != b.ObjectBytes {
+		return nil, fmt.Errorf("%s: its object has %d bytes, the manifest says %d", path, fi.Size(), b.ObjectBytes)
+	}
+	return b, nil
+}
+
+func (b *Batch) encode() []byte {
+	data, _ := json.MarshalIndent(&b.Manifest, "", "  ")
+	return data
+}
+
+// Rekey gives a batch a new key, after S3 said the old one exists, and persists it with its millisecond.
+func (s *Store) Rekey(b *Batch, key string, ms int64) error {
+	old, oldMs := b.Key, b.KeyMs
+	b.Key, b.KeyMs = key, ms
+	if err := replaceFile(b.manifest, b.encode()); err != nil {
+		b.Key, b.KeyMs = old, oldMs
+		return fmt.Errorf("rekey %s: %w", key, err)
+	}
+	return nil
+}
+
+// SaveAttempt records one more failed upload attempt in the batch's manifest.
+func (s *Store) SaveAttempt(b *Batch) error {
+	b.Attempts++
+	return replaceFile(b.manifest, b.encode())
+}
+
+// Remove deletes a batch once it is delivered. The manifest goes first: an object without a manifest is
+// cleaned up on the next start.
+func (s *Store) Remove(b *Batch) error {
+	if err := os.Remove(b.manifest); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	os.Remove(b.object)
+	s.use.add(-b.ObjectBytes)
+	s.mu.Lock()
+	s.batchGoneLocked(b.Stream())
+	s.mu.Unlock()
+	return syncDir(s.batches)
+}
+
+// Quarantine moves a batch that could not be delivered for too long out of the upload path, into the
+// quarantine folder, within its own size limit. Moving its two files back into batches/ replays it.
+func (s *Store) Quarantine(b *Batch) error {
+	if err := s.use.toQuarantine(b.ObjectBytes); err != nil {
+		return err
+	}
+	object := filepath.Join(s.quarantine, filepath.Base(b.object))
+	manifest := filepath.Join(s.quarantine, filepath.Base(b.manifest))
+	if err := os.Rename(b.object, object); err != nil {
+		s.use.fromQuarantine(b.ObjectBytes)
+		return err
+	}
+	if err := os.Rename(b.manifest, manifest); err != nil {
+		os.Rename(object, b.object)
+		s.use.fromQuarantine(b.ObjectBytes)
+		return err
+	}
+	b.object, b.manifest = object, manifest
+	s.mu.Lock()
+	s.batchGoneLocked(b.Stream())
+	s.mu.Unlock()
+	if err := syncDir(s.quarantine); err != nil {
+		return err
+	}
+	return syncDir(s.batches)
+}
+
+// ReadFile reads a small file the caller keeps in the store's folder (nil when it does not exist).
+func (s *Store) ReadFile(name string) ([]byte, error) {
+	data, err := os.ReadFile(filepath.Join(s.dir, filepath.Base(name)))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	return data, err
+}
+
+// WriteFile replaces a small file in the store's folder atomically.
+func (s *Store) WriteFile(name string, data []byte) error {
+	return replaceFile(filepath.Join(s.dir, filepath.Base(name)), data)
+}

@@ -1,0 +1,113 @@
+package buffer
+
+import (
+	"encoding/binary"
+	"fmt"
+	"strings"
+)
+
+// Chunk gathers one flush's records by stream, already framed as log runs, so that Commit writes them with
+// one write. Reuse a Chunk with Reset: it keeps its buffers.
+type Chunk struct {
+	runs    []chunkRun
+	n       int // runs in use
+	index   map[Stream]int
+	offsets []int64 // each run's offset in the bytes of one commit
+	last    int     // the run the previous record went to, checked first: chunks carry runs of one organisation
+	size    int64
+}
+
+type chunkRun struct {
+	st      Stream
+	frame   []byte // header room, then the run's payload
+	records int
+}
+
+// NewChunk returns an empty chunk.
+func NewChunk() *Chunk { return &Chunk{index: map[Stream]int{}, last: -1} }
+
+// Reset empties the chunk for reuse.
+func (c *Chunk) Reset() {
+	clear(c.index)
+	c.n, c.last, c.size = 0, -1, 0
+}
+
+// Add appends a copy of one record (a JSON object) to its stream's run.
+func (c *Chunk) Add(st Stream, record []byte) {
+	i := c.last
+	if i < 0 || i >= c.n || c.runs[i].st != st {
+		var ok bool
+		if i, ok = c.index[st]; !ok {
+			i = c.newRun(st)
+		}
+		c.last = i
+	}
+	r := &c.runs[i]
+	before := len(r.frame)
+	if r.records > 0 {
+		r.frame = append(r.frame, Separator...)
+	}
+	r.frame = append(r.frame, record...)
+	r.records++
+	c.size += int64(len(r.frame) - before)
+}
+
+func (c *Chunk) newRun(st Stream) int {
+	if c.n == len(c.runs) {
+		c.runs = append(c.runs, chunkRun{})
+	}
+	i := c.n
+	c.n++
+	c.index[st] = i
+	r := &c.runs[i]
+	r.st, r.records = st, 0
+	r.frame = append(r.frame[:0], make([]byte, headerLen)...)
+	r.frame = appendStreamHead(r.frame, runEntry, st)
+	r.frame = append(r.frame, make([]byte, 8+4)...) // arrival and count, filled by seal
+	c.size += int64(len(r.frame))
+	return i
+}
+
+// body is the run's records, joined by Separator.
+func (r *chunkRun) body() []byte {
+	return r.frame[headerLen+3+len(r.st.Kind)+len(r.st.Org)+8+4:]
+}
+
+// Size is what the chunk takes in the log.
+func (c *Chunk) Size() int64 { return c.size }
+
+// Records is how many records the chunk holds.
+func (c *Chunk) Records() int {
+	n := 0
+	for _, r := range c.runs[:c.n] {
+		n += r.records
+	}
+	return n
+}
+
+// frames fills in each run's arrival, count and header, and returns the runs' frames as one buffer with
+// each run's offset in it.
+func (c *Chunk) frames(dst []byte, arrival int64, offsets []int64) ([]byte, []int64, error) {
+	for _, r := range c.runs[:c.n] {
+		if !safeName(r.st.Org) || !safeName(r.st.Kind) {
+			return dst, offsets, fmt.Errorf("buffer %s: unsafe stream name", r.st)
+		}
+		fixed := headerLen + 3 + len(r.st.Kind) + len(r.st.Org)
+		binary.LittleEndian.PutUint64(r.frame[fixed:], uint64(arrival))
+		binary.LittleEndian.PutUint32(r.frame[fixed+8:], uint32(r.records))
+		putHeader(r.frame)
+		offsets = append(offsets, int64(len(dst)))
+		dst = append(dst, r.frame...)
+	}
+	return dst, offsets, nil
+}
+
+// safeName keeps stream names usable as parts of a file name and within a length byte. Callers validate them
+// more strictly.
+func safeName(s string) bool {
+	return s != "" && s != "." && s != ".." && len(s) <= 128 &&
+		!strings.ContainsAny(s, sep+"/\\\x00") && !strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 })
+}
+
+// sep separates the parts of batch file names.
+const sep = "~"

@@ -1,0 +1,107 @@
+package buffer
+
+import (
+	"encoding/binary"
+	"errors"
+)
+
+// The log holds two kinds of entry, each one frame:
+//
+//	run:    'R' | len(kind) | kind | len(org) | org | arrival ms (int64) | records (uint32) | records joined by ",\n"
+//	sealed: 'S' | len(kind) | kind | len(org) | org | key ms (int64) | first run (segment, offset) | last run (segment, offset)
+//
+// A run is a flush's records of one stream. A sealed entry says that a stream's runs from first to last (log
+// positions, inclusive) are in a committed batch, so recovery does not gather them again.
+const (
+	runEntry    = 'R'
+	sealedEntry = 'S'
+	// Separator is what joins the records of a run, and the runs of a batch, as they go into an object.
+	Separator = ",\n"
+)
+
+// pos is a place in the log: a segment and the offset of a frame in it. Positions grow with every append.
+type pos struct {
+	seg uint64
+	off int64
+}
+
+func (p pos) less(q pos) bool { return p.seg < q.seg || (p.seg == q.seg && p.off < q.off) }
+
+var errEntry = errors.New("unreadable log entry")
+
+func appendStreamHead(dst []byte, typ byte, st Stream) []byte {
+	dst = append(dst, typ, byte(len(st.Kind)))
+	dst = append(dst, st.Kind...)
+	dst = append(dst, byte(len(st.Org)))
+	return append(dst, st.Org...)
+}
+
+func appendSealed(dst []byte, st Stream, keyMs int64, first, last pos) []byte {
+	dst = appendStreamHead(dst, sealedEntry, st)
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(keyMs))
+	for _, p := range []pos{first, last} {
+		dst = binary.LittleEndian.AppendUint64(dst, p.seg)
+		dst = binary.LittleEndian.AppendUint64(dst, uint64(p.off))
+	}
+	return dst
+}
+
+// entry is a decoded log entry. Records aliases the frame.
+type entry struct {
+	typ         byte
+	st          Stream
+	ms          int64 // a run's arrival, a sealed entry's key millisecond
+	records     int
+	body        []byte // a run's records, joined by Separator
+	first, last pos    // a sealed entry's range
+}
+
+// parseEntry decodes a frame's payload. Stream names are copied; the body aliases payload.
+func parseEntry(p []byte) (entry, error) {
+	var e entry
+	if len(p) < 2 {
+		return e, errEntry
+	}
+	e.typ = p[0]
+	n := int(p[1])
+	p = p[2:]
+	if len(p) < n+1 {
+		return e, errEntry
+	}
+	kind := p[:n]
+	p = p[n:]
+	n = int(p[0])
+	p = p[1:]
+	if len(p) < n+8 {
+		return e, errEntry
+	}
+	e.st = Stream{Org: string(p[:n]), Kind: string(kind)}
+	p = p[n:]
+	e.ms = int64(binary.LittleEndian.Uint64(p))
+	p = p[8:]
+	switch e.typ {
+	case runEntry:
+		if len(p) < 4 {
+			return e, errEntry
+		}
+		e.records = int(binary.LittleEndian.Uint32(p))
+		e.body = p[4:]
+	case sealedEntry:
+		if len(p) != 32 {
+			return e, errEntry
+		}
+		e.first = pos{binary.LittleEndian.Uint64(p), int64(binary.LittleEndian.Uint64(p[8:]))}
+		e.last = pos{binary.LittleEndian.Uint64(p[16:]), int64(binary.LittleEndian.Uint64(p[24:]))}
+	default:
+		return e, errEntry
+	}
+	if !safeName(e.st.Org) || !safeName(e.st.Kind) {
+		return e, errEntry
+	}
+	return e, nil
+}
+
+// jsonBytes is what a run's records weigh without the separators between them.
+func jsonBytes(body []byte, records int) int64 {
+	return int64(len(body) - len(Separator)*max(0, records-1))
+}

@@ -1,0 +1,111 @@
+package buffer
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"syscall"
+)
+
+const tmpSuffix = ".tmp"
+
+// createSynced creates path, which must not exist, fills it and syncs it. It returns the content's MD5
+// (base64) and size.
+func createSynced(path string, fill func(io.Writer) error) (md5sum string, size int64, err error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := newMD5Counter(f)
+	if err := fill(h); err != nil {
+		return "", 0, err
+	}
+	if err := f.Sync(); err != nil {
+		return "", 0, err
+	}
+	return h.sum(), h.n, f.Close()
+}
+
+// writeTmp writes data to a synced temporary file next to path and returns its name.
+func writeTmp(path string, data []byte) (string, error) {
+	tmp := path + tmpSuffix
+	os.Remove(tmp)
+	if _, _, err := createSynced(tmp, func(w io.Writer) error { _, err := w.Write(data); return err }); err != nil {
+		os.Remove(tmp)
+		return "", err
+	}
+	return tmp, nil
+}
+
+// writeNew writes a new file atomically and never over an existing one: temporary file, fsync, link to its
+// name (which fails when the name exists), fsync of the folder.
+func writeNew(path string, data []byte) error {
+	tmp, err := writeTmp(path, data)
+	if err != nil {
+		return err
+	}
+	err = os.Link(tmp, path)
+	os.Remove(tmp)
+	if err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// replaceFile rewrites a file of the store atomically: temporary file, fsync, rename, fsync of the folder.
+func replaceFile(path string, data []byte) error {
+	tmp, err := writeTmp(path, data)
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+func dirSize(dir string) int64 {
+	var n int64
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() {
+			n += fi.Size()
+		}
+	}
+	return n
+}
+
+// moveAside moves files that recovery cannot use into the quarantine folder, under names that say why, and
+// reports them. Nothing is deleted.
+func (s *Store) moveAside(why string, paths ...string) (moved []string, err error) {
+	for _, p := range paths {
+		if _, e := os.Lstat(p); errors.Is(e, os.ErrNotExist) {
+			continue
+		}
+		to := filepath.Join(s.quarantine, why+sep+filepath.Base(p))
+		if e := os.Rename(p, to); e != nil {
+			err = errors.Join(err, fmt.Errorf("move %s aside: %w", p, e))
+			continue
+		}
+		moved = append(moved, to)
+	}
+	if len(moved) > 0 {
+		err = errors.Join(err, syncDir(s.quarantine), syncDir(filepath.Dir(paths[0])))
+	}
+	return moved, err
+}
+
+// isExist tells whether err says a name is taken.
+func isExist(err error) bool { return errors.Is(err, os.ErrExist) || errors.Is(err, syscall.EEXIST) }

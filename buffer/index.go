@@ -1,0 +1,200 @@
+package buffer
+
+import (
+	"fmt"
+	"time"
+)
+
+// runRef is where a run of one stream's records lies in the log.
+type runRef struct {
+	seg     *segment
+	off     int64 // the frame's offset in the segment
+	size    int64 // the frame's length
+	records int
+	json    int64 // the records' bytes, separators excluded
+	at      int64 // arrival, unix ms
+}
+
+func (r runRef) pos() pos { return pos{r.seg.id, r.off} }
+
+// stream is the index entry of one stream: its open batch (runs in log order) and the last key millisecond
+// it used. It is kept while anything of the stream is on disk, so that its keys never repeat meanwhile.
+type stream struct {
+	runs    []runRef
+	opened  int64 // the open batch's key millisecond; set when it has runs
+	json    int64
+	last    int64 // the last millisecond handed out to a batch of this stream
+	batches int   // closed, sealed or quarantined-pending batches of this stream not yet removed
+}
+
+// Pending is a closed batch waiting to be sealed: runs of the log, or a whole log file of the layout before
+// the write-ahead log.
+type Pending struct {
+	Stream
+	Opened     int64 // unix ms of its first record; unique per stream while anything of it is on disk
+	LastRecord int64 // arrival of its last record, unix ms
+	Records    int
+	runs       []runRef
+	legacy     string // the legacy log file
+}
+
+func (s *Store) streamLocked(st Stream) *stream {
+	ss := s.streams[st]
+	if ss == nil {
+		ss = &stream{}
+		s.streams[st] = ss
+	}
+	return ss
+}
+
+// Commit appends a chunk's runs to the log with one write and one sync, shared with concurrent commits. When
+// it returns nil the records survive a crash. It settles the room the caller claimed with Reserve(c.Size()):
+// written bytes are counted as used in the same step, and the claim is given back when nothing was written.
+func (s *Store) Commit(c *Chunk) error {
+	claimed := c.Size()
+	if c.n == 0 {
+		s.Release(claimed)
+		return nil
+	}
+	if err := s.checkDir(); err != nil {
+		s.Release(claimed)
+		return err
+	}
+	arrival := s.opt.Now().UnixMilli()
+	offsets := c.offsets[:0]
+	err := s.log.append(claimed, func(dst []byte) ([]byte, error) {
+		var err error
+		dst, offsets, err = c.frames(dst, arrival, offsets)
+		return dst, err
+	}, func(seg *segment, base int64) {
+		s.mu.Lock()
+		for i, r := range c.runs[:c.n] {
+			s.addRunLocked(r.st, runRef{seg: seg, off: base + offsets[i], size: int64(len(r.frame)),
+				records: r.records, json: jsonBytes(r.body(), r.records), at: arrival}, s.opt.KeyClock().UnixMilli())
+		}
+		s.mu.Unlock()
+	})
+	c.offsets = offsets
+	if err != nil {
+		return fmt.Errorf("buffer: %w", err)
+	}
+	return nil
+}
+
+// addRunLocked indexes a run that is on disk. A stream's open batch is closed first when the run would take
+// it past MaxBatch; a batch it opens takes the key millisecond openAt, or the next free one.
+func (s *Store) addRunLocked(st Stream, r runRef, openAt int64) {
+	ss := s.streamLocked(st)
+	if len(ss.runs) > 0 && ss.json+r.json > s.opt.MaxBatch {
+		s.closeLocked(st, ss)
+	}
+	if len(ss.runs) == 0 {
+		ss.opened = s.nextMsLocked(ss, openAt)
+	}
+	ss.runs = append(ss.runs, r)
+	ss.json += r.json
+	r.seg.refs++
+}
+
+// closeLocked moves a stream's open batch to the sealing queue.
+func (s *Store) closeLocked(st Stream, ss *stream) {
+	p := &Pending{Stream: st, Opened: ss.opened, runs: ss.runs}
+	for _, r := range ss.runs {
+		p.Records += r.records
+		p.LastRecord = max(p.LastRecord, r.at)
+	}
+	s.closed = append(s.closed, p)
+	ss.runs, ss.json = nil, 0
+	ss.batches++
+}
+
+// nextMsLocked hands out the stream's next key millisecond: want, but always past every millisecond it
+// handed out before, whatever the clock does.
+func (s *Store) nextMsLocked(ss *stream, want int64) int64 {
+	ms := max(want, ss.last+1)
+	ss.last = ms
+	return ms
+}
+
+// NextMs reserves the next free millisecond of a stream.
+func (s *Store) NextMs(st Stream) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.nextMsLocked(s.streamLocked(st), s.opt.KeyClock().UnixMilli())
+}
+
+// Rotate closes every open batch whose first record is older than cutoff (all of them for a zero cutoff), and
+// forgets streams that have nothing on disk, so that memory follows the streams with data only.
+func (s *Store) Rotate(cutoff time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.opt.KeyClock().UnixMilli()
+	for st, ss := range s.streams {
+		if len(ss.runs) > 0 && (cutoff.IsZero() || ss.opened <= cutoff.UnixMilli()) {
+			s.closeLocked(st, ss)
+		}
+		if len(ss.runs) == 0 && ss.batches == 0 && ss.last < now {
+			delete(s.streams, st)
+		}
+	}
+}
+
+// Relieve closes the open batches that hold runs in the oldest segment of the log, so that sealing them lets
+// the segment go: for when the store is at its limit.
+func (s *Store) Relieve() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.segments) < 2 {
+		return
+	}
+	oldest := s.segments[0]
+	for st, ss := range s.streams {
+		if len(ss.runs) > 0 && ss.runs[0].seg == oldest {
+			s.closeLocked(st, ss)
+		}
+	}
+}
+
+// TakeClosed returns the batches waiting to be sealed, oldest first per stream, and forgets them.
+func (s *Store) TakeClosed() []*Pending {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.closed
+	s.closed = nil
+	return c
+}
+
+// PutBack returns a batch that could not be sealed to the sealing queue.
+func (s *Store) PutBack(p *Pending) {
+	s.mu.Lock()
+	s.closed = append(s.closed, p)
+	s.mu.Unlock()
+}
+
+// OldestPending returns when the oldest record not yet sealed arrived (the key millisecond of its batch), or
+// ok=false when there is none.
+func (s *Store) OldestPending() (ms int64, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	older := func(m int64) {
+		if !ok || m < ms {
+			ms, ok = m, true
+		}
+	}
+	for _, p := range s.closed {
+		older(p.Opened)
+	}
+	for _, ss := range s.streams {
+		if len(ss.runs) > 0 {
+			older(ss.opened)
+		}
+	}
+	return ms, ok
+}
+
+// batchGoneLocked notes that one of a stream's batches left the disk.
+func (s *Store) batchGoneLocked(st Stream) {
+	if ss := s.streams[st]; ss != nil && ss.batches > 0 {
+		ss.batches--
+	}
+}

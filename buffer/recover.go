@@ -1,0 +1,182 @@
+package buffer
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// Recovery is what Open found of a previous run.
+type Recovery struct {
+	Batches    []*Batch // sealed batches to upload
+	Pending    int      // closed batches to seal, legacy log files included
+	MovedAside []string // files recovery could not use, now in the quarantine folder
+	Damaged    [][]byte // regions of the log that failed their checksum
+	TornTail   int64    // bytes of appends cut short by a crash: never acknowledged
+}
+
+// recovered collects what the batches and the log say about each stream before the index is rebuilt.
+type recovered struct {
+	rep    Recovery
+	runs   map[Stream][]runRef
+	sealed map[Stream][][2]pos // ranges of runs in committed batches
+	maxSeg uint64
+}
+
+func (s *Store) recover() (*Recovery, error) {
+	s.use.quarantined = dirSize(s.quarantine)
+	rc := &recovered{runs: map[Stream][]runRef{}, sealed: map[Stream][][2]pos{}}
+	legacySealed, err := s.recoverBatches(rc)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.recoverLegacy(rc, legacySealed); err != nil {
+		return nil, err
+	}
+	if err := s.recoverLog(rc); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	for st, runs := range rc.runs {
+		for _, r := range runs {
+			if !rc.isSealed(st, r.pos()) {
+				s.addRunLocked(st, r, r.at)
+			}
+		}
+	}
+	s.mu.Unlock()
+	s.log = newWAL(s, rc.maxSeg+1)
+	s.log.mu.Lock()
+	err = s.log.rollLocked()
+	s.log.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	s.opt.Crash(CrashDuringRecovery)
+	s.Rotate(s.opt.Now())
+	rc.rep.Pending = len(s.closed)
+	return &rc.rep, s.releaseSegments()
+}
+
+func (rc *recovered) isSealed(st Stream, p pos) bool {
+	for _, r := range rc.sealed[st] {
+		if !p.less(r[0]) && !r[1].less(p) {
+			return true
+		}
+	}
+	return false
+}
+
+// recoverBatches reads the manifests of sealed batches. A manifest that cannot be read, or whose object is
+// missing or of the wrong size, is moved aside with its object. It returns the legacy logs already sealed.
+func (s *Store) recoverBatches(rc *recovered) (map[string]bool, error) {
+	entries, err := os.ReadDir(s.batches)
+	if err != nil {
+		return nil, err
+	}
+	legacySealed := map[string]bool{}
+	manifests := map[string]bool{}
+	for _, e := range entries {
+		name := e.Name()
+		path := filepath.Join(s.batches, name)
+		switch {
+		case strings.HasSuffix(name, tmpSuffix):
+			os.Remove(path)
+		case strings.HasSuffix(name, manifestSuffix):
+			base := strings.TrimSuffix(name, manifestSuffix)
+			b, err := readBatch(path)
+			if err != nil {
+				moved, merr := s.moveAside("unreadable", path, filepath.Join(s.batches, base+objectSuffix))
+				rc.rep.MovedAside = append(rc.rep.MovedAside, moved...)
+				if merr != nil {
+					return nil, fmt.Errorf("recover %s: %w (and it cannot be moved aside: %v)", path, err, merr)
+				}
+				continue
+			}
+			manifests[base] = true
+			rc.rep.Batches = append(rc.rep.Batches, b)
+			s.use.used += b.ObjectBytes
+			ss := s.streamLocked(b.Stream())
+			ss.batches++
+			ss.last = max(ss.last, b.KeyMs, b.Opened)
+			if r := b.LogRange; r != nil {
+				first, last := pos{uint64(r[0][0]), r[0][1]}, pos{uint64(r[1][0]), r[1][1]}
+				rc.sealed[b.Stream()] = append(rc.sealed[b.Stream()], [2]pos{first, last})
+				rc.maxSeg = max(rc.maxSeg, last.seg)
+			}
+			if b.SourceLog != "" {
+				legacySealed[b.SourceLog] = true
+			}
+		}
+	}
+	for _, e := range entries {
+		// Sealing stopped before its manifest was written; the log still holds the records.
+		if base, ok := strings.CutSuffix(e.Name(), objectSuffix); ok && !manifests[base] {
+			os.Remove(filepath.Join(s.batches, e.Name()))
+		}
+	}
+	return legacySealed, syncDir(s.batches)
+}
+
+// recoverLog reads every segment in order and collects its runs and sealed entries.
+func (s *Store) recoverLog(rc *recovered) error {
+	entries, err := os.ReadDir(s.walDir)
+	if err != nil {
+		return err
+	}
+	var ids []uint64
+	for _, e := range entries {
+		if id, ok := parseSegmentName(e.Name()); ok {
+			ids = append(ids, id)
+		}
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	for _, id := range ids {
+		if err := s.recoverSegment(rc, id); err != nil {
+			return err
+		}
+		rc.maxSeg = max(rc.maxSeg, id)
+	}
+	return nil
+}
+
+func (s *Store) recoverSegment(rc *recovered, id uint64) error {
+	path := filepath.Join(s.walDir, segmentName(id))
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("recover %s: %w", path, err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("recover %s: %w", path, err)
+	}
+	seg := &segment{id: id, path: path, f: f, size: int64(len(data))}
+	s.segments = append(s.segments, seg)
+	s.use.used += seg.size
+	off := 0
+	rc.rep.TornTail += int64(scanFrames(data, func(payload []byte) {
+		at := off
+		off += headerLen + len(payload)
+		e, err := parseEntry(payload)
+		if err != nil {
+			rc.rep.Damaged = append(rc.rep.Damaged, append([]byte(nil), data[at:off]...))
+			return
+		}
+		switch e.typ {
+		case runEntry:
+			rc.runs[e.st] = append(rc.runs[e.st], runRef{seg: seg, off: int64(at), size: int64(off - at),
+				records: e.records, json: jsonBytes(e.body, e.records), at: e.ms})
+		case sealedEntry:
+			rc.sealed[e.st] = append(rc.sealed[e.st], [2]pos{e.first, e.last})
+			ss := s.streamLocked(e.st)
+			ss.last = max(ss.last, e.ms)
+		}
+	}, func(bad []byte) {
+		off += len(bad)
+		rc.rep.Damaged = append(rc.rep.Damaged, append([]byte(nil), bad...))
+	}))
+	return nil
+}

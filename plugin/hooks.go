@@ -1,0 +1,44 @@
+package plugin
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// Test hooks, read from the environment in this one place. Never set them in production.
+const (
+	// FrozenKeyClockEnv, set to a unix millisecond, pins the clock choosing key milliseconds, so that tests can
+	// force two processes onto the same keys.
+	FrozenKeyClockEnv = "WIVAUDIT_TEST_FROZEN_KEY_MS"
+	// CrashAtEnv, set to one of the store's crash points (buffer.Crash*), kills the process with SIGKILL the
+	// first time it reaches that point, so that tests can prove recovery from it.
+	CrashAtEnv = "WIVAUDIT_TEST_CRASH_AT"
+)
+
+type testHooks struct {
+	keyClock func() time.Time
+	crash    func(point string)
+}
+
+func testHooksFromEnv() (testHooks, error) {
+	var h testHooks
+	if v := os.Getenv(FrozenKeyClockEnv); v != "" {
+		ms, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return h, fmt.Errorf("%s: %q is not a unix millisecond", FrozenKeyClockEnv, v)
+		}
+		h.keyClock = func() time.Time { return time.UnixMilli(ms) }
+	}
+	if at := os.Getenv(CrashAtEnv); at != "" {
+		h.crash = func(point string) {
+			if point == at {
+				syscall.Kill(os.Getpid(), syscall.SIGKILL)
+				select {}
+			}
+		}
+	}
+	return h, nil
+}
