@@ -18,6 +18,7 @@ import (
 
 	"github.com/wiv/out_wivaudit/buffer"
 	"github.com/wiv/out_wivaudit/conf"
+	"github.com/wiv/out_wivaudit/record"
 )
 
 // Retry backoff for failed uploads: full jitter, capped.
@@ -36,7 +37,7 @@ const FrozenKeyClockEnv = "WIVAUDIT_TEST_FROZEN_KEY_MS"
 type Instance struct {
 	cfg   *conf.Config
 	log   *logger
-	dec   *Decoder
+	dec   *record.Decoder
 	store *buffer.Store
 	dests *destinations
 	send  sender
@@ -82,7 +83,7 @@ func start(cfg *conf.Config, name string, out LogFunc, send sender, keyClock fun
 	in := &Instance{
 		cfg:          cfg,
 		log:          newLogger(out, "["+name+"] ", cfg.ExternalID),
-		dec:          NewDecoder(cfg.OrgIDKey, cfg.KindKey, int(cfg.MaxRecordSize)),
+		dec:          record.NewDecoder(cfg.OrgIDKey, cfg.KindKey, int(cfg.MaxRecordSize)),
 		now:          time.Now,
 		sealNow:      make(chan struct{}, 1),
 		sealerDone:   make(chan struct{}),
@@ -171,7 +172,7 @@ func (in *Instance) Flush(chunk []byte, tag string) Result {
 	var firstReject string
 	var need int64 // bytes on disk, frames included
 	accepted, rejected := 0, 0
-	in.dec.Decode(chunk, tag, func(ev *Event) {
+	in.dec.Decode(chunk, tag, func(ev *record.Event) {
 		if ev.Reject == "" {
 			ev.Reject = in.dests.reject(ev.Org)
 		}
@@ -257,7 +258,7 @@ func heldNote(held int) string {
 
 // appendDeadLetter adds one JSON line: when, the tag, why, and the record as JSON (or its raw msgpack when it
 // could not be read).
-func appendDeadLetter(dst []byte, now time.Time, tag string, ev *Event) []byte {
+func appendDeadLetter(dst []byte, now time.Time, tag string, ev *record.Event) []byte {
 	line := struct {
 		Time    string          `json:"time"`
 		Tag     string          `json:"tag"`

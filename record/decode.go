@@ -1,4 +1,6 @@
-package plugin
+// Package record reads Fluent Bit chunks: it decodes each event, writes its record as one JSON object and
+// routes it by organisation and kind, or says why it cannot be delivered.
+package record
 
 import (
 	"bytes"

@@ -1,4 +1,4 @@
-package plugin
+package record
 
 import (
 	"bytes"
@@ -7,5 +7,3 @@ import (
 )
 
 func newTestDecoder(b []byte) *msgpack.Decoder { return msgpack.NewDecoder(bytes.NewReader(b)) }
-
-func byteReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
