@@ -171,6 +171,8 @@ func (in *Instance) Flush(chunk []byte, tag string) Result {
 	var dead []byte
 	var firstReject string
 	var need int64 // bytes on disk, frames included
+	// The accepted records' JSON, copied: the decoder reuses its buffer for the next record.
+	var kept []byte
 	accepted, rejected := 0, 0
 	in.dec.Decode(chunk, tag, func(ev *record.Event) {
 		if ev.Reject == "" {
@@ -191,7 +193,8 @@ func (in *Instance) Flush(chunk []byte, tag string) Result {
 			index[st] = i
 			batch = append(batch, buffer.Records{Stream: st})
 		}
-		batch[i].Records = append(batch[i].Records, ev.JSON)
+		kept = append(kept, ev.JSON...)
+		batch[i].Records = append(batch[i].Records, kept[len(kept)-len(ev.JSON):len(kept):len(kept)])
 		need += int64(len(ev.JSON) + buffer.FrameOverhead)
 		accepted++
 	})
