@@ -12,9 +12,14 @@ import (
 )
 
 // BenchmarkDecode is our path: one pass from msgpack to JSON bytes, key order kept, routing fields read, for
-// a chunk of 200 events.
-func BenchmarkDecode(b *testing.B) {
-	chunk := chunks.AuditChunk(200, 1)
+// a chunk of 200 events of one organisation.
+func BenchmarkDecode(b *testing.B) { benchDecode(b, 1) }
+
+// BenchmarkDecodeManyOrgs is the same chunk spread over 200 organisations.
+func BenchmarkDecodeManyOrgs(b *testing.B) { benchDecode(b, 200) }
+
+func benchDecode(b *testing.B, orgs int) {
+	chunk := chunks.AuditChunk(200, orgs)
 	d := NewDecoder("org_id", "", 1<<20)
 	b.SetBytes(int64(len(chunk)))
 	for b.Loop() {

@@ -1,35 +1,64 @@
 package record
 
 import (
+	"bytes"
 	"fmt"
-	"strings"
 
 	"github.com/wiv/out_wivaudit/conf"
 )
 
-// Kinds are the three audit log families of the delivery guide.
-var Kinds = []string{"org", "user", "api"}
+// kinds are the three audit log families of the delivery guide.
+var kinds = [...]string{"org", "user", "api"}
 
-func tagKind(tag string) string {
-	return tag[strings.LastIndexByte(tag, '.')+1:]
-}
-
-// route validates an event's organisation and kind and returns them, or the reason for refusing them.
-func route(org, kind []byte, tag string, kindFromTag bool) (string, string, string) {
-	if !conf.ValidOrgID(string(org)) {
-		return "", "", fmt.Sprintf("org_id %s is not a safe organisation ID (1-%d letters, digits, '.', '_' or '-', starting with a letter or digit, no \"..\")", quote(org), conf.MaxOrgIDLen)
-	}
-	k := strings.ToLower(string(kind))
-	for _, known := range Kinds {
-		if k == known {
-			return string(org), k, ""
+// kindOf is the kind b names, in any case, or "".
+func kindOf(b []byte) string {
+	for _, k := range kinds {
+		if bytes.EqualFold(b, []byte(k)) {
+			return k
 		}
 	}
-	from := "record field"
-	if kindFromTag {
-		from = fmt.Sprintf("the last part of tag %s", quote([]byte(tag)))
+	return ""
+}
+
+func unknownKind(kind []byte, from string) string {
+	return fmt.Sprintf("kind %s (from %s) is not one of org, user, api", quote(kind), from)
+}
+
+func badOrg(org []byte) string {
+	return fmt.Sprintf("org_id %s is not a safe organisation ID (1-%d letters, digits, '.', '_' or '-', starting with a letter or digit, no \"..\")", quote(org), conf.MaxOrgIDLen)
+}
+
+// maxOrgs bounds the organisation IDs a Decode remembers; past it, it starts again.
+const maxOrgs = 1 << 14
+
+// orgs turns organisation IDs into strings once: a chunk carries runs of the same few organisations, and a
+// string per record would be most of the decoder's allocations.
+type orgs struct {
+	last string
+	seen map[string]string // valid IDs only
+}
+
+// intern returns b as a string if it is a valid organisation ID, else "".
+func (o *orgs) intern(b []byte) string {
+	if string(b) == o.last && o.last != "" {
+		return o.last
 	}
-	return "", "", fmt.Sprintf("kind %s (from %s) is not one of org, user, api", quote(kind), from)
+	if s, ok := o.seen[string(b)]; ok {
+		o.last = s
+		return s
+	}
+	s := string(b)
+	if !conf.ValidOrgID(s) {
+		return ""
+	}
+	if o.seen == nil {
+		o.seen = make(map[string]string)
+	} else if len(o.seen) >= maxOrgs {
+		clear(o.seen)
+	}
+	o.seen[s] = s
+	o.last = s
+	return s
 }
 
 // quote shows untrusted bytes safely in a reason or log line, shortened.
