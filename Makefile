@@ -4,7 +4,7 @@ CC    ?= cc
 BUILD := build
 SO    := $(BUILD)/out_wivaudit.so
 HOST  := $(BUILD)/flbhost
-PKGS_PURE := ./conf/... ./plugin/... ./buffer/...
+PKGS_PURE := ./conf/... ./record/... ./plugin/... ./buffer/...
 GO_SOURCES := $(shell find . -name '*.go' -not -path './test/*' -not -name '*_test.go') go.mod go.sum
 
 .PHONY: all build host demo test unit fuzz integration lint bench clean
@@ -40,11 +40,11 @@ unit:
 	$(GO) test -race -count=1 $(PKGS_PURE)
 
 ## fuzz: the decoder and record-to-JSON fuzz targets, FUZZTIME each (make fuzz FUZZTIME=30m for a long run);
-## their corpus is in plugin/testdata/fuzz and replays with every go test
+## their corpus is in record/testdata/fuzz and replays with every go test
 FUZZTIME ?= 10s
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./plugin
-	$(GO) test -run '^$$' -fuzz '^FuzzRecordJSON$$' -fuzztime $(FUZZTIME) ./plugin
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./record
+	$(GO) test -run '^$$' -fuzz '^FuzzRecordJSON$$' -fuzztime $(FUZZTIME) ./record
 
 integration: build host
 	WIVAUDIT_PLUGIN=$(abspath $(SO)) WIVAUDIT_HOST=$(abspath $(HOST)) $(GO) test -count=1 -timeout 20m ./test/...

@@ -17,6 +17,7 @@ import (
 
 	"github.com/wiv/out_wivaudit/buffer"
 	"github.com/wiv/out_wivaudit/conf"
+	"github.com/wiv/out_wivaudit/record"
 )
 
 // Retry backoff for failed uploads: full jitter, capped.
@@ -31,7 +32,7 @@ const (
 type Instance struct {
 	cfg    *conf.Config
 	log    *logger
-	dec    *Decoder
+	dec    *record.Decoder
 	store  *buffer.Store
 	dests  *destinations
 	send   sender
@@ -74,7 +75,7 @@ func start(cfg *conf.Config, name string, out LogFunc, send sender, hooks testHo
 	in := &Instance{
 		cfg:          cfg,
 		log:          newLogger(out, "["+name+"] ", cfg.ExternalID),
-		dec:          NewDecoder(cfg.OrgIDKey, cfg.KindKey, int(cfg.MaxRecordSize)),
+		dec:          record.NewDecoder(cfg.OrgIDKey, cfg.KindKey, int(cfg.MaxRecordSize)),
 		now:          time.Now,
 		sealNow:      make(chan struct{}, 1),
 		sealerDone:   make(chan struct{}),
@@ -180,7 +181,7 @@ func (in *Instance) Flush(chunk []byte, tag string) Result {
 	var dead []byte
 	var firstReject string
 	rejected := 0
-	in.dec.Decode(chunk, tag, func(ev *Event) {
+	in.dec.Decode(chunk, tag, func(ev *record.Event) {
 		if ev.Reject == "" {
 			ev.Reject = in.dests.reject(ev.Org)
 		}
@@ -192,6 +193,7 @@ func (in *Instance) Flush(chunk []byte, tag string) Result {
 			rejected++
 			return
 		}
+		// Add copies the record: the decoder reuses its buffer for the next one.
 		c.Add(buffer.Stream{Org: ev.Org, Kind: ev.Kind}, ev.JSON)
 	})
 	// Refuse the whole chunk when it does not fit, rather than keep part of it and have it sent twice.
@@ -259,7 +261,7 @@ func heldNote(held int) string {
 
 // appendDeadLetter adds one JSON line: when, the tag, why, and the record as JSON (or its raw msgpack when it
 // could not be read).
-func appendDeadLetter(dst []byte, now time.Time, tag string, ev *Event) []byte {
+func appendDeadLetter(dst []byte, now time.Time, tag string, ev *record.Event) []byte {
 	line := struct {
 		Time    string          `json:"time"`
 		Tag     string          `json:"tag"`

@@ -21,6 +21,7 @@ import (
 
 	"github.com/wiv/out_wivaudit/buffer"
 	"github.com/wiv/out_wivaudit/conf"
+	"github.com/wiv/out_wivaudit/test/chunks"
 )
 
 // fakeS3 keeps what PutObject receives, and can fail the first calls. The integration tests use a real server;
@@ -99,10 +100,13 @@ func (l *logSink) count(s string) int {
 	return strings.Count(l.joined(), s)
 }
 
+func cat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+
+// event is one V2 event whose body is {"org_id": org, "id": id}.
 func event(org, id string) []byte {
 	body := cat([]byte{0x82, 0xa6, 'o', 'r', 'g', '_', 'i', 'd', 0xa0 | byte(len(org))}, []byte(org),
 		[]byte{0xa2, 'i', 'd', 0xa0 | byte(len(id))}, []byte(id))
-	return v2(evTime, body)
+	return chunks.V2(chunks.EventTime(time.Unix(1769611845, 0)), body)
 }
 
 func TestConcurrentFlushesDeliverEverythingOnce(t *testing.T) {
@@ -133,6 +137,11 @@ func TestConcurrentFlushesDeliverEverythingOnce(t *testing.T) {
 	in.Close()
 
 	seen := deliveredIDs(t, fake)
+	for key := range fake.objects {
+		if !strings.HasPrefix(key, "org-0/api-audit-logs-") && !strings.HasPrefix(key, "org-1/api-audit-logs-") {
+			t.Errorf("key %s", key)
+		}
+	}
 	if len(seen) != workers*chunksEach*perChunk {
 		t.Errorf("%d records delivered, want %d", len(seen), workers*chunksEach*perChunk)
 	}

@@ -2,6 +2,7 @@ package test
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -127,7 +128,6 @@ func goldenChunk() []byte {
 		return b
 	}
 	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
-	nan := be64(0xcb, 0x7ff8000000000001)
 	rec1 := cat([]byte{0x8d},
 		fixstr("org_id"), fixstr("golden-org"),
 		fixstr("id"), fixstr("g-1"),
@@ -136,15 +136,15 @@ func goldenChunk() []byte {
 		fixstr("u64"), be64(0xcf, 0xffffffffffffffff),
 		fixstr("i64"), be64(0xd3, 0x8000000000000000),
 		fixstr("f32"), []byte{0xca, 0x3f, 0xc0, 0x00, 0x00},
-		fixstr("f64"), nan,
+		fixstr("f64"), be64(0xcb, 0xbfb999999999999a),
 		fixstr("nil"), []byte{0xc0},
 		fixstr("t"), []byte{0xc3},
 		fixstr("arr"), []byte{0x93, 0x01, 0x90, 0x80},
-		[]byte{0x01}, fixstr("int key"),
+		fixstr("ext"), []byte{0xd5, 0x05, 0x01, 0x02},
 		fixstr("ts"), []byte{0xd7, 0x00, 0x69, 0x7a, 0x22, 0x45, 0x1d, 0xcd, 0x65, 0x00},
 	)
 	rec2 := cat([]byte{0x83}, fixstr("org_id"), fixstr("golden-org"), fixstr("id"), fixstr("g-2"),
-		fixstr("bad_utf8"), []byte{0xa2, 0xc3, 0x28})
+		fixstr("utf8"), fixstr("ü€😀"))
 	rec3 := cat([]byte{0x84}, fixstr("org_id"), fixstr("golden-org"), fixstr("id"), fixstr("g-3"),
 		fixstr("u2028"), fixstr("a\u2028b"), fixstr("ctl"), []byte{0xa1, 0x01})
 	ts := []byte{0xd7, 0x00, 0x69, 0x7a, 0x22, 0x45, 0, 0, 0, 0}
@@ -336,11 +336,21 @@ func TestBadRecords(t *testing.T) {
 	bad := func(js string) []byte { return v2JSON(t, ts, js) }
 	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 	truncated := good("cut")[:12]
+	// Values JSON cannot hold as they are: each rejects its record, which the dead-letter file keeps as it came.
+	head := cat([]byte{0x83}, fixstr("org_id"), fixstr("org-a"))
+	unfaithful := [][]byte{
+		chunks.V2(ts, cat(head, fixstr("id"), fixstr("nan"), fixstr("f"), []byte{0xcb, 0x7f, 0xf8, 0, 0, 0, 0, 0, 1})),
+		chunks.V2(ts, cat(head, fixstr("id"), fixstr("intkey"), []byte{0x01}, fixstr("x"))),
+		chunks.V2(ts, cat(head, fixstr("id"), fixstr("utf8"), fixstr("s"), []byte{0xa2, 0xc3, 0x28})),
+		bad(`{"id":"dup","org_id":"org-a","id":"dup2"}`),
+		bad(`{"id":"reserved","org_id":"org-a","_wivaudit_base64":{}}`),
+	}
 	cs := []chunk{
 		{"audit.user", cat(good("u1"), bad(`{"id":"no-org"}`), bad(`{"id":"trav","org_id":"../x"}`), good("u2"),
 			chunks.V2(ts, fixstr("a string body")), bad(`{"id":"num","org_id":123}`), good("u3"))},
 		{"audit.bogus", cat(bad(`{"id":"kind","org_id":"org-a"}`))},
 		{"audit.api", cat(good("a1"), []byte{0x93, 0x01, 0x02, 0x03}, good("a2"), truncated)},
+		{"audit.org", cat(unfaithful...)},
 	}
 	r := e.runToEnd(e.config("fluent-bit.conf", map[string]string{"Match": "*"}), e.input("input.chunks", cs))
 	if r.ExitCode != 0 || r.Summary("ok") != len(cs) {
@@ -369,13 +379,27 @@ func TestBadRecords(t *testing.T) {
 	joined := strings.Join(reasons, "\n")
 	for _, want := range []string{`no "org_id" field`, `org_id "../x" is not a safe organisation ID`, "record body is not a map",
 		`"org_id" is not a string`, `kind "bogus" (from the last part of tag "audit.bogus")`,
-		"event is not a [header, body] array", "malformed msgpack"} {
+		"event is not a [header, body] array", "malformed msgpack",
+		`record body: NaN at "/f"`, `record body: a key of type integer in the object at the top level`,
+		`record body: invalid UTF-8 in the string at "/s"`, `record body: the key "id" appears more than once`,
+		`record body: the record has a top-level key "_wivaudit_base64"`} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("no dead letter says %q; reasons:\n%s", want, joined)
 		}
 	}
-	if len(reasons) != 7 {
-		t.Errorf("%d dead letters, want 7:\n%s", len(reasons), joined)
+	if len(reasons) != 12 {
+		t.Errorf("%d dead letters, want 12:\n%s", len(reasons), joined)
+	}
+	kept := map[string]bool{}
+	for _, d := range e.deadLetters() {
+		if raw, ok := d["msgpack_base64"].(string); ok {
+			kept[raw] = true
+		}
+	}
+	for _, ev := range unfaithful {
+		if !kept[base64.StdEncoding.EncodeToString(ev)] {
+			t.Errorf("the dead-letter file does not keep %x as it came", ev)
+		}
 	}
 }
 

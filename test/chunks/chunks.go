@@ -46,6 +46,22 @@ func GroupEnd() []byte {
 	return V2([]byte{0xd7, 0x00, 0xff, 0xff, 0xff, 0xfe, 0, 0, 0, 0}, []byte{0x80})
 }
 
+// AuditChunk is n audit events shaped like the delivery guide's, in the V2 layout with an EventTime, spread
+// over orgs organisations (org-0000, org-0001, ...) in turn: the reference chunk of the benchmarks.
+func AuditChunk(n, orgs int) []byte {
+	ts := EventTime(time.Unix(1769611845, 0))
+	var chunk []byte
+	for i := range n {
+		body, err := FromJSON(fmt.Appendf(nil, `{"id":"57c850b7-46ba-4b53-a421-%012d","org_id":"org-%04d","org_name":"Your Organization","event_type":"UserRoleChanged","event_data":{"from":"viewer","to":"admin","changes":[1,"two",3.5,null]},"created_at":%d,"caused_by_id":"c3a1","caused_by_type":"ApiKey","caused_by_source_ip":"54.89.215.109","relevant_user_email":null}`,
+			i, i%orgs, 1769611845+i))
+		if err != nil {
+			panic(err) // the template is valid JSON
+		}
+		chunk = append(chunk, V2(ts, body)...)
+	}
+	return chunk
+}
+
 // FromJSON converts one JSON value to msgpack, keeping object key order. Integers stay integers (uint64 too).
 func FromJSON(js []byte) ([]byte, error) {
 	d := json.NewDecoder(bytes.NewReader(js))
