@@ -29,36 +29,12 @@ func createSynced(path string, fill func(io.Writer) error) (md5sum string, size 
 	return h.sum(), h.n, f.Close()
 }
 
-// writeTmp writes data to a synced temporary file next to path and returns its name.
-func writeTmp(path string, data []byte) (string, error) {
+// replaceFile rewrites a file of the store atomically: temporary file, fsync, rename, fsync of the folder.
+func replaceFile(path string, data []byte) error {
 	tmp := path + tmpSuffix
 	os.Remove(tmp)
 	if _, _, err := createSynced(tmp, func(w io.Writer) error { _, err := w.Write(data); return err }); err != nil {
 		os.Remove(tmp)
-		return "", err
-	}
-	return tmp, nil
-}
-
-// writeNew writes a new file atomically and never over an existing one: temporary file, fsync, link to its
-// name (which fails when the name exists), fsync of the folder.
-func writeNew(path string, data []byte) error {
-	tmp, err := writeTmp(path, data)
-	if err != nil {
-		return err
-	}
-	err = os.Link(tmp, path)
-	os.Remove(tmp)
-	if err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-// replaceFile rewrites a file of the store atomically: temporary file, fsync, rename, fsync of the folder.
-func replaceFile(path string, data []byte) error {
-	tmp, err := writeTmp(path, data)
-	if err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, path); err != nil {

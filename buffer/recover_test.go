@@ -90,7 +90,7 @@ func TestRecoverRebuildsTheIndex(t *testing.T) {
 	s.Rotate(time.Time{})
 	for _, p := range s.TakeClosed() {
 		if p.Stream == (Stream{"b", "org"}) {
-			if _, _, err := s.Seal(p, key(p.Stream), "", joinLines); err != nil {
+			if _, _, err := sealOne(s, p); err != nil {
 				t.Fatal(err)
 			}
 		} else {
@@ -215,7 +215,7 @@ func TestUnusableBatchesAreMovedAside(t *testing.T) {
 	s.Rotate(time.Time{})
 	var batches []*Batch
 	for _, p := range s.TakeClosed() {
-		b, _, _ := s.Seal(p, key(p.Stream), "", joinLines)
+		b, _, _ := sealOne(s, p)
 		batches = append(batches, b)
 	}
 	s.Close()
@@ -295,7 +295,7 @@ func TestSegmentsGoInOrderOnceSealed(t *testing.T) {
 			slow = p
 			continue
 		}
-		if _, _, err := s.Seal(p, key(p.Stream), "", joinLines); err != nil {
+		if _, _, err := sealOne(s, p); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -339,7 +339,7 @@ func TestLegacyStoreIsTakenOver(t *testing.T) {
 	}
 	objects := map[string]string{rec.Batches[0].Key: gunzip(t, readObject(t, rec.Batches[0]))}
 	for _, p := range s.TakeClosed() {
-		b, _, err := s.Seal(p, key(p.Stream), "", joinLines)
+		b, _, err := sealOne(s, p)
 		if err != nil {
 			t.Fatal(err)
 		}

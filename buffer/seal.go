@@ -21,31 +21,73 @@ type SealReport struct {
 	Unreleased error
 }
 
-// Seal turns a closed batch into a sealed one for destination, under the key that key gives for its
-// millisecond: the object and its manifest are written and synced, never over an existing batch, before the
-// log lets go of the records, so a crash at any point leaves either the records in the log or the batch. A
-// nil batch with a nil error means nothing in it was intact.
-func (s *Store) Seal(p *Pending, key func(ms int64) string, destination string, encode Encoder) (*Batch, SealReport, error) {
-	if p.legacy != "" {
-		return s.sealLegacy(p, key, destination, encode)
-	}
-	var rep SealReport
-	fragments, records, jsonLen := s.readRuns(p, &rep)
-	b, err := s.commitBatch(p, key, destination, encode, fragments, func() (int, int64) { return *records, *jsonLen })
-	if err != nil {
-		return nil, rep, fmt.Errorf("seal %s batch of %d: %w", p.Stream, p.Opened, err)
-	}
-	if b != nil {
-		first, last := p.runs[0].pos(), p.runs[len(p.runs)-1].pos()
-		rep.Unreleased = s.appendSealed(p.Stream, b.KeyMs, first, last)
-	}
-	if rep.Unreleased == nil {
-		s.release(p, b == nil)
-		if err := s.releaseSegments(); err != nil {
-			rep.Unreleased = err
+// Sealed is the outcome of sealing one closed batch. A nil Batch with a nil Err means nothing in it was intact.
+type Sealed struct {
+	Pending *Pending
+	Batch   *Batch
+	Report  SealReport
+	Err     error // the batch is not sealed; PutBack to try again
+}
+
+// Naming gives a closed batch's destination and its key for a millisecond.
+type Naming func(p *Pending) (destination string, key func(ms int64) string)
+
+// Seal turns closed batches into sealed ones: each object and manifest is written and synced, never over an
+// existing batch; then one sync of the batches folder and one append to the log record them all as sealed,
+// and only then does the log let go of their records. A crash at any point leaves either the records in the
+// log or the batch.
+func (s *Store) Seal(ps []*Pending, name Naming, encode Encoder) []Sealed {
+	out := make([]Sealed, len(ps))
+	var markers []byte
+	for i, p := range ps {
+		dest, key := name(p)
+		out[i] = Sealed{Pending: p}
+		if p.legacy != "" {
+			out[i].Batch, out[i].Report, out[i].Err = s.sealLegacy(p, key, dest, encode)
+			continue
+		}
+		fragments, records, jsonLen := s.readRuns(p, &out[i].Report)
+		b, err := s.commitBatch(p, key, dest, encode, fragments, func() (int, int64) { return *records, *jsonLen })
+		if err != nil {
+			out[i].Err = fmt.Errorf("seal %s batch of %d: %w", p.Stream, p.Opened, err)
+			continue
+		}
+		out[i].Batch = b
+		if b != nil {
+			markers = appendSealedFrame(markers, p.Stream, b.KeyMs, p.runs[0].pos(), p.runs[len(p.runs)-1].pos())
 		}
 	}
-	return b, rep, nil
+	if len(markers) > 0 {
+		err := syncDir(s.batches)
+		s.opt.Crash(CrashAfterManifest)
+		if err == nil {
+			err = s.log.append(0, func(dst []byte) ([]byte, error) { return append(dst, markers...), nil }, nil)
+		}
+		if err != nil {
+			// The batches are committed but the log does not say so: it keeps their records until the next
+			// start, whose recovery reads the manifests.
+			for i := range out {
+				if out[i].Batch != nil && out[i].Pending.legacy == "" {
+					out[i].Report.Unreleased = err
+				}
+			}
+		}
+	}
+	s.mu.Lock()
+	for _, o := range out {
+		if o.Err == nil && o.Report.Unreleased == nil && o.Pending.legacy == "" {
+			s.releaseLocked(o.Pending, o.Batch == nil)
+		}
+	}
+	s.mu.Unlock()
+	if err := s.releaseSegments(); err != nil {
+		for i := range out {
+			if out[i].Err == nil && out[i].Report.Unreleased == nil {
+				out[i].Report.Unreleased = err
+			}
+		}
+	}
+	return out
 }
 
 // readRuns yields the records of a batch's runs, read back from the log and checked; damaged runs are left
@@ -118,12 +160,12 @@ func (s *Store) commitBatch(p *Pending, key func(ms int64) string, destination s
 		first, last := p.runs[0].pos(), p.runs[len(p.runs)-1].pos()
 		b.LogRange = &[2][2]int64{{int64(first.seg), first.off}, {int64(last.seg), last.off}}
 	}
-	if err := writeNew(b.manifest, b.encode()); err != nil {
+	if _, _, err := createSynced(b.manifest, func(w io.Writer) error { _, err := w.Write(b.encode()); return err }); err != nil {
+		os.Remove(b.manifest)
 		os.Remove(b.object)
 		return nil, err
 	}
 	s.use.add(size)
-	s.opt.Crash(CrashAfterManifest)
 	s.mu.Lock()
 	ss := s.streamLocked(p.Stream)
 	ss.last = max(ss.last, ms)
@@ -131,25 +173,21 @@ func (s *Store) commitBatch(p *Pending, key func(ms int64) string, destination s
 	return b, nil
 }
 
-// appendSealed records in the log that a stream's runs from first to last are in a committed batch.
-func (s *Store) appendSealed(st Stream, keyMs int64, first, last pos) error {
-	return s.log.append(0, func(dst []byte) ([]byte, error) {
-		start := len(dst)
-		dst = append(dst, make([]byte, headerLen)...)
-		dst = appendSealed(dst, st, keyMs, first, last)
-		putHeader(dst[start:])
-		return dst, nil
-	}, nil)
+// appendSealedFrame adds a frame recording that a stream's runs from first to last are in a committed batch.
+func appendSealedFrame(dst []byte, st Stream, keyMs int64, first, last pos) []byte {
+	start := len(dst)
+	dst = append(dst, make([]byte, headerLen)...)
+	dst = appendSealed(dst, st, keyMs, first, last)
+	putHeader(dst[start:])
+	return dst
 }
 
-// release lets go of a sealed batch's runs in the log. empty: the batch came to nothing and is gone.
-func (s *Store) release(p *Pending, empty bool) {
-	s.mu.Lock()
+// releaseLocked lets go of a sealed batch's runs in the log. empty: the batch came to nothing and is gone.
+func (s *Store) releaseLocked(p *Pending, empty bool) {
 	for _, r := range p.runs {
 		r.seg.refs--
 	}
 	if empty {
 		s.batchGoneLocked(p.Stream)
 	}
-	s.mu.Unlock()
 }

@@ -84,19 +84,26 @@ func key(st Stream) func(int64) string {
 	return func(ms int64) string { return fmt.Sprintf("%s/%s-%d", st.Org, st.Kind, ms) }
 }
 
-// sealAll seals every closed batch and returns the objects by key, and the reports.
+// naming is the tests' Naming: no destination, keys "org/kind-ms".
+func naming(p *Pending) (string, func(int64) string) { return "", key(p.Stream) }
+
+func sealOne(s *Store, p *Pending) (*Batch, SealReport, error) {
+	r := s.Seal([]*Pending{p}, naming, joinLines)[0]
+	return r.Batch, r.Report, r.Err
+}
+
+// sealAll seals every closed batch in one round and returns the objects by key, and the reports.
 func sealAll(t *testing.T, s *Store) (map[string]string, []SealReport) {
 	t.Helper()
 	objects := map[string]string{}
 	var reps []SealReport
-	for _, p := range s.TakeClosed() {
-		b, rep, err := s.Seal(p, key(p.Stream), "", joinLines)
-		if err != nil {
-			t.Fatal(err)
+	for _, r := range s.Seal(s.TakeClosed(), naming, joinLines) {
+		if r.Err != nil {
+			t.Fatal(r.Err)
 		}
-		reps = append(reps, rep)
-		if b != nil {
-			objects[b.Key] = readObject(t, b)
+		reps = append(reps, r.Report)
+		if r.Batch != nil {
+			objects[r.Batch.Key] = readObject(t, r.Batch)
 		}
 	}
 	return objects, reps

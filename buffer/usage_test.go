@@ -77,7 +77,7 @@ func TestQuarantineLimitIsAtomic(t *testing.T) {
 	}
 	s.Rotate(time.Time{})
 	for _, p := range s.TakeClosed() {
-		b, _, _ := s.Seal(p, key(p.Stream), "", joinLines)
+		b, _, _ := sealOne(s, p)
 		batches = append(batches, b)
 	}
 	s.use.quarantineLimit = batches[0].ObjectBytes // room for one

@@ -36,7 +36,7 @@ func TestGroupCommit(t *testing.T) {
 	check := func(s *Store, when string) {
 		s.Rotate(time.Time{})
 		for _, p := range s.TakeClosed() {
-			b, _, err := s.Seal(p, key(p.Stream), "", joinLines)
+			b, _, err := sealOne(s, p)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -75,7 +75,7 @@ func TestCommitsWhileSealing(t *testing.T) {
 	seal := func() {
 		s.Rotate(time.Time{})
 		for _, p := range s.TakeClosed() {
-			b, rep, err := s.Seal(p, key(p.Stream), "", joinLines)
+			b, rep, err := sealOne(s, p)
 			if err != nil || len(rep.Damaged) > 0 {
 				t.Fatalf("seal: %v, damaged %q", err, rep.Damaged)
 			}

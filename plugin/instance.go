@@ -347,38 +347,55 @@ func (in *Instance) status(counters string, waiting int) string {
 	return fmt.Sprintf("%s; %d sealed batches waiting for upload%s; %d bytes buffered in Store_Dir", counters, waiting, oldest, used)
 }
 
+// sealRound is how many closed batches are sealed together, sharing one folder sync and one log append.
+const sealRound = 64
+
 // sealClosed seals closed batches with their final keys and queues them for upload. Past the deadline (if
-// set) it stops: the batches left are durable and sealed at the next start.
+// set) it stops: the batches left are durable in the log and sealed at the next start.
 func (in *Instance) sealClosed(deadline time.Time) {
 	closed := in.store.TakeClosed()
-	for i, p := range closed {
+	for len(closed) > 0 {
 		if !deadline.IsZero() && in.now().After(deadline) {
-			for _, rest := range closed[i:] {
+			for _, rest := range closed {
 				in.store.PutBack(rest)
 			}
-			in.log.logf(LevelInfo, "%d batches left unsealed at shutdown; they are sealed at the next start", len(closed)-i)
+			in.log.logf(LevelInfo, "%d batches left unsealed at shutdown; they are sealed at the next start", len(closed))
 			return
 		}
-		dest, prefix := in.dests.seal(p.Org)
-		b, rep, err := in.store.Seal(p, func(ms int64) string { return objectKey(prefix, p.Org, p.Kind, ms) }, dest, writeObject)
-		if err != nil {
-			in.log.logf(LevelError, "%v; will try again", err)
-			in.store.PutBack(p)
-			continue
+		round := closed[:min(len(closed), sealRound)]
+		closed = closed[len(round):]
+		for _, r := range in.store.Seal(round, in.naming, writeObject) {
+			in.sealed(r)
 		}
-		if rep.TornTail > 0 {
-			in.log.logf(LevelWarn, "%s: dropped the last %d bytes of its buffer, an append interrupted by a crash; it was never acknowledged, so Fluent Bit sends it again",
-				p.Stream, rep.TornTail)
-		}
-		if len(rep.Damaged) > 0 {
-			in.deadLetterDamaged("the buffer of "+p.Stream.String(), rep.Damaged)
-		}
-		if rep.Unreleased != nil {
-			in.log.logf(LevelError, "sealed %s but cannot mark its records as sealed in the log (%v); the log keeps them until the next start", p.Stream, rep.Unreleased)
-		}
-		if b != nil {
-			in.queue.push(&item{batch: b, due: in.now()})
-		}
+	}
+}
+
+// naming gives a closed batch its destination and key, fixed at seal time.
+func (in *Instance) naming(p *buffer.Pending) (string, func(int64) string) {
+	dest, prefix := in.dests.seal(p.Org)
+	return dest, func(ms int64) string { return objectKey(prefix, p.Org, p.Kind, ms) }
+}
+
+// sealed reports what sealing one batch found and queues the batch.
+func (in *Instance) sealed(r buffer.Sealed) {
+	p := r.Pending
+	if r.Err != nil {
+		in.log.logf(LevelError, "%v; will try again", r.Err)
+		in.store.PutBack(p)
+		return
+	}
+	if r.Report.TornTail > 0 {
+		in.log.logf(LevelWarn, "%s: dropped the last %d bytes of its buffer, an append interrupted by a crash; it was never acknowledged, so Fluent Bit sends it again",
+			p.Stream, r.Report.TornTail)
+	}
+	if len(r.Report.Damaged) > 0 {
+		in.deadLetterDamaged("the buffer of "+p.Stream.String(), r.Report.Damaged)
+	}
+	if r.Report.Unreleased != nil {
+		in.log.logf(LevelError, "sealed %s but cannot mark its records as sealed in the log (%v); the log keeps them until the next start", p.Stream, r.Report.Unreleased)
+	}
+	if r.Batch != nil {
+		in.queue.push(&item{batch: r.Batch, due: in.now()})
 	}
 }
 
