@@ -21,7 +21,7 @@ $(SO): $(GO_SOURCES)
 ## host: the Fluent Bit stand-in used by the demo and the integration tests
 host: $(HOST)
 
-$(HOST): test/host/flbhost.c
+$(HOST): test/host/flbhost.c test/host/flb_proxy.h
 	@mkdir -p $(BUILD)
 	$(CC) -O2 -g -Wall -Wextra -Werror -o $@ $< -ldl -lpthread
 
@@ -58,7 +58,7 @@ bench: build host $(NULLOUT)
 	$(GO) run ./test/cmd/bench -host $(HOST) -plugin $(SO) -null $(NULLOUT) -pkgs "$(PKGS_PURE)" $(BENCHFLAGS)
 
 # The do-nothing output that measures what the host itself costs in make bench.
-$(NULLOUT): test/host/nullout.c
+$(NULLOUT): test/host/nullout.c test/host/flb_proxy.h
 	@mkdir -p $(BUILD)
 	$(CC) -O2 -shared -fPIC -Wall -Wextra -Werror -o $@ $<
 

@@ -5,17 +5,11 @@
  */
 #include <stddef.h>
 
-struct flb_plugin_proxy_def {
-    int type;
-    int proxy;
-    int flags;
-    char *name;
-    char *description;
-};
+#include "flb_proxy.h"
 
 int FLBPluginRegister(struct flb_plugin_proxy_def *def) {
-    def->type = 2;   /* output */
-    def->proxy = 11; /* Go */
+    def->type = FLB_PROXY_OUTPUT_PLUGIN;
+    def->proxy = FLB_PROXY_GOLANG;
     def->flags = 0;
     def->name = "nullout";
     def->description = "discards every chunk";
@@ -32,7 +26,7 @@ int FLBPluginFlushCtx(void *ctx, const void *data, size_t size, char *tag) {
     (void)data;
     (void)size;
     (void)tag;
-    return 1;
+    return FLB_OK;
 }
 
 int FLBPluginExitCtx(void *ctx) {
