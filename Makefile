@@ -4,6 +4,7 @@ CC    ?= cc
 BUILD := build
 SO    := $(BUILD)/out_wivaudit.so
 HOST  := $(BUILD)/flbhost
+NULLOUT := $(BUILD)/nullout.so
 PKGS_PURE := ./conf/... ./record/... ./plugin/... ./buffer/...
 GO_SOURCES := $(shell find . -name '*.go' -not -path './test/*' -not -name '*_test.go') go.mod go.sum
 
@@ -20,7 +21,7 @@ $(SO): $(GO_SOURCES)
 ## host: the Fluent Bit stand-in used by the demo and the integration tests
 host: $(HOST)
 
-$(HOST): test/host/flbhost.c
+$(HOST): test/host/flbhost.c test/host/flb_proxy.h
 	@mkdir -p $(BUILD)
 	$(CC) -O2 -g -Wall -Wextra -Werror -o $@ $< -ldl -lpthread
 
@@ -49,9 +50,17 @@ fuzz:
 integration: build host
 	WIVAUDIT_PLUGIN=$(abspath $(SO)) WIVAUDIT_HOST=$(abspath $(HOST)) $(GO) test -count=1 -timeout 20m ./test/...
 
-## bench: benchmarks of the flush path, each with a baseline measured in the same run
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem $(PKGS_PURE)
+## bench: one table, every figure from the same run (about 3 minutes): the Go benchmarks of decode, append,
+## flush and seal, then the whole plugin through the host on the generated reference workload (100 orgs x 3) and
+## on 10,000 orgs x 3, each next to the host alone and its floors (gzip alone; write + fdatasync per chunk).
+## BENCHFLAGS passes options to test/cmd/bench, e.g. BENCHFLAGS="-orgs 100 -benchtime 200ms".
+bench: build host $(NULLOUT)
+	$(GO) run ./test/cmd/bench -host $(HOST) -plugin $(SO) -null $(NULLOUT) -pkgs "$(PKGS_PURE)" $(BENCHFLAGS)
+
+# The do-nothing output that measures what the host itself costs in make bench.
+$(NULLOUT): test/host/nullout.c test/host/flb_proxy.h
+	@mkdir -p $(BUILD)
+	$(CC) -O2 -shared -fPIC -Wall -Wextra -Werror -o $@ $<
 
 clean:
 	rm -rf $(BUILD)

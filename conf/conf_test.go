@@ -22,7 +22,7 @@ func TestDefaults(t *testing.T) {
 		ConditionalWrites: true, RequestTimeout: 30 * time.Second, SessionDuration: time.Hour,
 		RefreshWindow: 5 * time.Minute, RefreshJitter: 2 * time.Minute, HoldRetryInterval: 5 * time.Minute,
 		QuarantineAfter: 7 * 24 * time.Hour, QuarantineLimitSize: 1_000_000_000, DeadLetterLimitSize: 100_000_000,
-		MaxRecordSize: 1_000_000, UnlistedOrgs: "default", DestinationsRefresh: 10 * time.Second,
+		MaxRecordSize: 1_000_000, CompressionLevel: 1, UnlistedOrgs: "default", DestinationsRefresh: 10 * time.Second,
 		StatusInterval: 5 * time.Minute}
 	if *c != want {
 		t.Errorf("got %+v\nwant %+v", *c, want)

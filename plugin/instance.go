@@ -39,6 +39,7 @@ type Instance struct {
 	queue  *queue
 	now    func() time.Time
 	chunks sync.Pool // *buffer.Chunk, one per flush under way
+	encode buffer.Encoder
 
 	sealNow      chan struct{}
 	stopReloader context.CancelFunc
@@ -85,6 +86,7 @@ func start(cfg *conf.Config, name string, out LogFunc, send sender, hooks testHo
 		deadFull:     every{interval: 10 * time.Second},
 	}
 	in.queue = newQueue(in.now)
+	in.encode = objectEncoder(cfg.CompressionLevel)
 	in.chunks.New = func() any { return buffer.NewChunk() }
 	store, rec, err := buffer.Open(cfg.StoreDir, buffer.Options{MaxBatch: cfg.TotalFileSize, Limit: cfg.StoreDirLimitSize,
 		QuarantineLimit: cfg.QuarantineLimitSize, DeadLetterLimit: cfg.DeadLetterLimitSize, Now: in.now,
@@ -364,7 +366,7 @@ func (in *Instance) sealClosed(deadline time.Time) {
 		}
 		round := closed[:min(len(closed), sealRound)]
 		closed = closed[len(round):]
-		for _, r := range in.store.Seal(round, in.naming, writeObject) {
+		for _, r := range in.store.Seal(round, in.naming, in.encode) {
 			in.sealed(r)
 		}
 	}

@@ -16,7 +16,7 @@
  *
  * Input (-i FILE, "-" for stdin): frames of  u32be tag_len | tag | u32be chunk_len | chunk  (msgpack events).
  * Stdout: one line per finished flush, "flush <instance> <seq> <OK|RETRY|ERROR>", and a final "summary" line
- * with the counts and this process's peak RSS.
+ * with the counts, this process's peak RSS and how long the flush callbacks took (median, p99, max, in us).
  */
 #define _GNU_SOURCE
 #include <ctype.h>
@@ -35,20 +35,7 @@
 #include <ucontext.h>
 #include <unistd.h>
 
-#define FLB_PROXY_OUTPUT_PLUGIN 2
-#define FLB_PROXY_GOLANG 11
-#define FLB_ERROR 0
-#define FLB_OK 1
-#define FLB_RETRY 2
-
-/* include/fluent-bit/flb_plugin_proxy.h as of v4.x: the struct ends at description (32 bytes on LP64). */
-struct flb_plugin_proxy_def {
-    int type;
-    int proxy;
-    int flags;
-    char *name;
-    char *description;
-};
+#include "flb_proxy.h"
 
 struct flb_plugin_proxy_context {
     void *remote_context;
@@ -113,6 +100,7 @@ struct task {
     size_t size;
     int tries;
     double due;
+    double took; /* seconds the last flush callback took */
     struct task *next;
 };
 
@@ -132,6 +120,8 @@ static size_t coro_stack_size = 24576;
 static struct task *retries; /* scheduled retries */
 static long pending;          /* tasks created and not finished (queued, running or waiting to retry) */
 static long n_chunks, n_ok, n_retry, n_error, n_dropped;
+static double *durations; /* every flush callback's, for the summary */
+static long n_durations, cap_durations;
 
 static struct flbgo_output_plugin P;
 static int (*cb_pre_run)(int);
@@ -373,8 +363,10 @@ static void coro_main(void) {
     struct task *t = c->t;
     /* Fluent Bit copies the tag into a malloc'd NUL-terminated buffer for each call. */
     char *tag = strdup(t->tag);
+    double start = now_s();
     c->ret = P.cb_flush_ctx ? P.cb_flush_ctx(t->ins->ctx->remote_context, t->data, t->size, tag)
                             : P.cb_flush(t->data, t->size, tag);
+    t->took = now_s() - start;
     free(tag);
 }
 
@@ -417,6 +409,11 @@ static void finish(struct task *t, int ret) {
     printf("flush %s %ld %s\n", t->ins->name, t->seq, word);
     fflush(stdout);
     pthread_mutex_lock(&mu);
+    if (n_durations == cap_durations) {
+        cap_durations = cap_durations ? cap_durations * 2 : 1024;
+        durations = realloc(durations, sizeof *durations * cap_durations);
+    }
+    durations[n_durations++] = t->took;
     if (ret == FLB_OK) {
         n_ok++;
     } else if (ret == FLB_RETRY) {
@@ -647,6 +644,19 @@ static long peak_rss_kb(void) {
     return kb;
 }
 
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The p-th percentile (nearest rank) of the flush callbacks' durations, in microseconds; -1 without flushes. */
+static long duration_us(double p) {
+    if (n_durations == 0) return -1;
+    long rank = (long)(p / 100 * n_durations + 0.999999);
+    if (rank < 1) rank = 1;
+    return (long)(durations[rank - 1] * 1e6);
+}
+
 int main(int argc, char **argv) {
     const char *so = NULL, *conf = NULL, *in = NULL;
     int opt;
@@ -708,8 +718,10 @@ int main(int argc, char **argv) {
     if (unreg) unreg(def);
     free(def);
     dlclose(h);
-    printf("summary chunks=%ld ok=%ld retry=%ld error=%ld dropped=%ld pending=%ld peak_rss_kb=%ld\n", n_chunks, n_ok,
-           n_retry, n_error, n_dropped, pending, peak_rss_kb());
+    qsort(durations, n_durations, sizeof *durations, cmp_double);
+    printf("summary chunks=%ld ok=%ld retry=%ld error=%ld dropped=%ld pending=%ld peak_rss_kb=%ld flush_us_p50=%ld "
+           "flush_us_p99=%ld flush_us_max=%ld\n",
+           n_chunks, n_ok, n_retry, n_error, n_dropped, pending, peak_rss_kb(), duration_us(50), duration_us(99), duration_us(100));
     fflush(stdout);
     return failed ? 1 : 0;
 }

@@ -99,6 +99,8 @@ type Result struct {
 	ExitCode int
 	Stdout   []string
 	Stderr   string
+	// UserCPU and SysCPU are the CPU time of the host process (getrusage of the child), set by Wait.
+	UserCPU, SysCPU time.Duration
 }
 
 // Count returns how many stdout lines start with prefix.
@@ -180,6 +182,7 @@ func (p *Proc) Wait(timeout time.Duration) *Result {
 		}
 	}
 	r.ExitCode = p.cmd.ProcessState.ExitCode()
+	r.UserCPU, r.SysCPU = p.cmd.ProcessState.UserTime(), p.cmd.ProcessState.SystemTime()
 	if ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		r.ExitCode = 128 + int(ws.Signal())
 	}
