@@ -85,9 +85,11 @@ func (d *destinations) reload() (string, error) {
 		d.mu.Unlock()
 		return "", err
 	}
+	secrets := make([]string, 0, len(parsed))
 	for _, dest := range parsed {
-		d.log.addSecret(dest.ExternalID)
+		secrets = append(secrets, dest.ExternalID)
 	}
+	d.log.setSecrets(secrets)
 	d.mu.Lock()
 	added, removed, changed := 0, 0, 0
 	for org, dest := range parsed {
