@@ -64,8 +64,9 @@ func newDestinations(cfg *conf.Config, store *buffer.Store, log *logger) (*desti
 	return d, nil
 }
 
-// reload reads the destinations file. An invalid version leaves the current destinations in place; its error
-// is returned once. It reports what changed, or "" when nothing did.
+// reload reads the destinations file and applies it whole, or not at all: an invalid version, or one whose
+// organisations cannot be remembered in Store_Dir, leaves the current destinations in place. A version that
+// does not validate is reported once. It reports what changed, or "" when nothing did.
 func (d *destinations) reload() (string, error) {
 	data, err := os.ReadFile(d.cfg.DestinationsFile)
 	if err != nil {
@@ -85,12 +86,7 @@ func (d *destinations) reload() (string, error) {
 		d.mu.Unlock()
 		return "", err
 	}
-	secrets := make([]string, 0, len(parsed))
-	for _, dest := range parsed {
-		secrets = append(secrets, dest.ExternalID)
-	}
-	d.log.setSecrets(secrets)
-	d.mu.Lock()
+	d.mu.RLock()
 	added, removed, changed := 0, 0, 0
 	for org, dest := range parsed {
 		if old, ok := d.byOrg[org]; !ok {
@@ -104,27 +100,36 @@ func (d *destinations) reload() (string, error) {
 			removed++
 		}
 	}
+	known := make(map[string]bool, len(d.known)+added)
+	for org := range d.known {
+		known[org] = true
+	}
+	d.mu.RUnlock()
 	grew := false
 	for org := range parsed {
-		if !d.known[org] {
-			d.known[org], grew = true, true
+		if !known[org] {
+			known[org], grew = true, true
 		}
 	}
-	d.byOrg, d.stamp = parsed, sum
-	var known []string
 	if grew {
-		for org := range d.known {
-			known = append(known, org)
+		list := make([]string, 0, len(known))
+		for org := range known {
+			list = append(list, org)
 		}
-	}
-	d.mu.Unlock()
-	if grew {
-		sort.Strings(known)
-		data, _ := json.Marshal(known)
+		sort.Strings(list)
+		data, _ := json.Marshal(list)
 		if err := d.store.WriteFile(knownFile, data); err != nil {
-			return "", err
+			return "", fmt.Errorf("cannot remember its organisations in %s: %w", knownFile, err)
 		}
 	}
+	secrets := make([]string, 0, len(parsed))
+	for _, dest := range parsed {
+		secrets = append(secrets, dest.ExternalID)
+	}
+	d.log.setSecrets(secrets)
+	d.mu.Lock()
+	d.byOrg, d.known, d.stamp = parsed, known, sum
+	d.mu.Unlock()
 	return fmt.Sprintf("%d organisations (%d added, %d changed, %d removed)", len(parsed), added, changed, removed), nil
 }
 

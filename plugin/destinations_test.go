@@ -187,3 +187,38 @@ func TestUndeliveredBatchesFollowTheirOrganisation(t *testing.T) {
 	waitLog(t, sink, "1 organisations (0 added, 1 changed, 0 removed)")
 	waitRoute(t, fake, "org-a", "bucket-new")
 }
+
+// TestReloadIsAllOrNothing: a version of the file whose organisations cannot be remembered in Store_Dir is
+// not applied at all (it used to route by the new version while logging that the previous one was kept).
+func TestReloadIsAllOrNothing(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "destinations.json")
+	writeDestinations(t, file, map[string]string{"org-a": "bucket-a"})
+	cfg := destConfig(t, "hold", file)
+	cfg.DestinationsRefresh = time.Hour // the test reloads by itself
+	in, err := start(cfg, "test", (&logSink{}).log, &fakeS3{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	known := filepath.Join(cfg.StoreDir, "destinations-known.json")
+	if err := os.Remove(known); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(known, 0o700); err != nil { // a folder in its place: it cannot be replaced
+		t.Fatal(err)
+	}
+	writeDestinations(t, file, map[string]string{"org-a": "bucket-a", "org-b": "bucket-b"})
+	if what, err := in.dests.reload(); err == nil {
+		t.Fatalf("reload reported %q although the known organisations could not be written", what)
+	}
+	if dest, _ := in.dests.seal("org-b"); dest != toPending {
+		t.Errorf("the failed version was applied: org-b is sealed for %q", dest)
+	}
+	os.Remove(known)
+	if what, err := in.dests.reload(); err != nil || what != "2 organisations (1 added, 0 changed, 0 removed)" {
+		t.Errorf("reload once Store_Dir can be written: %q, %v", what, err)
+	}
+	if dest, _ := in.dests.seal("org-b"); dest != toOrg {
+		t.Errorf("org-b is sealed for %q after the reload", dest)
+	}
+}
