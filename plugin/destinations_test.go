@@ -1,14 +1,17 @@
 package plugin
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/wiv/out_wivaudit/buffer"
 	"github.com/wiv/out_wivaudit/conf"
 )
 
@@ -23,8 +26,13 @@ func writeDestinations(t *testing.T, path string, orgBuckets map[string]string) 
 	}
 }
 
+// destConfig is an output with a destinations file; with Unlisted_Orgs archive, archive-bucket is the archive.
 func destConfig(t *testing.T, unlisted string, file string) *conf.Config {
-	c, err := conf.Parse(conf.Map{"Bucket": "default-bucket", "Store_Dir": t.TempDir(), "Upload_Timeout": "1s",
+	archive := ""
+	if unlisted == conf.UnlistedArchive {
+		archive = "archive-bucket"
+	}
+	c, err := conf.Parse(conf.Map{"Bucket": archive, "Store_Dir": t.TempDir(), "Upload_Timeout": "1s",
 		"Destinations_File": file, "Unlisted_Orgs": unlisted, "Destinations_Refresh_Interval": "1s",
 		"Hold_Retry_Interval": "1s", "Shutdown_Timeout": "5s"})
 	if err != nil {
@@ -79,10 +87,10 @@ func TestDestinationsRouteEachOrganisation(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "destinations.json")
 	writeDestinations(t, file, map[string]string{"org-a": "bucket-a", "org-b": "bucket-b"})
 	fake := &fakeS3{}
-	in, sink := startRouted(t, "default", file, fake)
+	in, sink := startRouted(t, "archive", file, fake)
 	in.Flush(cat(event("org-a", "1"), event("org-b", "2"), event("org-c", "3")), "audit.org")
 	in.Close()
-	want := map[string]string{"org-a": "bucket-a", "org-b": "bucket-b", "org-c": "default-bucket"}
+	want := map[string]string{"org-a": "bucket-a", "org-b": "bucket-b", "org-c": "archive-bucket"}
 	if got := bucketsOf(fake); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("routes %v, want %v", got, want)
 	}
@@ -112,7 +120,7 @@ func TestDestinationsUnlistedHoldThenListed(t *testing.T) {
 func TestDestinationsRemovedOrgIsHeldNeverDefaulted(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "destinations.json")
 	writeDestinations(t, file, map[string]string{"org-a": "bucket-a"})
-	cfg := destConfig(t, "default", file)
+	cfg := destConfig(t, "archive", file)
 	fake := &fakeS3{objects: map[string][]byte{}, buckets: map[string]string{}, failN: 1 << 30}
 	sink := &logSink{}
 	in, err := start(cfg, "test", sink.log, fake, nil)
@@ -153,8 +161,8 @@ func TestDestinationsDeadLetterPolicy(t *testing.T) {
 func TestInvalidDestinationsFileFailsStart(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "destinations.json")
 	os.WriteFile(file, []byte(`[{"org_id":"a","bucket_name":"BAD","role_arn":"x","external_id":"y-secret"}]`), 0o600)
-	_, err := start(destConfig(t, "default", file), "test", (&logSink{}).log, &fakeS3{}, nil)
-	if err == nil || !strings.Contains(err.Error(), `Destinations_File `+file+`: entry 0 (org_id "a"): bucket_name`) || strings.Contains(err.Error(), "y-secret") {
+	_, err := start(destConfig(t, "hold", file), "test", (&logSink{}).log, &fakeS3{}, nil)
+	if err == nil || !strings.Contains(err.Error(), `Destinations_File `+file+`: entry 0 (line 1, column 2, org_id "a"): bucket_name`) || strings.Contains(err.Error(), "y-secret") {
 		t.Errorf("got %v", err)
 	}
 }
@@ -179,7 +187,7 @@ func TestUndeliveredBatchesFollowTheirOrganisation(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "destinations.json")
 	writeDestinations(t, file, map[string]string{"org-a": "bucket-old"})
 	fake := &fakeS3{down: "bucket-old"}
-	in, sink := startRouted(t, "default", file, fake)
+	in, sink := startRouted(t, "archive", file, fake)
 	defer in.Close()
 	in.Flush(event("org-a", "1"), "audit.org")
 	waitLog(t, sink, "upload of org-a/org-audit-logs-")
@@ -220,5 +228,192 @@ func TestReloadIsAllOrNothing(t *testing.T) {
 	}
 	if dest, _ := in.dests.seal("org-b"); dest != toOrg {
 		t.Errorf("org-b is sealed for %q after the reload", dest)
+	}
+}
+
+// TestOrganisationIDsMatchInAnyCase: records reach their entry whatever the case of their org_id, and the
+// key has the entry's spelling.
+func TestOrganisationIDsMatchInAnyCase(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "destinations.json")
+	writeDestinations(t, file, map[string]string{"3f7539ad-7f8b": "bucket-a", "ORG-B": "bucket-b"})
+	fake := &fakeS3{}
+	in, _ := startRouted(t, "hold", file, fake)
+	in.Flush(cat(event("3F7539AD-7F8B", "1"), event("org-b", "2"), event("Org-B", "3")), "audit.org")
+	in.Close()
+	want := map[string]string{"3f7539ad-7f8b": "bucket-a", "ORG-B": "bucket-b"}
+	if got := bucketsOf(fake); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("routes %v, want %v", got, want)
+	}
+	if len(fake.objects) != 2 {
+		t.Errorf("objects %v: one per organisation expected", fake.objects)
+	}
+}
+
+// orgOutput starts an output that serves one organisation (Org_ID) with its own bucket.
+func orgOutput(t *testing.T, org, bucket string, fake *fakeS3) (*Instance, *logSink) {
+	t.Helper()
+	if fake.objects == nil {
+		fake.objects, fake.buckets = map[string][]byte{}, map[string]string{}
+	}
+	cfg, err := conf.Parse(conf.Map{"Org_ID": org, "Bucket": bucket, "Store_Dir": t.TempDir(), "Upload_Timeout": "1s", "Shutdown_Timeout": "5s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &logSink{}
+	in, err := start(cfg, "out-"+org, sink.log, fake, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in, sink
+}
+
+func deadLetterReasons(t *testing.T, in *Instance) []string {
+	t.Helper()
+	data, err := os.ReadFile(in.store.DeadLetterPath())
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		var dl struct{ Reason string }
+		if line != "" && json.Unmarshal([]byte(line), &dl) == nil {
+			out = append(out, dl.Reason)
+		}
+	}
+	return out
+}
+
+// TestOrgIDOutputDeliversOnlyItsOrganisation: alone in the process, an Org_ID output delivers its
+// organisation's records (in any case, under Org_ID's spelling) and keeps the others', reported, in its
+// dead-letter file: they never reach its bucket.
+func TestOrgIDOutputDeliversOnlyItsOrganisation(t *testing.T) {
+	fake := &fakeS3{}
+	in, sink := orgOutput(t, "org-a", "bucket-a", fake)
+	in.Flush(cat(event("org-a", "1"), event("ORG-A", "2"), event("org-b", "3")), "audit.user")
+	in.Close()
+	if got := bucketsOf(fake); fmt.Sprint(got) != "map[org-a:bucket-a]" {
+		t.Errorf("routes %v", got)
+	}
+	if reasons := deadLetterReasons(t, in); len(reasons) != 1 || !strings.Contains(reasons[0], `organisation org-b has a destination in no wivaudit output that receives tag "audit.user" (this one serves org-a)`) {
+		t.Errorf("dead letters %q", reasons)
+	}
+	log := sink.joined()
+	for _, want := range []string{"organisation org-b has a destination in no wivaudit output that receives tag \"audit.user\": its records are kept in",
+		"stopped: 2 records accepted, 1 rejected", "records of other organisations: 0 left to the outputs that serve them, 1 kept in the dead-letter file"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("no log line says %q:\n%s", want, log)
+		}
+	}
+}
+
+// TestOrgIDOutputsTakeOnlyTheirOwn: two Org_ID outputs receive the same chunks, as with Match audit.* each.
+// Each delivers its own organisation and leaves the other's; a third organisation, which neither serves, is
+// kept once, by the output that flushed it first.
+func TestOrgIDOutputsTakeOnlyTheirOwn(t *testing.T) {
+	fa, fb := &fakeS3{}, &fakeS3{}
+	a, sa := orgOutput(t, "org-a", "bucket-a", fa)
+	b, sb := orgOutput(t, "org-b", "bucket-b", fb)
+	// Each output learns which tags the other receives from its flushes; before that, a record could be
+	// kept by one output although the other delivers it (a duplicate, never a loss).
+	a.Flush(nil, "audit.user")
+	b.Flush(nil, "audit.user")
+	chunk := cat(event("org-a", "1"), event("org-b", "2"), event("org-c", "3"), event("ORG-C", "4"))
+	a.Flush(chunk, "audit.user")
+	b.Flush(chunk, "audit.user")
+	a.Close()
+	b.Close()
+	if ga, gb := bucketsOf(fa), bucketsOf(fb); fmt.Sprint(ga) != "map[org-a:bucket-a]" || fmt.Sprint(gb) != "map[org-b:bucket-b]" {
+		t.Errorf("routes: %v and %v", ga, gb)
+	}
+	if ra, rb := deadLetterReasons(t, a), deadLetterReasons(t, b); len(ra) != 2 || len(rb) != 0 {
+		t.Errorf("org-c's two records kept %d times by the first output and %d by the second: %q %q", len(ra), len(rb), ra, rb)
+	}
+	if !strings.Contains(sa.joined(), "1 left to the outputs that serve them, 2 kept in the dead-letter file") ||
+		!strings.Contains(sb.joined(), "3 left to the outputs that serve them, 0 kept") {
+		t.Errorf("counters:\n%s\n%s", sa.joined(), sb.joined())
+	}
+}
+
+func TestLeaveTo(t *testing.T) {
+	lists := func(orgs ...string) func(string) (string, bool) {
+		return func(org string) (string, bool) { return org, slices.Contains(orgs, org) }
+	}
+	a := &member{name: "a", lists: lists("org-a")}
+	b := &member{name: "b", lists: lists("org-b")}
+	file := &member{name: "file", lists: lists("org-f"), keepsUnlisted: true}
+	archive := &member{name: "archive", lists: lists(), keepsUnlisted: true}
+	cases := []struct {
+		self      *member
+		receivers []*member
+		org, want string // want "": self keeps it
+	}{
+		{a, []*member{a, b}, "org-b", "b"},
+		{a, []*member{a}, "org-b", ""},              // b does not receive the tag
+		{a, []*member{a, b}, "org-c", ""},           // nobody serves it: a keeps it (once, by claim)
+		{a, []*member{a, b, file}, "org-c", "file"}, // the file output holds unlisted organisations
+		{a, []*member{a, archive}, "org-c", "archive"},
+		{file, []*member{a, file}, "org-a", "a"},
+		{file, []*member{a, file, archive}, "org-c", ""}, // the file output keeps its unlisted ones itself
+		{archive, []*member{a, b, archive}, "org-b", "b"},
+		{archive, []*member{archive}, "org-x", ""},
+	}
+	for i, tc := range cases {
+		got := ""
+		if by := leaveTo(tc.self, tc.receivers, tc.org); by != nil {
+			got = by.name
+		}
+		if got != tc.want {
+			t.Errorf("case %d: %s leaves %s to %q, want %q", i, tc.self.name, tc.org, got, tc.want)
+		}
+	}
+}
+
+// TestBatchesGoOnlyToTheirOrganisation: whatever a batch was sealed for (perhaps under an earlier
+// configuration), it is uploaded only to its own organisation's destination or to the archive it was sealed
+// for, and keyed with the destination's spelling.
+func TestBatchesGoOnlyToTheirOrganisation(t *testing.T) {
+	parse := func(m conf.Map) *conf.Config {
+		c, err := conf.Parse(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	dests := func(c *conf.Config, byOrg map[string]conf.Destination, known ...string) *destinations {
+		d := &destinations{cfg: c, byOrg: byOrg, known: map[string]bool{}}
+		d.own, _ = c.Output()
+		for _, k := range known {
+			d.known[k] = true
+		}
+		return d
+	}
+	entry := conf.Destination{OrgID: "Org-L", Bucket: "bucket-l", KeyPrefix: "wiv/"}
+	perOrg := dests(parse(conf.Map{"Org_ID": "Org-A", "Bucket": "bucket-a"}), nil)
+	archive := dests(parse(conf.Map{"Unlisted_Orgs": "archive", "Bucket": "archive"}), nil)
+	fileArchive := dests(parse(conf.Map{"Destinations_File": "/d.json", "Unlisted_Orgs": "archive", "Bucket": "archive"}), map[string]conf.Destination{"org-l": entry})
+	fileHold := dests(parse(conf.Map{"Destinations_File": "/d.json"}), map[string]conf.Destination{"org-l": entry}, "org-r")
+	cases := []struct {
+		d               *destinations
+		org, sealedFor  string
+		bucket, keyOrg  string // bucket "" : held, with a reason that says hold
+		reasonHasIfHeld string
+	}{
+		{perOrg, "org-a", toOutput, "bucket-a", "Org-A", ""},
+		{perOrg, "org-b", toOutput, "", "", "is not this output's (Org_ID Org-A)"},
+		{perOrg, "org-b", toOrg, "", "", "is not this output's"},
+		{archive, "org-x", toOutput, "archive", "org-x", ""},
+		{fileArchive, "org-x", toOutput, "archive", "org-x", ""},
+		{fileArchive, "ORG-L", toOrg, "bucket-l", "Org-L", ""},
+		{fileHold, "org-l", toOutput, "bucket-l", "Org-L", ""}, // sealed under an earlier default: its entry now
+		{fileHold, "org-x", toOutput, "", "", "no entry in Destinations_File yet"},
+		{fileHold, "org-x", toPending, "", "", "no entry in Destinations_File yet"},
+		{fileHold, "ORG-R", toOrg, "", "", "was removed from Destinations_File"},
+	}
+	for i, tc := range cases {
+		b := &buffer.Batch{Manifest: buffer.Manifest{Org: tc.org, Destination: tc.sealedFor}}
+		got, hold := tc.d.resolve(b)
+		if got.Bucket != tc.bucket || got.OrgID != tc.keyOrg || (tc.bucket == "") != (hold != "") || !strings.Contains(hold, tc.reasonHasIfHeld) {
+			t.Errorf("case %d: %s sealed for %s goes to %v (hold %q)", i, tc.org, tc.sealedFor, got, hold)
+		}
 	}
 }

@@ -63,14 +63,17 @@ func (f *fakeS3) PutObject(ctx context.Context, in *s3.PutObjectInput, _ ...func
 
 // put sends through the same request-building code as production, with the default settings.
 func (f *fakeS3) put(ctx context.Context, d conf.Destination, b *buffer.Batch) error {
-	c, _ := conf.Parse(conf.Map{"Bucket": "b-1"})
+	c, err := conf.Parse(conf.Map{"Bucket": "b-1", "Unlisted_Orgs": "archive"})
+	if err != nil {
+		return err
+	}
 	return send(ctx, f, c, d, b)
 }
 
 func (f *fakeS3) invalidate(conf.Destination, time.Time) bool { return false }
 
 func testConfig(t *testing.T) *conf.Config {
-	c, err := conf.Parse(conf.Map{"Bucket": "b-1", "Store_Dir": t.TempDir(), "Upload_Timeout": "1s", "Total_File_Size": "2K", "Shutdown_Timeout": "30s"})
+	c, err := conf.Parse(conf.Map{"Bucket": "b-1", "Unlisted_Orgs": "archive", "Store_Dir": t.TempDir(), "Upload_Timeout": "1s", "Total_File_Size": "2K", "Shutdown_Timeout": "30s"})
 	if err != nil {
 		t.Fatal(err)
 	}

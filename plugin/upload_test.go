@@ -68,7 +68,7 @@ func TestClassify(t *testing.T) {
 		{syscall.EIO, retriable, "failed: a local error, not the network's or S3's; input/output error"},
 	}
 	c, _ := conf.Parse(conf.Map{"Org_ID": "org-a", "Bucket": "b-1"})
-	d, _ := c.Default()
+	d, _ := c.Output()
 	for _, tc := range cases {
 		if got := classify(tc.err); got != tc.want {
 			t.Errorf("classify(%v) = %d, want %d", tc.err, got, tc.want)
@@ -105,7 +105,7 @@ func TestInvalidateIsLimitedPerDestination(t *testing.T) {
 // TestExplainIsShort: the refused-upload cause stays one short line whatever the server's message.
 func TestExplainIsShort(t *testing.T) {
 	c, _ := conf.Parse(conf.Map{"Org_ID": "org-a", "Bucket": "b-1"})
-	d, _ := c.Default()
+	d, _ := c.Output()
 	err := &smithy.OperationError{ServiceID: "S3", OperationName: "PutObject", Err: &awshttp.ResponseError{
 		ResponseError: &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: &http.Response{StatusCode: 403}},
 			Err: &smithy.GenericAPIError{Code: "AccessDenied", Message: strings.Repeat("Access Denied because of a long policy story. ", 20)}},
@@ -135,7 +135,7 @@ func TestMissingCredentialsNameTheIdentity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, _ := c.Default()
+	d, _ := c.Output()
 	_, err = cl.session(d).cache.Retrieve(context.Background())
 	if err == nil {
 		t.Fatal("credentials were found")
