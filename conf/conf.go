@@ -285,7 +285,8 @@ func (p *parser) duration(key, def string, lo, hi time.Duration) time.Duration {
 
 // boolean reads a switch as Fluent Bit does: true/on/yes or false/off/no, in any case.
 func (p *parser) boolean(key string, def bool) bool {
-	v := strings.ToLower(p.str(key, strconv.FormatBool(def)))
+	word := map[bool]string{true: "on", false: "off"}[def]
+	v := strings.ToLower(p.str(key, word))
 	switch v {
 	case "true", "on", "yes":
 		return true

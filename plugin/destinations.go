@@ -177,12 +177,18 @@ func (d *destinations) admit(org, tag string, raw []byte) (spelling, reject stri
 	if own, ok := d.lists(key); ok {
 		return own, "", false
 	}
-	if by := process.takerOf(d.member, tag, key, raw); by != nil {
+	taker, unsure := process.takerOf(d.member, tag, key, raw)
+	if taker != nil {
 		d.left.Add(1)
 		return "", "", true
 	}
 	now := time.Now()
 	switch {
+	case d.cfg.OrgID != "" && unsure != nil:
+		d.unserved.Add(1)
+		d.log.limitedf(LevelWarn, "unsure\x00"+key, now, "organisation %s is served by %s, which has not flushed tag %q yet: its records are kept in %s meanwhile, in case it does not receive them",
+			org, unsure.name, tag, d.store.DeadLetterPath())
+		return "", fmt.Sprintf("organisation %s is served by %s, which had not flushed tag %q yet: kept here in case it does not receive it (then delivered there too)", org, unsure.name, tag), false
 	case d.cfg.OrgID != "":
 		d.unserved.Add(1)
 		d.log.limitedf(LevelError, "unserved\x00"+key, now, "organisation %s has a destination in no wivaudit output that receives tag %q: its records are kept in %s, not delivered; give it an output or a Destinations_File entry",
@@ -211,7 +217,7 @@ func (d *destinations) counters() string {
 	if left+unserved+unlisted == 0 {
 		return ""
 	}
-	return fmt.Sprintf("; records of other organisations: %d left to the outputs that serve them, %d kept in the dead-letter file (no output serves them), %d held (not in Destinations_File)",
+	return fmt.Sprintf("; records of other organisations: %d left to the outputs that serve them, %d kept in the dead-letter file (no output known to receive their tag serves them), %d held (not in Destinations_File)",
 		left, unserved, unlisted)
 }
 

@@ -4,12 +4,19 @@ import (
 	"crypto/sha256"
 	"slices"
 	"sync"
+	"time"
 )
 
 // process is every running output of this plugin. Fluent Bit runs all [OUTPUT]s of the .so in one process
 // and hands each the chunks whose tag it matches, so an output that meets a record of an organisation it does
 // not serve can leave it to another output that receives the same tag.
-var process = &outputs{byTag: map[string][]*member{}, claims: newLRU[*member](maxClaims)}
+var process = &outputs{byTag: map[string][]*member{}, learnt: make(chan struct{}), waited: map[waitKey]bool{},
+	claims: newLRU[*member](maxClaims)}
+
+// learnWait is how long an output that meets a record of an organisation another output serves waits, once per
+// tag and output, for that output to flush the tag too (they are handed the same chunk at the same time),
+// before it keeps the record itself in case that output does not receive the tag.
+var learnWait = time.Second
 
 // member is one output among the process's outputs.
 type member struct {
@@ -29,13 +36,25 @@ const (
 )
 
 type outputs struct {
-	mu     sync.Mutex
-	byTag  map[string][]*member // the outputs that flushed records of each tag
-	claims *lru[*member]        // which output keeps each record no output serves
+	mu      sync.Mutex
+	members []*member
+	byTag   map[string][]*member // the outputs that flushed records of each tag
+	learnt  chan struct{}        // closed, and replaced, whenever an output is first seen flushing a tag
+	waited  map[waitKey]bool     // the outputs waited for in vain, by tag
+	claims  *lru[*member]        // which output keeps each record no output serves
+}
+
+type waitKey struct {
+	tag string
+	m   *member
 }
 
 func (o *outputs) join(name string, lists func(string) (string, bool), keepsUnlisted bool) *member {
-	return &member{name: name, lists: lists, keepsUnlisted: keepsUnlisted}
+	m := &member{name: name, lists: lists, keepsUnlisted: keepsUnlisted}
+	o.mu.Lock()
+	o.members = append(o.members, m)
+	o.mu.Unlock()
+	return m
 }
 
 // leave forgets m. What it claimed is forgotten too: an output that replaces it (a hot reload) keeps such
@@ -43,8 +62,14 @@ func (o *outputs) join(name string, lists func(string) (string, bool), keepsUnli
 func (o *outputs) leave(m *member) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	o.members = slices.DeleteFunc(o.members, func(x *member) bool { return x == m })
 	for tag, rs := range o.byTag {
 		o.byTag[tag] = slices.DeleteFunc(rs, func(x *member) bool { return x == m })
+	}
+	for k := range o.waited {
+		if k.m == m {
+			delete(o.waited, k)
+		}
 	}
 	o.claims = newLRU[*member](maxClaims)
 }
@@ -59,18 +84,50 @@ func (o *outputs) receive(m *member, tag string) {
 	}
 	if !ok && len(o.byTag) >= maxTags {
 		clear(o.byTag)
+		clear(o.waited)
 	}
 	o.byTag[tag] = append(rs, m)
+	close(o.learnt)
+	o.learnt = make(chan struct{})
 }
 
 // takerOf returns the output that takes a record of org (a conf.OrgKey) with tag, raw its msgpack bytes,
 // which m does not list, or nil when m keeps it itself. Among Org_ID outputs that all miss it, the first to
-// flush the record keeps it: it is kept once.
-func (o *outputs) takerOf(m *member, tag, org string, raw []byte) *member {
+// flush the record keeps it: it is kept once. Outputs learn who receives a tag as they flush it: when an
+// output that lists org has not flushed the tag yet, takerOf waits up to learnWait for it, once per tag; if
+// m keeps the record after all, unsure names that output, which may receive the record too.
+func (o *outputs) takerOf(m *member, tag, org string, raw []byte) (taker, unsure *member) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if by := leaveTo(m, o.byTag[tag], org); by != nil || m.keepsUnlisted {
-		return by
+	var deadline time.Time
+	for {
+		receivers := o.byTag[tag]
+		if by := leaveTo(m, receivers, org); by != nil {
+			return by, nil
+		}
+		unsure = o.unheard(m, receivers, org)
+		if unsure == nil || o.waited[waitKey{tag, unsure}] {
+			break
+		}
+		if deadline.IsZero() {
+			deadline = time.Now().Add(learnWait)
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			o.waited[waitKey{tag, unsure}] = true
+			break
+		}
+		learnt, timer := o.learnt, time.NewTimer(left)
+		o.mu.Unlock()
+		select {
+		case <-learnt:
+		case <-timer.C:
+		}
+		timer.Stop()
+		o.mu.Lock()
+	}
+	if m.keepsUnlisted {
+		return nil, unsure
 	}
 	h := sha256.New()
 	h.Write([]byte(tag))
@@ -78,9 +135,19 @@ func (o *outputs) takerOf(m *member, tag, org string, raw []byte) *member {
 	h.Write(raw)
 	key := string(h.Sum(nil)[:16])
 	if keeper, ok := o.claims.get(key); ok && keeper != m {
-		return keeper
+		return keeper, nil
 	}
 	o.claims.put(key, m)
+	return nil, unsure
+}
+
+// unheard returns an output other than m that lists org but is not among the receivers of a tag, or nil.
+func (o *outputs) unheard(m *member, receivers []*member, org string) *member {
+	for _, r := range o.members {
+		if _, ok := r.lists(org); ok && r != m && !slices.Contains(receivers, r) {
+			return r
+		}
+	}
 	return nil
 }
 
