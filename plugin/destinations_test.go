@@ -85,15 +85,24 @@ func bucketsOf(f *fakeS3) map[string]string {
 	return out
 }
 
-func TestDestinationsRouteEachOrganisation(t *testing.T) {
+// routeChunk runs one chunk through an output whose destinations file lists entries (org_id: bucket) and
+// returns the bucket each organisation's records went to, and the objects.
+func routeChunk(t *testing.T, unlisted string, entries map[string]string, chunk []byte) (map[string]string, *fakeS3, *logSink) {
+	t.Helper()
 	file := filepath.Join(t.TempDir(), "destinations.json")
-	writeDestinations(t, file, map[string]string{"org-a": "bucket-a", "org-b": "bucket-b"})
+	writeDestinations(t, file, entries)
 	fake := &fakeS3{}
-	in, sink := startRouted(t, "archive", file, fake)
-	in.Flush(cat(event("org-a", "1"), event("org-b", "2"), event("org-c", "3")), "audit.org")
+	in, sink := startRouted(t, unlisted, file, fake)
+	in.Flush(chunk, "audit.org")
 	in.Close()
+	return bucketsOf(fake), fake, sink
+}
+
+func TestDestinationsRouteEachOrganisation(t *testing.T) {
+	got, _, sink := routeChunk(t, "archive", map[string]string{"org-a": "bucket-a", "org-b": "bucket-b"},
+		cat(event("org-a", "1"), event("org-b", "2"), event("org-c", "3")))
 	want := map[string]string{"org-a": "bucket-a", "org-b": "bucket-b", "org-c": "archive-bucket"}
-	if got := bucketsOf(fake); fmt.Sprint(got) != fmt.Sprint(want) {
+	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("routes %v, want %v", got, want)
 	}
 	if log := strings.Join(sink.lines, "\n"); strings.Contains(log, "-secret") {
@@ -236,14 +245,10 @@ func TestReloadIsAllOrNothing(t *testing.T) {
 // TestOrganisationIDsMatchInAnyCase: records reach their entry whatever the case of their org_id, and the
 // key has the entry's spelling.
 func TestOrganisationIDsMatchInAnyCase(t *testing.T) {
-	file := filepath.Join(t.TempDir(), "destinations.json")
-	writeDestinations(t, file, map[string]string{"3f7539ad-7f8b": "bucket-a", "ORG-B": "bucket-b"})
-	fake := &fakeS3{}
-	in, _ := startRouted(t, "hold", file, fake)
-	in.Flush(cat(event("3F7539AD-7F8B", "1"), event("org-b", "2"), event("Org-B", "3")), "audit.org")
-	in.Close()
+	got, fake, _ := routeChunk(t, "hold", map[string]string{"3f7539ad-7f8b": "bucket-a", "ORG-B": "bucket-b"},
+		cat(event("3F7539AD-7F8B", "1"), event("org-b", "2"), event("Org-B", "3")))
 	want := map[string]string{"3f7539ad-7f8b": "bucket-a", "ORG-B": "bucket-b"}
-	if got := bucketsOf(fake); fmt.Sprint(got) != fmt.Sprint(want) {
+	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("routes %v, want %v", got, want)
 	}
 	if len(fake.objects) != 2 {
