@@ -204,7 +204,7 @@ func (in *Instance) Flush(chunk []byte, tag string) Result {
 		return Retry
 	}
 	if err := in.store.AppendAll(batch); err != nil {
-		in.log.logf(LevelError, "cannot buffer records, asking Fluent Bit to retry the chunk: %v", err)
+		in.log.limitedf(LevelError, "append\x00"+rootCause(err), in.now(), "cannot buffer records, asking Fluent Bit to retry the chunk: %v", err)
 		return Retry
 	}
 	in.checkUsage()
@@ -219,7 +219,7 @@ func (in *Instance) Flush(chunk []byte, tag string) Result {
 func (in *Instance) deadLetter(lines []byte, rejected int, tag, first string) bool {
 	n, err := in.store.DeadLetter(lines)
 	if err != nil && !errors.Is(err, buffer.ErrDeadLetterFull) {
-		in.log.logf(LevelError, "cannot write %d rejected records to %s, asking Fluent Bit to retry the chunk: %v",
+		in.log.limitedf(LevelError, "deadletter\x00"+rootCause(err), in.now(), "cannot write %d rejected records to %s, asking Fluent Bit to retry the chunk: %v",
 			rejected, in.store.DeadLetterPath(), err)
 		return false
 	}
@@ -351,7 +351,7 @@ func (in *Instance) sealClosed(deadline time.Time) {
 		dest, prefix := in.dests.seal(l.Org)
 		b, rep, err := in.store.Seal(l, objectKey(prefix, l.Org, l.Kind, l.Opened), dest, writeObject)
 		if err != nil {
-			in.log.logf(LevelError, "%v; will try again", err)
+			in.log.limitedf(LevelError, "seal\x00"+rootCause(err), in.now(), "%v; will try again", err)
 			in.store.PutBack(l)
 			continue
 		}

@@ -214,10 +214,13 @@ func TestCloseLeavesUndeliveredBatchesOnDisk(t *testing.T) {
 	}
 }
 
+// TestFlushAsksForRetryWhenTheDiskRefuses: every chunk the disk refuses is retried, and the refusals, whatever
+// the stream, log one line per cause every 30 s, not one per chunk.
 func TestFlushAsksForRetryWhenTheDiskRefuses(t *testing.T) {
 	fake := &fakeS3{objects: map[string][]byte{}}
 	cfg := testConfig(t)
-	in, err := start(cfg, "test", (&logSink{}).log, fake, nil)
+	sink := &logSink{}
+	in, err := start(cfg, "test", sink.log, fake, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,13 +228,18 @@ func TestFlushAsksForRetryWhenTheDiskRefuses(t *testing.T) {
 	logs := filepath.Join(cfg.StoreDir, "logs")
 	os.Rename(logs, logs+".away")
 	os.WriteFile(logs, nil, 0o600) // a file where the folder was: every new log fails
-	if got := in.Flush(event("org-a", "1"), "audit.org"); got != Retry {
-		t.Errorf("Flush = %v with an unwritable store, want Retry", got)
+	for i := range 20 {
+		if got := in.Flush(event(fmt.Sprintf("org-%d", i), "1"), "audit.org"); got != Retry {
+			t.Errorf("Flush = %v with an unwritable store, want Retry", got)
+		}
 	}
 	os.Remove(logs)
 	os.Rename(logs+".away", logs)
 	if got := in.Flush(event("org-a", "1"), "audit.org"); got != OK {
 		t.Errorf("Flush = %v after the store recovered, want OK", got)
+	}
+	if n := sink.count("cannot buffer records"); n != 1 {
+		t.Errorf("%d lines for 20 chunks refused for one cause:\n%s", n, sink.joined())
 	}
 }
 

@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -142,6 +143,18 @@ func idChar(c byte) bool {
 }
 
 func separator(c byte) bool { return strings.IndexByte("+=,.@:/", c) >= 0 }
+
+// rootCause is the innermost error's text ("no space left on device"): the cause a repeating line is keyed by,
+// whichever stream or file it struck.
+func rootCause(err error) string {
+	for {
+		next := errors.Unwrap(err)
+		if next == nil {
+			return err.Error()
+		}
+		err = next
+	}
+}
 
 // reportEvery is how often a repeating line is logged per cause and destination.
 const reportEvery = 30 * time.Second
