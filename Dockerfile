@@ -9,6 +9,7 @@ RUN CGO_ENABLED=1 go build -buildmode=c-shared -trimpath -o /out/out_wivaudit.so
 
 FROM fluent/fluent-bit:4.2
 COPY --from=build /out/out_wivaudit.so /fluent-bit/plugins/out_wivaudit.so
-COPY examples/fluent-bit.conf examples/parsers.conf /fluent-bit/etc/
+# Replace destinations.json with your customers' entries (mount it; it is reloaded when it changes).
+COPY examples/fluent-bit.conf examples/parsers.conf examples/destinations.json /fluent-bit/etc/
 # Daemon mode forks after the Go runtime has started and deadlocks; run in the foreground.
 ENTRYPOINT ["/fluent-bit/bin/fluent-bit", "-e", "/fluent-bit/plugins/out_wivaudit.so", "-c", "/fluent-bit/etc/fluent-bit.conf"]

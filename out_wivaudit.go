@@ -37,6 +37,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"unsafe"
 
@@ -57,11 +58,13 @@ type flbSource struct{ p unsafe.Pointer }
 
 func (s flbSource) Get(key string) string { return output.FLBPluginConfigKey(s.p, key) }
 
-// logTo returns a logger bound to this instance's o_ins, captured at Init as the ABI requires.
+// logTo returns a logger bound to this instance's o_ins, captured at Init as the ABI requires. Each message
+// becomes one line: Fluent Bit prefixes only the first line of a message with its time and level.
 func logTo(p unsafe.Pointer) plugin.LogFunc {
 	head := (*C.struct_wiv_flbgo_plugin)(p)
 	api, ins := head.api, head.o_ins
 	return func(level plugin.Level, msg string) {
+		msg = strings.ReplaceAll(msg, "\n", " ")
 		if api == nil || api.log_print == nil {
 			fmt.Fprintln(os.Stderr, msg)
 			return
@@ -80,6 +83,12 @@ func guard(ret *int, code int, where string) {
 	}
 }
 
+// FLBPluginRegister fills the first 32 bytes of Fluent Bit's registration struct, all that every version has.
+// From 5.1.1 the struct also has a config_map (at offset 40) with which Fluent Bit refuses unknown keys, but
+// up to 4.2.0 the struct is a 32-byte malloc, then 40 bytes, and nothing before Init tells the versions apart
+// (PreRegister exists since 2.2, the API table did not change): writing it on an older version would corrupt
+// Fluent Bit's heap, so it is left alone, and Init logs the settings in effect instead.
+//
 //export FLBPluginRegister
 func FLBPluginRegister(def unsafe.Pointer) (ret int) {
 	defer guard(&ret, -1, "FLBPluginRegister")
@@ -102,9 +111,12 @@ func FLBPluginInit(p unsafe.Pointer) (ret int) {
 	log := logTo(p)
 	cfg, err := conf.Parse(flbSource{p})
 	if err != nil {
-		log(plugin.LevelError, fmt.Sprintf("[%s] invalid configuration:\n%v", name, err))
+		log(plugin.LevelError, fmt.Sprintf("[%s] invalid configuration: %v", name, err))
 		return output.FLB_ERROR
 	}
+	// Fluent Bit before 5.1.1 does not refuse unknown keys, and the plugin cannot tell which version runs it
+	// (see FLBPluginRegister): the settings as in effect show a misspelt key as a default.
+	log(plugin.LevelInfo, fmt.Sprintf("[%s] %s", name, cfg))
 	in, err := plugin.New(cfg, name, log)
 	if err != nil {
 		log(plugin.LevelError, fmt.Sprintf("[%s] cannot start: %v", name, err))

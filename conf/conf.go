@@ -33,6 +33,7 @@ func (m Map) Get(key string) string {
 
 // Config is the validated configuration of one output instance.
 type Config struct {
+	OrgID           string // the organisation the [OUTPUT]-level destination belongs to
 	Bucket          string
 	Region          string
 	RoleARN         string
@@ -69,20 +70,30 @@ type Config struct {
 	DestinationsRefresh time.Duration
 
 	StatusInterval time.Duration // 0: no status lines
+
+	settings string // the settings line: every key as in effect, the External ID hidden
 }
 
-// What happens to organisations that the destinations file does not list (Unlisted_Orgs).
+// What happens to organisations that no destination of this output lists (Unlisted_Orgs).
 const (
-	UnlistedDefault    = "default"    // deliver to the [OUTPUT] destination
-	UnlistedHold       = "hold"       // buffer, and deliver once the file lists them
+	UnlistedHold       = "hold"       // buffer, and deliver once the destinations file lists them
 	UnlistedDeadLetter = "deadletter" // reject the records into the dead-letter file
+	UnlistedArchive    = "archive"    // deliver to the [OUTPUT]-level Bucket: the platform's own archive
 )
 
-// Default returns the [OUTPUT]-level destination, or ok=false when Bucket is not set.
-func (c *Config) Default() (Destination, bool) {
-	return Destination{Bucket: c.Bucket, RoleARN: c.RoleARN, ExternalID: c.ExternalID, Region: c.Region,
-		KeyPrefix: c.KeyPrefix}, c.Bucket != ""
+// Output returns the [OUTPUT]-level destination (Bucket, Role_ARN, External_ID, Region, Key_Prefix), or
+// ok=false when Bucket is not set. Its OrgID is Org_ID: empty for the platform's archive.
+func (c *Config) Output() (Destination, bool) {
+	return Destination{OrgID: c.OrgID, Bucket: c.Bucket, RoleARN: c.RoleARN, ExternalID: c.ExternalID,
+		Region: c.Region, KeyPrefix: c.KeyPrefix}, c.Bucket != ""
 }
+
+// Archive reports whether the [OUTPUT]-level Bucket is the platform's catch-all archive.
+func (c *Config) Archive() bool { return c.UnlistedOrgs == UnlistedArchive }
+
+// String is the settings line: every setting as in effect, those set first, then the defaults, so that a
+// misspelt key shows up as a default. The External ID is never shown.
+func (c *Config) String() string { return c.settings }
 
 // Defaults, in the units operators write them in.
 const (
@@ -153,10 +164,11 @@ var cannedACLs = map[string]bool{
 func Parse(src Source) (*Config, error) {
 	p := parser{src: src}
 	c := &Config{
+		OrgID:           p.str("Org_ID", ""),
 		Bucket:          p.str("Bucket", ""),
 		Region:          p.str("Region", DefaultRegion),
 		RoleARN:         p.str("Role_ARN", ""),
-		ExternalID:      p.str("External_ID", ""),
+		ExternalID:      p.secret("External_ID"),
 		RoleSessionName: p.str("Role_Session_Name", DefaultRoleSessionName),
 		STSEndpoint:     p.str("STS_Endpoint", ""),
 		Endpoint:        p.str("Endpoint", ""),
@@ -185,33 +197,76 @@ func Parse(src Source) (*Config, error) {
 		CompressionLevel:    p.integer("Compression_Level", DefaultCompressionLevel, minCompressionLevel, maxCompressionLevel),
 
 		DestinationsFile:    p.str("Destinations_File", ""),
-		UnlistedOrgs:        strings.ToLower(p.str("Unlisted_Orgs", UnlistedDefault)),
+		UnlistedOrgs:        strings.ToLower(p.str("Unlisted_Orgs", UnlistedHold)),
 		DestinationsRefresh: p.duration("Destinations_Refresh_Interval", "10s", time.Second, time.Hour),
 
 		StatusInterval: p.duration("Status_Interval", DefaultStatusInterval, 0, 24*time.Hour),
 	}
 	p.validate(c)
 	if len(p.errs) > 0 {
-		return nil, errors.Join(p.errs...)
+		return nil, problems(p.errs)
 	}
+	c.settings = "settings: " + strings.Join(p.set, " ") + "; defaults: " + strings.Join(p.defaults, " ")
 	return c, nil
 }
 
+// problems joins errors into one line, so that each reaches the log as a single line with its level.
+type problems []error
+
+func (e problems) Error() string {
+	msgs := make([]string, len(e))
+	for i, err := range e {
+		msgs[i] = err.Error()
+	}
+	return strings.Join(msgs, "; ")
+}
+
+func (e problems) Unwrap() []error { return e }
+
 type parser struct {
-	src  Source
-	errs []error
+	src           Source
+	errs          []error
+	set, defaults []string // key=value as in effect, for the settings line
 }
 
 func (p *parser) fail(key, format string, args ...any) {
 	p.errs = append(p.errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
 }
 
+// str reads a setting and notes it for the settings line.
 func (p *parser) str(key, def string) string {
-	if v := strings.TrimSpace(p.src.Get(key)); v != "" {
+	v := strings.TrimSpace(p.src.Get(key))
+	if v != "" {
+		p.set = append(p.set, key+"="+shown(v))
 		return v
 	}
+	p.defaults = append(p.defaults, key+"="+shown(def))
 	return def
 }
+
+// secret reads a setting whose value the settings line never shows.
+func (p *parser) secret(key string) string {
+	v := strings.TrimSpace(p.src.Get(key))
+	if v != "" {
+		p.set = append(p.set, key+"=(hidden)")
+	} else {
+		p.defaults = append(p.defaults, key+"=(none)")
+	}
+	return v
+}
+
+func shown(v string) string {
+	switch {
+	case v == "":
+		return "(none)"
+	case strings.ContainsFunc(v, func(r rune) bool { return r <= ' ' || r == '"' || r == 0x7f }):
+		return strconv.Quote(v)
+	}
+	return v
+}
+
+// isSet reports whether the operator wrote key, whatever its value means.
+func (p *parser) isSet(key string) bool { return strings.TrimSpace(p.src.Get(key)) != "" }
 
 func (p *parser) size(key, def string, lo, hi int64) int64 {
 	v := p.str(key, def)
@@ -241,7 +296,8 @@ func (p *parser) duration(key, def string, lo, hi time.Duration) time.Duration {
 
 // boolean reads a switch as Fluent Bit does: true/on/yes or false/off/no, in any case.
 func (p *parser) boolean(key string, def bool) bool {
-	v := strings.ToLower(p.str(key, strconv.FormatBool(def)))
+	word := map[bool]string{true: "on", false: "off"}[def]
+	v := strings.ToLower(p.str(key, word))
 	switch v {
 	case "true", "on", "yes":
 		return true
@@ -262,12 +318,8 @@ func (p *parser) integer(key string, def, lo, hi int) int {
 }
 
 func (p *parser) validate(c *Config) {
-	switch {
-	case c.Bucket == "" && c.DestinationsFile == "":
-		p.fail("Bucket", "not set; set it to the customer's bucket_name from their setup (e.g. Bucket your-company-audit-logs), or use Destinations_File")
-	case c.Bucket == "" && c.UnlistedOrgs == UnlistedDefault:
-		p.fail("Bucket", "not set, but Unlisted_Orgs is default: set the default destination, or set Unlisted_Orgs to hold or deadletter")
-	case c.Bucket != "":
+	p.destination(c)
+	if c.Bucket != "" {
 		p.check("Bucket", bucketProblem(c.Bucket))
 	}
 	p.check("Region", regionProblem(c.Region))
@@ -285,11 +337,6 @@ func (p *parser) validate(c *Config) {
 	}
 	if c.DestinationsFile != "" && !filepath.IsAbs(c.DestinationsFile) {
 		p.fail("Destinations_File", "%q is not an absolute path", c.DestinationsFile)
-	}
-	switch c.UnlistedOrgs {
-	case UnlistedDefault, UnlistedHold, UnlistedDeadLetter:
-	default:
-		p.fail("Unlisted_Orgs", "%q is not one of default, hold, deadletter", c.UnlistedOrgs)
 	}
 	if !sessionNamePattern.MatchString(c.RoleSessionName) {
 		p.fail("Role_Session_Name", "%q is not a valid session name: 2-64 characters of letters, digits and +=,.@-", c.RoleSessionName)
@@ -325,6 +372,47 @@ func (p *parser) validate(c *Config) {
 		c.CannedACL = acl
 	default:
 		p.fail("Canned_ACL", "%q is not accepted; use bucket-owner-full-control (default), bucket-owner-read, private, or none to send no ACL header", c.CannedACL)
+	}
+}
+
+// destination checks that the [OUTPUT] section says whose data goes where, without contradiction: one
+// organisation's destination (Org_ID with Bucket), a destinations file, or the platform's archive
+// (Unlisted_Orgs archive with Bucket), never a Bucket that would take every organisation's records by default.
+func (p *parser) destination(c *Config) {
+	switch c.UnlistedOrgs {
+	case UnlistedHold, UnlistedDeadLetter, UnlistedArchive:
+	case "default":
+		p.fail("Unlisted_Orgs", "default is no longer accepted: it sent every unlisted organisation to Bucket; set archive if Bucket is the platform's own archive bucket (never a customer's), or hold")
+		return
+	default:
+		p.fail("Unlisted_Orgs", "%q is not one of hold, deadletter, archive", c.UnlistedOrgs)
+		return
+	}
+	outputLevel := c.Bucket != "" || c.RoleARN != "" || c.ExternalID != ""
+	switch {
+	case c.OrgID != "" && !ValidOrgID(c.OrgID):
+		p.fail("Org_ID", "%q is not a valid organisation ID (1-%d letters, digits, '.', '_' or '-', starting with a letter or digit)", c.OrgID, MaxOrgIDLen)
+	case c.OrgID != "" && c.DestinationsFile != "":
+		p.fail("Org_ID", "set together with Destinations_File: an output takes its organisations from one place; list %s in the file instead", c.OrgID)
+	case c.OrgID != "" && c.Archive():
+		p.fail("Org_ID", "set together with Unlisted_Orgs archive: the archive bucket is the platform's own, not %s's; remove one of them", c.OrgID)
+	case c.OrgID != "" && p.isSet("Unlisted_Orgs"):
+		p.fail("Unlisted_Orgs", "set together with Org_ID: this output delivers only %s, and records of other organisations are left to the outputs that serve them; remove Unlisted_Orgs", c.OrgID)
+	case c.OrgID != "" && c.Bucket == "":
+		p.fail("Bucket", "not set although Org_ID is; set it to the bucket_name organisation %s submitted", c.OrgID)
+	case c.Archive() && c.Bucket == "":
+		p.fail("Bucket", "not set although Unlisted_Orgs is archive; set it to the platform's own archive bucket")
+	case c.DestinationsFile == "" && c.Bucket == "":
+		p.fail("Bucket", "not set; set Org_ID and Bucket to one organisation's org_id and bucket_name (guide step 3.3), or list organisations in Destinations_File")
+	case c.DestinationsFile == "" && c.OrgID == "" && !c.Archive():
+		p.fail("Org_ID", "not set: a Bucket at the [OUTPUT] level is one organisation's destination, so set Org_ID to the organisation it belongs to; use Destinations_File for many organisations, or Unlisted_Orgs archive if Bucket is the platform's own archive")
+	case c.DestinationsFile == "" && p.isSet("Unlisted_Orgs") && !c.Archive():
+		p.fail("Unlisted_Orgs", "%s only applies with Destinations_File", c.UnlistedOrgs)
+	case c.DestinationsFile != "" && outputLevel && !c.Archive():
+		p.fail("Bucket", "Bucket, Role_ARN or External_ID is set with Destinations_File, but Unlisted_Orgs is %s, so it would never be used; remove them, or set Unlisted_Orgs archive if they are the platform's own archive bucket", c.UnlistedOrgs)
+	}
+	if c.DestinationsFile == "" && p.isSet("Destinations_Refresh_Interval") {
+		p.fail("Destinations_Refresh_Interval", "set without Destinations_File, so it would mean nothing; remove it")
 	}
 }
 

@@ -1,28 +1,30 @@
 package conf
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 )
 
 func valid() Map {
-	return Map{"Bucket": "your-company-audit-logs", "Role_ARN": "arn:aws:iam::123456789012:role/wiv-audit-logs-sync",
-		"External_ID": "681d1539-fd63-4e6e-9426-fccdfdae1862"}
+	return Map{"Org_ID": "3f7539ad-7f8b-4688-aee0-b9dbf2db728e", "Bucket": "your-company-audit-logs",
+		"Role_ARN": "arn:aws:iam::123456789012:role/wiv-audit-logs-sync", "External_ID": "681d1539-fd63-4e6e-9426-fccdfdae1862"}
 }
 
 func TestDefaults(t *testing.T) {
-	c, err := Parse(Map{"bucket": "b-1"})
+	c, err := Parse(Map{"org_id": "org-a", "bucket": "b-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Config{Bucket: "b-1", Region: "us-east-1", RoleSessionName: "wivaudit", StoreDir: DefaultStoreDir,
+	c.settings = ""
+	want := Config{OrgID: "org-a", Bucket: "b-1", Region: "us-east-1", RoleSessionName: "wivaudit", StoreDir: DefaultStoreDir,
 		TotalFileSize: 50_000_000, UploadTimeout: 10 * time.Minute, OrgIDKey: "org_id",
 		CannedACL: "bucket-owner-full-control", UploadWorkers: 4, ShutdownTimeout: 4 * time.Second,
 		ConditionalWrites: true, RequestTimeout: 30 * time.Second, SessionDuration: time.Hour,
 		RefreshWindow: 5 * time.Minute, RefreshJitter: 2 * time.Minute, HoldRetryInterval: 5 * time.Minute,
 		QuarantineAfter: 7 * 24 * time.Hour, QuarantineLimitSize: 1_000_000_000, DeadLetterLimitSize: 100_000_000,
-		MaxRecordSize: 1_000_000, CompressionLevel: 1, UnlistedOrgs: "default", DestinationsRefresh: 10 * time.Second,
+		MaxRecordSize: 1_000_000, CompressionLevel: 1, UnlistedOrgs: "hold", DestinationsRefresh: 10 * time.Second,
 		StatusInterval: 5 * time.Minute}
 	if *c != want {
 		t.Errorf("got %+v\nwant %+v", *c, want)
@@ -59,7 +61,8 @@ func TestInvalid(t *testing.T) {
 	cases := []struct {
 		key, value, want string
 	}{
-		{"Bucket", "", "Bucket: not set"},
+		{"Bucket", "", "Bucket: not set although Org_ID is"},
+		{"Org_ID", "a/b", `Org_ID: "a/b" is not a valid organisation ID`},
 		{"Bucket", "s3://bucket/path", `Bucket: "s3://bucket/path" is not a valid S3 bucket name`},
 		{"Region", "Mars", `Region: "Mars" is not an AWS region`},
 		{"Role_ARN", "arn:aws:iam::123:role/x", `Role_ARN: "arn:aws:iam::123:role/x" is not an IAM role ARN`},
@@ -93,8 +96,8 @@ func TestInvalid(t *testing.T) {
 		{"Dead_Letter_Limit_Size", "-1", `Dead_Letter_Limit_Size: "-1" is not a size`},
 		{"Status_Interval", "2d", `Status_Interval: "2d" is out of range`},
 		{"Max_Record_Size", "100M", `Max_Record_Size: "100M" is out of range`},
-		{"Unlisted_Orgs", "drop", `Unlisted_Orgs: "drop" is not one of default, hold, deadletter`},
-		{"Destinations_File", "dest.json", `Destinations_File: "dest.json" is not an absolute path`},
+		{"Unlisted_Orgs", "drop", `Unlisted_Orgs: "drop" is not one of hold, deadletter, archive`},
+		{"Unlisted_Orgs", "default", "Unlisted_Orgs: default is no longer accepted"},
 	}
 	for _, c := range cases {
 		t.Run(c.key+"="+c.value, func(t *testing.T) {
@@ -125,7 +128,7 @@ func TestErrorsListEveryProblemAndHideTheExternalID(t *testing.T) {
 }
 
 func TestExternalIDWithoutRole(t *testing.T) {
-	_, err := Parse(Map{"Bucket": "b-1", "External_ID": "681d1539-fd63"})
+	_, err := Parse(Map{"Org_ID": "org-a", "Bucket": "b-1", "External_ID": "681d1539-fd63"})
 	if err == nil || !strings.Contains(err.Error(), "Role_ARN: not set although External_ID is") {
 		t.Errorf("got %v", err)
 	}
@@ -161,53 +164,152 @@ func TestParseDuration(t *testing.T) {
 	}
 }
 
-func TestBucketOptionalWithDestinationsFile(t *testing.T) {
-	if _, err := Parse(Map{"Destinations_File": "/etc/wiv/destinations.json", "Unlisted_Orgs": "hold"}); err != nil {
-		t.Errorf("destinations file without a default: %v", err)
+// TestWhoseDestination: an [OUTPUT] says whose data goes where in one of three ways, and every setting that
+// contradicts its way fails with the key and what to do.
+func TestWhoseDestination(t *testing.T) {
+	const file = "/etc/wiv/destinations.json"
+	role := map[string]string{"Role_ARN": "arn:aws:iam::123456789012:role/r", "External_ID": "681d1539-fd63"}
+	with := func(m Map, extra map[string]string) Map {
+		for k, v := range extra {
+			m[k] = v
+		}
+		return m
 	}
-	_, err := Parse(Map{"Destinations_File": "/etc/wiv/destinations.json"})
-	if err == nil || !strings.Contains(err.Error(), "Bucket: not set, but Unlisted_Orgs is default") {
-		t.Errorf("got %v", err)
+	good := []Map{
+		{"Org_ID": "org-a", "Bucket": "b-1"},
+		with(Map{"Org_ID": "org-a", "Bucket": "b-1"}, role),
+		{"Destinations_File": file},
+		{"Destinations_File": file, "Unlisted_Orgs": "deadletter", "Region": "eu-west-1", "Key_Prefix": "wiv/"},
+		{"Destinations_File": file, "Unlisted_Orgs": "ARCHIVE", "Bucket": "platform-archive"},
+		{"Unlisted_Orgs": "archive", "Bucket": "platform-archive"},
+	}
+	for _, m := range good {
+		if _, err := Parse(m); err != nil {
+			t.Errorf("%v: %v", m, err)
+		}
+	}
+	bad := []struct {
+		m    Map
+		want string
+	}{
+		{Map{}, "Bucket: not set; set Org_ID and Bucket"},
+		{Map{"Bucket": "b-1"}, "Org_ID: not set: a Bucket at the [OUTPUT] level is one organisation's destination"},
+		{with(Map{"Bucket": "b-1"}, role), "Org_ID: not set"},
+		{Map{"Org_ID": "org-a"}, "Bucket: not set although Org_ID is"},
+		{Map{"Org_ID": "org-a", "Bucket": "b-1", "Destinations_File": file}, "Org_ID: set together with Destinations_File"},
+		{Map{"Org_ID": "org-a", "Bucket": "b-1", "Unlisted_Orgs": "archive"}, "Org_ID: set together with Unlisted_Orgs archive"},
+		{Map{"Org_ID": "org-a", "Bucket": "b-1", "Unlisted_Orgs": "hold"}, "Unlisted_Orgs: set together with Org_ID"},
+		{Map{"Unlisted_Orgs": "hold", "Bucket": "b-1"}, "Org_ID: not set"},
+		{Map{"Unlisted_Orgs": "deadletter", "Org_ID": "org-a", "Bucket": "b-1"}, "Unlisted_Orgs: set together with Org_ID"},
+		{Map{"Unlisted_Orgs": "archive"}, "Bucket: not set although Unlisted_Orgs is archive"},
+		{Map{"Destinations_File": file, "Unlisted_Orgs": "archive"}, "Bucket: not set although Unlisted_Orgs is archive"},
+		{Map{"Destinations_File": file, "Bucket": "b-1"}, "Bucket: Bucket, Role_ARN or External_ID is set with Destinations_File, but Unlisted_Orgs is hold"},
+		{with(Map{"Destinations_File": file, "Unlisted_Orgs": "deadletter"}, role), "but Unlisted_Orgs is deadletter, so it would never be used"},
+		{Map{"Org_ID": "org-a", "Bucket": "b-1", "Destinations_Refresh_Interval": "5s"}, "Destinations_Refresh_Interval: set without Destinations_File"},
+		{Map{"Destinations_File": "dest.json"}, `Destinations_File: "dest.json" is not an absolute path`},
+	}
+	for _, tc := range bad {
+		_, err := Parse(tc.m)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: got %v, want %q", tc.m, err, tc.want)
+		}
+	}
+}
+
+func TestErrorsAreOneLine(t *testing.T) {
+	_, err := Parse(Map{"Bucket": "BAD", "Upload_Timeout": "x", "Region": "Mars"})
+	if err == nil || strings.Contains(err.Error(), "\n") || strings.Count(err.Error(), "; ") < 3 {
+		t.Errorf("want every problem on one line, got %q", err)
+	}
+}
+
+// TestSettingsLine: the line Init logs shows every key as in effect, set ones first and defaults after, so a
+// misspelt key appears as a default; the External ID never appears.
+func TestSettingsLine(t *testing.T) {
+	src := valid()
+	src["Upload_Timout"] = "5m" // misspelt: not read
+	src["Store_Dir"] = "/data/wiv audit"
+	c, err := Parse(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := c.String()
+	set, defaults, ok := strings.Cut(line, "; defaults: ")
+	if !ok || !strings.HasPrefix(set, "settings: Org_ID=3f7539ad-7f8b-4688-aee0-b9dbf2db728e Bucket=your-company-audit-logs ") {
+		t.Fatalf("line %q", line)
+	}
+	for _, want := range []string{"External_ID=(hidden)", `Store_Dir="/data/wiv audit"`, "Role_ARN=arn:aws:iam::123456789012:role/wiv-audit-logs-sync"} {
+		if !strings.Contains(set, want) {
+			t.Errorf("settings part lacks %s: %q", want, set)
+		}
+	}
+	for _, want := range []string{"Upload_Timeout=10m", "Region=us-east-1", "Unlisted_Orgs=hold", "Kind_Key=(none)"} {
+		if !strings.Contains(defaults, want) {
+			t.Errorf("defaults part lacks %s: %q", want, defaults)
+		}
+	}
+	if strings.Contains(line, src["External_ID"]) || strings.Contains(fmt.Sprint(c), src["External_ID"]) {
+		t.Errorf("the External ID is shown: %q", line)
 	}
 }
 
 func TestParseDestinations(t *testing.T) {
-	c, _ := Parse(Map{"Bucket": "default-bucket", "Region": "eu-west-1", "Key_Prefix": "audit/"})
+	c, _ := Parse(Map{"Destinations_File": "/d.json", "Region": "eu-west-1", "Key_Prefix": "audit/"})
 	good := `[
-	  {"org_id":"3f7539ad-7f8b-4688-aee0-b9dbf2db728e","bucket_name":"acme-audit","role_arn":"arn:aws:iam::111122223333:role/wiv-audit-logs-sync","external_id":"681d1539-fd63-4e6e-9426-fccdfdae1862"},
+	  {"org_id":"3F7539AD-7f8b-4688-aee0-b9dbf2db728e","bucket_name":"acme-audit","role_arn":"arn:aws:iam::111122223333:role/wiv-audit-logs-sync","external_id":"681d1539-fd63-4e6e-9426-fccdfdae1862"},
 	  {"org_id":"org-b","bucket_name":"b-audit","role_arn":"arn:aws:iam::444455556666:role/r","external_id":"ext-b-0001","region":"us-west-2","key_prefix":"wiv/"}
 	]`
 	d, err := ParseDestinations([]byte(good), c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a := d["3f7539ad-7f8b-4688-aee0-b9dbf2db728e"]; a.Region != "eu-west-1" || a.KeyPrefix != "audit/" || a.Bucket != "acme-audit" {
-		t.Errorf("defaults not applied: %+v", a)
+	a := d["3f7539ad-7f8b-4688-aee0-b9dbf2db728e"]
+	if a.Region != "eu-west-1" || a.KeyPrefix != "audit/" || a.Bucket != "acme-audit" || a.OrgID != "3F7539AD-7f8b-4688-aee0-b9dbf2db728e" {
+		t.Errorf("defaults, key or spelling wrong: %v", a)
 	}
 	if b := d["org-b"]; b.Region != "us-west-2" || b.KeyPrefix != "wiv/" {
 		t.Errorf("%+v", b)
 	}
 	const secret = "s3cr3t-external-id"
+	entry := func(org, more string) string {
+		return `{"org_id":"` + org + `","bucket_name":"bb-1","role_arn":"arn:aws:iam::111122223333:role/r","external_id":"abc"` + more + `}`
+	}
 	cases := []struct{ file, want string }{
-		{`{"org_id":"x"}`, "not a JSON array"},
-		{`[{"org_id":"a","bucket":"x"}]`, `unknown field "bucket"`},
-		{`[] []`, "unexpected data after the JSON array"},
-		{`[{"org_id":"../x","bucket_name":"bb-1","role_arn":"arn:aws:iam::111122223333:role/r","external_id":"abc"}]`, `entry 0 (org_id "../x"): org_id: not a valid organisation ID`},
-		{`[{"org_id":"a","bucket_name":"BAD","role_arn":"arn:aws:iam::111122223333:role/r","external_id":"abc"}]`, `entry 0 (org_id "a"): bucket_name: "BAD" is not a valid S3 bucket name`},
-		{`[{"org_id":"a","bucket_name":"bb-1","role_arn":"nope","external_id":"abc"}]`, `entry 0 (org_id "a"): role_arn: "nope" is not an IAM role ARN`},
-		{`[{"org_id":"a","bucket_name":"bb-1","role_arn":"arn:aws:iam::111122223333:role/r","external_id":"` + secret + ` !"}]`, `entry 0 (org_id "a"): external_id: the value (not shown)`},
-		{`[{"org_id":"a","bucket_name":"bb-1","role_arn":"arn:aws:iam::111122223333:role/r"}]`, `entry 0 (org_id "a"): external_id:`},
-		{`[{"org_id":"a","bucket_name":"bb-1","role_arn":"arn:aws:iam::111122223333:role/r","external_id":"abc","region":"mars"}]`, `region: "mars"`},
-		{`[{"org_id":"a","bucket_name":"bb-1","role_arn":"arn:aws:iam::111122223333:role/r","external_id":"abc","key_prefix":"x"}]`, `key_prefix: "x" must end with "/"`},
-		{`[{"org_id":"a","bucket_name":"bb-1","role_arn":"arn:aws:iam::111122223333:role/r","external_id":"abc"},{"org_id":"a","bucket_name":"bb-2","role_arn":"arn:aws:iam::111122223333:role/r","external_id":"abc"}]`, `entry 1 (org_id "a"): org_id: listed twice`},
+		{``, "line 1, column 1: unexpected end of JSON input"},
+		{`{"org_id":"x"}`, "line 1, column 1: not a JSON array"},
+		{` null`, "line 1, column 2: not a JSON array"},
+		{"[\n  {\"org_id\": x}\n]", "line 2, column 14: invalid character 'x' looking for beginning of value"},
+		{"[\n" + entry("a", "") + ",\n]", "line 3, column 1: invalid character ']' looking for beginning of value"},
+		{"[\n" + entry("a", ""), "line 2, column 102: unexpected end of JSON input"},
+		{`[] []`, "line 1, column 4: invalid character '[' after top-level value"},
+		{"[\n  {\"org_id\":\"a\",\"bucket\":\"x\"}]", `entry 0 (line 2, column 3): unknown field "bucket"; the fields are org_id`},
+		{"[\n  {\"org_id\":\"a\",\n   \"bucket_name\": 5}]", `entry 0 (line 3, column 19): bucket_name: a JSON number where a string belongs`},
+		{`[1]`, `entry 0 (line 1, column 2): a JSON number where an object {org_id, bucket_name, role_arn, external_id} belongs`},
+		{"[" + entry("../x", "") + "]", `entry 0 (line 1, column 2, org_id "../x"): org_id: not a valid organisation ID`},
+		{`[{"org_id":"a","bucket_name":"BAD","role_arn":"arn:aws:iam::111122223333:role/r","external_id":"abc"}]`, `entry 0 (line 1, column 2, org_id "a"): bucket_name: "BAD" is not a valid S3 bucket name`},
+		{`[{"org_id":"a","bucket_name":"bb-1","role_arn":"nope","external_id":"abc"}]`, `org_id "a"): role_arn: "nope" is not an IAM role ARN`},
+		{`[{"org_id":"a","bucket_name":"bb-1","role_arn":"arn:aws:iam::111122223333:role/r","external_id":"` + secret + ` !"}]`, `org_id "a"): external_id: the value (not shown)`},
+		{`[{"org_id":"a","bucket_name":"bb-1","role_arn":"arn:aws:iam::111122223333:role/r"}]`, `org_id "a"): external_id:`},
+		{"[" + entry("a", `,"region":"mars"`) + "]", `region: "mars"`},
+		{"[" + entry("a", `,"key_prefix":"x"`) + "]", `key_prefix: "x" must end with "/"`},
+		{"[\n " + entry("a", "") + ",\n " + entry("A", "") + "]", `entry 1 (line 3, column 2, org_id "A"): org_id: listed twice (also entry 0; organisation IDs match case-insensitively)`},
 	}
 	for _, tc := range cases {
 		_, err := ParseDestinations([]byte(tc.file), c)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: got %v, want %q", tc.file, err, tc.want)
 		}
-		if err != nil && strings.Contains(err.Error(), secret) {
-			t.Errorf("the External ID leaked: %v", err)
+		if err != nil && (strings.Contains(err.Error(), secret) || strings.Contains(err.Error(), "\n")) {
+			t.Errorf("the External ID leaked or the error spans lines: %q", err)
+		}
+	}
+}
+
+func TestDestinationNeverShowsItsExternalID(t *testing.T) {
+	d := Destination{OrgID: "org-a", Bucket: "b-1", RoleARN: "arn:aws:iam::111122223333:role/r", ExternalID: "s3cr3t-ext", Region: "us-east-1"}
+	for _, format := range []string{"%v", "%+v", "%#v", "%s"} {
+		if got := fmt.Sprintf(format, d); strings.Contains(got, "s3cr3t") || !strings.Contains(got, "s3://b-1/org-a/") {
+			t.Errorf("%s: %s", format, got)
 		}
 	}
 }

@@ -39,24 +39,55 @@ func ValidOrgID(id string) bool {
 	return true
 }
 
-// ParseDestinations reads a destinations file: a JSON array of destinations, one per organisation. Region and
-// key_prefix default to the [OUTPUT] section's. Every problem is reported with the entry and the field; an
+// OrgKey is how organisation IDs are compared: case-insensitively, since a UUID may be written in either case.
+func OrgKey(id string) string { return strings.ToLower(id) }
+
+// String describes d without its External ID, so that formatting a destination never shows the secret.
+func (d Destination) String() string {
+	role := d.RoleARN
+	if role == "" {
+		role = "none: this process's credentials"
+	}
+	return fmt.Sprintf("s3://%s/%s%s/ (region %s, role %s)", d.Bucket, d.KeyPrefix, d.OrgID, d.Region, role)
+}
+
+// GoString keeps %#v from showing the External ID too.
+func (d Destination) GoString() string { return "conf.Destination{" + d.String() + "}" }
+
+// ParseDestinations reads a destinations file: a JSON array of destinations, one per organisation, keyed by
+// OrgKey; each keeps the org_id as written, which is the spelling its object keys use. Region and key_prefix
+// default to the [OUTPUT] section's. Every problem is reported with its line, the entry and the field; an
 // External ID is never shown.
 func ParseDestinations(data []byte, c *Config) (map[string]Destination, error) {
+	var syn *json.SyntaxError
+	if err := json.Unmarshal(data, new(json.RawMessage)); errors.As(err, &syn) {
+		at := syn.Offset - 1 // the offending byte
+		if strings.HasPrefix(syn.Error(), "unexpected end") {
+			at = int64(len(data))
+		}
+		return nil, fmt.Errorf("%s: %v", position(data, at), err)
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	var list []Destination
-	if err := dec.Decode(&list); err != nil {
-		return nil, fmt.Errorf("not a JSON array of {org_id, bucket_name, role_arn, external_id[, region, key_prefix]}: %w", err)
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
+		return nil, fmt.Errorf("%s: not a JSON array of {org_id, bucket_name, role_arn, external_id[, region, key_prefix]}",
+			position(data, int64(len(data)-len(bytes.TrimLeft(data, " \t\r\n")))))
 	}
-	if dec.More() {
-		return nil, errors.New("unexpected data after the JSON array")
-	}
-	var errs []error
-	out := make(map[string]Destination, len(list))
-	for i, d := range list {
+	var errs problems
+	out := map[string]Destination{}
+	where := map[string]int{} // entry number by OrgKey, for duplicates
+	for i := 0; dec.More(); i++ {
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil, err // the whole file was checked above
+		}
+		at := dec.InputOffset() - int64(len(raw)) // where the entry starts
+		d, err := decodeEntry(raw)
+		if err != nil {
+			errs = append(errs, entryError(data, at, i, err))
+			continue
+		}
 		fail := func(field, problem string) {
-			errs = append(errs, fmt.Errorf("entry %d (org_id %q): %s: %s", i, d.OrgID, field, problem))
+			errs = append(errs, fmt.Errorf("entry %d (%s, org_id %q): %s: %s", i, position(data, at), d.OrgID, field, problem))
 		}
 		if d.Region == "" {
 			d.Region = c.Region
@@ -64,11 +95,13 @@ func ParseDestinations(data []byte, c *Config) (map[string]Destination, error) {
 		if d.KeyPrefix == "" {
 			d.KeyPrefix = c.KeyPrefix
 		}
+		key := OrgKey(d.OrgID)
 		if !ValidOrgID(d.OrgID) {
 			fail("org_id", fmt.Sprintf("not a valid organisation ID (1-%d letters, digits, '.', '_' or '-', starting with a letter or digit)", MaxOrgIDLen))
-		} else if _, dup := out[d.OrgID]; dup {
-			fail("org_id", "listed twice")
+		} else if first, dup := where[key]; dup {
+			fail("org_id", fmt.Sprintf("listed twice (also entry %d; organisation IDs match case-insensitively)", first))
 		}
+		where[key] = i
 		for _, f := range []struct{ field, problem string }{
 			{"bucket_name", bucketProblem(d.Bucket)},
 			{"role_arn", roleProblem(d.RoleARN)},
@@ -84,10 +117,39 @@ func ParseDestinations(data []byte, c *Config) (map[string]Destination, error) {
 				fail("key_prefix", p)
 			}
 		}
-		out[d.OrgID] = d
+		out[key] = d
 	}
 	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+		return nil, errs
 	}
 	return out, nil
+}
+
+func decodeEntry(raw []byte) (Destination, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	var d Destination
+	err := dec.Decode(&d)
+	return d, err
+}
+
+// entryError says what is wrong with the shape of entry i, which starts at byte at of data.
+func entryError(data []byte, at int64, i int, err error) error {
+	var typ *json.UnmarshalTypeError
+	if errors.As(err, &typ) {
+		if typ.Field == "" {
+			return fmt.Errorf("entry %d (%s): a JSON %s where an object {org_id, bucket_name, role_arn, external_id} belongs", i, position(data, at), typ.Value)
+		}
+		return fmt.Errorf("entry %d (%s): %s: a JSON %s where a string belongs", i, position(data, at+typ.Offset-1), typ.Field, typ.Value)
+	}
+	return fmt.Errorf("entry %d (%s): %s; the fields are org_id, bucket_name, role_arn, external_id, region and key_prefix",
+		i, position(data, at), strings.TrimPrefix(err.Error(), "json: "))
+}
+
+// position names the line and column (from 1) of the byte at offset (from 0) in data.
+func position(data []byte, offset int64) string {
+	before := data[:max(0, min(int64(len(data)), offset))]
+	line := bytes.Count(before, []byte{'\n'}) + 1
+	col := len(before) - bytes.LastIndexByte(before, '\n')
+	return fmt.Sprintf("line %d, column %d", line, col)
 }

@@ -1,14 +1,19 @@
 package plugin
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/wiv/out_wivaudit/buffer"
 	"github.com/wiv/out_wivaudit/conf"
 )
 
@@ -23,8 +28,13 @@ func writeDestinations(t *testing.T, path string, orgBuckets map[string]string) 
 	}
 }
 
+// destConfig is an output with a destinations file; with Unlisted_Orgs archive, archive-bucket is the archive.
 func destConfig(t *testing.T, unlisted string, file string) *conf.Config {
-	c, err := conf.Parse(conf.Map{"Bucket": "default-bucket", "Store_Dir": t.TempDir(), "Upload_Timeout": "1s",
+	archive := ""
+	if unlisted == conf.UnlistedArchive {
+		archive = "archive-bucket"
+	}
+	c, err := conf.Parse(conf.Map{"Bucket": archive, "Store_Dir": t.TempDir(), "Upload_Timeout": "1s",
 		"Destinations_File": file, "Unlisted_Orgs": unlisted, "Destinations_Refresh_Interval": "1s",
 		"Hold_Retry_Interval": "1s", "Shutdown_Timeout": "5s"})
 	if err != nil {
@@ -75,15 +85,24 @@ func bucketsOf(f *fakeS3) map[string]string {
 	return out
 }
 
-func TestDestinationsRouteEachOrganisation(t *testing.T) {
+// routeChunk runs one chunk through an output whose destinations file lists entries (org_id: bucket) and
+// returns the bucket each organisation's records went to, and the objects.
+func routeChunk(t *testing.T, unlisted string, entries map[string]string, chunk []byte) (map[string]string, *fakeS3, *logSink) {
+	t.Helper()
 	file := filepath.Join(t.TempDir(), "destinations.json")
-	writeDestinations(t, file, map[string]string{"org-a": "bucket-a", "org-b": "bucket-b"})
+	writeDestinations(t, file, entries)
 	fake := &fakeS3{}
-	in, sink := startRouted(t, "default", file, fake)
-	in.Flush(cat(event("org-a", "1"), event("org-b", "2"), event("org-c", "3")), "audit.org")
+	in, sink := startRouted(t, unlisted, file, fake)
+	in.Flush(chunk, "audit.org")
 	in.Close()
-	want := map[string]string{"org-a": "bucket-a", "org-b": "bucket-b", "org-c": "default-bucket"}
-	if got := bucketsOf(fake); fmt.Sprint(got) != fmt.Sprint(want) {
+	return bucketsOf(fake), fake, sink
+}
+
+func TestDestinationsRouteEachOrganisation(t *testing.T) {
+	got, _, sink := routeChunk(t, "archive", map[string]string{"org-a": "bucket-a", "org-b": "bucket-b"},
+		cat(event("org-a", "1"), event("org-b", "2"), event("org-c", "3")))
+	want := map[string]string{"org-a": "bucket-a", "org-b": "bucket-b", "org-c": "archive-bucket"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("routes %v, want %v", got, want)
 	}
 	if log := strings.Join(sink.lines, "\n"); strings.Contains(log, "-secret") {
@@ -112,7 +131,7 @@ func TestDestinationsUnlistedHoldThenListed(t *testing.T) {
 func TestDestinationsRemovedOrgIsHeldNeverDefaulted(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "destinations.json")
 	writeDestinations(t, file, map[string]string{"org-a": "bucket-a"})
-	cfg := destConfig(t, "default", file)
+	cfg := destConfig(t, "archive", file)
 	fake := &fakeS3{objects: map[string][]byte{}, buckets: map[string]string{}, failN: 1 << 30}
 	sink := &logSink{}
 	in, err := start(cfg, "test", sink.log, fake, testHooks{})
@@ -153,8 +172,8 @@ func TestDestinationsDeadLetterPolicy(t *testing.T) {
 func TestInvalidDestinationsFileFailsStart(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "destinations.json")
 	os.WriteFile(file, []byte(`[{"org_id":"a","bucket_name":"BAD","role_arn":"x","external_id":"y-secret"}]`), 0o600)
-	_, err := start(destConfig(t, "default", file), "test", (&logSink{}).log, &fakeS3{}, testHooks{})
-	if err == nil || !strings.Contains(err.Error(), `Destinations_File `+file+`: entry 0 (org_id "a"): bucket_name`) || strings.Contains(err.Error(), "y-secret") {
+	_, err := start(destConfig(t, "hold", file), "test", (&logSink{}).log, &fakeS3{}, testHooks{})
+	if err == nil || !strings.Contains(err.Error(), `Destinations_File `+file+`: entry 0 (line 1, column 2, org_id "a"): bucket_name`) || strings.Contains(err.Error(), "y-secret") {
 		t.Errorf("got %v", err)
 	}
 }
@@ -179,11 +198,254 @@ func TestUndeliveredBatchesFollowTheirOrganisation(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "destinations.json")
 	writeDestinations(t, file, map[string]string{"org-a": "bucket-old"})
 	fake := &fakeS3{down: "bucket-old"}
-	in, sink := startRouted(t, "default", file, fake)
+	in, sink := startRouted(t, "archive", file, fake)
 	defer in.Close()
 	in.Flush(event("org-a", "1"), "audit.org")
 	waitLog(t, sink, "upload of org-a/org-audit-logs-")
 	writeDestinations(t, file, map[string]string{"org-a": "bucket-new"})
 	waitLog(t, sink, "1 organisations (0 added, 1 changed, 0 removed)")
 	waitRoute(t, fake, "org-a", "bucket-new")
+}
+
+// TestReloadIsAllOrNothing: a version of the file whose organisations cannot be remembered in Store_Dir is
+// not applied at all (it used to route by the new version while logging that the previous one was kept).
+func TestReloadIsAllOrNothing(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "destinations.json")
+	writeDestinations(t, file, map[string]string{"org-a": "bucket-a"})
+	cfg := destConfig(t, "hold", file)
+	cfg.DestinationsRefresh = time.Hour // the test reloads by itself
+	in, err := start(cfg, "test", (&logSink{}).log, &fakeS3{}, testHooks{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	known := filepath.Join(cfg.StoreDir, "destinations-known.json")
+	if err := os.Remove(known); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(known, 0o700); err != nil { // a folder in its place: it cannot be replaced
+		t.Fatal(err)
+	}
+	writeDestinations(t, file, map[string]string{"org-a": "bucket-a", "org-b": "bucket-b"})
+	if what, err := in.dests.reload(); err == nil {
+		t.Fatalf("reload reported %q although the known organisations could not be written", what)
+	}
+	if dest, _ := in.dests.seal("org-b"); dest != toPending {
+		t.Errorf("the failed version was applied: org-b is sealed for %q", dest)
+	}
+	os.Remove(known)
+	if what, err := in.dests.reload(); err != nil || what != "2 organisations (1 added, 0 changed, 0 removed)" {
+		t.Errorf("reload once Store_Dir can be written: %q, %v", what, err)
+	}
+	if dest, _ := in.dests.seal("org-b"); dest != toOrg {
+		t.Errorf("org-b is sealed for %q after the reload", dest)
+	}
+}
+
+// TestOrganisationIDsMatchInAnyCase: records reach their entry whatever the case of their org_id, and the
+// key has the entry's spelling.
+func TestOrganisationIDsMatchInAnyCase(t *testing.T) {
+	got, fake, _ := routeChunk(t, "hold", map[string]string{"3f7539ad-7f8b": "bucket-a", "ORG-B": "bucket-b"},
+		cat(event("3F7539AD-7F8B", "1"), event("org-b", "2"), event("Org-B", "3")))
+	want := map[string]string{"3f7539ad-7f8b": "bucket-a", "ORG-B": "bucket-b"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("routes %v, want %v", got, want)
+	}
+	if len(fake.objects) != 2 {
+		t.Errorf("objects %v: one per organisation expected", fake.objects)
+	}
+}
+
+// orgOutput starts an output that serves one organisation (Org_ID) with its own bucket.
+func orgOutput(t *testing.T, org, bucket string, fake *fakeS3) (*Instance, *logSink) {
+	t.Helper()
+	if fake.objects == nil {
+		fake.objects, fake.buckets = map[string][]byte{}, map[string]string{}
+	}
+	cfg, err := conf.Parse(conf.Map{"Org_ID": org, "Bucket": bucket, "Store_Dir": t.TempDir(), "Upload_Timeout": "1s", "Shutdown_Timeout": "5s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &logSink{}
+	in, err := start(cfg, "out-"+org, sink.log, fake, testHooks{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in, sink
+}
+
+func deadLetterReasons(t *testing.T, in *Instance) []string {
+	t.Helper()
+	data, err := os.ReadFile(in.store.DeadLetterPath())
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		var dl struct{ Reason string }
+		if line != "" && json.Unmarshal([]byte(line), &dl) == nil {
+			out = append(out, dl.Reason)
+		}
+	}
+	return out
+}
+
+// TestOrgIDOutputDeliversOnlyItsOrganisation: alone in the process, an Org_ID output delivers its
+// organisation's records (in any case, under Org_ID's spelling) and keeps the others', reported, in its
+// dead-letter file: they never reach its bucket.
+func TestOrgIDOutputDeliversOnlyItsOrganisation(t *testing.T) {
+	fake := &fakeS3{}
+	in, sink := orgOutput(t, "org-a", "bucket-a", fake)
+	in.Flush(cat(event("org-a", "1"), event("ORG-A", "2"), event("org-b", "3")), "audit.user")
+	in.Close()
+	if got := bucketsOf(fake); fmt.Sprint(got) != "map[org-a:bucket-a]" {
+		t.Errorf("routes %v", got)
+	}
+	if reasons := deadLetterReasons(t, in); len(reasons) != 1 || !strings.Contains(reasons[0], `organisation org-b has a destination in no wivaudit output that receives tag "audit.user" (this one serves org-a)`) {
+		t.Errorf("dead letters %q", reasons)
+	}
+	log := sink.joined()
+	for _, want := range []string{"organisation org-b has a destination in no wivaudit output that receives tag \"audit.user\": its records are kept in",
+		"stopped: 2 records accepted, 1 rejected", "records of other organisations: 0 left to the outputs that serve them, 1 kept in the dead-letter file"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("no log line says %q:\n%s", want, log)
+		}
+	}
+}
+
+// TestOrgIDOutputsTakeOnlyTheirOwn: two Org_ID outputs are handed the same chunks at the same time, as with
+// Match audit.* each. Each delivers its own organisation and leaves the other's; a third organisation, which
+// neither serves, is kept once, by the output that flushed it first.
+func TestOrgIDOutputsTakeOnlyTheirOwn(t *testing.T) {
+	fa, fb := &fakeS3{}, &fakeS3{}
+	a, sa := orgOutput(t, "org-a", "bucket-a", fa)
+	b, sb := orgOutput(t, "org-b", "bucket-b", fb)
+	chunk := cat(event("org-a", "1"), event("org-b", "2"), event("org-c", "3"), event("ORG-C", "4"))
+	var wg sync.WaitGroup
+	for _, in := range []*Instance{a, b} {
+		wg.Go(func() { in.Flush(chunk, "audit.user") })
+	}
+	wg.Wait()
+	a.Close()
+	b.Close()
+	if ga, gb := bucketsOf(fa), bucketsOf(fb); fmt.Sprint(ga) != "map[org-a:bucket-a]" || fmt.Sprint(gb) != "map[org-b:bucket-b]" {
+		t.Errorf("routes: %v and %v", ga, gb)
+	}
+	ra, rb := deadLetterReasons(t, a), deadLetterReasons(t, b)
+	for _, r := range append(ra, rb...) {
+		if !regexp.MustCompile(`^organisation (org-c|ORG-C) has a destination in no wivaudit output`).MatchString(r) {
+			t.Errorf("kept: %s", r)
+		}
+	}
+	// Each output leaves the other's record; each org-c record is kept by one and left by the other.
+	counters := regexp.MustCompile(`stopped: .* ([0-9]) left to the outputs that serve them, ([0-9]) kept`)
+	ca, cb := counters.FindStringSubmatch(sa.joined()), counters.FindStringSubmatch(sb.joined())
+	if ca == nil || cb == nil {
+		t.Fatalf("no counters:\n%s\n%s", sa.joined(), sb.joined())
+	}
+	n := func(s string) int { v, _ := strconv.Atoi(s); return v }
+	if n(ca[1])+n(cb[1]) != 4 || n(ca[2]) != len(ra) || n(cb[2]) != len(rb) || len(ra)+len(rb) != 2 {
+		t.Errorf("left %s and %s, kept %s and %s (dead letters %d and %d), want 4 left and 2 kept in all", ca[1], cb[1], ca[2], cb[2], len(ra), len(rb))
+	}
+}
+
+// TestOrgIDOutputWaitsOnceForAnotherToFlushATag: an output that serves an organisation but is never handed a
+// tag is waited for once; the records of that tag are then kept by the output that receives it.
+func TestOrgIDOutputWaitsOnceForAnotherToFlushATag(t *testing.T) {
+	defer func(w time.Duration) { learnWait = w }(learnWait)
+	learnWait = time.Millisecond
+	a, _ := orgOutput(t, "org-a", "bucket-a", &fakeS3{})
+	b, _ := orgOutput(t, "org-b", "bucket-b", &fakeS3{}) // as with Match audit.user: never handed audit.api
+	a.Flush(event("org-b", "1"), "audit.api")
+	a.Flush(event("org-b", "2"), "audit.api")
+	a.Close()
+	b.Close()
+	reasons := deadLetterReasons(t, a)
+	if len(reasons) != 2 || !strings.Contains(reasons[1], `organisation org-b is served by out-org-b, which had not flushed tag "audit.api" yet: kept here in case it does not receive it`) {
+		t.Errorf("dead letters %q", reasons)
+	}
+}
+
+func TestLeaveTo(t *testing.T) {
+	lists := func(orgs ...string) func(string) (string, bool) {
+		return func(org string) (string, bool) { return org, slices.Contains(orgs, org) }
+	}
+	a := &member{name: "a", lists: lists("org-a")}
+	b := &member{name: "b", lists: lists("org-b")}
+	file := &member{name: "file", lists: lists("org-f"), keepsUnlisted: true}
+	archive := &member{name: "archive", lists: lists(), keepsUnlisted: true}
+	cases := []struct {
+		self      *member
+		receivers []*member
+		org, want string // want "": self keeps it
+	}{
+		{a, []*member{a, b}, "org-b", "b"},
+		{a, []*member{a}, "org-b", ""},              // b does not receive the tag
+		{a, []*member{a, b}, "org-c", ""},           // nobody serves it: a keeps it (once, by claim)
+		{a, []*member{a, b, file}, "org-c", "file"}, // the file output holds unlisted organisations
+		{a, []*member{a, archive}, "org-c", "archive"},
+		{file, []*member{a, file}, "org-a", "a"},
+		{file, []*member{a, file, archive}, "org-c", ""}, // the file output keeps its unlisted ones itself
+		{archive, []*member{a, b, archive}, "org-b", "b"},
+		{archive, []*member{archive}, "org-x", ""},
+	}
+	for i, tc := range cases {
+		got := ""
+		if by := leaveTo(tc.self, tc.receivers, tc.org); by != nil {
+			got = by.name
+		}
+		if got != tc.want {
+			t.Errorf("case %d: %s leaves %s to %q, want %q", i, tc.self.name, tc.org, got, tc.want)
+		}
+	}
+}
+
+// TestBatchesGoOnlyToTheirOrganisation: whatever a batch was sealed for (perhaps under an earlier
+// configuration), it is uploaded only to its own organisation's destination or to the archive it was sealed
+// for, and keyed with the destination's spelling.
+func TestBatchesGoOnlyToTheirOrganisation(t *testing.T) {
+	parse := func(m conf.Map) *conf.Config {
+		c, err := conf.Parse(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	dests := func(c *conf.Config, byOrg map[string]conf.Destination, known ...string) *destinations {
+		d := &destinations{cfg: c, byOrg: byOrg, known: map[string]bool{}}
+		d.own, _ = c.Output()
+		for _, k := range known {
+			d.known[k] = true
+		}
+		return d
+	}
+	entry := conf.Destination{OrgID: "Org-L", Bucket: "bucket-l", KeyPrefix: "wiv/"}
+	perOrg := dests(parse(conf.Map{"Org_ID": "Org-A", "Bucket": "bucket-a"}), nil)
+	archive := dests(parse(conf.Map{"Unlisted_Orgs": "archive", "Bucket": "archive"}), nil)
+	fileArchive := dests(parse(conf.Map{"Destinations_File": "/d.json", "Unlisted_Orgs": "archive", "Bucket": "archive"}), map[string]conf.Destination{"org-l": entry})
+	fileHold := dests(parse(conf.Map{"Destinations_File": "/d.json"}), map[string]conf.Destination{"org-l": entry}, "org-r")
+	cases := []struct {
+		d               *destinations
+		org, sealedFor  string
+		bucket, keyOrg  string // bucket "" : held, with a reason that says hold
+		reasonHasIfHeld string
+	}{
+		{perOrg, "org-a", toOutput, "bucket-a", "Org-A", ""},
+		{perOrg, "org-b", toOutput, "", "", "is not this output's (Org_ID Org-A)"},
+		{perOrg, "org-b", toOrg, "", "", "is not this output's"},
+		{archive, "org-x", toOutput, "archive", "org-x", ""},
+		{fileArchive, "org-x", toOutput, "archive", "org-x", ""},
+		{fileArchive, "ORG-L", toOrg, "bucket-l", "Org-L", ""},
+		{fileHold, "org-l", toOutput, "bucket-l", "Org-L", ""}, // sealed under an earlier default: its entry now
+		{fileHold, "org-x", toOutput, "", "", "no entry in Destinations_File yet"},
+		{fileHold, "org-x", toPending, "", "", "no entry in Destinations_File yet"},
+		{fileHold, "ORG-R", toOrg, "", "", "was removed from Destinations_File"},
+	}
+	for i, tc := range cases {
+		b := &buffer.Batch{Manifest: buffer.Manifest{Org: tc.org, Destination: tc.sealedFor}}
+		got, hold := tc.d.resolve(b)
+		if got.Bucket != tc.bucket || got.OrgID != tc.keyOrg || (tc.bucket == "") != (hold != "") || !strings.Contains(hold, tc.reasonHasIfHeld) {
+			t.Errorf("case %d: %s sealed for %s goes to %v (hold %q)", i, tc.org, tc.sealedFor, got, hold)
+		}
+	}
 }

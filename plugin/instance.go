@@ -94,7 +94,7 @@ func start(cfg *conf.Config, name string, out LogFunc, send sender, hooks testHo
 	if err != nil {
 		return nil, fmt.Errorf("Store_Dir: %w", err)
 	}
-	if in.dests, err = newDestinations(cfg, store, in.log); err != nil {
+	if in.dests, err = newDestinations(cfg, name, store, in.log); err != nil {
 		store.Close()
 		return nil, err
 	}
@@ -112,18 +112,7 @@ func start(cfg *conf.Config, name string, out LogFunc, send sender, hooks testHo
 		in.uploadersWG.Add(1)
 		go in.uploader(upCtx)
 	}
-	where := "no default destination"
-	if d, ok := cfg.Default(); ok {
-		role := d.RoleARN
-		if role == "" {
-			role = "none: default credentials"
-		}
-		where = fmt.Sprintf("s3://%s/%s<org_id>/ (region %s, role %s)", d.Bucket, d.KeyPrefix, d.Region, role)
-	}
-	if cfg.DestinationsFile != "" {
-		where = fmt.Sprintf("the destinations in %s; unlisted organisations: %s, default %s", cfg.DestinationsFile, cfg.UnlistedOrgs, where)
-	}
-	in.log.logf(LevelInfo, "delivering to %s, buffering in %s", where, cfg.StoreDir)
+	in.log.logf(LevelInfo, "delivering to %s, buffering in %s", in.dests.describe(), cfg.StoreDir)
 	return in, nil
 }
 
@@ -165,7 +154,7 @@ func (in *Instance) reloader(ctx context.Context) {
 		what, err := in.dests.reload()
 		switch {
 		case err != nil:
-			in.log.logf(LevelError, "Destinations_File %s was changed but cannot be used, keeping the previous destinations: %v", in.cfg.DestinationsFile, err)
+			in.log.limitedf(LevelError, "reload", in.now(), "Destinations_File %s was changed but cannot be used, keeping the previous destinations: %v", in.cfg.DestinationsFile, err)
 		case what != "":
 			in.log.logf(LevelInfo, "Destinations_File reloaded: %s", what)
 			in.queue.expedite()
@@ -183,9 +172,13 @@ func (in *Instance) Flush(chunk []byte, tag string) Result {
 	var dead []byte
 	var firstReject string
 	rejected := 0
+	in.dests.receive(tag)
 	in.dec.Decode(chunk, tag, func(ev *record.Event) {
 		if ev.Reject == "" {
-			ev.Reject = in.dests.reject(ev.Org)
+			var skip bool
+			if ev.Org, ev.Reject, skip = in.dests.admit(ev.Org, tag, ev.Raw); skip {
+				return
+			}
 		}
 		if ev.Reject != "" {
 			dead = appendDeadLetter(dead, in.now(), tag, ev)
@@ -217,7 +210,7 @@ func (in *Instance) Flush(chunk []byte, tag string) Result {
 		return Retry
 	}
 	if err := in.store.Commit(c); err != nil {
-		in.log.logf(LevelError, "cannot buffer records, asking Fluent Bit to retry the chunk: %v", err)
+		in.log.limitedf(LevelError, "append\x00"+rootCause(err), in.now(), "cannot buffer records, asking Fluent Bit to retry the chunk: %v", err)
 		return Retry
 	}
 	in.checkUsage()
@@ -232,7 +225,7 @@ func (in *Instance) Flush(chunk []byte, tag string) Result {
 func (in *Instance) deadLetter(lines []byte, rejected int, tag, first string) bool {
 	n, err := in.store.DeadLetter(lines)
 	if err != nil && !errors.Is(err, buffer.ErrDeadLetterFull) {
-		in.log.logf(LevelError, "cannot write %d rejected records to %s, asking Fluent Bit to retry the chunk: %v",
+		in.log.limitedf(LevelError, "deadletter\x00"+rootCause(err), in.now(), "cannot write %d rejected records to %s, asking Fluent Bit to retry the chunk: %v",
 			rejected, in.store.DeadLetterPath(), err)
 		return false
 	}
@@ -328,10 +321,10 @@ func (in *Instance) counters() string {
 	if n := in.discarded.Load(); n > 0 {
 		discarded = fmt.Sprintf(" (%d discarded: the dead-letter file was full)", n)
 	}
-	return fmt.Sprintf("%d records accepted, %d rejected%s, %d delivered in %d objects; failed upload attempts: %d retriable, %d credentials, %d refused; %d key conflicts (412), %d role re-assumptions, %d batches quarantined",
+	return fmt.Sprintf("%d records accepted, %d rejected%s, %d delivered in %d objects; failed upload attempts: %d retriable, %d credentials, %d refused; %d key conflicts (412), %d role re-assumptions, %d batches quarantined%s",
 		in.accepted.Load(), in.rejected.Load(), discarded, in.delivered.Load(), in.objects.Load(),
 		in.failed[retriable].Load(), in.failed[credentials].Load(), in.failed[misconfigured].Load(),
-		in.conflicts.Load(), in.reassumed.Load(), in.quarantined.Load())
+		in.conflicts.Load(), in.reassumed.Load(), in.quarantined.Load(), in.dests.counters())
 }
 
 // status adds what waits now: sealed batches, the age of the oldest undelivered record (sealed or not), and
@@ -382,7 +375,7 @@ func (in *Instance) naming(p *buffer.Pending) (string, func(int64) string) {
 func (in *Instance) sealed(r buffer.Sealed) {
 	p := r.Pending
 	if r.Err != nil {
-		in.log.logf(LevelError, "%v; will try again", r.Err)
+		in.log.limitedf(LevelError, "seal\x00"+rootCause(r.Err), in.now(), "%v; will try again", r.Err)
 		in.store.PutBack(p)
 		return
 	}
@@ -394,7 +387,7 @@ func (in *Instance) sealed(r buffer.Sealed) {
 		in.deadLetterDamaged("the buffer of "+p.Stream.String(), r.Report.Damaged)
 	}
 	if r.Report.Unreleased != nil {
-		in.log.logf(LevelError, "sealed %s but cannot mark its records as sealed in the log (%v); the log keeps them until the next start", p.Stream, r.Report.Unreleased)
+		in.log.limitedf(LevelError, "release\x00"+rootCause(r.Report.Unreleased), in.now(), "sealed %s but cannot mark its records as sealed in the log (%v); the log keeps them until the next start", p.Stream, r.Report.Unreleased)
 	}
 	if r.Batch != nil {
 		in.queue.push(&item{batch: r.Batch, due: in.now()})
@@ -433,12 +426,12 @@ func (in *Instance) attempt(ctx context.Context, it *item) bool {
 	d, hold := in.dests.resolve(b)
 	if hold != "" {
 		it.due = in.now().Add(in.cfg.HoldRetryInterval)
-		in.log.logf(LevelWarn, "holding %s (%d records): %s; next look in %s", b.Key, b.Records, hold, in.cfg.HoldRetryInterval)
+		in.log.limitedf(LevelWarn, "hold\x00"+b.Org, in.now(), "holding %s (%d records): %s; next look in %s", b.Key, b.Records, hold, in.cfg.HoldRetryInterval)
 		return true
 	}
-	if want := objectKey(d.KeyPrefix, b.Org, b.Kind, b.KeyMs); want != b.Key {
+	if want := objectKey(d.KeyPrefix, d.OrgID, b.Kind, b.KeyMs); want != b.Key {
 		if err := in.store.Rekey(b, want, b.KeyMs); err != nil {
-			in.log.logf(LevelError, "cannot move %s to the key prefix of its destination: %v", b.Key, err)
+			in.log.limitedf(LevelError, "rekey\x00"+b.Org, in.now(), "cannot move %s to the key of its destination: %v", b.Key, err)
 			it.attempts++
 			it.due = in.now().Add(backoff(it.attempts))
 			return true
@@ -447,7 +440,7 @@ func (in *Instance) attempt(ctx context.Context, it *item) bool {
 	err := in.send.put(ctx, d, b)
 	if err == nil {
 		if err := in.store.Remove(b); err != nil {
-			in.log.logf(LevelError, "uploaded %s but cannot remove it from the buffer: %v", b.Key, err)
+			in.log.limitedf(LevelError, "remove", in.now(), "uploaded %s but cannot remove it from the buffer: %v", b.Key, err)
 		}
 		in.delivered.Add(int64(b.Records))
 		in.objects.Add(1)
@@ -460,7 +453,7 @@ func (in *Instance) attempt(ctx context.Context, it *item) bool {
 	}
 	now := in.now()
 	if err := in.store.SaveAttempt(b); err != nil {
-		in.log.logf(LevelWarn, "cannot record the attempt in the manifest of %s: %v", b.Key, err)
+		in.log.limitedf(LevelWarn, "manifest", now, "cannot record the attempt in the manifest of %s: %v", b.Key, err)
 	}
 	class := classify(err)
 	in.failed[class].Add(1)
@@ -471,18 +464,18 @@ func (in *Instance) attempt(ctx context.Context, it *item) bool {
 		if err := in.store.Rekey(b, objectKey(d.KeyPrefix, b.Org, b.Kind, ms), ms); err != nil {
 			it.attempts++
 			it.due = now.Add(backoff(it.attempts))
-			in.log.logf(LevelError, "%s exists in S3 and the batch cannot take a new key: %v", old, err)
+			in.log.limitedf(LevelError, "rekey\x00"+b.Org, now, "%s exists in S3 and the batch cannot take a new key: %v", old, err)
 			return true
 		}
 		in.conflicts.Add(1)
 		it.due = now
-		in.log.logf(LevelWarn, "%s already exists in S3 (another writer, or an earlier attempt whose answer was lost); uploading the batch as %s instead", old, b.Key)
+		in.log.limitedf(LevelWarn, "412\x00"+d.Bucket, now, "%s already exists in S3 (another writer, or an earlier attempt whose answer was lost); uploading the batch as %s instead", old, b.Key)
 		return true
 	case credentials:
 		if in.send.invalidate(d, now) {
 			in.reassumed.Add(1)
 			it.due = now
-			in.log.logf(LevelWarn, "the role's credentials were refused for %s; assuming the role again: %s", b.Key, explain(err, d, in.cfg))
+			in.log.limitedf(LevelWarn, "credentials\x00"+d.RoleARN, now, "the role's credentials were refused for %s; assuming the role again: %s", b.Key, explain(err, d, in.cfg))
 			return true
 		}
 	case misconfigured:
@@ -491,13 +484,13 @@ func (in *Instance) attempt(ctx context.Context, it *item) bool {
 			return in.quarantine(b, age, explain(err, d, in.cfg))
 		}
 		it.due = now.Add(in.cfg.HoldRetryInterval)
-		in.log.logf(LevelError, "upload of %s (%d records) refused, attempt %d; holding the batch, next try in %s, quarantine after %s: %s",
+		in.log.limitedf(LevelError, "refused\x00"+d.OrgID+"\x00"+d.Bucket, now, "upload of %s (%d records) refused, attempt %d; held, next try in %s, quarantine in %s: %s",
 			b.Key, b.Records, b.Attempts, in.cfg.HoldRetryInterval, in.cfg.QuarantineAfter-age.Round(time.Second), explain(err, d, in.cfg))
 		return true
 	}
 	it.attempts++
 	it.due = now.Add(backoff(it.attempts))
-	in.log.logf(LevelWarn, "upload of %s (%d records) failed, attempt %d, next in %s; the batch stays buffered: %s",
+	in.log.limitedf(LevelWarn, "retry\x00"+d.Bucket, now, "upload of %s (%d records) failed, attempt %d, next in %s; the batch stays buffered: %s",
 		b.Key, b.Records, b.Attempts, it.due.Sub(now).Round(time.Millisecond), explain(err, d, in.cfg))
 	return true
 }
@@ -506,14 +499,14 @@ func (in *Instance) attempt(ctx context.Context, it *item) bool {
 // quarantine folder is full, the batch stays and is retried: nothing is deleted.
 func (in *Instance) quarantine(b *buffer.Batch, age time.Duration, cause string) bool {
 	if err := in.store.Quarantine(b); err != nil {
-		in.log.logf(LevelError, "upload of %s refused for %s and it cannot be quarantined (%v); keeping it in the upload path: %s",
+		in.log.limitedf(LevelError, "quarantine\x00"+b.Org, in.now(), "upload of %s refused for %s and it cannot be quarantined (%v); keeping it in the upload path: %s",
 			b.Key, age.Round(time.Second), err, cause)
 		return true
 	}
 	in.quarantined.Add(1)
 	in.checkUsage()
 	object, manifest := b.Files()
-	in.log.logf(LevelError, "upload of %s (%d records) refused for %s: moved to quarantine (%s, %s); to replay it after fixing the cause, move both files into %s/batches and restart. Cause: %s",
+	in.log.limitedf(LevelError, "quarantined\x00"+b.Org, in.now(), "upload of %s (%d records) refused for %s: moved to quarantine (%s, %s); to replay it after fixing the cause, move both files into %s/batches and restart. Cause: %s",
 		b.Key, b.Records, age.Round(time.Second), object, manifest, in.cfg.StoreDir, cause)
 	return false
 }
@@ -566,6 +559,7 @@ func (in *Instance) Close() {
 		in.stopUploads()
 		in.uploadersWG.Wait()
 		in.store.Close()
+		in.dests.close()
 		left := ""
 		if !drained {
 			left = fmt.Sprintf("; %d batches stay in %s for the next start", in.queue.len(), in.cfg.StoreDir)

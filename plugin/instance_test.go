@@ -64,14 +64,17 @@ func (f *fakeS3) PutObject(ctx context.Context, in *s3.PutObjectInput, _ ...func
 
 // put sends through the same request-building code as production, with the default settings.
 func (f *fakeS3) put(ctx context.Context, d conf.Destination, b *buffer.Batch) error {
-	c, _ := conf.Parse(conf.Map{"Bucket": "b-1"})
+	c, err := conf.Parse(conf.Map{"Bucket": "b-1", "Unlisted_Orgs": "archive"})
+	if err != nil {
+		return err
+	}
 	return send(ctx, f, c, d, b)
 }
 
 func (f *fakeS3) invalidate(conf.Destination, time.Time) bool { return false }
 
 func testConfig(t *testing.T) *conf.Config {
-	c, err := conf.Parse(conf.Map{"Bucket": "b-1", "Store_Dir": t.TempDir(), "Upload_Timeout": "1s", "Total_File_Size": "2K", "Shutdown_Timeout": "30s"})
+	c, err := conf.Parse(conf.Map{"Bucket": "b-1", "Unlisted_Orgs": "archive", "Store_Dir": t.TempDir(), "Upload_Timeout": "1s", "Total_File_Size": "2K", "Shutdown_Timeout": "30s"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,6 +204,9 @@ func TestCloseLeavesUndeliveredBatchesOnDisk(t *testing.T) {
 	}
 }
 
+// TestFlushAsksForRetryWhenTheDiskRefuses: Store_Dir removed while running, with a file where it was: every
+// chunk is retried, and the refusals, whatever the stream, log one line per cause every 30 s, not one per
+// chunk. Once the folder can be created again it is, and records acknowledged before and after are delivered.
 func TestFlushAsksForRetryWhenTheDiskRefuses(t *testing.T) {
 	fake := &fakeS3{objects: map[string][]byte{}}
 	cfg := testConfig(t)
@@ -216,8 +222,10 @@ func TestFlushAsksForRetryWhenTheDiskRefuses(t *testing.T) {
 	// Store_Dir removed while running, and a file where it was: the folder cannot be created again.
 	os.RemoveAll(cfg.StoreDir)
 	os.WriteFile(cfg.StoreDir, nil, 0o600)
-	if got := in.Flush(event("org-a", "2"), "audit.org"); got != Retry {
-		t.Errorf("Flush = %v with an unwritable store, want Retry", got)
+	for i := range 20 {
+		if got := in.Flush(event(fmt.Sprintf("org-%d", i), "2"), "audit.org"); got != Retry {
+			t.Errorf("Flush = %v with an unwritable store, want Retry", got)
+		}
 	}
 	os.Remove(cfg.StoreDir)
 	if got := in.Flush(event("org-a", "2"), "audit.org"); got != Retry {
@@ -235,6 +243,9 @@ func TestFlushAsksForRetryWhenTheDiskRefuses(t *testing.T) {
 	}
 	if !strings.Contains(strings.Join(sink.lines, "\n"), "removed while in use") {
 		t.Errorf("no line says the Store_Dir was removed:\n%s", strings.Join(sink.lines, "\n"))
+	}
+	if n := sink.count("cannot buffer records"); n != 1 {
+		t.Errorf("%d lines for 20 chunks refused for one cause:\n%s", n, sink.joined())
 	}
 }
 

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -17,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/wiv/out_wivaudit/buffer"
 	"github.com/wiv/out_wivaudit/conf"
@@ -175,11 +179,12 @@ const (
 	misconfigured                // the customer's or our setup refuses us: hold, retry slowly, log loudly
 )
 
-// inspection is what an SDK error says: which step failed, the error code and the HTTP status.
+// inspection is what an SDK error says: which step failed, the error code, the HTTP status and message, and
+// whether the base credentials were missing (the SDK's chain ended at instance metadata and found none).
 type inspection struct {
-	sts    bool
-	code   string
-	status int
+	sts, noCredentials bool
+	code, message      string
+	status             int
 }
 
 func inspect(err error) inspection {
@@ -189,14 +194,17 @@ func inspect(err error) inspection {
 		if !errors.As(e, &op) {
 			break
 		}
-		if op.ServiceID == "STS" {
+		switch op.ServiceID {
+		case "STS":
 			in.sts = true
+		case "ec2imds":
+			in.noCredentials = true
 		}
 		e = op.Err
 	}
 	var apiErr smithy.APIError
 	if errors.As(err, &apiErr) {
-		in.code = apiErr.ErrorCode()
+		in.code, in.message = apiErr.ErrorCode(), apiErr.ErrorMessage()
 	}
 	var re *awshttp.ResponseError
 	if errors.As(err, &re) {
@@ -228,43 +236,102 @@ func classify(err error) failure {
 	return retriable
 }
 
-// explain says which step failed and what to check, following the delivery guide's troubleshooting list.
+// PlatformPrincipal is the identity every customer's trust policy allows to assume their role (guide step
+// 3.2.2): the base AWS credentials of this process must be it.
+const PlatformPrincipal = "arn:aws:iam::613007325984:role/prod-aws-cdk-api-wf-opera-CustomerBucketSyncRole8E8-mUiiPZfuNHcc"
+
+// explain says, in one short line, which step failed, what to check (following the delivery guide's
+// troubleshooting list) and the error's own words, shortened.
 func explain(err error, d conf.Destination, c *conf.Config) string {
 	in := inspect(err)
-	step := "S3 PutObject to bucket " + d.Bucket
+	step := "S3 PutObject to " + d.Bucket
 	if in.sts {
 		step = "STS AssumeRole of " + d.RoleARN
 	}
-	var netErr net.Error
-	hint := ""
-	switch {
-	case in.sts && (in.code == "AccessDenied" || in.code == "AccessDeniedException"):
-		hint = "check that the External ID (External_ID, or external_id in Destinations_File) equals the sts:ExternalId in the role's trust policy and that the trust policy's Principal allows this platform's identity (guide step 3.2.2)"
-	case in.sts && in.code != "":
-		hint = "check the role_arn the customer submitted, STS_Endpoint and the base AWS credentials of this process"
-	case in.code == "AccessDenied" || in.code == "Forbidden" || in.status == 403 && in.code == "":
-		hint = fmt.Sprintf("check that the role's permissions policy allows s3:PutObject and s3:PutObjectAcl on arn:aws:s3:::%s/*, that no bucket policy denies it, and that a KMS key used for bucket encryption lets the role encrypt (guide step 3.2.4)", d.Bucket)
-	case in.code == "NoSuchBucket":
-		hint = fmt.Sprintf("bucket %q does not exist; check it against the customer's bucket_name", d.Bucket)
-	case in.code == "PermanentRedirect" || in.code == "AuthorizationHeaderMalformed" || in.code == "IllegalLocationConstraintException":
-		hint = fmt.Sprintf("the bucket is not in region %s; set the destination's region to the bucket's", d.Region)
-	case in.code == "AccessControlListNotSupported":
-		hint = "the bucket has ACLs disabled; set Canned_ACL to bucket-owner-full-control or none"
-	case strings.HasPrefix(in.code, "KMS."):
-		hint = "the bucket's KMS key does not let the role encrypt; the customer must allow the role in the key policy"
-	case credentialCodes[in.code] || in.code == "SignatureDoesNotMatch":
-		hint = "the credentials were refused; check the base AWS credentials of this process and the role_arn"
-	case in.code == "NotImplemented" && c.ConditionalWrites:
-		hint = "the store may not support conditional writes; set Conditional_Writes off for S3-compatible stores without If-None-Match"
-	case errors.As(err, &netErr) || errors.Is(err, context.DeadlineExceeded):
-		hint = "network error or timeout; check connectivity to the endpoint"
-	}
 	msg := step + " failed"
-	if in.code != "" {
+	switch {
+	case in.code != "" && in.status != 0:
+		msg += fmt.Sprintf(" (%d %s)", in.status, in.code)
+	case in.code != "":
 		msg += " (" + in.code + ")"
 	}
-	if hint != "" {
+	if hint := hintFor(err, in, d, c); hint != "" {
 		msg += ": " + hint
 	}
-	return msg + "; error: " + err.Error()
+	return msg + "; " + shorten(cause(err, in), 120)
+}
+
+// hintFor says what to check. Local errors are told from the network's by their type, not by net.Error,
+// which every syscall.Errno satisfies.
+func hintFor(err error, in inspection, d conf.Destination, c *conf.Config) string {
+	var pathErr *fs.PathError
+	var opErr *net.OpError
+	var dnsErr *net.DNSError
+	var sendErr *smithyhttp.RequestSendError
+	var errno syscall.Errno
+	switch {
+	case in.noCredentials && d.RoleARN != "":
+		return "no AWS credentials: run as the trust policies' Principal (guide step 3.2.2), " + PlatformPrincipal + ", via an instance profile, IRSA, an ECS task role or AWS_* variables"
+	case in.noCredentials:
+		return "no AWS credentials: run as an identity allowed to write the bucket, via an instance profile, IRSA, an ECS task role or AWS_* variables"
+	case in.sts && (in.code == "AccessDenied" || in.code == "AccessDeniedException"):
+		return "the External ID must equal the trust policy's sts:ExternalId, and its Principal must allow this process's identity (guide step 3.2.2)"
+	case in.sts && in.code != "":
+		return "check the role_arn, STS_Endpoint and this process's AWS credentials"
+	case in.code == "AccessDenied" || in.code == "Forbidden" || in.status == 403 && in.code == "":
+		return fmt.Sprintf("the role needs s3:PutObject and s3:PutObjectAcl on arn:aws:s3:::%s/*; check bucket and KMS key policies too (guide step 3.2.4)", d.Bucket)
+	case in.code == "NoSuchBucket":
+		return "the bucket does not exist; check the bucket_name"
+	case in.code == "PermanentRedirect" || in.code == "AuthorizationHeaderMalformed" || in.code == "IllegalLocationConstraintException":
+		return fmt.Sprintf("the bucket is not in region %s; set the destination's region to the bucket's", d.Region)
+	case in.code == "AccessControlListNotSupported":
+		return "the bucket has ACLs disabled; set Canned_ACL bucket-owner-full-control or none"
+	case strings.HasPrefix(in.code, "KMS."):
+		return "the bucket's KMS key must let the role encrypt (key policy)"
+	case credentialCodes[in.code] || in.code == "SignatureDoesNotMatch":
+		return "the credentials were refused; check this process's AWS credentials and the role_arn"
+	case in.code == "NotImplemented" && c.ConditionalWrites:
+		return "the store may not support If-None-Match; set Conditional_Writes off for such S3-compatible stores"
+	case in.code != "":
+		return ""
+	case errors.As(err, &pathErr):
+		return "a local error, not the network's or S3's: the batch's file is gone or unreadable"
+	case errors.As(err, &opErr) || errors.As(err, &dnsErr) || errors.As(err, &sendErr):
+		return "network error; check connectivity to the endpoint"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timed out; check connectivity to the endpoint and Request_Timeout"
+	case errors.As(err, &errno):
+		return "a local error, not the network's or S3's"
+	}
+	return ""
+}
+
+// cause is the error's own words: the API message, or the innermost error, which carries the detail
+// without the SDK's wrapping.
+func cause(err error, in inspection) string {
+	if in.message != "" {
+		return in.message
+	}
+	for {
+		switch err.(type) {
+		case *net.OpError, *net.DNSError, *fs.PathError:
+			return err.Error() // "dial tcp ...: connection refused", "open ...: no such file or directory"
+		}
+		next := errors.Unwrap(err)
+		if next == nil {
+			return err.Error()
+		}
+		err = next
+	}
+}
+
+// shorten cuts s to at most n bytes, at a rune boundary.
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "..."
 }

@@ -3,8 +3,13 @@ package plugin
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io/fs"
+	"net"
 	"net/http"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -44,32 +49,38 @@ func TestClassify(t *testing.T) {
 		{sdkError("S3", 403, "InvalidAccessKeyId"), credentials, "credentials were refused"},
 		{sdkError("S3", 403, "AccessDenied"), misconfigured, "s3:PutObject and s3:PutObjectAcl on arn:aws:s3:::b-1/*"},
 		{sdkError("S3", 403, ""), misconfigured, "s3:PutObject and s3:PutObjectAcl"},
-		{sdkError("S3", 404, "NoSuchBucket"), misconfigured, `bucket "b-1" does not exist`},
+		{sdkError("S3", 404, "NoSuchBucket"), misconfigured, "(404 NoSuchBucket): the bucket does not exist"},
 		{sdkError("S3", 301, "PermanentRedirect"), misconfigured, "not in region us-east-1"},
 		{sdkError("S3", 400, "AccessControlListNotSupported"), misconfigured, "ACLs disabled"},
 		{sdkError("S3", 400, "KMS.DisabledException"), misconfigured, "KMS key"},
 		{sdkError("S3", 501, "NotImplemented"), misconfigured, "Conditional_Writes off"},
 		{sdkError("STS", 403, "AccessDenied"), misconfigured, "External ID"},
-		{sdkError("STS", 403, "InvalidClientTokenId"), misconfigured, "base AWS credentials"},
-		{sdkError("STS", 400, "ExpiredToken"), retriable, "base AWS credentials"},
+		{sdkError("STS", 403, "InvalidClientTokenId"), misconfigured, "this process's AWS credentials"},
+		{sdkError("STS", 400, "ExpiredToken"), retriable, "this process's AWS credentials"},
 		{sdkError("STS", 500, "InternalFailure"), retriable, ""},
-		{context.DeadlineExceeded, retriable, "network error or timeout"},
+		{context.DeadlineExceeded, retriable, "timed out"},
+		{&net.OpError{Op: "dial", Net: "tcp", Err: &os.SyscallError{Syscall: "connect", Err: syscall.ECONNREFUSED}}, retriable,
+			"network error; check connectivity to the endpoint; dial tcp: connect: connection refused"},
 		{errors.New("connection reset by peer"), retriable, ""},
+		// Local errors are not the network's, although a syscall.Errno satisfies net.Error.
+		{fmt.Errorf("open object: %w", &fs.PathError{Op: "open", Path: "/store/batches/a~org~1.json.gz", Err: syscall.ENOENT}), retriable,
+			"failed: a local error, not the network's or S3's: the batch's file is gone or unreadable; open /store/batches/a~org~1.json.gz: no such file or directory"},
+		{syscall.EIO, retriable, "failed: a local error, not the network's or S3's; input/output error"},
 	}
-	c, _ := conf.Parse(conf.Map{"Bucket": "b-1"})
-	d, _ := c.Default()
+	c, _ := conf.Parse(conf.Map{"Org_ID": "org-a", "Bucket": "b-1"})
+	d, _ := c.Output()
 	for _, tc := range cases {
 		if got := classify(tc.err); got != tc.want {
 			t.Errorf("classify(%v) = %d, want %d", tc.err, got, tc.want)
 		}
-		if msg := explain(tc.err, d, c); !strings.Contains(msg, tc.hint) {
-			t.Errorf("explain(%v) = %q, want it to say %q", tc.err, msg, tc.hint)
+		if msg := explain(tc.err, d, c); !strings.Contains(msg, tc.hint) || len(msg) > 300 {
+			t.Errorf("explain(%v) = %q, want it to say %q in at most 300 bytes", tc.err, msg, tc.hint)
 		}
 	}
 }
 
 func TestInvalidateIsLimitedPerDestination(t *testing.T) {
-	c, _ := conf.Parse(conf.Map{"Bucket": "b-1"})
+	c, _ := conf.Parse(conf.Map{"Org_ID": "org-a", "Bucket": "b-1"})
 	cl, err := newClients(context.Background(), c)
 	if err != nil {
 		t.Fatal(err)
@@ -88,5 +99,55 @@ func TestInvalidateIsLimitedPerDestination(t *testing.T) {
 	}
 	if cl.invalidate(conf.Destination{Bucket: "b-1"}, now) {
 		t.Error("a destination without a role has no session to drop")
+	}
+}
+
+// TestExplainIsShort: the refused-upload cause stays one short line whatever the server's message.
+func TestExplainIsShort(t *testing.T) {
+	c, _ := conf.Parse(conf.Map{"Org_ID": "org-a", "Bucket": "b-1"})
+	d, _ := c.Output()
+	err := &smithy.OperationError{ServiceID: "S3", OperationName: "PutObject", Err: &awshttp.ResponseError{
+		ResponseError: &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: &http.Response{StatusCode: 403}},
+			Err: &smithy.GenericAPIError{Code: "AccessDenied", Message: strings.Repeat("Access Denied because of a long policy story. ", 20)}},
+		RequestID: strings.Repeat("R", 60)}}
+	msg := explain(err, d, c)
+	if len(msg) > 300 || !strings.HasPrefix(msg, "S3 PutObject to b-1 failed (403 AccessDenied): the role needs s3:PutObject") || !strings.HasSuffix(msg, "...") {
+		t.Errorf("%d bytes: %q", len(msg), msg)
+	}
+}
+
+// TestMissingCredentialsNameTheIdentity: with no AWS credentials at all, the real SDK's error is explained by
+// the identity the plugin must run as and the ways to give it.
+func TestMissingCredentialsNameTheIdentity(t *testing.T) {
+	for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+		"AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI"} {
+		t.Setenv(k, "")
+	}
+	t.Setenv("AWS_CONFIG_FILE", "/nonexistent")
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true") // what an instance without a profile amounts to, without the wait
+	c, err := conf.Parse(conf.Map{"Org_ID": "org-a", "Bucket": "b-1", "Role_ARN": "arn:aws:iam::111122223333:role/r",
+		"External_ID": "ext-1", "STS_Endpoint": "http://127.0.0.1:9", "Allow_Plain_HTTP": "on"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := newClients(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, _ := c.Output()
+	_, err = cl.session(d).cache.Retrieve(context.Background())
+	if err == nil {
+		t.Fatal("credentials were found")
+	}
+	msg := explain(err, d, c)
+	for _, want := range []string{"STS AssumeRole of arn:aws:iam::111122223333:role/r failed: no AWS credentials", PlatformPrincipal,
+		"instance profile, IRSA, an ECS task role or AWS_* variables"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("%q does not say %q", msg, want)
+		}
+	}
+	if len(msg) > 400 {
+		t.Errorf("%d bytes: %q", len(msg), msg)
 	}
 }

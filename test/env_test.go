@@ -121,7 +121,8 @@ func newEnv(t *testing.T) *env {
 }
 
 // config writes a Fluent Bit configuration with one wivaudit output. Settings in over replace or add to the
-// defaults below; an empty value removes the setting.
+// defaults below; an empty value removes the setting. By default the output is the platform's archive: every
+// organisation goes to the platform's bucket, as most tests need.
 func (e *env) config(name string, over map[string]string) string {
 	return e.configN(name, over)
 }
@@ -137,7 +138,7 @@ func (e *env) configN(name string, outputs ...map[string]string) string {
 			{"Bucket", e.p.Bucket}, {"Region", "us-east-1"}, {"Role_ARN", e.p.RoleARN}, {"External_ID", e.p.ExternalID},
 			{"Endpoint", e.moto.URL}, {"STS_Endpoint", e.moto.URL}, {"Store_Dir", filepath.Join(e.dir, "store")},
 			{"Upload_Timeout", "2s"}, {"Total_File_Size", "200K"}, {"Shutdown_Timeout", "20s"},
-			{"Allow_Plain_HTTP", "on"},
+			{"Allow_Plain_HTTP", "on"}, {"Unlisted_Orgs", "archive"}, // the bucket takes every organisation
 		}
 		b.WriteString("\n[OUTPUT]\n")
 		seen := map[string]bool{}
@@ -277,9 +278,12 @@ func (e *env) onlyAllowedCalls() map[string]int {
 }
 
 // deadLetters reads the dead-letter file.
-func (e *env) deadLetters() []map[string]any {
+func (e *env) deadLetters() []map[string]any { return e.deadLettersIn("store") }
+
+// deadLettersIn reads the dead-letter file of the Store_Dir named store.
+func (e *env) deadLettersIn(store string) []map[string]any {
 	e.t.Helper()
-	data, err := os.ReadFile(filepath.Join(e.dir, "store", "deadletter.jsonl"))
+	data, err := os.ReadFile(filepath.Join(e.dir, store, "deadletter.jsonl"))
 	if os.IsNotExist(err) {
 		return nil
 	}

@@ -47,8 +47,7 @@ func readSections(t *testing.T, path string) []section {
 // validation once its ${VARIABLES} are set.
 func TestShippedExamplesAreValid(t *testing.T) {
 	vars := regexp.MustCompile(`\$\{[A-Z_]+\}`)
-	values := map[string]string{"${WIV_EXTERNAL_ID}": externalID, "${WIV_BUCKET}": "demo-bucket",
-		"${WIV_ROLE_ARN}": "arn:aws:iam::123456789012:role/demo", "${WIV_ENDPOINT}": "http://127.0.0.1:5000",
+	values := map[string]string{"${WIV_DESTINATIONS}": "/tmp/destinations.json", "${WIV_ENDPOINT}": "http://127.0.0.1:5000",
 		"${WIV_STORE_DIR}": "/tmp/wivaudit-store"}
 	for _, name := range []string{"fluent-bit.conf", "demo.conf"} {
 		t.Run(name, func(t *testing.T) {
@@ -81,8 +80,12 @@ func TestShippedExamplesAreValid(t *testing.T) {
 							return x
 						})
 					}
-					if _, err := conf.Parse(s.keys); err != nil {
-						t.Errorf("output settings: %v", err)
+					c, err := conf.Parse(s.keys)
+					if err != nil {
+						t.Fatalf("output settings: %v", err)
+					}
+					if c.Archive() || c.OrgID != "" || c.DestinationsFile == "" {
+						t.Errorf("the example does not deliver through a destinations file, as the README recommends: %s", c)
 					}
 				}
 			}
@@ -90,5 +93,22 @@ func TestShippedExamplesAreValid(t *testing.T) {
 				t.Error("no wivaudit output")
 			}
 		})
+	}
+}
+
+// TestShippedDestinationsFile: examples/destinations.json, which the README and fluent-bit.conf point to, is a
+// valid destinations file.
+func TestShippedDestinationsFile(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "examples", "destinations.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := conf.Parse(conf.Map{"Destinations_File": "/fluent-bit/etc/destinations.json"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := conf.ParseDestinations(data, c)
+	if err != nil || len(d) != 2 {
+		t.Errorf("%d destinations, %v", len(d), err)
 	}
 }

@@ -461,15 +461,24 @@ func TestDeadLetterLimit(t *testing.T) {
 		kept, fi.Size(), limit, stop[1])
 }
 
-// TestBadSettings: Init fails with a message that names the key, and the host refuses to start.
+// TestBadSettings: Init fails with a message that names the key, on one error line (Fluent Bit prints only a
+// message's first line with its time and level), and the host refuses to start.
 func TestBadSettings(t *testing.T) {
 	e := &env{t: t, dir: t.TempDir(), moto: nil}
+	badFile := filepath.Join(e.dir, "destinations.json")
+	os.WriteFile(badFile, []byte("[\n  {\"org_id\": \"a\",\n   \"bucket_name\": bucket-a}\n]"), 0o600)
+	fileOnly := map[string]string{"Org_ID": "", "Bucket": "", "Role_ARN": "", "External_ID": "", "Destinations_File": badFile}
 	cases := []struct {
 		name string
 		over map[string]string
 		key  string
 	}{
-		{"no bucket", map[string]string{"Bucket": ""}, "Bucket: not set"},
+		{"no bucket", map[string]string{"Bucket": ""}, "Bucket: not set although Org_ID is"},
+		{"bucket without organisation", map[string]string{"Org_ID": ""}, "Org_ID: not set: a Bucket at the [OUTPUT] level is one organisation's destination"},
+		{"hold without a file", map[string]string{"Unlisted_Orgs": "hold"}, "Unlisted_Orgs: set together with Org_ID"},
+		{"organisation with a file", map[string]string{"Destinations_File": badFile}, "Org_ID: set together with Destinations_File"},
+		{"old default", map[string]string{"Org_ID": "", "Unlisted_Orgs": "default"}, "Unlisted_Orgs: default is no longer accepted"},
+		{"destinations syntax", fileOnly, "Destinations_File " + badFile + ": line 3, column 19: invalid character 'b' looking for beginning of value"},
 		{"malformed role", map[string]string{"Role_ARN": "arn:aws:iam::123:role/x"}, "Role_ARN: \"arn:aws:iam::123:role/x\" is not an IAM role ARN"},
 		{"role without external id", map[string]string{"External_ID": ""}, "External_ID: not set although Role_ARN is"},
 		{"bad size", map[string]string{"Total_File_Size": "12XB"}, "Total_File_Size: \"12XB\" is not a size"},
@@ -480,7 +489,7 @@ func TestBadSettings(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			e.t = t
-			over := map[string]string{"Bucket": "b-ok", "Role_ARN": "arn:aws:iam::123456789012:role/r", "External_ID": externalID,
+			over := map[string]string{"Org_ID": "org-a", "Bucket": "b-ok", "Role_ARN": "arn:aws:iam::123456789012:role/r", "External_ID": externalID,
 				"Endpoint": "http://127.0.0.1:9", "STS_Endpoint": "http://127.0.0.1:9", "Store_Dir": e.dir + "/store",
 				"Allow_Plain_HTTP": "on"}
 			for k, v := range c.over {
@@ -494,8 +503,9 @@ func TestBadSettings(t *testing.T) {
 			if r.ExitCode == 0 || r.Count("init-failed") != 1 {
 				t.Fatalf("Init did not fail: exit %d, %v", r.ExitCode, r.Stdout)
 			}
-			if !strings.Contains(r.Stderr, c.key) {
-				t.Errorf("the error does not name the key (%q):\n%s", c.key, r.Stderr)
+			line := regexp.MustCompile(`(?m)^.*` + regexp.QuoteMeta(c.key) + `.*$`).FindString(r.Stderr)
+			if !regexp.MustCompile(`^\[\d{4}/\d\d/\d\d \d\d:\d\d:\d\d\] \[error\] \[output:wivaudit:wivaudit\.0\] `).MatchString(line) {
+				t.Errorf("no error line names the key (%q):\n%s", c.key, r.Stderr)
 			}
 		})
 	}

@@ -81,7 +81,7 @@ func (e *env) bucketRecords(bucket string) map[string][]string {
 			e.t.Fatalf("%s/%s: %v", bucket, key, err)
 		}
 		for _, r := range recs {
-			if !strings.Contains(key, r.Org+"/") {
+			if !strings.Contains(strings.ToLower(key), strings.ToLower(r.Org)+"/") { // IDs match in any case
 				e.t.Errorf("%s/%s holds a record of %s", bucket, key, r.Org)
 			}
 			out[r.ID] = append(out[r.ID], key)
@@ -163,6 +163,7 @@ func TestDestinationsFileEdits(t *testing.T) {
 	file := filepath.Join(e.dir, "destinations.json")
 	writeDestinations(t, file, []destEntry{entry("org-w", a), entry("org-y", b1), entry("org-z", c)})
 	conf := e.config("edits.conf", map[string]string{"Destinations_File": file, "Unlisted_Orgs": "hold",
+		"Bucket": "", "Role_ARN": "", "External_ID": "", // no archive
 		"Destinations_Refresh_Interval": "1s", "Hold_Retry_Interval": "1s", "Upload_Timeout": "1s"})
 	p := e.start(conf, "-", false)
 	rng := rand.New(rand.NewPCG(15, 16))

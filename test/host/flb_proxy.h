@@ -8,7 +8,7 @@
 #define FLB_OK 1
 #define FLB_RETRY 2
 
-/* include/fluent-bit/flb_plugin_proxy.h as of v4.x: the struct ends at description (32 bytes on LP64). */
+/* include/fluent-bit/flb_plugin_proxy.h up to v4.2.0: the struct ends at description (32 bytes on LP64). */
 struct flb_plugin_proxy_def {
     int type;
     int proxy;

@@ -2,7 +2,8 @@
  * flbhost: a stand-in for Fluent Bit 4.x that loads a Go output plugin (.so) and drives it the way Fluent Bit's
  * Go proxy does (see shared/docs/fluent-bit-go-abi.md):
  *   - dlopen on the main thread after SIGTERM/SIGINT handlers are installed; PreRegister, Register into a 32-byte
- *     def that is NOT zeroed (flb_malloc in v4.x); accept only proxy 11 / type 2;
+ *     def that is NOT zeroed (flb_malloc up to v4.2.0), and die if the plugin writes past it; accept only proxy 11 /
+ *     type 2. With -a 5.1.1, the def is v5.1.1's: 48 zeroed bytes ending in event_type and config_map;
  *   - one struct flbgo_output_plugin for the .so; per [OUTPUT] section a zeroed proxy context, Init on the
  *     pipeline thread with the same plugin pointer, o_ins and context updated; Init <= 0 aborts startup;
  *   - properties are case-insensitive, first value wins, ${ENV} expanded, core keys never reach the plugin;
@@ -36,6 +37,16 @@
 #include <unistd.h>
 
 #include "flb_proxy.h"
+
+/* The same struct in v5.1.1: Fluent Bit copies event_type and config_map (NULL: no key is checked). */
+struct flb_plugin_proxy_def_511 {
+    struct flb_plugin_proxy_def head;
+    int event_type;
+    void *config_map;
+};
+
+/* Bytes after a 4.x def that the plugin must leave alone: in Fluent Bit they belong to the heap. */
+#define DEF_GUARD 16
 
 struct flb_plugin_proxy_context {
     void *remote_context;
@@ -658,19 +669,22 @@ static long duration_us(double p) {
 }
 
 int main(int argc, char **argv) {
-    const char *so = NULL, *conf = NULL, *in = NULL;
+    const char *so = NULL, *conf = NULL, *in = NULL, *abi = "4";
     int opt;
-    while ((opt = getopt(argc, argv, "p:c:i:x")) != -1) {
+    while ((opt = getopt(argc, argv, "p:c:i:xa:")) != -1) {
         switch (opt) {
         case 'p': so = optarg; break;
         case 'c': conf = optarg; break;
         case 'i': in = optarg; break;
         case 'x': exit_when_done = 1; break;
+        case 'a': abi = optarg; break;
         default:
-            fprintf(stderr, "usage: %s -p plugin.so -c fluent-bit.conf [-i input|-] [-x]\n", argv[0]);
+            fprintf(stderr, "usage: %s -p plugin.so -c fluent-bit.conf [-i input|-] [-x] [-a 4|5.1.1]\n", argv[0]);
             return 2;
         }
     }
+    int abi_511 = strcmp(abi, "5.1.1") == 0;
+    if (!abi_511 && strcmp(abi, "4") != 0) die("-a takes 4 or 5.1.1, not %s", abi);
     if (!so || !conf) die("-p and -c are required");
     if (!in) input_done = 1;
     else if (strcmp(in, "-") == 0) input = stdin;
@@ -690,12 +704,24 @@ int main(int argc, char **argv) {
     void (*unreg)(struct flb_plugin_proxy_def *) = (void (*)(struct flb_plugin_proxy_def *))dlsym(h, "FLBPluginUnregister");
     if (!reg) die("%s does not export FLBPluginRegister", so);
 
-    /* v4.x: flb_malloc of the 32-byte def, not zeroed. */
-    struct flb_plugin_proxy_def *def = malloc(sizeof *def);
-    memset(def, 0xA5, sizeof *def);
+    /* v4.x: flb_malloc of the 32-byte def, not zeroed, followed by guard bytes. v5.1.1: flb_calloc of 48 bytes. */
+    unsigned char *mem = malloc(sizeof(struct flb_plugin_proxy_def_511) + DEF_GUARD);
+    struct flb_plugin_proxy_def *def = (struct flb_plugin_proxy_def *)mem;
+    size_t def_size = abi_511 ? sizeof(struct flb_plugin_proxy_def_511) : sizeof *def;
+    memset(mem, 0xA5, sizeof(struct flb_plugin_proxy_def_511) + DEF_GUARD);
+    if (abi_511) memset(mem, 0, def_size);
     if (pre_register && pre_register(0) == -1) die("FLBPluginPreRegister refused to load");
     if (reg(def) == -1) die("FLBPluginRegister failed");
+    for (size_t i = def_size; i < sizeof(struct flb_plugin_proxy_def_511) + DEF_GUARD; i++)
+        if (mem[i] != 0xA5) die("FLBPluginRegister wrote byte %zu, past the %zu-byte def of Fluent Bit %s", i, def_size, abi);
     if (def->proxy != FLB_PROXY_GOLANG || def->type != FLB_PROXY_OUTPUT_PLUGIN) die("not a Go output plugin");
+    if (abi_511) {
+        struct flb_plugin_proxy_def_511 *d = (struct flb_plugin_proxy_def_511 *)def;
+        /* This host does not reproduce Fluent Bit's key check, so a plugin that sets a config map is refused. */
+        if (d->config_map) die("the plugin set config_map, whose key check this host does not reproduce");
+        printf("registered abi=5.1.1 event_type=%d config_map=none\n", d->event_type);
+        fflush(stdout);
+    }
 
     P.name = strdup(def->name);
     P.cb_init = (int (*)(struct flbgo_output_plugin *))dlsym(h, "FLBPluginInit");
@@ -716,7 +742,7 @@ int main(int argc, char **argv) {
     pthread_join(pipeline, &failed);
 
     if (unreg) unreg(def);
-    free(def);
+    free(mem);
     dlclose(h);
     qsort(durations, n_durations, sizeof *durations, cmp_double);
     printf("summary chunks=%ld ok=%ld retry=%ld error=%ld dropped=%ld pending=%ld peak_rss_kb=%ld flush_us_p50=%ld "

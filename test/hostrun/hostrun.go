@@ -20,6 +20,9 @@ type Host struct {
 	Bin, Plugin string
 	// LogFile, when set, collects the stderr of every run, so that a suite can check all its logs at the end.
 	LogFile string
+	// ABI, when set, is the Fluent Bit version whose registration struct the host uses: "4" (the default, a
+	// 32-byte def) or "5.1.1" (48 bytes, with config_map).
+	ABI string
 }
 
 // Proc is a running host.
@@ -44,6 +47,9 @@ func (h Host) Start(config, input string, env []string, exitWhenDone bool) (*Pro
 	}
 	if exitWhenDone {
 		args = append(args, "-x")
+	}
+	if h.ABI != "" {
+		args = append(args, "-a", h.ABI)
 	}
 	p := &Proc{cmd: exec.Command(h.Bin, args...), update: make(chan struct{}, 1), done: make(chan struct{}), logFile: h.LogFile}
 	p.cmd.Env = append(os.Environ(), env...)

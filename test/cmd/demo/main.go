@@ -1,6 +1,7 @@
-// Command demo runs the plugin end to end on local defaults: a local moto as S3, STS and IAM set up as the
-// delivery guide tells customers, the sample events in examples/events sent through the Fluent Bit stand-in and
-// the real plugin, then the delivered keys and one object as `aws s3 cp ... - | gunzip | jq .` shows it.
+// Command demo runs the plugin end to end on local defaults: a local moto as S3, STS and IAM where two customers
+// set up their bucket and role as the delivery guide tells them, a destinations file listing both, the sample
+// events in examples/events (of both organisations) sent through the Fluent Bit stand-in and the real plugin,
+// then each customer's bucket, and one object of each as `aws s3 cp ... - | gunzip | jq .` shows it.
 package main
 
 import (
@@ -34,6 +35,19 @@ func main() {
 	}
 }
 
+// customer is one organisation of the sample events and what it submitted in guide step 3.3.
+type customer struct {
+	name, org, bucket, role, externalID, keyPrefix string
+	roleARN                                        string
+}
+
+var customers = []*customer{
+	{name: "Your Organization", org: "3f7539ad-7f8b-4688-aee0-b9dbf2db728e", bucket: "your-company-audit-logs",
+		role: "wiv-audit-logs-sync", externalID: "681d1539-fd63-4e6e-9426-fccdfdae1862"},
+	{name: "Acme Corp", org: "9b2d6c1e-41a7-4f0e-8c55-2f1e7a0d3b64", bucket: "acme-corp-audit-logs",
+		role: "acme-wiv-audit-logs-sync", externalID: "0c8e5b1a-3f2d-4c6e-9a7b-5d4e3f2a1b0c", keyPrefix: "wiv/"},
+}
+
 func run(host, plugin, config, events string) error {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "wivaudit-demo-")
@@ -42,18 +56,32 @@ func run(host, plugin, config, events string) error {
 	}
 	defer os.RemoveAll(dir)
 
-	step("Starting moto (S3, STS, IAM) on loopback")
+	step("Starting moto (S3, STS, IAM) on loopback; two customers set up their bucket and role")
 	m, err := backend.Start(dir)
 	if err != nil {
 		return err
 	}
 	defer m.Stop()
-	p, err := m.Setup(ctx, "your-company-audit-logs", "681d1539-fd63-4e6e-9426-fccdfdae1862")
+	first := customers[0]
+	p, err := m.Setup(ctx, first.bucket, first.externalID)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("bucket %s, role %s (trust policy requires the External ID; policy grants only s3:PutObject, s3:PutObjectAcl)\n",
-		p.Bucket, p.RoleARN)
+	first.roleARN = p.RoleARN
+	for _, c := range customers[1:] {
+		if c.roleARN, err = m.AddCustomer(ctx, p, c.bucket, c.role, c.externalID); err != nil {
+			return err
+		}
+	}
+	destinations := filepath.Join(dir, "destinations.json")
+	if err := writeDestinations(destinations); err != nil {
+		return err
+	}
+	for _, c := range customers {
+		fmt.Printf("%s (org_id %s): bucket %s, role %s; the trust policy requires its External ID, the policy grants only s3:PutObject, s3:PutObjectAcl\n",
+			c.name, c.org, c.bucket, c.roleARN)
+	}
+	fmt.Printf("both listed in %s (Destinations_File)\n", destinations)
 
 	input := filepath.Join(dir, "input.chunks")
 	n, err := writeInput(events, input)
@@ -61,8 +89,7 @@ func run(host, plugin, config, events string) error {
 		return err
 	}
 	step(fmt.Sprintf("Sending %d events from %s through the Fluent Bit host and out_wivaudit.so", n, events))
-	env := append(p.Env(), "WIV_BUCKET="+p.Bucket, "WIV_ROLE_ARN="+p.RoleARN, "WIV_EXTERNAL_ID="+p.ExternalID,
-		"WIV_ENDPOINT="+m.URL, "WIV_STORE_DIR="+filepath.Join(dir, "store"))
+	env := append(p.Env(), "WIV_DESTINATIONS="+destinations, "WIV_ENDPOINT="+m.URL, "WIV_STORE_DIR="+filepath.Join(dir, "store"))
 	proc, err := hostrun.Host{Bin: host, Plugin: plugin}.Start(config, input, env, true)
 	if err != nil {
 		return err
@@ -73,20 +100,59 @@ func run(host, plugin, config, events string) error {
 		return fmt.Errorf("the host exited with %d", res.ExitCode)
 	}
 
-	step("Delivered objects (aws s3 ls s3://" + p.Bucket + "/ --recursive)")
-	objects, err := m.Objects(ctx, p.Bucket)
+	for _, c := range customers {
+		if err := show(ctx, m, c); err != nil {
+			return err
+		}
+	}
+	dead, err := os.ReadFile(filepath.Join(dir, "store", "deadletter.jsonl"))
+	if err == nil {
+		step("Rejected records (Store_Dir/deadletter.jsonl)")
+		fmt.Print(string(dead))
+	}
+	return nil
+}
+
+// writeDestinations writes the destinations file: one entry per customer, as they submitted it.
+func writeDestinations(path string) error {
+	type entry struct {
+		Org        string `json:"org_id"`
+		Bucket     string `json:"bucket_name"`
+		RoleARN    string `json:"role_arn"`
+		ExternalID string `json:"external_id"`
+		KeyPrefix  string `json:"key_prefix,omitempty"`
+	}
+	var list []entry
+	for _, c := range customers {
+		list = append(list, entry{c.org, c.bucket, c.roleARN, c.externalID, c.keyPrefix})
+	}
+	data, err := json.MarshalIndent(list, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, data, 0o600)
+}
+
+// show lists a customer's bucket and prints its first object, checking that it holds only that customer's
+// organisation.
+func show(ctx context.Context, m *backend.Moto, c *customer) error {
+	step(fmt.Sprintf("%s's bucket (aws s3 ls s3://%s/ --recursive)", c.name, c.bucket))
+	objects, err := m.Objects(ctx, c.bucket)
 	if err != nil {
 		return err
 	}
 	keys := backend.SortedKeys(objects)
 	for _, k := range keys {
 		fmt.Println(k)
+		if !strings.HasPrefix(k, c.keyPrefix+c.org+"/") {
+			return fmt.Errorf("%s holds %s, which is not under %s%s/", c.bucket, k, c.keyPrefix, c.org)
+		}
 	}
 	if len(keys) == 0 {
-		return fmt.Errorf("nothing was delivered")
+		return fmt.Errorf("nothing was delivered to %s", c.bucket)
 	}
-	step("aws s3 cp s3://" + p.Bucket + "/" + keys[0] + " - | gunzip | jq .")
-	body, err := m.Get(ctx, p.Bucket, keys[0])
+	step("aws s3 cp s3://" + c.bucket + "/" + keys[0] + " - | gunzip | jq .")
+	body, err := m.Get(ctx, c.bucket, keys[0])
 	if err != nil {
 		return err
 	}
@@ -103,12 +169,6 @@ func run(host, plugin, config, events string) error {
 		return err
 	}
 	fmt.Println(pretty.String())
-
-	dead, err := os.ReadFile(filepath.Join(dir, "store", "deadletter.jsonl"))
-	if err == nil {
-		step("Rejected records (Store_Dir/deadletter.jsonl)")
-		fmt.Print(string(dead))
-	}
 	return nil
 }
 
