@@ -1,15 +1,20 @@
 package buffer
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 )
 
 const tmpSuffix = ".tmp"
+
+// writeBuffers gather what a compressor writes in small pieces into few large writes.
+var writeBuffers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 256<<10) }}
 
 // createSynced creates path, which must not exist, fills it and syncs it. It returns the content's MD5
 // (base64) and size.
@@ -20,7 +25,16 @@ func createSynced(path string, fill func(io.Writer) error) (md5sum string, size 
 	}
 	defer f.Close()
 	h := newMD5Counter(f)
-	if err := fill(h); err != nil {
+	bw := writeBuffers.Get().(*bufio.Writer)
+	bw.Reset(h)
+	defer func() {
+		bw.Reset(nil)
+		writeBuffers.Put(bw)
+	}()
+	if err := fill(bw); err != nil {
+		return "", 0, err
+	}
+	if err := bw.Flush(); err != nil {
 		return "", 0, err
 	}
 	if err := f.Sync(); err != nil {
