@@ -396,12 +396,12 @@ func runPlugin(o options, dir, input string, w *workload.Workload) (*hostRun, er
 	store := filepath.Join(dir, "store")
 	config := filepath.Join(dir, "wivaudit.conf")
 	if err := writeConfig(config, [][2]string{{"Name", "wivaudit"}, {"Match", "audit.*"}, {"Retry_Limit", "no_limits"},
-		{"Bucket", "bench-audit-logs"}, {"Region", "us-east-1"}, {"Endpoint", s.url}, {"Allow_Plain_HTTP", "on"},
+		{"Bucket", "bench-audit-logs"}, {"Unlisted_Orgs", "archive"}, {"Region", "us-east-1"}, {"Endpoint", s.url}, {"Allow_Plain_HTTP", "on"},
 		{"Store_Dir", store}, {"Total_File_Size", o.totalFileSize}, {"Upload_Timeout", o.uploadTimeout}}); err != nil {
 		return nil, err
 	}
-	// No Role_ARN: uploads are signed with these static credentials directly, as for the [OUTPUT] default
-	// destination without a role.
+	// Every organisation into one archive bucket, with no Role_ARN: uploads are signed with these static
+	// credentials directly.
 	env := []string{"AWS_ACCESS_KEY_ID=bench", "AWS_SECRET_ACCESS_KEY=bench-not-a-secret", "AWS_SESSION_TOKEN=",
 		"AWS_PROFILE=", "AWS_CONFIG_FILE=" + filepath.Join(dir, "none"), "AWS_SHARED_CREDENTIALS_FILE=" + filepath.Join(dir, "none"),
 		"AWS_EC2_METADATA_DISABLED=true"}
