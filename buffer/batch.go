@@ -88,7 +88,8 @@ func (b *Batch) encode() []byte {
 	return data
 }
 
-// Rekey gives a batch a new key, after S3 said the old one exists, and persists it with its millisecond.
+// Rekey gives a batch a new key, after the destination said the old one exists, and persists it with its
+// millisecond.
 func (s *Store) Rekey(b *Batch, key string, ms int64) error {
 	old, oldMs := b.Key, b.KeyMs
 	b.Key, b.KeyMs = key, ms

@@ -10,7 +10,7 @@ import (
 )
 
 // Before the write-ahead log, each stream had its own log files in logs/ (records framed one by one, the
-// file named org~kind~ms.log), and state/ kept each stream's last key millisecond. Such a Store_Dir is taken
+// file named org~kind~ms.log), and state/ kept each stream's last key millisecond. Such a store is taken
 // over as it is: its logs are sealed like closed batches, then the two folders go.
 const (
 	legacyLogs  = "logs"

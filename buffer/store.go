@@ -55,9 +55,11 @@ const (
 
 var (
 	// ErrQuarantineFull means the quarantine folder has no room for a batch.
-	ErrQuarantineFull = errors.New("Quarantine_Limit_Size reached")
+	ErrQuarantineFull = errors.New("the quarantine folder is at its size limit")
 	// ErrDeadLetterFull means the dead-letter file has no room for the lines.
-	ErrDeadLetterFull = errors.New("Dead_Letter_Limit_Size reached")
+	ErrDeadLetterFull = errors.New("the dead-letter file is at its size limit")
+	// ErrLocked means another process holds the store's folder.
+	ErrLocked = errors.New("in use by another wivaudit instance")
 )
 
 // Store is safe for concurrent use.
@@ -77,7 +79,7 @@ type Store struct {
 	deadMu sync.Mutex
 }
 
-// Folders and files of a Store_Dir.
+// Folders and files of a store.
 const (
 	walFolder        = "wal"
 	batchesFolder    = "batches"
@@ -134,8 +136,7 @@ func (s *Store) takeLock() error {
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		owner, _ := io.ReadAll(f)
 		f.Close()
-		return fmt.Errorf("%s is in use by another wivaudit instance (pid %s); give every [OUTPUT] its own Store_Dir",
-			s.dir, strings.TrimSpace(string(owner)))
+		return fmt.Errorf("%s is %w (pid %s)", s.dir, ErrLocked, strings.TrimSpace(string(owner)))
 	}
 	if err := f.Truncate(0); err == nil {
 		f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
@@ -166,7 +167,7 @@ func (s *Store) Close() {
 
 // ErrRecreated says that the store's folder had been removed while the store was open and is now created
 // anew: what was sealed in it is gone, what was not yet sealed is being sealed into the new folder.
-var ErrRecreated = errors.New("Store_Dir was removed while in use and has been created again")
+var ErrRecreated = errors.New("the store's folder was removed while in use and has been created again")
 
 // checkDir finds out whether the store's folder was removed (its lock file has no name any more) and then
 // creates it again with its lock and a new log segment, and closes every open batch so that the records

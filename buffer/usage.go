@@ -5,7 +5,7 @@ import (
 	"sync"
 )
 
-// usage accounts for the disk the store holds under Store_Dir_Limit_Size and the quarantine's own limit. One
+// usage accounts for the disk the store holds under its limit and the quarantine's own limit. One
 // mutex makes every check-and-add atomic.
 type usage struct {
 	mu              sync.Mutex
