@@ -5,14 +5,14 @@ import (
 	"time"
 )
 
-// runRef is where a run of one stream's records lies in the log.
+// runRef is where a run of one stream's records lies in the log. It is kept small: the index holds one for
+// every (chunk, stream) pair not yet sealed.
 type runRef struct {
 	seg     *segment
 	off     int64 // the frame's offset in the segment
-	size    int64 // the frame's length
-	records int
-	json    int64 // the records' bytes, separators excluded
-	at      int64 // arrival, unix ms
+	size    int32 // the frame's length (a chunk is far smaller than 2 GiB)
+	records int32
+	json    int32 // the records' bytes, separators excluded
 }
 
 func (r runRef) pos() pos { return pos{r.seg.id, r.off} }
@@ -22,6 +22,7 @@ func (r runRef) pos() pos { return pos{r.seg.id, r.off} }
 type stream struct {
 	runs    []runRef
 	opened  int64 // the open batch's key millisecond; set when it has runs
+	lastAt  int64 // arrival of the open batch's last run, unix ms
 	json    int64
 	last    int64 // the last millisecond handed out to a batch of this stream
 	batches int   // closed, sealed or quarantined-pending batches of this stream not yet removed
@@ -69,8 +70,8 @@ func (s *Store) Commit(c *Chunk) error {
 	}, func(seg *segment, base int64) {
 		s.mu.Lock()
 		for i, r := range c.runs[:c.n] {
-			s.addRunLocked(r.st, runRef{seg: seg, off: base + offsets[i], size: int64(len(r.frame)),
-				records: r.records, json: jsonBytes(r.body(), r.records), at: arrival}, s.opt.KeyClock().UnixMilli())
+			s.addRunLocked(r.st, runRef{seg: seg, off: base + offsets[i], size: int32(len(r.frame)),
+				records: int32(r.records), json: int32(jsonBytes(r.body(), r.records))}, s.opt.KeyClock().UnixMilli(), arrival)
 		}
 		s.mu.Unlock()
 	})
@@ -81,30 +82,31 @@ func (s *Store) Commit(c *Chunk) error {
 	return nil
 }
 
-// addRunLocked indexes a run that is on disk. A stream's open batch is closed first when the run would take
-// it past MaxBatch; a batch it opens takes the key millisecond openAt, or the next free one.
-func (s *Store) addRunLocked(st Stream, r runRef, openAt int64) {
+// addRunLocked indexes a run that is on disk and arrived at (unix ms). A stream's open batch is closed first
+// when the run would take it past MaxBatch; a batch it opens takes the key millisecond openAt, or the next
+// free one.
+func (s *Store) addRunLocked(st Stream, r runRef, openAt, at int64) {
 	ss := s.streamLocked(st)
-	if len(ss.runs) > 0 && ss.json+r.json > s.opt.MaxBatch {
+	if len(ss.runs) > 0 && ss.json+int64(r.json) > s.opt.MaxBatch {
 		s.closeLocked(st, ss)
 	}
 	if len(ss.runs) == 0 {
 		ss.opened = s.nextMsLocked(ss, openAt)
 	}
 	ss.runs = append(ss.runs, r)
-	ss.json += r.json
+	ss.json += int64(r.json)
+	ss.lastAt = max(ss.lastAt, at)
 	r.seg.refs++
 }
 
 // closeLocked moves a stream's open batch to the sealing queue.
 func (s *Store) closeLocked(st Stream, ss *stream) {
-	p := &Pending{Stream: st, Opened: ss.opened, runs: ss.runs}
+	p := &Pending{Stream: st, Opened: ss.opened, LastRecord: ss.lastAt, runs: ss.runs}
 	for _, r := range ss.runs {
-		p.Records += r.records
-		p.LastRecord = max(p.LastRecord, r.at)
+		p.Records += int(r.records)
 	}
 	s.closed = append(s.closed, p)
-	ss.runs, ss.json = nil, 0
+	ss.runs, ss.json, ss.lastAt = nil, 0, 0
 	ss.batches++
 }
 

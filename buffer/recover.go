@@ -17,17 +17,23 @@ type Recovery struct {
 	TornTail   int64    // bytes of appends cut short by a crash: never acknowledged
 }
 
+// arrived is a run read back from the log with its arrival.
+type arrived struct {
+	runRef
+	at int64
+}
+
 // recovered collects what the batches and the log say about each stream before the index is rebuilt.
 type recovered struct {
 	rep    Recovery
-	runs   map[Stream][]runRef
+	runs   map[Stream][]arrived
 	sealed map[Stream][][2]pos // ranges of runs in committed batches
 	maxSeg uint64
 }
 
 func (s *Store) recover() (*Recovery, error) {
 	s.use.quarantined = dirSize(s.quarantine)
-	rc := &recovered{runs: map[Stream][]runRef{}, sealed: map[Stream][][2]pos{}}
+	rc := &recovered{runs: map[Stream][]arrived{}, sealed: map[Stream][][2]pos{}}
 	legacySealed, err := s.recoverBatches(rc)
 	if err != nil {
 		return nil, err
@@ -42,7 +48,7 @@ func (s *Store) recover() (*Recovery, error) {
 	for st, runs := range rc.runs {
 		for _, r := range runs {
 			if !rc.isSealed(st, r.pos()) {
-				s.addRunLocked(st, r, r.at)
+				s.addRunLocked(st, r.runRef, r.at, r.at)
 			}
 		}
 	}
@@ -167,8 +173,8 @@ func (s *Store) recoverSegment(rc *recovered, id uint64) error {
 		}
 		switch e.typ {
 		case runEntry:
-			rc.runs[e.st] = append(rc.runs[e.st], runRef{seg: seg, off: int64(at), size: int64(off - at),
-				records: e.records, json: jsonBytes(e.body, e.records), at: e.ms})
+			rc.runs[e.st] = append(rc.runs[e.st], arrived{runRef{seg: seg, off: int64(at), size: int32(off - at),
+				records: int32(e.records), json: int32(jsonBytes(e.body, e.records))}, e.ms})
 		case sealedEntry:
 			rc.sealed[e.st] = append(rc.sealed[e.st], [2]pos{e.first, e.last})
 			ss := s.streamLocked(e.st)

@@ -106,7 +106,7 @@ func (s *Store) readRuns(p *Pending, rep *SealReport) (iter.Seq[[]byte], *int, *
 			}
 			payload, ok := frameAt(buf)
 			e, err := parseEntry(payload)
-			if !ok || err != nil || e.typ != runEntry || e.st != p.Stream || e.records != r.records {
+			if !ok || err != nil || e.typ != runEntry || e.st != p.Stream || e.records != int(r.records) {
 				rep.Damaged = append(rep.Damaged, append([]byte(nil), buf...))
 				continue
 			}
