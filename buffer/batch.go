@@ -38,6 +38,7 @@ type Manifest struct {
 type Batch struct {
 	Manifest
 	object, manifest string
+	unmarked         bool // committed, but the log does not yet say its records are sealed
 }
 
 const (
@@ -88,6 +89,11 @@ func (b *Batch) encode() []byte {
 	return data
 }
 
+func fileExists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
+}
+
 // Rekey gives a batch a new key, after the destination said the old one exists, and persists it with its
 // millisecond.
 func (s *Store) Rekey(b *Batch, key string, ms int64) error {
@@ -106,13 +112,20 @@ func (s *Store) SaveAttempt(b *Batch) error {
 	return replaceFile(b.manifest, b.encode())
 }
 
-// Remove deletes a batch once it is delivered. The manifest goes first: an object without a manifest is
-// cleaned up on the next start.
+// Remove deletes a batch once it is delivered. Its records must be marked as sealed in the log first, or the
+// next start would gather them again. The object goes before the manifest: an object without a manifest is
+// never a delivered batch, so recovery keeps it (in quarantine), while a manifest left without its object by
+// a crash here is set aside and named.
 func (s *Store) Remove(b *Batch) error {
+	if err := s.markSealed(b); err != nil {
+		return fmt.Errorf("remove %s: its records cannot be marked as sealed in the log: %w", b.Key, err)
+	}
+	if err := os.Remove(b.object); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
 	if err := os.Remove(b.manifest); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	os.Remove(b.object)
 	s.use.add(-b.ObjectBytes)
 	s.mu.Lock()
 	s.batchGoneLocked(b.Stream())
@@ -126,14 +139,20 @@ func (s *Store) Quarantine(b *Batch) error {
 	if err := s.use.toQuarantine(b.ObjectBytes); err != nil {
 		return err
 	}
-	object := filepath.Join(s.quarantine, filepath.Base(b.object))
-	manifest := filepath.Join(s.quarantine, filepath.Base(b.manifest))
-	if err := os.Rename(b.object, object); err != nil {
+	// A name free for both files, so that the pair stays together and no earlier quarantined batch is replaced.
+	base := filepath.Join(s.quarantine, strings.TrimSuffix(filepath.Base(b.object), objectSuffix))
+	for n := 1; fileExists(base+objectSuffix) || fileExists(base+manifestSuffix); n++ {
+		base = filepath.Join(s.quarantine, fmt.Sprintf("%s.%d", strings.TrimSuffix(filepath.Base(b.object), objectSuffix), n))
+	}
+	object, err := moveNoReplace(b.object, base+objectSuffix)
+	if err != nil {
 		s.use.fromQuarantine(b.ObjectBytes)
 		return err
 	}
-	if err := os.Rename(b.manifest, manifest); err != nil {
-		os.Rename(object, b.object)
+	manifest, err := moveNoReplace(b.manifest, base+manifestSuffix)
+	if err != nil {
+		os.Link(object, b.object)
+		os.Remove(object)
 		s.use.fromQuarantine(b.ObjectBytes)
 		return err
 	}

@@ -89,8 +89,11 @@ func (c *Chunk) Records() int {
 // each run's offset in it.
 func (c *Chunk) frames(dst []byte, arrival int64, offsets []int64) ([]byte, []int64, error) {
 	for _, r := range c.runs[:c.n] {
-		if !safeName(r.st.Org) || !safeName(r.st.Kind) {
+		if !safeName(r.st.Org) || !safeName(r.st.Kind) || len(r.st.Kind) > maxKind {
 			return dst, offsets, fmt.Errorf("buffer %s: unsafe stream name", r.st)
+		}
+		if len(r.frame)-headerLen > maxFrameLen {
+			return dst, offsets, fmt.Errorf("buffer %s: %d bytes of records in one chunk, more than %d", r.st, len(r.frame), maxFrameLen)
 		}
 		fixed := headerLen + 3 + len(r.st.Kind) + len(r.st.Org)
 		binary.LittleEndian.PutUint64(r.frame[fixed:], uint64(arrival))
@@ -103,7 +106,8 @@ func (c *Chunk) frames(dst []byte, arrival int64, offsets []int64) ([]byte, []in
 }
 
 // safeName keeps stream names usable as parts of a file name and within a length byte. Callers validate them
-// more strictly.
+// more strictly. A kind is at most maxKind bytes, so that an organisation's 128 and the rest of a batch's
+// file name (quarantine prefix and suffixes included) stay within the 255 bytes a file name may have.
 func safeName(s string) bool {
 	return s != "" && s != "." && s != ".." && len(s) <= 128 &&
 		!strings.ContainsAny(s, sep+"/\\\x00") && !strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 })
@@ -111,3 +115,6 @@ func safeName(s string) bool {
 
 // sep separates the parts of batch file names.
 const sep = "~"
+
+// maxKind is the longest kind a stream may have.
+const maxKind = 32

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 )
@@ -66,11 +67,12 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
-func dirSize(dir string) int64 {
+// objectsSize is what the batch objects in dir weigh (manifests and other files are not counted).
+func objectsSize(dir string) int64 {
 	var n int64
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
-		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() {
+		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() && strings.HasSuffix(e.Name(), objectSuffix) {
 			n += fi.Size()
 		}
 	}
@@ -84,8 +86,8 @@ func (s *Store) moveAside(why string, paths ...string) (moved []string, err erro
 		if _, e := os.Lstat(p); errors.Is(e, os.ErrNotExist) {
 			continue
 		}
-		to := filepath.Join(s.quarantine, why+sep+filepath.Base(p))
-		if e := os.Rename(p, to); e != nil {
+		to, e := moveNoReplace(p, filepath.Join(s.quarantine, why+sep+filepath.Base(p)))
+		if e != nil {
 			err = errors.Join(err, fmt.Errorf("move %s aside: %w", p, e))
 			continue
 		}
@@ -95,6 +97,26 @@ func (s *Store) moveAside(why string, paths ...string) (moved []string, err erro
 		err = errors.Join(err, syncDir(s.quarantine), syncDir(filepath.Dir(paths[0])))
 	}
 	return moved, err
+}
+
+// moveNoReplace moves a file to to, or, when that name is taken, to the first free to.N: it never replaces
+// a file (a hard link fails when the name exists). It returns where the file went. Something that cannot be
+// linked (a folder where a file should be) is renamed to a name found free.
+func moveNoReplace(from, to string) (string, error) {
+	dest := to
+	for n := 1; ; n++ {
+		err := os.Link(from, dest)
+		if err == nil {
+			return dest, os.Remove(from)
+		}
+		if errors.Is(err, os.ErrPermission) && !fileExists(dest) {
+			return dest, os.Rename(from, dest)
+		}
+		if !isExist(err) || n > 1000 {
+			return "", err
+		}
+		dest = fmt.Sprintf("%s.%d", to, n)
+	}
 }
 
 // isExist tells whether err says a name is taken.

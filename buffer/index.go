@@ -22,6 +22,7 @@ func (r runRef) pos() pos { return pos{r.seg.id, r.off} }
 type stream struct {
 	runs    []runRef
 	opened  int64 // the open batch's key millisecond; set when it has runs
+	firstAt int64 // arrival of the open batch's first run, unix ms: its age, whatever the key clock did
 	lastAt  int64 // arrival of the open batch's last run, unix ms
 	json    int64
 	last    int64 // the last millisecond handed out to a batch of this stream
@@ -35,6 +36,7 @@ type Pending struct {
 	Opened     int64 // unix ms of its first record; unique per stream while anything of it is on disk
 	LastRecord int64 // arrival of its last record, unix ms
 	Records    int
+	firstAt    int64 // arrival of its first record, unix ms
 	runs       []runRef
 	legacy     string // the legacy log file
 }
@@ -91,7 +93,7 @@ func (s *Store) addRunLocked(st Stream, r runRef, openAt, at int64) {
 		s.closeLocked(st, ss)
 	}
 	if len(ss.runs) == 0 {
-		ss.opened = s.nextMsLocked(ss, openAt)
+		ss.opened, ss.firstAt = s.nextMsLocked(ss, openAt), at
 	}
 	ss.runs = append(ss.runs, r)
 	ss.json += int64(r.json)
@@ -101,7 +103,7 @@ func (s *Store) addRunLocked(st Stream, r runRef, openAt, at int64) {
 
 // closeLocked moves a stream's open batch to the sealing queue.
 func (s *Store) closeLocked(st Stream, ss *stream) {
-	p := &Pending{Stream: st, Opened: ss.opened, LastRecord: ss.lastAt, runs: ss.runs}
+	p := &Pending{Stream: st, Opened: ss.opened, LastRecord: ss.lastAt, firstAt: ss.firstAt, runs: ss.runs}
 	for _, r := range ss.runs {
 		p.Records += int(r.records)
 	}
@@ -125,14 +127,14 @@ func (s *Store) NextMs(st Stream) int64 {
 	return s.nextMsLocked(s.streamLocked(st), s.opt.KeyClock().UnixMilli())
 }
 
-// Rotate closes every open batch whose first record is older than cutoff (all of them for a zero cutoff), and
+// Rotate closes every open batch whose first record arrived at or before cutoff (all of them for a zero cutoff), and
 // forgets streams that have nothing on disk, so that memory follows the streams with data only.
 func (s *Store) Rotate(cutoff time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.opt.KeyClock().UnixMilli()
 	for st, ss := range s.streams {
-		if len(ss.runs) > 0 && (cutoff.IsZero() || ss.opened <= cutoff.UnixMilli()) {
+		if len(ss.runs) > 0 && (cutoff.IsZero() || ss.firstAt <= cutoff.UnixMilli()) {
 			s.closeLocked(st, ss)
 		}
 		if len(ss.runs) == 0 && ss.batches == 0 && ss.last < now {
@@ -173,8 +175,7 @@ func (s *Store) PutBack(p *Pending) {
 	s.mu.Unlock()
 }
 
-// OldestPending returns when the oldest record not yet sealed arrived (the key millisecond of its batch), or
-// ok=false when there is none.
+// OldestPending returns when the oldest record not yet sealed arrived, or ok=false when there is none.
 func (s *Store) OldestPending() (ms int64, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -184,11 +185,11 @@ func (s *Store) OldestPending() (ms int64, ok bool) {
 		}
 	}
 	for _, p := range s.closed {
-		older(p.Opened)
+		older(p.firstAt)
 	}
 	for _, ss := range s.streams {
 		if len(ss.runs) > 0 {
-			older(ss.opened)
+			older(ss.firstAt)
 		}
 	}
 	return ms, ok

@@ -53,7 +53,7 @@ func (s *Store) recoverLegacy(rc *recovered, sealed map[string]bool) error {
 		if !ok || err != nil {
 			continue
 		}
-		p.legacy, p.LastRecord = path, fi.ModTime().UnixMilli()
+		p.legacy, p.LastRecord, p.firstAt = path, fi.ModTime().UnixMilli(), p.Opened
 		s.closed = append(s.closed, p)
 		s.use.used += fi.Size()
 		ss := s.streamLocked(p.Stream)
@@ -99,18 +99,23 @@ func (s *Store) sealLegacy(p *Pending, key func(ms int64) string, destination st
 	if err != nil {
 		return nil, rep, fmt.Errorf("seal %s: %w", p.legacy, err)
 	}
-	if err := os.Remove(p.legacy); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return b, rep, fmt.Errorf("seal %s: %w", p.legacy, err)
+	// Committed: whatever fails from here on must not have the log sealed again (a restart removes a log
+	// that a manifest names).
+	err = os.Remove(p.legacy)
+	if err == nil || errors.Is(err, os.ErrNotExist) {
+		s.use.add(-int64(len(data)))
+		err = syncDir(filepath.Dir(p.legacy))
 	}
-	s.use.add(-int64(len(data)))
 	if b == nil {
 		s.mu.Lock()
 		s.batchGoneLocked(p.Stream)
 		s.mu.Unlock()
 	}
-	err = syncDir(filepath.Dir(p.legacy))
 	s.removeLegacyFolders()
-	return b, rep, err
+	if err != nil {
+		rep.Unreleased = fmt.Errorf("sealed %s but cannot remove it: %w", p.legacy, err)
+	}
+	return b, rep, nil
 }
 
 // removeLegacyFolders removes the legacy folders once their last log is sealed.

@@ -1,6 +1,8 @@
 package buffer
 
 import (
+	"encoding/json"
+	"io"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -32,12 +34,12 @@ type recovered struct {
 }
 
 func (s *Store) recover() (*Recovery, error) {
-	s.use.quarantined = dirSize(s.quarantine)
 	rc := &recovered{runs: map[Stream][]arrived{}, sealed: map[Stream][][2]pos{}}
 	legacySealed, err := s.recoverBatches(rc)
 	if err != nil {
 		return nil, err
 	}
+	s.recoverQuarantined()
 	if err := s.recoverLegacy(rc, legacySealed); err != nil {
 		return nil, err
 	}
@@ -118,12 +120,33 @@ func (s *Store) recoverBatches(rc *recovered) (map[string]bool, error) {
 		}
 	}
 	for _, e := range entries {
-		// Sealing stopped before its manifest was written; the log still holds the records.
+		// A seal cut short before its manifest (the log still holds the records), or a manifest lost: never
+		// a delivered batch (Remove takes the object first), and maybe the records' only copy, so kept aside.
 		if base, ok := strings.CutSuffix(e.Name(), objectSuffix); ok && !manifests[base] {
-			os.Remove(filepath.Join(s.batches, e.Name()))
+			moved, err := s.moveAside("no-manifest", filepath.Join(s.batches, e.Name()))
+			rc.rep.MovedAside = append(rc.rep.MovedAside, moved...)
+			if err != nil {
+				return nil, fmt.Errorf("recover %s: %w", e.Name(), err)
+			}
 		}
 	}
 	return legacySealed, syncDir(s.batches)
+}
+
+// recoverQuarantined counts the quarantine's objects against its limit and keeps the key milliseconds of the
+// batches there taken, so that a batch put back from quarantine never meets a new one under the same name.
+func (s *Store) recoverQuarantined() {
+	s.use.quarantined = objectsSize(s.quarantine)
+	paths, _ := filepath.Glob(filepath.Join(s.quarantine, "*"+manifestSuffix))
+	for _, path := range paths {
+		data, err := os.ReadFile(path)
+		var m Manifest
+		if err != nil || json.Unmarshal(data, &m) != nil || !safeName(m.Org) || !safeName(m.Kind) {
+			continue
+		}
+		ss := s.streamLocked(Stream{m.Org, m.Kind})
+		ss.last = max(ss.last, m.KeyMs, m.Opened)
+	}
 }
 
 // recoverLog reads every segment in order and collects its runs and sealed entries.
@@ -140,10 +163,14 @@ func (s *Store) recoverLog(rc *recovered) error {
 	}
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 	for _, id := range ids {
-		if err := s.recoverSegment(rc, id); err != nil {
-			return err
-		}
 		rc.maxSeg = max(rc.maxSeg, id)
+		if err := s.recoverSegment(rc, id); err != nil {
+			moved, merr := s.moveAside("unreadable", filepath.Join(s.walDir, segmentName(id)))
+			rc.rep.MovedAside = append(rc.rep.MovedAside, moved...)
+			if merr != nil {
+				return fmt.Errorf("%w (and it cannot be moved aside: %v)", err, merr)
+			}
+		}
 	}
 	return nil
 }
@@ -154,7 +181,7 @@ func (s *Store) recoverSegment(rc *recovered, id uint64) error {
 	if err != nil {
 		return fmt.Errorf("recover %s: %w", path, err)
 	}
-	data, err := os.ReadFile(path)
+	data, err := io.ReadAll(f)
 	if err != nil {
 		f.Close()
 		return fmt.Errorf("recover %s: %w", path, err)

@@ -38,7 +38,7 @@ type Naming func(p *Pending) (destination string, key func(ms int64) string)
 // log or the batch.
 func (s *Store) Seal(ps []*Pending, name Naming, encode Encoder) []Sealed {
 	out := make([]Sealed, len(ps))
-	var markers []byte
+	var marks []unmarked
 	for i, p := range ps {
 		dest, key := name(p)
 		out[i] = Sealed{Pending: p}
@@ -53,19 +53,28 @@ func (s *Store) Seal(ps []*Pending, name Naming, encode Encoder) []Sealed {
 			continue
 		}
 		out[i].Batch = b
-		if b != nil {
-			markers = appendSealedFrame(markers, p.Stream, b.KeyMs, p.runs[0].pos(), p.runs[len(p.runs)-1].pos())
+		if b == nil {
+			s.mu.Lock()
+			s.releaseLocked(p, true)
+			s.mu.Unlock()
+			continue
 		}
+		b.unmarked = true
+		marks = append(marks, unmarked{p: p, b: b,
+			frame: appendSealedFrame(nil, p.Stream, b.KeyMs, p.runs[0].pos(), p.runs[len(p.runs)-1].pos())})
 	}
-	if len(markers) > 0 {
+	if len(marks) > 0 {
 		err := syncDir(s.batches)
 		s.opt.Crash(CrashAfterManifest)
+		s.markMu.Lock()
+		s.unmarked = append(s.unmarked, marks...)
 		if err == nil {
-			err = s.log.append(0, func(dst []byte) ([]byte, error) { return append(dst, markers...), nil }, nil)
+			err = s.markLocked()
 		}
+		s.markMu.Unlock()
 		if err != nil {
-			// The batches are committed but the log does not say so: it keeps their records until the next
-			// start, whose recovery reads the manifests.
+			// The batches are committed, but the log does not say so yet: their records stay in the log, the
+			// next round (or the first Remove) tries again, and a restart reads the manifests meanwhile.
 			for i := range out {
 				if out[i].Batch != nil && out[i].Pending.legacy == "" {
 					out[i].Report.Unreleased = err
@@ -73,13 +82,6 @@ func (s *Store) Seal(ps []*Pending, name Naming, encode Encoder) []Sealed {
 			}
 		}
 	}
-	s.mu.Lock()
-	for _, o := range out {
-		if o.Err == nil && o.Report.Unreleased == nil && o.Pending.legacy == "" {
-			s.releaseLocked(o.Pending, o.Batch == nil)
-		}
-	}
-	s.mu.Unlock()
 	if err := s.releaseSegments(); err != nil {
 		for i := range out {
 			if out[i].Err == nil && out[i].Report.Unreleased == nil {
@@ -88,6 +90,49 @@ func (s *Store) Seal(ps []*Pending, name Naming, encode Encoder) []Sealed {
 		}
 	}
 	return out
+}
+
+// unmarked is a committed batch whose "sealed" entry is not yet in the log.
+type unmarked struct {
+	p     *Pending
+	b     *Batch
+	frame []byte
+}
+
+// markLocked appends the "sealed" entries still missing, in one append, and lets go of their records in the
+// log. The caller holds markMu.
+func (s *Store) markLocked() error {
+	if len(s.unmarked) == 0 {
+		return nil
+	}
+	err := s.log.append(0, func(dst []byte) ([]byte, error) {
+		for _, m := range s.unmarked {
+			dst = append(dst, m.frame...)
+		}
+		return dst, nil
+	}, nil)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	for _, m := range s.unmarked {
+		s.releaseLocked(m.p, false)
+		m.b.unmarked = false
+	}
+	s.mu.Unlock()
+	s.unmarked = nil
+	return nil
+}
+
+// markSealed makes sure the log says b's records are sealed, appending what an earlier round could not.
+func (s *Store) markSealed(b *Batch) error {
+	s.markMu.Lock()
+	defer s.markMu.Unlock()
+	err := s.markLocked()
+	if err != nil && b.unmarked {
+		return err
+	}
+	return nil
 }
 
 // readRuns yields the records of a batch's runs, read back from the log and checked; damaged runs are left
@@ -161,7 +206,9 @@ func (s *Store) commitBatch(p *Pending, key func(ms int64) string, destination s
 		b.LogRange = &[2][2]int64{{int64(first.seg), first.off}, {int64(last.seg), last.off}}
 	}
 	if _, _, err := createSynced(b.manifest, func(w io.Writer) error { _, err := w.Write(b.encode()); return err }); err != nil {
-		os.Remove(b.manifest)
+		if !isExist(err) {
+			os.Remove(b.manifest)
+		}
 		os.Remove(b.object)
 		return nil, err
 	}

@@ -76,6 +76,9 @@ type Store struct {
 	closed   []*Pending
 	segments []*segment // live segments, oldest first; the last one is being written
 
+	markMu   sync.Mutex // guards unmarked, and orders the "sealed" entries' appends
+	unmarked []unmarked
+
 	deadMu sync.Mutex
 }
 
