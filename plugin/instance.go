@@ -13,6 +13,7 @@ import (
 	"github.com/wiv/out_wivaudit/buffer"
 	"github.com/wiv/out_wivaudit/conf"
 	"github.com/wiv/out_wivaudit/record"
+	"github.com/wiv/out_wivaudit/upload"
 )
 
 // Instance is one [OUTPUT] wivaudit section. Flush is safe for concurrent use (Fluent Bit's Workers).
@@ -43,12 +44,12 @@ type Instance struct {
 
 	accepted, rejected, discarded, delivered, objects, conflicts, reassumed, quarantined atomic.Int64
 
-	failed [misconfigured + 1]atomic.Int64 // failed upload attempts by class
+	failed [upload.Classes]atomic.Int64 // failed upload attempts by class
 }
 
 // New opens the store, recovers what it holds and starts sealing and uploading. name prefixes log lines.
 func New(cfg *conf.Config, name string, out LogFunc) (*Instance, error) {
-	c, err := newClients(context.Background(), cfg)
+	c, err := upload.New(context.Background(), cfg)
 	if err != nil {
 		return nil, err
 	}

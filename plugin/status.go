@@ -3,6 +3,8 @@ package plugin
 import (
 	"fmt"
 	"time"
+
+	"github.com/wiv/out_wivaudit/upload"
 )
 
 // statusReport logs a status line every Status_Interval, unless nothing happened since the last one and
@@ -39,7 +41,7 @@ func (in *Instance) counters() string {
 	}
 	return fmt.Sprintf("%d records accepted, %d rejected%s, %d delivered in %d objects; failed upload attempts: %d retriable, %d credentials, %d refused; %d key conflicts (412), %d role re-assumptions, %d batches quarantined%s",
 		in.accepted.Load(), in.rejected.Load(), discarded, in.delivered.Load(), in.objects.Load(),
-		in.failed[retriable].Load(), in.failed[credentials].Load(), in.failed[misconfigured].Load(),
+		in.failed[upload.Retriable].Load(), in.failed[upload.Credentials].Load(), in.failed[upload.Misconfigured].Load(),
 		in.conflicts.Load(), in.reassumed.Load(), in.quarantined.Load(), in.dests.counters())
 }
 

@@ -6,15 +6,24 @@ import (
 	"time"
 
 	"github.com/wiv/out_wivaudit/buffer"
+	"github.com/wiv/out_wivaudit/conf"
+	"github.com/wiv/out_wivaudit/upload"
 )
 
 // Retry backoff for failed uploads: full jitter, capped.
 const (
 	backoffBase = time.Second
 	backoffCap  = 5 * time.Minute
-	// A destination's refused credentials are dropped and its role assumed again at most this often.
-	reassumeEvery = 30 * time.Second
 )
+
+// sender uploads sealed batches to their destinations: upload.Clients.
+type sender interface {
+	Put(ctx context.Context, d conf.Destination, b *buffer.Batch) error
+	// MayReassume reports whether d's role session may be dropped at now; Reassume drops it, unless that is
+	// no longer allowed.
+	MayReassume(d conf.Destination, now time.Time) bool
+	Reassume(d conf.Destination, now time.Time) bool
+}
 
 func (in *Instance) uploader(ctx context.Context) {
 	defer in.uploadersWG.Done()
@@ -44,7 +53,7 @@ func (in *Instance) attempt(ctx context.Context, it *item) bool {
 			return true
 		}
 	}
-	err := in.send.put(ctx, d, b)
+	err := in.send.Put(ctx, d, b)
 	if err == nil {
 		if err := in.store.Remove(b); err != nil {
 			in.log.limitedf(LevelError, "remove", in.now(), "uploaded %s but cannot remove it from the buffer: %v", b.Key, err)
@@ -62,10 +71,10 @@ func (in *Instance) attempt(ctx context.Context, it *item) bool {
 	if err := in.store.SaveAttempt(b); err != nil {
 		in.log.limitedf(LevelWarn, "manifest", now, "cannot record the attempt in the manifest of %s: %v", b.Key, err)
 	}
-	class := classify(err)
+	class := upload.Classify(err)
 	in.failed[class].Add(1)
 	switch class {
-	case keyExists:
+	case upload.KeyExists:
 		old := b.Key
 		ms := in.store.NextMs(b.Stream())
 		if err := in.store.Rekey(b, objectKey(d.KeyPrefix, b.Org, b.Kind, ms), ms); err != nil {
@@ -78,27 +87,27 @@ func (in *Instance) attempt(ctx context.Context, it *item) bool {
 		it.due = now
 		in.log.limitedf(LevelWarn, "412\x00"+d.Bucket, now, "%s already exists in S3 (another writer, or an earlier attempt whose answer was lost); uploading the batch as %s instead", old, b.Key)
 		return true
-	case credentials:
-		if in.send.invalidate(d, now) {
+	case upload.Credentials:
+		if in.send.Reassume(d, now) {
 			in.reassumed.Add(1)
 			it.due = now
-			in.log.limitedf(LevelWarn, "credentials\x00"+d.RoleARN, now, "the role's credentials were refused for %s; assuming the role again: %s", b.Key, explain(err, d, in.cfg))
+			in.log.limitedf(LevelWarn, "credentials\x00"+d.RoleARN, now, "the role's credentials were refused for %s; assuming the role again: %s", b.Key, upload.Explain(err, d, in.cfg))
 			return true
 		}
-	case misconfigured:
+	case upload.Misconfigured:
 		age := now.Sub(time.UnixMilli(b.Opened))
 		if age >= in.cfg.QuarantineAfter {
-			return in.quarantine(b, age, explain(err, d, in.cfg))
+			return in.quarantine(b, age, upload.Explain(err, d, in.cfg))
 		}
 		it.due = now.Add(in.cfg.HoldRetryInterval)
 		in.log.limitedf(LevelError, "refused\x00"+d.OrgID+"\x00"+d.Bucket, now, "upload of %s (%d records) refused, attempt %d; held, next try in %s, quarantine in %s: %s",
-			b.Key, b.Records, b.Attempts, in.cfg.HoldRetryInterval, in.cfg.QuarantineAfter-age.Round(time.Second), explain(err, d, in.cfg))
+			b.Key, b.Records, b.Attempts, in.cfg.HoldRetryInterval, in.cfg.QuarantineAfter-age.Round(time.Second), upload.Explain(err, d, in.cfg))
 		return true
 	}
 	it.attempts++
 	it.due = now.Add(backoff(it.attempts))
 	in.log.limitedf(LevelWarn, "retry\x00"+d.Bucket, now, "upload of %s (%d records) failed, attempt %d, next in %s; the batch stays buffered: %s",
-		b.Key, b.Records, b.Attempts, it.due.Sub(now).Round(time.Millisecond), explain(err, d, in.cfg))
+		b.Key, b.Records, b.Attempts, it.due.Sub(now).Round(time.Millisecond), upload.Explain(err, d, in.cfg))
 	return true
 }
 
