@@ -114,18 +114,14 @@ func (c *Clients) Put(ctx context.Context, d conf.Destination, b *buffer.Batch) 
 // MayReassume reports whether d's role session may be dropped at now: d has a role, and its session was not
 // dropped in the last 30 s.
 func (c *Clients) MayReassume(d conf.Destination, now time.Time) bool {
-	if d.RoleARN == "" {
-		return false
-	}
-	s := c.session(d)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return now.Sub(s.dropped) >= reassumeEvery
+	return c.reassume(d, now, false)
 }
 
 // Reassume drops d's role session, so that the next upload assumes the role again. It reports false, and
 // drops nothing, when MayReassume is false (perhaps because another upload dropped it just now).
-func (c *Clients) Reassume(d conf.Destination, now time.Time) bool {
+func (c *Clients) Reassume(d conf.Destination, now time.Time) bool { return c.reassume(d, now, true) }
+
+func (c *Clients) reassume(d conf.Destination, now time.Time, drop bool) bool {
 	if d.RoleARN == "" {
 		return false
 	}
@@ -135,7 +131,9 @@ func (c *Clients) Reassume(d conf.Destination, now time.Time) bool {
 	if now.Sub(s.dropped) < reassumeEvery {
 		return false
 	}
-	s.dropped = now
-	s.cache.Invalidate()
+	if drop {
+		s.dropped = now
+		s.cache.Invalidate()
+	}
 	return true
 }
