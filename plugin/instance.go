@@ -42,7 +42,9 @@ type Instance struct {
 	usageLevel   atomic.Int32
 	closeOnce    sync.Once
 
-	accepted, rejected, discarded, delivered, objects, conflicts, reassumed, quarantined atomic.Int64
+	policy policy // of the upload decisions
+
+	accepted, rejected, discarded, delivered, objects, conflicts, reassumed, quarantined, lost atomic.Int64
 
 	failed [upload.Classes]atomic.Int64 // failed upload attempts by class
 }
@@ -74,6 +76,7 @@ func start(cfg *conf.Config, name string, out LogFunc, send sender, hooks testHo
 		deadFull:     every{interval: 10 * time.Second},
 	}
 	in.queue = newQueue(in.now)
+	in.policy = policy{holdRetry: cfg.HoldRetryInterval, quarantineAfter: cfg.QuarantineAfter}
 	in.encode = objectEncoder(cfg.CompressionLevel)
 	in.chunks.New = func() any { return buffer.NewChunk() }
 	store, rec, err := buffer.Open(cfg.StoreDir, buffer.Options{MaxBatch: cfg.TotalFileSize, Limit: cfg.StoreDirLimitSize,

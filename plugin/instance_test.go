@@ -431,3 +431,35 @@ func TestClockStepBackUnderFailingUploads(t *testing.T) {
 		t.Errorf("delivered %v, want records 1 and 2 once each", seen)
 	}
 }
+
+// TestBatchWhoseFilesAreGoneIsDropped: a batch whose object was deleted from Store_Dir while it waited for a
+// retry is not retried forever: it leaves the queue with one error line naming it, and is counted.
+func TestBatchWhoseFilesAreGoneIsDropped(t *testing.T) {
+	fake := &fakeS3{objects: map[string][]byte{}, down: "b-1"}
+	sink := &logSink{}
+	cfg := testConfig(t)
+	in, err := start(cfg, "test", sink.log, fake, testHooks{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	in.Flush(cat(event("org-a", "1"), event("org-a", "2")), "audit.org")
+	waitLog(t, sink, "upload of org-a/org-audit-logs-")
+	objects, _ := filepath.Glob(filepath.Join(cfg.StoreDir, "batches", "*.json.gz"))
+	if len(objects) != 1 {
+		t.Fatalf("batches %v", objects)
+	}
+	if err := os.Remove(objects[0]); err != nil {
+		t.Fatal(err)
+	}
+	m := waitLogMatch(t, sink, regexp.MustCompile(`batch (org-a/org-audit-logs-[0-9]+\.json\.gz) \(2 records of org-a/org\) cannot be delivered: its object .*\.json\.gz is gone from Store_Dir, deleted while it waited for upload; dropped from the upload queue$`))
+	if n := sink.count(m[1] + " (2 records of org-a/org) cannot be delivered"); n != 1 || in.queue.len() != 0 || in.lost.Load() != 1 {
+		t.Errorf("%d lines, %d batches queued, %d lost:\n%s", n, in.queue.len(), in.lost.Load(), sink.joined())
+	}
+	if !strings.Contains(in.counters(), ", 1 batches lost (their files were deleted from Store_Dir)") {
+		t.Errorf("counters: %s", in.counters())
+	}
+	if left, _ := filepath.Glob(filepath.Join(cfg.StoreDir, "batches", "*")); len(left) != 0 {
+		t.Errorf("left in batches/: %v", left)
+	}
+}

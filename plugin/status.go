@@ -39,10 +39,14 @@ func (in *Instance) counters() string {
 	if n := in.discarded.Load(); n > 0 {
 		discarded = fmt.Sprintf(" (%d discarded: the dead-letter file was full)", n)
 	}
-	return fmt.Sprintf("%d records accepted, %d rejected%s, %d delivered in %d objects; failed upload attempts: %d retriable, %d credentials, %d refused; %d key conflicts (412), %d role re-assumptions, %d batches quarantined%s",
+	lost := ""
+	if n := in.lost.Load(); n > 0 {
+		lost = fmt.Sprintf(", %d batches lost (their files were deleted from Store_Dir)", n)
+	}
+	return fmt.Sprintf("%d records accepted, %d rejected%s, %d delivered in %d objects; failed upload attempts: %d retriable, %d credentials, %d refused; %d key conflicts (412), %d role re-assumptions, %d batches quarantined%s%s",
 		in.accepted.Load(), in.rejected.Load(), discarded, in.delivered.Load(), in.objects.Load(),
 		in.failed[upload.Retriable].Load(), in.failed[upload.Credentials].Load(), in.failed[upload.Misconfigured].Load(),
-		in.conflicts.Load(), in.reassumed.Load(), in.quarantined.Load(), in.dests.counters())
+		in.conflicts.Load(), in.reassumed.Load(), in.quarantined.Load(), lost, in.dests.counters())
 }
 
 // status adds what waits now: sealed batches, the age of the oldest undelivered record (sealed or not), and
