@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/md5"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
 
 	"github.com/wiv/out_wivaudit/buffer"
@@ -24,8 +25,9 @@ import (
 	"github.com/wiv/out_wivaudit/test/chunks"
 )
 
-// fakeS3 keeps what PutObject receives, and can fail the first calls. The integration tests use a real server;
-// this one lets the race detector watch the flush, seal and upload paths.
+// fakeS3 is S3 with conditional writes, behind the sender the uploads go through: it keeps what it is given,
+// and can fail the first calls or every call to one bucket. The integration tests use a real server; this one
+// lets the race detector watch the flush, seal and upload paths.
 type fakeS3 struct {
 	mu      sync.Mutex
 	objects map[string][]byte
@@ -35,43 +37,37 @@ type fakeS3 struct {
 	down    string // a bucket that refuses every upload
 }
 
-func (f *fakeS3) PutObject(ctx context.Context, in *s3.PutObjectInput, _ ...func(*s3.Options)) (*s3.PutObjectOutput, error) {
-	body, err := io.ReadAll(in.Body)
+func (f *fakeS3) Put(_ context.Context, d conf.Destination, b *buffer.Batch) error {
+	obj, err := b.OpenObject()
 	if err != nil {
-		return nil, err
+		return err
+	}
+	body, err := io.ReadAll(obj)
+	obj.Close()
+	if err != nil {
+		return err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls++
-	if f.calls <= f.failN || *in.Bucket == f.down {
-		return nil, errors.New("injected failure")
+	if f.calls <= f.failN || d.Bucket == f.down {
+		return errors.New("injected failure")
 	}
-	if _, dup := f.objects[*in.Key]; dup {
-		if in.IfNoneMatch == nil || *in.IfNoneMatch != "*" {
-			return nil, fmt.Errorf("key %s overwritten", *in.Key)
-		}
-		return nil, &smithy.GenericAPIError{Code: "PreconditionFailed", Message: "At least one of the pre-conditions you specified did not hold"}
+	if _, dup := f.objects[b.Key]; dup {
+		return &smithy.GenericAPIError{Code: "PreconditionFailed", Message: "At least one of the pre-conditions you specified did not hold"}
 	}
-	if *in.ContentEncoding != "gzip" || *in.ContentType != "application/json" || *in.ContentLength != int64(len(body)) || in.ACL != "bucket-owner-full-control" {
-		return nil, fmt.Errorf("bad request headers: %+v", in)
+	if sum := md5.Sum(body); base64.StdEncoding.EncodeToString(sum[:]) != b.ContentMD5 || int64(len(body)) != b.ObjectBytes {
+		return fmt.Errorf("%s: the object does not match its manifest", b.Key)
 	}
-	f.objects[*in.Key] = body
+	f.objects[b.Key] = body
 	if f.buckets != nil {
-		f.buckets[*in.Key] = *in.Bucket
+		f.buckets[b.Key] = d.Bucket
 	}
-	return &s3.PutObjectOutput{}, nil
+	return nil
 }
 
-// put sends through the same request-building code as production, with the default settings.
-func (f *fakeS3) put(ctx context.Context, d conf.Destination, b *buffer.Batch) error {
-	c, err := conf.Parse(conf.Map{"Bucket": "b-1", "Unlisted_Orgs": "archive"})
-	if err != nil {
-		return err
-	}
-	return send(ctx, f, c, d, b)
-}
-
-func (f *fakeS3) invalidate(conf.Destination, time.Time) bool { return false }
+func (f *fakeS3) MayReassume(conf.Destination, time.Time) bool { return false }
+func (f *fakeS3) Reassume(conf.Destination, time.Time) bool    { return false }
 
 func testConfig(t *testing.T) *conf.Config {
 	c, err := conf.Parse(conf.Map{"Bucket": "b-1", "Unlisted_Orgs": "archive", "Store_Dir": t.TempDir(), "Upload_Timeout": "1s", "Total_File_Size": "2K", "Shutdown_Timeout": "30s"})
@@ -433,5 +429,37 @@ func TestClockStepBackUnderFailingUploads(t *testing.T) {
 	seen := deliveredIDs(t, fake)
 	if seen["1"] != 1 || seen["2"] != 1 || len(seen) != 2 {
 		t.Errorf("delivered %v, want records 1 and 2 once each", seen)
+	}
+}
+
+// TestBatchWhoseFilesAreGoneIsDropped: a batch whose object was deleted from Store_Dir while it waited for a
+// retry is not retried forever: it leaves the queue with one error line naming it, and is counted.
+func TestBatchWhoseFilesAreGoneIsDropped(t *testing.T) {
+	fake := &fakeS3{objects: map[string][]byte{}, down: "b-1"}
+	sink := &logSink{}
+	cfg := testConfig(t)
+	in, err := start(cfg, "test", sink.log, fake, testHooks{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	in.Flush(cat(event("org-a", "1"), event("org-a", "2")), "audit.org")
+	waitLog(t, sink, "upload of org-a/org-audit-logs-")
+	objects, _ := filepath.Glob(filepath.Join(cfg.StoreDir, "batches", "*.json.gz"))
+	if len(objects) != 1 {
+		t.Fatalf("batches %v", objects)
+	}
+	if err := os.Remove(objects[0]); err != nil {
+		t.Fatal(err)
+	}
+	m := waitLogMatch(t, sink, regexp.MustCompile(`batch (org-a/org-audit-logs-[0-9]+\.json\.gz) \(2 records of org-a/org\) cannot be delivered: its object .*\.json\.gz is gone from Store_Dir, deleted while it waited for upload; dropped from the upload queue$`))
+	if n := sink.count(m[1] + " (2 records of org-a/org) cannot be delivered"); n != 1 || in.queue.len() != 0 || in.lost.Load() != 1 {
+		t.Errorf("%d lines, %d batches queued, %d lost:\n%s", n, in.queue.len(), in.lost.Load(), sink.joined())
+	}
+	if !strings.Contains(in.counters(), ", 1 batches lost (their files were deleted from Store_Dir)") {
+		t.Errorf("counters: %s", in.counters())
+	}
+	if left, _ := filepath.Glob(filepath.Join(cfg.StoreDir, "batches", "*")); len(left) != 0 {
+		t.Errorf("left in batches/: %v", left)
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/wiv/out_wivaudit/buffer"
+	"github.com/wiv/out_wivaudit/conf"
 )
 
 // compressor is a gzip writer and the buffer in front of it, kept for reuse: a writer's tables cost about as
@@ -65,4 +66,9 @@ func writeArray(w *bufio.Writer, records iter.Seq[[]byte]) error {
 // objectKey is where a batch goes: <prefix><org_id>/<kind>-audit-logs-<unix_ms>.json.gz.
 func objectKey(prefix, org, kind string, ms int64) string {
 	return fmt.Sprintf("%s%s/%s-audit-logs-%d.json.gz", prefix, org, kind, ms)
+}
+
+// destKey is a batch's key at millisecond ms in destination d: d's prefix and d's spelling of the organisation.
+func destKey(d conf.Destination, b *buffer.Batch, ms int64) string {
+	return objectKey(d.KeyPrefix, d.OrgID, b.Kind, ms)
 }

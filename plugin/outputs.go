@@ -5,13 +5,15 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/wiv/out_wivaudit/lru"
 )
 
 // process is every running output of this plugin. Fluent Bit runs all [OUTPUT]s of the .so in one process
 // and hands each the chunks whose tag it matches, so an output that meets a record of an organisation it does
 // not serve can leave it to another output that receives the same tag.
 var process = &outputs{byTag: map[string][]*member{}, learnt: make(chan struct{}), waited: map[waitKey]bool{},
-	claims: newLRU[*member](maxClaims)}
+	claims: lru.New[*member](maxClaims)}
 
 // learnWait is how long an output that meets a record of an organisation another output serves waits, once per
 // tag and output, for that output to flush the tag too (they are handed the same chunk at the same time),
@@ -41,7 +43,7 @@ type outputs struct {
 	byTag   map[string][]*member // the outputs that flushed records of each tag
 	learnt  chan struct{}        // closed, and replaced, whenever an output is first seen flushing a tag
 	waited  map[waitKey]bool     // the outputs waited for in vain, by tag
-	claims  *lru[*member]        // which output keeps each record no output serves
+	claims  *lru.Cache[*member]  // which output keeps each record no output serves
 }
 
 type waitKey struct {
@@ -71,7 +73,7 @@ func (o *outputs) leave(m *member) {
 			delete(o.waited, k)
 		}
 	}
-	o.claims = newLRU[*member](maxClaims)
+	o.claims = lru.New[*member](maxClaims)
 }
 
 // receive notes that m flushes records of tag. Past maxTags, what was learnt is dropped and learnt again.
@@ -134,10 +136,10 @@ func (o *outputs) takerOf(m *member, tag, org string, raw []byte) (taker, unsure
 	h.Write([]byte{0})
 	h.Write(raw)
 	key := string(h.Sum(nil)[:16])
-	if keeper, ok := o.claims.get(key); ok && keeper != m {
+	if keeper, ok := o.claims.Get(key); ok && keeper != m {
 		return keeper, nil
 	}
-	o.claims.put(key, m)
+	o.claims.Put(key, m)
 	return nil, unsure
 }
 

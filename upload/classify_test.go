@@ -1,4 +1,4 @@
-package plugin
+package upload
 
 import (
 	"context"
@@ -11,7 +11,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/smithy-go"
@@ -38,67 +37,44 @@ func sdkError(service string, status int, code string) error {
 func TestClassify(t *testing.T) {
 	cases := []struct {
 		err  error
-		want failure
+		want Class
 		hint string
 	}{
-		{sdkError("S3", 412, "PreconditionFailed"), keyExists, ""},
-		{sdkError("S3", 409, "ConditionalRequestConflict"), retriable, ""},
-		{sdkError("S3", 500, "InternalError"), retriable, ""},
-		{sdkError("S3", 503, "SlowDown"), retriable, ""},
-		{sdkError("S3", 400, "ExpiredToken"), credentials, "credentials were refused"},
-		{sdkError("S3", 403, "InvalidAccessKeyId"), credentials, "credentials were refused"},
-		{sdkError("S3", 403, "AccessDenied"), misconfigured, "s3:PutObject and s3:PutObjectAcl on arn:aws:s3:::b-1/*"},
-		{sdkError("S3", 403, ""), misconfigured, "s3:PutObject and s3:PutObjectAcl"},
-		{sdkError("S3", 404, "NoSuchBucket"), misconfigured, "(404 NoSuchBucket): the bucket does not exist"},
-		{sdkError("S3", 301, "PermanentRedirect"), misconfigured, "not in region us-east-1"},
-		{sdkError("S3", 400, "AccessControlListNotSupported"), misconfigured, "ACLs disabled"},
-		{sdkError("S3", 400, "KMS.DisabledException"), misconfigured, "KMS key"},
-		{sdkError("S3", 501, "NotImplemented"), misconfigured, "Conditional_Writes off"},
-		{sdkError("STS", 403, "AccessDenied"), misconfigured, "External ID"},
-		{sdkError("STS", 403, "InvalidClientTokenId"), misconfigured, "this process's AWS credentials"},
-		{sdkError("STS", 400, "ExpiredToken"), retriable, "this process's AWS credentials"},
-		{sdkError("STS", 500, "InternalFailure"), retriable, ""},
-		{context.DeadlineExceeded, retriable, "timed out"},
-		{&net.OpError{Op: "dial", Net: "tcp", Err: &os.SyscallError{Syscall: "connect", Err: syscall.ECONNREFUSED}}, retriable,
+		{sdkError("S3", 412, "PreconditionFailed"), KeyExists, ""},
+		{sdkError("S3", 409, "ConditionalRequestConflict"), Retriable, ""},
+		{sdkError("S3", 500, "InternalError"), Retriable, ""},
+		{sdkError("S3", 503, "SlowDown"), Retriable, ""},
+		{sdkError("S3", 400, "ExpiredToken"), Credentials, "credentials were refused"},
+		{sdkError("S3", 403, "InvalidAccessKeyId"), Credentials, "credentials were refused"},
+		{sdkError("S3", 403, "AccessDenied"), Misconfigured, "s3:PutObject and s3:PutObjectAcl on arn:aws:s3:::b-1/*"},
+		{sdkError("S3", 403, ""), Misconfigured, "s3:PutObject and s3:PutObjectAcl"},
+		{sdkError("S3", 404, "NoSuchBucket"), Misconfigured, "(404 NoSuchBucket): the bucket does not exist"},
+		{sdkError("S3", 301, "PermanentRedirect"), Misconfigured, "not in region us-east-1"},
+		{sdkError("S3", 400, "AccessControlListNotSupported"), Misconfigured, "ACLs disabled"},
+		{sdkError("S3", 400, "KMS.DisabledException"), Misconfigured, "KMS key"},
+		{sdkError("S3", 501, "NotImplemented"), Misconfigured, "Conditional_Writes off"},
+		{sdkError("STS", 403, "AccessDenied"), Misconfigured, "External ID"},
+		{sdkError("STS", 403, "InvalidClientTokenId"), Misconfigured, "this process's AWS credentials"},
+		{sdkError("STS", 400, "ExpiredToken"), Retriable, "this process's AWS credentials"},
+		{sdkError("STS", 500, "InternalFailure"), Retriable, ""},
+		{context.DeadlineExceeded, Retriable, "timed out"},
+		{&net.OpError{Op: "dial", Net: "tcp", Err: &os.SyscallError{Syscall: "connect", Err: syscall.ECONNREFUSED}}, Retriable,
 			"network error; check connectivity to the endpoint; dial tcp: connect: connection refused"},
-		{errors.New("connection reset by peer"), retriable, ""},
+		{errors.New("connection reset by peer"), Retriable, ""},
 		// Local errors are not the network's, although a syscall.Errno satisfies net.Error.
-		{fmt.Errorf("open object: %w", &fs.PathError{Op: "open", Path: "/store/batches/a~org~1.json.gz", Err: syscall.ENOENT}), retriable,
+		{fmt.Errorf("open object: %w", &fs.PathError{Op: "open", Path: "/store/batches/a~org~1.json.gz", Err: syscall.ENOENT}), Retriable,
 			"failed: a local error, not the network's or S3's: the batch's file is gone or unreadable; open /store/batches/a~org~1.json.gz: no such file or directory"},
-		{syscall.EIO, retriable, "failed: a local error, not the network's or S3's; input/output error"},
+		{syscall.EIO, Retriable, "failed: a local error, not the network's or S3's; input/output error"},
 	}
 	c, _ := conf.Parse(conf.Map{"Org_ID": "org-a", "Bucket": "b-1"})
 	d, _ := c.Output()
 	for _, tc := range cases {
-		if got := classify(tc.err); got != tc.want {
-			t.Errorf("classify(%v) = %d, want %d", tc.err, got, tc.want)
+		if got := Classify(tc.err); got != tc.want {
+			t.Errorf("Classify(%v) = %d, want %d", tc.err, got, tc.want)
 		}
-		if msg := explain(tc.err, d, c); !strings.Contains(msg, tc.hint) || len(msg) > 300 {
-			t.Errorf("explain(%v) = %q, want it to say %q in at most 300 bytes", tc.err, msg, tc.hint)
+		if msg := Explain(tc.err, d, c); !strings.Contains(msg, tc.hint) || len(msg) > 300 {
+			t.Errorf("Explain(%v) = %q, want it to say %q in at most 300 bytes", tc.err, msg, tc.hint)
 		}
-	}
-}
-
-func TestInvalidateIsLimitedPerDestination(t *testing.T) {
-	c, _ := conf.Parse(conf.Map{"Org_ID": "org-a", "Bucket": "b-1"})
-	cl, err := newClients(context.Background(), c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := conf.Destination{Bucket: "b-a", RoleARN: "arn:aws:iam::111122223333:role/a", ExternalID: "ext-a"}
-	b := conf.Destination{Bucket: "b-b", RoleARN: "arn:aws:iam::444455556666:role/b", ExternalID: "ext-b"}
-	now := time.Now()
-	if !cl.invalidate(a, now) || cl.invalidate(a, now.Add(time.Second)) {
-		t.Error("a's session: first drop allowed, a second within 30 s refused")
-	}
-	if !cl.invalidate(b, now.Add(time.Second)) {
-		t.Error("b's session was refused because of a's")
-	}
-	if !cl.invalidate(a, now.Add(reassumeEvery)) {
-		t.Error("a's session could not be dropped again after 30 s")
-	}
-	if cl.invalidate(conf.Destination{Bucket: "b-1"}, now) {
-		t.Error("a destination without a role has no session to drop")
 	}
 }
 
@@ -110,7 +86,7 @@ func TestExplainIsShort(t *testing.T) {
 		ResponseError: &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: &http.Response{StatusCode: 403}},
 			Err: &smithy.GenericAPIError{Code: "AccessDenied", Message: strings.Repeat("Access Denied because of a long policy story. ", 20)}},
 		RequestID: strings.Repeat("R", 60)}}
-	msg := explain(err, d, c)
+	msg := Explain(err, d, c)
 	if len(msg) > 300 || !strings.HasPrefix(msg, "S3 PutObject to b-1 failed (403 AccessDenied): the role needs s3:PutObject") || !strings.HasSuffix(msg, "...") {
 		t.Errorf("%d bytes: %q", len(msg), msg)
 	}
@@ -131,7 +107,7 @@ func TestMissingCredentialsNameTheIdentity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, err := newClients(context.Background(), c)
+	cl, err := New(context.Background(), c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,8 +116,8 @@ func TestMissingCredentialsNameTheIdentity(t *testing.T) {
 	if err == nil {
 		t.Fatal("credentials were found")
 	}
-	msg := explain(err, d, c)
-	for _, want := range []string{"STS AssumeRole of arn:aws:iam::111122223333:role/r failed: no AWS credentials", PlatformPrincipal,
+	msg := Explain(err, d, c)
+	for _, want := range []string{"STS AssumeRole of arn:aws:iam::111122223333:role/r failed: no AWS credentials", platformPrincipal,
 		"instance profile, IRSA, an ECS task role or AWS_* variables"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("%q does not say %q", msg, want)

@@ -1,0 +1,119 @@
+package plugin
+
+import (
+	"time"
+
+	"github.com/wiv/out_wivaudit/upload"
+)
+
+// An attempt to upload a batch goes in steps. At each one, decide (pure: the facts in, the next action out)
+// says what to do, and attempt (uploader.go) does it: the store, S3 and the log.
+
+// step is where an attempt stands.
+type step int
+
+const (
+	starting         step = iota // nothing done yet
+	uploaded                     // S3 stored the object
+	putFailed                    // the upload failed: see facts.class
+	rekeyFailed                  // the store could not give the batch a new key
+	quarantineFailed             // the quarantine folder has no room for the batch
+)
+
+// facts is what an attempt knows about its batch at one step.
+type facts struct {
+	step        step
+	class       upload.Class // what the failed upload means (putFailed)
+	now         time.Time
+	opened      time.Time // arrival of the batch's first record: its age decides the quarantine
+	attempts    int       // failed attempts in this process, for the backoff
+	held        string    // why its destination cannot be used now; "" when it can
+	wrongKey    bool      // its key is not the one its destination gives it (prefix, spelling of the organisation)
+	gone        bool      // its object is missing from Store_Dir
+	mayReassume bool      // its destination's role session may be dropped now
+	jitter      float64   // in [0, 1): where in its backoff window a retry falls
+}
+
+// policy is the settings the decisions follow.
+type policy struct {
+	holdRetry       time.Duration // Hold_Retry_Interval
+	quarantineAfter time.Duration // Quarantine_After
+}
+
+// action is what the uploader does next with a batch.
+type action int
+
+const (
+	send       action = iota // upload it
+	moveKey                  // give it its destination's key at the same millisecond, then send it
+	done                     // delivered: remove it from Store_Dir
+	retry                    // back off: try again at outcome.at
+	nextKey                  // 412: give it the stream's next free millisecond, and send it again at once
+	reassume                 // drop its destination's role session, and send it again at once
+	hold                     // its destination cannot be used now: look again at outcome.at
+	refused                  // its destination refuses it: try again at outcome.at
+	quarantine               // refused for Quarantine_After: move it out of the upload path
+	drop                     // its files are gone from Store_Dir: it can never be delivered
+)
+
+// outcome is a decision: the action, when the batch is due again (retry, hold, refused), and its failed
+// attempts from now on.
+type outcome struct {
+	do       action
+	at       time.Time
+	attempts int
+}
+
+// Retry backoff for failed uploads: full jitter, capped.
+const (
+	backoffBase = time.Second
+	backoffCap  = 5 * time.Minute
+)
+
+// decide says what to do with a batch next.
+func decide(f facts, p policy) outcome {
+	o := outcome{attempts: f.attempts}
+	switch f.step {
+	case starting:
+		switch {
+		case f.held != "":
+			o.do, o.at = hold, f.now.Add(p.holdRetry)
+		case f.wrongKey:
+			o.do = moveKey
+		default:
+			o.do = send
+		}
+		return o
+	case uploaded:
+		o.do = done
+		return o
+	}
+	switch {
+	case f.gone:
+		o.do = drop
+	case f.step == quarantineFailed:
+		o.do, o.at = refused, f.now.Add(p.holdRetry)
+	case f.step == putFailed && f.class == upload.KeyExists:
+		o.do = nextKey
+	case f.step == putFailed && f.class == upload.Credentials && f.mayReassume:
+		o.do = reassume
+	case f.step == putFailed && f.class == upload.Misconfigured && f.now.Sub(f.opened) >= p.quarantineAfter:
+		o.do = quarantine
+	case f.step == putFailed && f.class == upload.Misconfigured:
+		o.do, o.at = refused, f.now.Add(p.holdRetry)
+	default: // retriable, credentials that may not be dropped yet, a key the store could not change
+		o.do, o.attempts = retry, f.attempts+1
+		o.at = f.now.Add(backoff(o.attempts, f.jitter))
+	}
+	return o
+}
+
+// backoff is how long a batch waits after its nth failed attempt: half a second, plus up to 2^n s (at most
+// 5 min) as jitter in [0, 1) says.
+func backoff(attempts int, jitter float64) time.Duration {
+	ceiling := backoffCap
+	if attempts < 20 {
+		ceiling = min(backoffCap, backoffBase<<attempts)
+	}
+	return backoffBase/2 + time.Duration(jitter*float64(ceiling))
+}

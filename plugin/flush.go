@@ -1,0 +1,137 @@
+package plugin
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/wiv/out_wivaudit/buffer"
+	"github.com/wiv/out_wivaudit/record"
+)
+
+// Flush takes one chunk: every record is either appended durably to the log or rejected (into the dead-letter
+// file while it has room) before OK is returned. It never waits on the network. When the disk refuses the
+// write it returns Retry, so Fluent Bit keeps the chunk and sends it again.
+func (in *Instance) Flush(chunk []byte, tag string) Result {
+	c := in.chunks.Get().(*buffer.Chunk)
+	defer in.chunks.Put(c)
+	c.Reset()
+	var dead []byte
+	var firstReject string
+	rejected := 0
+	in.dests.receive(tag)
+	in.dec.Decode(chunk, tag, func(ev *record.Event) {
+		if ev.Reject == "" {
+			var skip bool
+			if ev.Org, ev.Reject, skip = in.dests.admit(ev.Org, tag, ev.Raw); skip {
+				return
+			}
+		}
+		if ev.Reject != "" {
+			dead = appendDeadLetter(dead, in.now(), tag, ev)
+			if rejected == 0 {
+				firstReject = ev.Reject
+			}
+			rejected++
+			return
+		}
+		// Add copies the record: the decoder reuses its buffer for the next one.
+		c.Add(buffer.Stream{Org: ev.Org, Kind: ev.Kind}, ev.JSON)
+	})
+	// Refuse the whole chunk when it does not fit, rather than keep part of it and have it sent twice.
+	if !in.store.Reserve(c.Size()) {
+		in.store.Relieve()
+		signal(in.sealNow)
+		if ok, _ := in.fullReport.allow(in.now()); ok {
+			used, limit := in.store.Usage()
+			in.log.logf(LevelWarn, "Store_Dir_Limit_Size reached: %d of %d bytes used, the chunk needs %d; asking Fluent Bit to retry it until uploads free space",
+				used, limit, c.Size())
+		}
+		in.checkUsage()
+		return Retry
+	}
+	// Rejections are written first: if the append then fails, the retry writes them again, which is harmless,
+	// where the other order would buffer the chunk's good records twice.
+	if rejected > 0 && !in.deadLetter(dead, rejected, tag, firstReject) {
+		in.store.Release(c.Size())
+		return Retry
+	}
+	if err := in.store.Commit(c); err != nil {
+		in.log.limitedf(LevelError, "append\x00"+rootCause(err), in.now(), "cannot buffer records, asking Fluent Bit to retry the chunk: %v", err)
+		return Retry
+	}
+	in.checkUsage()
+	in.accepted.Add(int64(c.Records()))
+	signal(in.sealNow)
+	return OK
+}
+
+// deadLetter keeps a chunk's rejected records (one line each), or reports false when the chunk should be
+// retried. Those that do not fit in the file are discarded, loudly: holding them back would stop the good
+// records of every organisation behind records that can never be delivered.
+func (in *Instance) deadLetter(lines []byte, rejected int, tag, first string) bool {
+	n, err := in.store.DeadLetter(lines)
+	if err != nil && !errors.Is(err, buffer.ErrDeadLetterFull) {
+		in.log.limitedf(LevelError, "deadletter\x00"+rootCause(err), in.now(), "cannot write %d rejected records to %s, asking Fluent Bit to retry the chunk: %v",
+			rejected, in.store.DeadLetterPath(), err)
+		return false
+	}
+	in.rejected.Add(int64(rejected))
+	if err != nil {
+		kept := bytes.Count(lines[:n], []byte{'\n'})
+		in.discarded.Add(int64(rejected - kept))
+		if ok, held := in.deadFull.allow(in.now()); ok {
+			in.log.logf(LevelError, "%s is full (%v): kept %d and discarded %d of a chunk's %d rejected record(s) with tag %q (first: %s); %d discarded since start%s; move the file away (a new one is started) or raise Dead_Letter_Limit_Size",
+				in.store.DeadLetterPath(), err, kept, rejected-kept, rejected, tag, first, in.discarded.Load(), heldNote(held))
+		}
+		return true
+	}
+	if ok, held := in.rejectReport.allow(in.now()); ok {
+		in.log.logf(LevelWarn, "rejected %d record(s) of a chunk with tag %q (first: %s); kept in %s; %d rejected since start%s",
+			rejected, tag, first, in.store.DeadLetterPath(), in.rejected.Load(), heldNote(held))
+	}
+	return true
+}
+
+// heldNote tells how many chunks a rate-limited report stands for besides its own.
+func heldNote(held int) string {
+	if held == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (%d more chunks like it since the last report)", held)
+}
+
+// appendDeadLetter adds one JSON line: when, the tag, why, and the record as JSON (or its raw msgpack when it
+// could not be read).
+func appendDeadLetter(dst []byte, now time.Time, tag string, ev *record.Event) []byte {
+	line := struct {
+		Time    string          `json:"time"`
+		Tag     string          `json:"tag"`
+		Reason  string          `json:"reason"`
+		Record  json.RawMessage `json:"record,omitempty"`
+		Msgpack string          `json:"msgpack_base64,omitempty"`
+	}{Time: now.UTC().Format(time.RFC3339Nano), Tag: tag, Reason: ev.Reject, Record: ev.JSON}
+	if ev.JSON == nil {
+		line.Msgpack = base64.StdEncoding.EncodeToString(ev.Raw)
+	}
+	b, _ := json.Marshal(line)
+	return append(append(dst, b...), '\n')
+}
+
+func (in *Instance) deadLetterDamaged(where string, regions [][]byte) {
+	var lines []byte
+	for _, r := range regions {
+		b, _ := json.Marshal(map[string]string{
+			"time": in.now().UTC().Format(time.RFC3339Nano), "reason": "damaged in " + where,
+			"buffer_base64": base64.StdEncoding.EncodeToString(r),
+		})
+		lines = append(append(lines, b...), '\n')
+	}
+	in.log.logf(LevelError, "%d damaged regions in %s (disk corruption?) moved to %s", len(regions), where, in.store.DeadLetterPath())
+	if _, err := in.store.DeadLetter(lines); err != nil {
+		in.log.logf(LevelError, "cannot write all damaged buffer regions to the dead-letter file: %v", err)
+	}
+}

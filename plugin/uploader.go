@@ -1,0 +1,162 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"time"
+
+	"github.com/wiv/out_wivaudit/buffer"
+	"github.com/wiv/out_wivaudit/conf"
+	"github.com/wiv/out_wivaudit/upload"
+)
+
+// sender uploads sealed batches to their destinations: upload.Clients.
+type sender interface {
+	Put(ctx context.Context, d conf.Destination, b *buffer.Batch) error
+	// MayReassume reports whether d's role session may be dropped at now; Reassume drops it, unless that is
+	// no longer allowed.
+	MayReassume(d conf.Destination, now time.Time) bool
+	Reassume(d conf.Destination, now time.Time) bool
+}
+
+func (in *Instance) uploader(ctx context.Context) {
+	defer in.uploadersWG.Done()
+	for {
+		it, ok := in.queue.pop(ctx)
+		if !ok {
+			return
+		}
+		in.queue.done(it, in.attempt(ctx, it))
+	}
+}
+
+// attempt takes one batch through the steps decide chooses, doing each: the store, S3 and the log. It
+// reports whether the batch stays queued, due at it.due.
+func (in *Instance) attempt(ctx context.Context, it *item) bool {
+	b := it.batch
+	d, held := in.dests.resolve(b)
+	f := facts{now: in.now(), opened: time.UnixMilli(b.Opened), attempts: it.attempts, held: held,
+		wrongKey: held == "" && destKey(d, b, b.KeyMs) != b.Key}
+	var err error // why the upload failed
+	for {
+		o := decide(f, in.policy)
+		it.attempts = o.attempts
+		switch o.do {
+		case send:
+			if err = in.send.Put(ctx, d, b); err == nil {
+				f.step = uploaded
+				continue
+			}
+			if ctx.Err() != nil {
+				return true // shutting down: the batch stays on disk
+			}
+			f = in.putFailed(f, d, b, err)
+		case moveKey:
+			if err := in.store.Rekey(b, destKey(d, b, b.KeyMs), b.KeyMs); err != nil {
+				in.log.limitedf(LevelError, "rekey\x00"+b.Org, f.now, "cannot move %s to the key of its destination: %v", b.Key, err)
+				f = in.failedStep(f, rekeyFailed, b)
+				continue
+			}
+			f.wrongKey = false
+		case done:
+			if err := in.store.Remove(b); err != nil {
+				in.log.limitedf(LevelError, "remove", f.now, "uploaded %s but cannot remove it from the buffer: %v", b.Key, err)
+			}
+			in.delivered.Add(int64(b.Records))
+			in.objects.Add(1)
+			in.checkUsage()
+			in.log.logf(LevelDebug, "uploaded s3://%s/%s (%d records, %d bytes)", d.Bucket, b.Key, b.Records, b.ObjectBytes)
+			return false
+		case nextKey:
+			old, ms := b.Key, in.store.NextMs(b.Stream())
+			if err := in.store.Rekey(b, destKey(d, b, ms), ms); err != nil {
+				in.log.limitedf(LevelError, "rekey\x00"+b.Org, f.now, "%s exists in S3 and the batch cannot take a new key: %v", old, err)
+				f = in.failedStep(f, rekeyFailed, b)
+				continue
+			}
+			in.conflicts.Add(1)
+			it.due = f.now
+			in.log.limitedf(LevelWarn, "412\x00"+d.Bucket, f.now, "%s already exists in S3 (another writer, or an earlier attempt whose answer was lost); uploading the batch as %s instead", old, b.Key)
+			return true
+		case reassume:
+			if !in.send.Reassume(d, f.now) {
+				f.mayReassume = false // another upload dropped the session meanwhile
+				continue
+			}
+			in.reassumed.Add(1)
+			it.due = f.now
+			in.log.limitedf(LevelWarn, "credentials\x00"+d.RoleARN, f.now, "the role's credentials were refused for %s; assuming the role again: %s", b.Key, upload.Explain(err, d, in.cfg))
+			return true
+		case quarantine:
+			age := f.now.Sub(f.opened).Round(time.Second)
+			if qerr := in.store.Quarantine(b); qerr != nil {
+				in.log.limitedf(LevelError, "quarantine\x00"+b.Org, f.now, "upload of %s refused for %s and it cannot be quarantined (%v); keeping it in the upload path, next try in %s: %s",
+					b.Key, age, qerr, in.cfg.HoldRetryInterval, upload.Explain(err, d, in.cfg))
+				f = in.failedStep(f, quarantineFailed, b)
+				continue
+			}
+			in.quarantined.Add(1)
+			in.checkUsage()
+			object, manifest := b.Files()
+			in.log.limitedf(LevelError, "quarantined\x00"+b.Org, f.now, "upload of %s (%d records) refused for %s: moved to quarantine (%s, %s); to replay it after fixing the cause, move both files into %s/batches and restart. Cause: %s",
+				b.Key, b.Records, age, object, manifest, in.cfg.StoreDir, upload.Explain(err, d, in.cfg))
+			return false
+		case drop:
+			object, _ := b.Files()
+			left := ""
+			if err := in.store.Remove(b); err != nil {
+				left = fmt.Sprintf(" (clearing what is left of it failed too: %v)", err)
+			}
+			in.lost.Add(1)
+			in.checkUsage()
+			in.log.logf(LevelError, "batch %s (%d records of %s) cannot be delivered: its object %s is gone from Store_Dir, deleted while it waited for upload; dropped from the upload queue%s",
+				b.Key, b.Records, b.Stream(), object, left)
+			return false
+		case hold:
+			it.due = o.at
+			in.log.limitedf(LevelWarn, "hold\x00"+b.Org, f.now, "holding %s (%d records): %s; next look in %s", b.Key, b.Records, f.held, in.cfg.HoldRetryInterval)
+			return true
+		case refused:
+			it.due = o.at
+			if f.step == putFailed {
+				in.log.limitedf(LevelError, "refused\x00"+d.OrgID+"\x00"+d.Bucket, f.now, "upload of %s (%d records) refused, attempt %d; held, next try in %s, quarantine in %s: %s",
+					b.Key, b.Records, b.Attempts, in.cfg.HoldRetryInterval, in.cfg.QuarantineAfter-f.now.Sub(f.opened).Round(time.Second), upload.Explain(err, d, in.cfg))
+			}
+			return true
+		case retry:
+			it.due = o.at
+			if f.step == putFailed {
+				in.log.limitedf(LevelWarn, "retry\x00"+d.Bucket, f.now, "upload of %s (%d records) failed, attempt %d, next in %s; the batch stays buffered: %s",
+					b.Key, b.Records, b.Attempts, o.at.Sub(f.now).Round(time.Millisecond), upload.Explain(err, d, in.cfg))
+			}
+			return true
+		}
+	}
+}
+
+// putFailed gathers the facts of a failed upload, records the attempt in the batch's manifest and counts it.
+func (in *Instance) putFailed(f facts, d conf.Destination, b *buffer.Batch, err error) facts {
+	f = in.failedStep(f, putFailed, b)
+	if !f.gone {
+		if err := in.store.SaveAttempt(b); err != nil {
+			in.log.limitedf(LevelWarn, "manifest", f.now, "cannot record the attempt in the manifest of %s: %v", b.Key, err)
+		}
+	}
+	f.class = upload.Classify(err)
+	in.failed[f.class].Add(1)
+	f.mayReassume = f.class == upload.Credentials && in.send.MayReassume(d, f.now)
+	return f
+}
+
+// failedStep gathers what every failed step needs: the time, whether the batch's object is still there, and
+// the jitter of a retry.
+func (in *Instance) failedStep(f facts, s step, b *buffer.Batch) facts {
+	object, _ := b.Files()
+	_, err := os.Stat(object)
+	f.step, f.now, f.gone, f.jitter = s, in.now(), errors.Is(err, fs.ErrNotExist), rand.Float64()
+	return f
+}

@@ -1,0 +1,139 @@
+// Package upload puts sealed batches into S3: the S3 and STS clients, each destination's role session, and
+// what a failed upload means (Classify) and says (Explain).
+package upload
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+
+	"github.com/wiv/out_wivaudit/buffer"
+	"github.com/wiv/out_wivaudit/conf"
+	"github.com/wiv/out_wivaudit/lru"
+)
+
+// reassumeEvery is how often, at most, a destination's refused credentials are dropped and its role assumed
+// again.
+const reassumeEvery = 30 * time.Second
+
+// session is one destination's cached role credentials.
+type session struct {
+	cache   *aws.CredentialsCache
+	dropped time.Time
+}
+
+// maxSessions bounds the cached role sessions: memory does not grow with the number of customers. An evicted
+// session is assumed again when its destination next uploads.
+const maxSessions = 4096
+
+// Clients reach S3 and STS. Base credentials come from the SDK's default chain and are only used to assume
+// each destination's role with its External ID; that role's session, cached per (role, External ID) and
+// renewed Credential_Refresh_Window (less up to Credential_Refresh_Jitter) before it expires, signs the
+// destination's uploads, and no other. Safe for concurrent use.
+type Clients struct {
+	cfg  *conf.Config
+	base aws.Config
+	sts  *sts.Client
+
+	mu       sync.Mutex
+	byRegion map[string]*s3.Client
+	sessions *lru.Cache[*session]
+}
+
+// New loads the base AWS configuration (region, credentials chain, Request_Timeout) for the clients of c.
+func New(ctx context.Context, c *conf.Config) (*Clients, error) {
+	base, err := config.LoadDefaultConfig(ctx, config.WithRegion(c.Region),
+		config.WithHTTPClient(awshttp.NewBuildableClient().WithTimeout(c.RequestTimeout)))
+	if err != nil {
+		return nil, fmt.Errorf("load AWS configuration: %w", err)
+	}
+	return &Clients{cfg: c, base: base, byRegion: map[string]*s3.Client{}, sessions: lru.New[*session](maxSessions),
+		sts: sts.NewFromConfig(base, func(o *sts.Options) {
+			if c.STSEndpoint != "" {
+				o.BaseEndpoint = aws.String(c.STSEndpoint)
+			}
+		})}, nil
+}
+
+func (c *Clients) s3For(region string) *s3.Client {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	client := c.byRegion[region]
+	if client == nil {
+		client = s3.NewFromConfig(c.base, func(o *s3.Options) {
+			o.Region = region
+			if c.cfg.Endpoint != "" {
+				o.BaseEndpoint = aws.String(c.cfg.Endpoint)
+				o.UsePathStyle = true
+			}
+		})
+		c.byRegion[region] = client
+	}
+	return client
+}
+
+func sessionKey(d conf.Destination) string { return d.RoleARN + "\x00" + d.ExternalID }
+
+func (c *Clients) session(d conf.Destination) *session {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s, ok := c.sessions.Get(sessionKey(d)); ok {
+		return s
+	}
+	provider := stscreds.NewAssumeRoleProvider(c.sts, d.RoleARN, func(o *stscreds.AssumeRoleOptions) {
+		o.ExternalID = aws.String(d.ExternalID)
+		o.RoleSessionName = c.cfg.RoleSessionName
+		o.Duration = c.cfg.SessionDuration
+	})
+	s := &session{cache: aws.NewCredentialsCache(provider, func(o *aws.CredentialsCacheOptions) {
+		o.ExpiryWindow = c.cfg.RefreshWindow
+		o.ExpiryWindowJitterFrac = float64(c.cfg.RefreshJitter) / float64(c.cfg.RefreshWindow)
+	})}
+	c.sessions.Put(sessionKey(d), s)
+	return s
+}
+
+// Put uploads one sealed batch to d, signed by d's role session when d has a role.
+func (c *Clients) Put(ctx context.Context, d conf.Destination, b *buffer.Batch) error {
+	var opts []func(*s3.Options)
+	if d.RoleARN != "" {
+		s := c.session(d)
+		opts = append(opts, func(o *s3.Options) { o.Credentials = s.cache })
+	}
+	return send(ctx, c.s3For(d.Region), c.cfg, d, b, opts...)
+}
+
+// MayReassume reports whether d's role session may be dropped at now: d has a role, and its session was not
+// dropped in the last 30 s.
+func (c *Clients) MayReassume(d conf.Destination, now time.Time) bool {
+	return c.reassume(d, now, false)
+}
+
+// Reassume drops d's role session, so that the next upload assumes the role again. It reports false, and
+// drops nothing, when MayReassume is false (perhaps because another upload dropped it just now).
+func (c *Clients) Reassume(d conf.Destination, now time.Time) bool { return c.reassume(d, now, true) }
+
+func (c *Clients) reassume(d conf.Destination, now time.Time, drop bool) bool {
+	if d.RoleARN == "" {
+		return false
+	}
+	s := c.session(d)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if now.Sub(s.dropped) < reassumeEvery {
+		return false
+	}
+	if drop {
+		s.dropped = now
+		s.cache.Invalidate()
+	}
+	return true
+}

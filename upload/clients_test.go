@@ -1,0 +1,35 @@
+package upload
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/wiv/out_wivaudit/conf"
+)
+
+func TestReassumeIsLimitedPerDestination(t *testing.T) {
+	c, _ := conf.Parse(conf.Map{"Org_ID": "org-a", "Bucket": "b-1"})
+	cl, err := New(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := conf.Destination{Bucket: "b-a", RoleARN: "arn:aws:iam::111122223333:role/a", ExternalID: "ext-a"}
+	b := conf.Destination{Bucket: "b-b", RoleARN: "arn:aws:iam::444455556666:role/b", ExternalID: "ext-b"}
+	now := time.Now()
+	if !cl.MayReassume(a, now) || !cl.Reassume(a, now) {
+		t.Error("a's session: the first drop was refused")
+	}
+	if cl.MayReassume(a, now.Add(time.Second)) || cl.Reassume(a, now.Add(time.Second)) {
+		t.Error("a's session: a second drop within 30 s was allowed")
+	}
+	if !cl.Reassume(b, now.Add(time.Second)) {
+		t.Error("b's session was refused because of a's")
+	}
+	if !cl.MayReassume(a, now.Add(reassumeEvery)) || !cl.Reassume(a, now.Add(reassumeEvery)) {
+		t.Error("a's session could not be dropped again after 30 s")
+	}
+	if none := (conf.Destination{Bucket: "b-1"}); cl.MayReassume(none, now) || cl.Reassume(none, now) {
+		t.Error("a destination without a role has no session to drop")
+	}
+}

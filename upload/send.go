@@ -1,0 +1,47 @@
+package upload
+
+import (
+	"context"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/wiv/out_wivaudit/buffer"
+	"github.com/wiv/out_wivaudit/conf"
+)
+
+// putter is the one S3 call this package makes.
+type putter interface {
+	PutObject(ctx context.Context, in *s3.PutObjectInput, opts ...func(*s3.Options)) (*s3.PutObjectOutput, error)
+}
+
+// send uploads one sealed batch with PutObject: gzip-encoded JSON, its Content-MD5, the canned ACL and, unless
+// switched off, If-None-Match: * so that an existing object is never overwritten.
+func send(ctx context.Context, p putter, c *conf.Config, d conf.Destination, b *buffer.Batch, opts ...func(*s3.Options)) error {
+	f, err := b.OpenObject()
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	in := &s3.PutObjectInput{
+		Bucket:          aws.String(d.Bucket),
+		Key:             aws.String(b.Key),
+		Body:            f,
+		ContentLength:   aws.Int64(b.ObjectBytes),
+		ContentMD5:      aws.String(b.ContentMD5),
+		ContentType:     aws.String("application/json"),
+		ContentEncoding: aws.String("gzip"),
+	}
+	if c.CannedACL != "" {
+		in.ACL = types.ObjectCannedACL(c.CannedACL)
+	}
+	if c.ConditionalWrites {
+		in.IfNoneMatch = aws.String("*")
+	}
+	// The SDK retries a request up to 3 times, each bounded by Request_Timeout, after fetching credentials.
+	ctx, cancel := context.WithTimeout(ctx, 4*c.RequestTimeout)
+	defer cancel()
+	_, err = p.PutObject(ctx, in, opts...)
+	return err
+}

@@ -1,0 +1,112 @@
+package upload
+
+import (
+	"context"
+	"crypto/md5"
+	"encoding/base64"
+	"errors"
+	"io"
+	"io/fs"
+	"iter"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/wiv/out_wivaudit/buffer"
+	"github.com/wiv/out_wivaudit/conf"
+)
+
+// sealedBatch is a batch of two records sealed by the real store, its object the records as the store hands
+// them to the encoder.
+func sealedBatch(t *testing.T) *buffer.Batch {
+	t.Helper()
+	store, _, err := buffer.Open(t.TempDir(), buffer.Options{MaxBatch: 1 << 20, Now: time.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(store.Close)
+	c := buffer.NewChunk()
+	st := buffer.Stream{Org: "org-a", Kind: "user"}
+	c.Add(st, []byte(`{"id":"1"}`))
+	c.Add(st, []byte(`{"id":"2"}`))
+	store.Reserve(c.Size())
+	if err := store.Commit(c); err != nil {
+		t.Fatal(err)
+	}
+	store.Rotate(time.Time{})
+	naming := func(p *buffer.Pending) (string, func(int64) string) {
+		return "default", func(int64) string { return "org-a/user-audit-logs-1.json.gz" }
+	}
+	encode := func(w io.Writer, records iter.Seq[[]byte]) error {
+		for r := range records {
+			w.Write(r)
+		}
+		return nil
+	}
+	sealed := store.Seal(store.TakeClosed(), naming, encode)
+	if len(sealed) != 1 || sealed[0].Err != nil || sealed[0].Batch == nil {
+		t.Fatalf("sealed %+v", sealed)
+	}
+	return sealed[0].Batch
+}
+
+// recorder keeps the request it is given and its body.
+type recorder struct {
+	in   *s3.PutObjectInput
+	body []byte
+}
+
+func (r *recorder) PutObject(_ context.Context, in *s3.PutObjectInput, _ ...func(*s3.Options)) (*s3.PutObjectOutput, error) {
+	body, err := io.ReadAll(in.Body)
+	r.in, r.body = in, body
+	return &s3.PutObjectOutput{}, err
+}
+
+func TestSendRequest(t *testing.T) {
+	b := sealedBatch(t)
+	d := conf.Destination{Bucket: "bucket-a"}
+	cases := []struct {
+		settings         conf.Map
+		acl, ifNoneMatch string
+	}{
+		{conf.Map{"Org_ID": "org-a", "Bucket": "bucket-a"}, "bucket-owner-full-control", "*"},
+		{conf.Map{"Org_ID": "org-a", "Bucket": "bucket-a", "Canned_ACL": "none", "Conditional_Writes": "off"}, "", ""},
+	}
+	for _, tc := range cases {
+		c, err := conf.Parse(tc.settings)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := &recorder{}
+		if err := send(context.Background(), r, c, d, b); err != nil {
+			t.Fatal(err)
+		}
+		sum := md5.Sum(r.body)
+		in := r.in
+		if string(r.body) != "{\"id\":\"1\"},\n{\"id\":\"2\"}" || *in.Bucket != "bucket-a" || *in.Key != "org-a/user-audit-logs-1.json.gz" ||
+			*in.ContentLength != int64(len(r.body)) || *in.ContentMD5 != base64.StdEncoding.EncodeToString(sum[:]) ||
+			*in.ContentType != "application/json" || *in.ContentEncoding != "gzip" {
+			t.Errorf("%v: bucket %s, key %s, length %d, MD5 %s, type %s, encoding %s, body %q", tc.settings, *in.Bucket, *in.Key,
+				*in.ContentLength, *in.ContentMD5, *in.ContentType, *in.ContentEncoding, r.body)
+		}
+		if string(in.ACL) != tc.acl || (in.IfNoneMatch == nil) != (tc.ifNoneMatch == "") || in.IfNoneMatch != nil && *in.IfNoneMatch != tc.ifNoneMatch {
+			t.Errorf("%v: ACL %q, If-None-Match %v; want %q, %q", tc.settings, in.ACL, in.IfNoneMatch, tc.acl, tc.ifNoneMatch)
+		}
+	}
+}
+
+func TestSendWithoutItsObject(t *testing.T) {
+	b := sealedBatch(t)
+	object, _ := b.Files()
+	if err := os.Remove(object); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := conf.Parse(conf.Map{"Org_ID": "org-a", "Bucket": "bucket-a"})
+	r := &recorder{}
+	err := send(context.Background(), r, c, conf.Destination{Bucket: "bucket-a"}, b)
+	if !errors.Is(err, fs.ErrNotExist) || r.in != nil {
+		t.Errorf("send of a batch without its object: %v, request %+v", err, r.in)
+	}
+}
