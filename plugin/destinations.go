@@ -76,13 +76,15 @@ func (d *destinations) close() { process.leave(d.member) }
 
 // describe says where this output delivers, for its first log line.
 func (d *destinations) describe() string {
+	archive := d.own
+	archive.OrgID = "<org_id>"
 	switch {
 	case d.cfg.OrgID != "":
 		return fmt.Sprintf("organisation %s only: %s", d.own.OrgID, d.own)
 	case d.cfg.DestinationsFile == "":
-		return fmt.Sprintf("the platform's archive for every organisation it receives: %s<org_id>/", d.own)
+		return fmt.Sprintf("the platform's archive for every organisation it receives: %s", archive)
 	case d.cfg.Archive():
-		return fmt.Sprintf("the destinations in %s; unlisted organisations to the platform's archive %s<org_id>/", d.cfg.DestinationsFile, d.own)
+		return fmt.Sprintf("the destinations in %s; unlisted organisations to the platform's archive %s", d.cfg.DestinationsFile, archive)
 	}
 	return fmt.Sprintf("the destinations in %s; unlisted organisations: %s", d.cfg.DestinationsFile, d.cfg.UnlistedOrgs)
 }

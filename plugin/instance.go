@@ -4,6 +4,7 @@ package plugin
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -33,7 +34,8 @@ type Instance struct {
 	stopReloader context.CancelFunc
 	reloaderDone chan struct{}
 	stopSealer   context.CancelFunc
-	stopUploads  context.CancelFunc
+	stopUploads  context.CancelFunc // no new upload attempts
+	abortUploads context.CancelFunc // the attempts under way end too
 	sealerDone   chan struct{}
 	uploadersWG  sync.WaitGroup
 	rejectReport every
@@ -82,6 +84,9 @@ func start(cfg *conf.Config, name string, out LogFunc, send sender, hooks testHo
 	store, rec, err := buffer.Open(cfg.StoreDir, buffer.Options{MaxBatch: cfg.TotalFileSize, Limit: cfg.StoreDirLimitSize,
 		QuarantineLimit: cfg.QuarantineLimitSize, DeadLetterLimit: cfg.DeadLetterLimitSize, Now: in.now,
 		KeyClock: hooks.keyClock, Crash: hooks.crash})
+	if errors.Is(err, buffer.ErrLocked) {
+		return nil, fmt.Errorf("Store_Dir: %w; give every [OUTPUT] its own Store_Dir", err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("Store_Dir: %w", err)
 	}
@@ -95,13 +100,14 @@ func start(cfg *conf.Config, name string, out LogFunc, send sender, hooks testHo
 
 	sealCtx, stopSealer := context.WithCancel(context.Background())
 	upCtx, stopUploads := context.WithCancel(context.Background())
+	reqCtx, abortUploads := context.WithCancel(context.Background())
 	reloadCtx, stopReloader := context.WithCancel(context.Background())
-	in.stopSealer, in.stopUploads, in.stopReloader = stopSealer, stopUploads, stopReloader
+	in.stopSealer, in.stopUploads, in.abortUploads, in.stopReloader = stopSealer, stopUploads, abortUploads, stopReloader
 	go in.sealer(sealCtx)
 	go in.reloader(reloadCtx)
 	for range cfg.UploadWorkers {
 		in.uploadersWG.Add(1)
-		go in.uploader(upCtx)
+		go in.uploader(upCtx, reqCtx)
 	}
 	in.log.logf(LevelInfo, "delivering to %s, buffering in %s", in.dests.describe(), cfg.StoreDir)
 	return in, nil
@@ -116,7 +122,7 @@ func (in *Instance) recovered(rec *buffer.Recovery) {
 		in.log.logf(LevelInfo, "recovered %d sealed batches and %d batches to seal from %s", len(rec.Batches), rec.Pending, in.cfg.StoreDir)
 	}
 	if len(rec.MovedAside) > 0 {
-		in.log.logf(LevelError, "recovery could not read %d file(s) of %s and moved them to %s/quarantine: %s; inspect them, and move a batch's two files back into %s/batches to replay it",
+		in.log.logf(LevelError, "recovery set aside %d file(s) of %s it could not use (unreadable, or an object without its manifest: a seal cut short, whose records the log still holds, or a lost manifest) in %s/quarantine: %s; inspect them; a batch's two files moved back into %s/batches are replayed at the next start",
 			len(rec.MovedAside), in.cfg.StoreDir, in.cfg.StoreDir, strings.Join(rec.MovedAside, ", "), in.cfg.StoreDir)
 	}
 	if rec.TornTail > 0 {
@@ -154,6 +160,9 @@ func (in *Instance) reloader(ctx context.Context) {
 }
 
 // Close seals and uploads what fits in Shutdown_Timeout and leaves the rest on disk for the next start.
+// finishWithin is how long uploads under way at the shutdown deadline may take to end.
+const finishWithin = 1500 * time.Millisecond
+
 func (in *Instance) Close() {
 	in.closeOnce.Do(func() {
 		deadline := in.now().Add(in.cfg.ShutdownTimeout)
@@ -167,8 +176,19 @@ func (in *Instance) Close() {
 		timer := time.NewTimer(max(0, deadline.Sub(in.now())))
 		drained := in.queue.drain(timer.C)
 		timer.Stop()
+		// No new attempts past the deadline; those under way get up to finishWithin to end, so that an upload
+		// S3 is storing is not cut off and sent again under another key at the next start.
 		in.stopUploads()
-		in.uploadersWG.Wait()
+		finished := make(chan struct{})
+		go func() { in.uploadersWG.Wait(); close(finished) }()
+		grace := time.NewTimer(finishWithin)
+		select {
+		case <-finished:
+		case <-grace.C:
+		}
+		grace.Stop()
+		in.abortUploads()
+		<-finished
 		in.store.Close()
 		in.dests.close()
 		left := ""

@@ -23,14 +23,15 @@ type sender interface {
 	Reassume(d conf.Destination, now time.Time) bool
 }
 
-func (in *Instance) uploader(ctx context.Context) {
+// uploader takes due batches while take lasts and uploads them under requests, which can end sooner or later.
+func (in *Instance) uploader(take, requests context.Context) {
 	defer in.uploadersWG.Done()
 	for {
-		it, ok := in.queue.pop(ctx)
+		it, ok := in.queue.pop(take)
 		if !ok {
 			return
 		}
-		in.queue.done(it, in.attempt(ctx, it))
+		in.queue.done(it, in.attempt(requests, it))
 	}
 }
 
@@ -94,6 +95,9 @@ func (in *Instance) attempt(ctx context.Context, it *item) bool {
 		case quarantine:
 			age := f.now.Sub(f.opened).Round(time.Second)
 			if qerr := in.store.Quarantine(b); qerr != nil {
+				if errors.Is(qerr, buffer.ErrQuarantineFull) {
+					qerr = fmt.Errorf("%w: raise Quarantine_Limit_Size or move quarantined batches away", qerr)
+				}
 				in.log.limitedf(LevelError, "quarantine\x00"+b.Org, f.now, "upload of %s refused for %s and it cannot be quarantined (%v); keeping it in the upload path, next try in %s: %s",
 					b.Key, age, qerr, in.cfg.HoldRetryInterval, upload.Explain(err, d, in.cfg))
 				f = in.failedStep(f, quarantineFailed, b)
