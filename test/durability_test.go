@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 
+	"github.com/wiv/out_wivaudit/plugin"
 	"github.com/wiv/out_wivaudit/test/chunks"
 	"github.com/wiv/out_wivaudit/test/faultproxy"
 	"github.com/wiv/out_wivaudit/test/hostrun"
@@ -192,7 +193,7 @@ func TestReplicasNeverOverwrite(t *testing.T) {
 		}
 	}
 	half := len(events) / 2
-	frozen := "WIVAUDIT_TEST_FROZEN_KEY_MS=" + strconv.FormatInt(time.Now().UnixMilli(), 10)
+	frozen := plugin.FrozenKeyClockEnv + "=" + strconv.FormatInt(time.Now().UnixMilli(), 10)
 	var procs []*hostrun.Proc
 	for i, part := range [][]genEvent{events[:half], events[half:]} {
 		conf := e.config(fmt.Sprintf("replica-%d.conf", i), map[string]string{"Store_Dir": filepath.Join(e.dir, fmt.Sprint("store-", i)),
