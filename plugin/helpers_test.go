@@ -25,9 +25,16 @@ import (
 )
 
 // The unit tests never wait on real time: the instances run on a fake clock the tests move, and the tests
-// wait for what they expect (a log line, an upload) on channels. stuck only bounds how long a failing test
-// waits before it says what it waited for: everything awaited happens at once when it is due.
-const stuck = 30 * time.Second
+// wait for what they expect (a log line, an upload) on channels. giveUp only bounds how long a failing test
+// waits before it says what it waited for, long enough for the slowest disk: what the tests wait for
+// happens as soon as the plugin's own work (its fsyncs) is done.
+func giveUp(t *testing.T) <-chan time.Time {
+	d := 2 * time.Minute
+	if deadline, ok := t.Deadline(); ok {
+		d = min(d, time.Until(deadline)-5*time.Second)
+	}
+	return time.After(d)
+}
 
 // events lets a test wait for something without polling: next returns a channel that is closed at the next
 // event.
@@ -55,11 +62,10 @@ func (e *events) fire() {
 }
 
 // waitFor waits until cond holds, looking again at each event of e, and fails the test with why() when it
-// is stuck.
+// gives up.
 func waitFor(t *testing.T, e *events, cond func() bool, why func() string) {
 	t.Helper()
-	limit := time.NewTimer(stuck)
-	defer limit.Stop()
+	limit := giveUp(t)
 	for {
 		next := e.next() // before cond: an event between the two is not missed
 		if cond() {
@@ -67,14 +73,14 @@ func waitFor(t *testing.T, e *events, cond func() bool, why func() string) {
 		}
 		select {
 		case <-next:
-		case <-limit.C:
+		case <-limit:
 			t.Fatal(why())
 		}
 	}
 }
 
-// goReturns runs f in a goroutine; the function it returns fails the test with why if f has not returned
-// once stuck has passed.
+// goReturns runs f in a goroutine; the function it returns waits for f to return, and fails the test with
+// why when it gives up.
 func goReturns(f func()) func(t *testing.T, why string) {
 	returned := make(chan struct{})
 	go func() {
@@ -85,7 +91,7 @@ func goReturns(f func()) func(t *testing.T, why string) {
 		t.Helper()
 		select {
 		case <-returned:
-		case <-time.After(stuck):
+		case <-giveUp(t):
 			t.Fatal(why)
 		}
 	}
@@ -376,7 +382,7 @@ func (ti *testInstance) waitDelivered(t *testing.T, n int64) {
 // waitSettled waits until no batch is queued or in flight.
 func (ti *testInstance) waitSettled(t *testing.T) {
 	t.Helper()
-	if !ti.queue.drain(time.After(stuck)) {
+	if !ti.queue.drain(giveUp(t)) {
 		t.Fatalf("%d batches still queued:\n%s", ti.queue.len(), ti.sink.joined())
 	}
 }
