@@ -50,7 +50,7 @@ type Instance struct {
 }
 
 // New opens the store, recovers what it holds and starts sealing and uploading. name prefixes log lines;
-// hooks are the zero TestHooks but in tests.
+// hooks is the zero TestHooks except in tests.
 func New(cfg *conf.Config, name string, out LogFunc, hooks TestHooks) (*Instance, error) {
 	c, err := upload.New(context.Background(), cfg)
 	if err != nil {
