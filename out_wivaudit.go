@@ -117,7 +117,12 @@ func FLBPluginInit(p unsafe.Pointer) (ret int) {
 	// Fluent Bit before 5.1.1 does not refuse unknown keys, and the plugin cannot tell which version runs it
 	// (see FLBPluginRegister): the settings as in effect show a misspelt key as a default.
 	log(plugin.LevelInfo, fmt.Sprintf("[%s] %s", name, cfg))
-	in, err := plugin.New(cfg, name, log)
+	// The test hooks (WIVAUDIT_TEST_*) are read here and nowhere else; unset, they do nothing.
+	var in *plugin.Instance
+	hooks, err := plugin.TestHooksFromEnv()
+	if err == nil {
+		in, err = plugin.New(cfg, name, log, hooks)
+	}
 	if err != nil {
 		log(plugin.LevelError, fmt.Sprintf("[%s] cannot start: %v", name, err))
 		return output.FLB_ERROR
@@ -147,13 +152,10 @@ func FLBPluginFlushCtx(ctx, data unsafe.Pointer, length C.int, tag *C.char) (ret
 		fmt.Fprintln(os.Stderr, "[wivaudit] flush for an instance that did not initialise")
 		return output.FLB_ERROR
 	}
-	switch in.Flush(C.GoBytes(data, length), C.GoString(tag)) {
-	case plugin.OK:
+	if in.Flush(C.GoBytes(data, length), C.GoString(tag)) == plugin.OK {
 		return output.FLB_OK
-	case plugin.Retry:
-		return output.FLB_RETRY
 	}
-	return output.FLB_ERROR
+	return output.FLB_RETRY
 }
 
 //export FLBPluginExitCtx

@@ -19,7 +19,7 @@ func benchFlush(b *testing.B, orgs int) {
 	cfg := testConfig(&testing.T{})
 	cfg.StoreDir = b.TempDir()
 	cfg.TotalFileSize = 1 << 30
-	in, err := start(cfg, "bench", func(Level, string) {}, &fakeS3{objects: map[string][]byte{}}, testHooks{})
+	in, err := start(cfg, "bench", func(Level, string) {}, deps{send: &fakeS3{}, clock: realClock{}})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -33,6 +33,7 @@ type destinations struct {
 	own    conf.Destination // the [OUTPUT]-level destination
 	store  *buffer.Store
 	log    *logger
+	now    func() time.Time
 	member *member // this output among the process's outputs
 
 	mu     sync.RWMutex
@@ -46,8 +47,8 @@ type destinations struct {
 	unlisted atomic.Int64 // records of organisations the file does not list, held (Unlisted_Orgs hold)
 }
 
-func newDestinations(cfg *conf.Config, name string, store *buffer.Store, log *logger) (*destinations, error) {
-	d := &destinations{cfg: cfg, store: store, log: log, byOrg: map[string]conf.Destination{}, known: map[string]bool{}}
+func newDestinations(cfg *conf.Config, name string, store *buffer.Store, log *logger, clk clock) (*destinations, error) {
+	d := &destinations{cfg: cfg, store: store, log: log, now: clk.Now, byOrg: map[string]conf.Destination{}, known: map[string]bool{}}
 	d.own, _ = cfg.Output()
 	if cfg.DestinationsFile != "" {
 		data, err := store.ReadFile(knownFile)
@@ -67,7 +68,7 @@ func newDestinations(cfg *conf.Config, name string, store *buffer.Store, log *lo
 			return nil, fmt.Errorf("Destinations_File %s: %w", cfg.DestinationsFile, err)
 		}
 	}
-	d.member = process.join(name, d.lists, cfg.OrgID == "")
+	d.member = process.join(name, d.lists, cfg.OrgID == "", clk)
 	return d, nil
 }
 
@@ -184,7 +185,7 @@ func (d *destinations) admit(org, tag string, raw []byte) (spelling, reject stri
 		d.left.Add(1)
 		return "", "", true
 	}
-	now := time.Now()
+	now := d.now()
 	switch {
 	case d.cfg.OrgID != "" && unsure != nil:
 		d.unserved.Add(1)

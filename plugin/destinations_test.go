@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/wiv/out_wivaudit/buffer"
 	"github.com/wiv/out_wivaudit/conf"
@@ -43,69 +42,35 @@ func destConfig(t *testing.T, unlisted string, file string) *conf.Config {
 	return c
 }
 
-// startRouted starts an instance with a destinations file and a fake that records each key's bucket.
-func startRouted(t *testing.T, unlisted, file string, fake *fakeS3) (*Instance, *logSink) {
+// startRouted starts an instance with a destinations file.
+func startRouted(t *testing.T, unlisted, file string, fake *fakeS3) *testInstance {
 	t.Helper()
-	if fake.objects == nil {
-		fake.objects, fake.buckets = map[string][]byte{}, map[string]string{}
-	}
-	sink := &logSink{}
-	in, err := start(destConfig(t, unlisted, file), "test", sink.log, fake, testHooks{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return in, sink
+	return startTest(t, destConfig(t, unlisted, file), "test", fake, TestHooks{})
 }
 
-// waitRoute waits until org's records reached bucket; uploads run on their own clock.
-func waitRoute(t *testing.T, fake *fakeS3, org, bucket string) {
-	t.Helper()
-	waitUntil(t, func() bool { return bucketsOf(fake)[org] == bucket }, func() string {
-		return fmt.Sprintf("%s's records did not reach %s: %v", org, bucket, bucketsOf(fake))
-	})
-}
-
-// waitUntil polls cond for up to 10 s, and fails the test with why() if it never holds.
-func waitUntil(t *testing.T, cond func() bool, why func() string) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal(why())
-		}
-	}
-}
-
-func bucketsOf(f *fakeS3) map[string]string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	out := map[string]string{}
-	for key, bucket := range f.buckets {
-		out[strings.SplitN(key, "/", 2)[0]] = bucket
-	}
-	return out
-}
+// reload moves the clock by Destinations_Refresh_Interval: the reloader reads the file again.
+func (ti *testInstance) reload() { ti.clock.Advance(ti.cfg.DestinationsRefresh) }
 
 // routeChunk runs one chunk through an output whose destinations file lists entries (org_id: bucket) and
-// returns the bucket each organisation's records went to, and the objects.
-func routeChunk(t *testing.T, unlisted string, entries map[string]string, chunk []byte) (map[string]string, *fakeS3, *logSink) {
+// returns the bucket each organisation's records went to, and the output.
+func routeChunk(t *testing.T, unlisted string, entries map[string]string, chunk []byte) (map[string]string, *testInstance) {
 	t.Helper()
 	file := filepath.Join(t.TempDir(), "destinations.json")
 	writeDestinations(t, file, entries)
-	fake := &fakeS3{}
-	in, sink := startRouted(t, unlisted, file, fake)
+	in := startRouted(t, unlisted, file, &fakeS3{})
 	in.Flush(chunk, "audit.org")
 	in.Close()
-	return bucketsOf(fake), fake, sink
+	return in.s3.bucketsOf(), in
 }
 
 func TestDestinationsRouteEachOrganisation(t *testing.T) {
-	got, _, sink := routeChunk(t, "archive", map[string]string{"org-a": "bucket-a", "org-b": "bucket-b"},
+	got, in := routeChunk(t, "archive", map[string]string{"org-a": "bucket-a", "org-b": "bucket-b"},
 		cat(event("org-a", "1"), event("org-b", "2"), event("org-c", "3")))
 	want := map[string]string{"org-a": "bucket-a", "org-b": "bucket-b", "org-c": "archive-bucket"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("routes %v, want %v", got, want)
 	}
-	if log := strings.Join(sink.lines, "\n"); strings.Contains(log, "-secret") {
+	if log := in.sink.joined(); strings.Contains(log, "-secret") {
 		t.Errorf("an External ID was logged:\n%s", log)
 	}
 }
@@ -113,45 +78,40 @@ func TestDestinationsRouteEachOrganisation(t *testing.T) {
 func TestDestinationsUnlistedHoldThenListed(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "destinations.json")
 	writeDestinations(t, file, map[string]string{"org-a": "bucket-a"})
-	fake := &fakeS3{}
-	in, sink := startRouted(t, "hold", file, fake)
-	defer in.Close()
+	in := startRouted(t, "hold", file, &fakeS3{})
 	in.Flush(event("org-new", "1"), "audit.user")
-	waitLog(t, sink, "has no entry in Destinations_File yet")
-	if len(bucketsOf(fake)) != 0 {
+	in.sealDue()
+	in.waitLogged(t, "has no entry in Destinations_File yet")
+	if len(in.s3.bucketsOf()) != 0 {
 		t.Fatal("an unlisted organisation was delivered under Unlisted_Orgs hold")
 	}
 	os.WriteFile(file, []byte("not json"), 0o600)
-	waitLog(t, sink, "cannot be used, keeping the previous destinations")
+	in.reload()
+	in.waitLogged(t, "cannot be used, keeping the previous destinations")
 	writeDestinations(t, file, map[string]string{"org-a": "bucket-a", "org-new": "bucket-new"})
-	waitLog(t, sink, "Destinations_File reloaded: 2 organisations (1 added, 0 changed, 0 removed)")
-	waitRoute(t, fake, "org-new", "bucket-new")
+	in.reload()
+	in.waitLogged(t, "Destinations_File reloaded: 2 organisations (1 added, 0 changed, 0 removed)")
+	in.waitRoute(t, "org-new", "bucket-new")
 }
 
 func TestDestinationsRemovedOrgIsHeldNeverDefaulted(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "destinations.json")
 	writeDestinations(t, file, map[string]string{"org-a": "bucket-a"})
 	cfg := destConfig(t, "archive", file)
-	fake := &fakeS3{objects: map[string][]byte{}, buckets: map[string]string{}, failN: 1 << 30}
-	sink := &logSink{}
-	in, err := start(cfg, "test", sink.log, fake, testHooks{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	fake := &fakeS3{failN: 1 << 30}
+	in := startTest(t, cfg, "test", fake, TestHooks{})
 	in.Flush(event("org-a", "1"), "audit.org")
 	writeDestinations(t, file, map[string]string{})
-	waitLog(t, sink, "0 organisations (0 added, 0 changed, 1 removed)")
-	in.Close()
+	in.reload()
+	in.waitLogged(t, "0 organisations (0 added, 0 changed, 1 removed)")
+	in.shutDown(t)
 	fake.failN = 0
 	// After a restart the file no longer lists org-a, but the store remembers it was listed.
-	in, err = start(cfg, "test", sink.log, fake, testHooks{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	in = startTest(t, cfg, "test", fake, TestHooks{})
 	in.Flush(event("org-a", "2"), "audit.org")
-	waitLog(t, sink, "organisation org-a was removed from Destinations_File")
-	in.Close()
-	if got := bucketsOf(fake); len(got) != 0 {
+	in.waitLogged(t, "organisation org-a was removed from Destinations_File")
+	in.shutDown(t)
+	if got := fake.bucketsOf(); len(got) != 0 {
 		t.Errorf("a removed organisation's data was delivered: %v", got)
 	}
 }
@@ -159,52 +119,37 @@ func TestDestinationsRemovedOrgIsHeldNeverDefaulted(t *testing.T) {
 func TestDestinationsDeadLetterPolicy(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "destinations.json")
 	writeDestinations(t, file, map[string]string{"org-a": "bucket-a"})
-	fake := &fakeS3{}
-	in, _ := startRouted(t, "deadletter", file, fake)
+	in := startRouted(t, "deadletter", file, &fakeS3{})
 	in.Flush(cat(event("org-a", "1"), event("org-x", "2")), "audit.api")
 	in.Close()
 	dead, _ := os.ReadFile(in.store.DeadLetterPath())
-	if !strings.Contains(string(dead), `org_id \"org-x\" has no destination in Destinations_File`) || len(bucketsOf(fake)) != 1 {
-		t.Errorf("dead letters %s, routes %v", dead, bucketsOf(fake))
+	if !strings.Contains(string(dead), `org_id \"org-x\" has no destination in Destinations_File`) || len(in.s3.bucketsOf()) != 1 {
+		t.Errorf("dead letters %s, routes %v", dead, in.s3.bucketsOf())
 	}
 }
 
 func TestInvalidDestinationsFileFailsStart(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "destinations.json")
 	os.WriteFile(file, []byte(`[{"org_id":"a","bucket_name":"BAD","role_arn":"x","external_id":"y-secret"}]`), 0o600)
-	_, err := start(destConfig(t, "hold", file), "test", (&logSink{}).log, &fakeS3{}, testHooks{})
+	_, err := start(destConfig(t, "hold", file), "test", (&logSink{}).log, deps{send: &fakeS3{}, clock: newFakeClock()})
 	if err == nil || !strings.Contains(err.Error(), `Destinations_File `+file+`: entry 0 (line 1, column 2, org_id "a"): bucket_name`) || strings.Contains(err.Error(), "y-secret") {
 		t.Errorf("got %v", err)
 	}
 }
 
-// waitLog waits for a log line; the reloader and uploader run on their own clocks.
-func waitLog(t *testing.T, sink *logSink, want string) {
-	t.Helper()
-	waitLogMatch(t, sink, regexp.MustCompile(regexp.QuoteMeta(want)))
-}
-
-// waitLogMatch waits for a log line that matches want and returns its submatches.
-func waitLogMatch(t *testing.T, sink *logSink, want *regexp.Regexp) []string {
-	t.Helper()
-	var m []string
-	waitUntil(t, func() bool { m = want.FindStringSubmatch(sink.joined()); return m != nil }, func() string {
-		return fmt.Sprintf("no log line says %q:\n%s", want, sink.joined())
-	})
-	return m
-}
-
+// TestUndeliveredBatchesFollowTheirOrganisation: a batch that could not be uploaded to its organisation's
+// bucket goes to the bucket the destinations file names next.
 func TestUndeliveredBatchesFollowTheirOrganisation(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "destinations.json")
 	writeDestinations(t, file, map[string]string{"org-a": "bucket-old"})
-	fake := &fakeS3{down: "bucket-old"}
-	in, sink := startRouted(t, "archive", file, fake)
-	defer in.Close()
+	in := startRouted(t, "archive", file, &fakeS3{down: "bucket-old"})
 	in.Flush(event("org-a", "1"), "audit.org")
-	waitLog(t, sink, "upload of org-a/org-audit-logs-")
+	in.sealDue()
+	in.waitLogged(t, "upload of org-a/org-audit-logs-")
 	writeDestinations(t, file, map[string]string{"org-a": "bucket-new"})
-	waitLog(t, sink, "1 organisations (0 added, 1 changed, 0 removed)")
-	waitRoute(t, fake, "org-a", "bucket-new")
+	in.reload()
+	in.waitLogged(t, "1 organisations (0 added, 1 changed, 0 removed)")
+	in.waitRoute(t, "org-a", "bucket-new")
 }
 
 // TestReloadIsAllOrNothing: a version of the file whose organisations cannot be remembered in Store_Dir is
@@ -213,12 +158,7 @@ func TestReloadIsAllOrNothing(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "destinations.json")
 	writeDestinations(t, file, map[string]string{"org-a": "bucket-a"})
 	cfg := destConfig(t, "hold", file)
-	cfg.DestinationsRefresh = time.Hour // the test reloads by itself
-	in, err := start(cfg, "test", (&logSink{}).log, &fakeS3{}, testHooks{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
+	in := startTest(t, cfg, "test", &fakeS3{}, TestHooks{}) // the test reloads by itself
 	known := filepath.Join(cfg.StoreDir, "destinations-known.json")
 	if err := os.Remove(known); err != nil {
 		t.Fatal(err)
@@ -245,33 +185,25 @@ func TestReloadIsAllOrNothing(t *testing.T) {
 // TestOrganisationIDsMatchInAnyCase: records reach their entry whatever the case of their org_id, and the
 // key has the entry's spelling.
 func TestOrganisationIDsMatchInAnyCase(t *testing.T) {
-	got, fake, _ := routeChunk(t, "hold", map[string]string{"3f7539ad-7f8b": "bucket-a", "ORG-B": "bucket-b"},
+	got, in := routeChunk(t, "hold", map[string]string{"3f7539ad-7f8b": "bucket-a", "ORG-B": "bucket-b"},
 		cat(event("3F7539AD-7F8B", "1"), event("org-b", "2"), event("Org-B", "3")))
 	want := map[string]string{"3f7539ad-7f8b": "bucket-a", "ORG-B": "bucket-b"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("routes %v, want %v", got, want)
 	}
-	if len(fake.objects) != 2 {
-		t.Errorf("objects %v: one per organisation expected", fake.objects)
+	if len(in.s3.objects) != 2 {
+		t.Errorf("objects %v: one per organisation expected", in.s3.objects)
 	}
 }
 
 // orgOutput starts an output that serves one organisation (Org_ID) with its own bucket.
-func orgOutput(t *testing.T, org, bucket string, fake *fakeS3) (*Instance, *logSink) {
+func orgOutput(t *testing.T, org, bucket string, fake *fakeS3) *testInstance {
 	t.Helper()
-	if fake.objects == nil {
-		fake.objects, fake.buckets = map[string][]byte{}, map[string]string{}
-	}
 	cfg, err := conf.Parse(conf.Map{"Org_ID": org, "Bucket": bucket, "Store_Dir": t.TempDir(), "Upload_Timeout": "1s", "Shutdown_Timeout": "5s"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sink := &logSink{}
-	in, err := start(cfg, "out-"+org, sink.log, fake, testHooks{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return in, sink
+	return startTest(t, cfg, "out-"+org, fake, TestHooks{})
 }
 
 func deadLetterReasons(t *testing.T, in *Instance) []string {
@@ -294,17 +226,16 @@ func deadLetterReasons(t *testing.T, in *Instance) []string {
 // organisation's records (in any case, under Org_ID's spelling) and keeps the others', reported, in its
 // dead-letter file: they never reach its bucket.
 func TestOrgIDOutputDeliversOnlyItsOrganisation(t *testing.T) {
-	fake := &fakeS3{}
-	in, sink := orgOutput(t, "org-a", "bucket-a", fake)
+	in := orgOutput(t, "org-a", "bucket-a", &fakeS3{})
 	in.Flush(cat(event("org-a", "1"), event("ORG-A", "2"), event("org-b", "3")), "audit.user")
 	in.Close()
-	if got := bucketsOf(fake); fmt.Sprint(got) != "map[org-a:bucket-a]" {
+	if got := in.s3.bucketsOf(); fmt.Sprint(got) != "map[org-a:bucket-a]" {
 		t.Errorf("routes %v", got)
 	}
-	if reasons := deadLetterReasons(t, in); len(reasons) != 1 || !strings.Contains(reasons[0], `organisation org-b has a destination in no wivaudit output that receives tag "audit.user" (this one serves org-a)`) {
+	if reasons := deadLetterReasons(t, in.Instance); len(reasons) != 1 || !strings.Contains(reasons[0], `organisation org-b has a destination in no wivaudit output that receives tag "audit.user" (this one serves org-a)`) {
 		t.Errorf("dead letters %q", reasons)
 	}
-	log := sink.joined()
+	log := in.sink.joined()
 	for _, want := range []string{"organisation org-b has a destination in no wivaudit output that receives tag \"audit.user\": its records are kept in",
 		"stopped: 2 records accepted, 1 rejected", "records of other organisations: 0 left to the outputs that serve them, 1 kept in the dead-letter file"} {
 		if !strings.Contains(log, want) {
@@ -317,21 +248,20 @@ func TestOrgIDOutputDeliversOnlyItsOrganisation(t *testing.T) {
 // Match audit.* each. Each delivers its own organisation and leaves the other's; a third organisation, which
 // neither serves, is kept once, by the output that flushed it first.
 func TestOrgIDOutputsTakeOnlyTheirOwn(t *testing.T) {
-	fa, fb := &fakeS3{}, &fakeS3{}
-	a, sa := orgOutput(t, "org-a", "bucket-a", fa)
-	b, sb := orgOutput(t, "org-b", "bucket-b", fb)
+	a := orgOutput(t, "org-a", "bucket-a", &fakeS3{})
+	b := orgOutput(t, "org-b", "bucket-b", &fakeS3{})
 	chunk := cat(event("org-a", "1"), event("org-b", "2"), event("org-c", "3"), event("ORG-C", "4"))
 	var wg sync.WaitGroup
-	for _, in := range []*Instance{a, b} {
+	for _, in := range []*testInstance{a, b} {
 		wg.Go(func() { in.Flush(chunk, "audit.user") })
 	}
 	wg.Wait()
 	a.Close()
 	b.Close()
-	if ga, gb := bucketsOf(fa), bucketsOf(fb); fmt.Sprint(ga) != "map[org-a:bucket-a]" || fmt.Sprint(gb) != "map[org-b:bucket-b]" {
+	if ga, gb := a.s3.bucketsOf(), b.s3.bucketsOf(); fmt.Sprint(ga) != "map[org-a:bucket-a]" || fmt.Sprint(gb) != "map[org-b:bucket-b]" {
 		t.Errorf("routes: %v and %v", ga, gb)
 	}
-	ra, rb := deadLetterReasons(t, a), deadLetterReasons(t, b)
+	ra, rb := deadLetterReasons(t, a.Instance), deadLetterReasons(t, b.Instance)
 	for _, r := range append(ra, rb...) {
 		if !regexp.MustCompile(`^organisation (org-c|ORG-C) has a destination in no wivaudit output`).MatchString(r) {
 			t.Errorf("kept: %s", r)
@@ -339,9 +269,9 @@ func TestOrgIDOutputsTakeOnlyTheirOwn(t *testing.T) {
 	}
 	// Each output leaves the other's record; each org-c record is kept by one and left by the other.
 	counters := regexp.MustCompile(`stopped: .* ([0-9]) left to the outputs that serve them, ([0-9]) kept`)
-	ca, cb := counters.FindStringSubmatch(sa.joined()), counters.FindStringSubmatch(sb.joined())
+	ca, cb := counters.FindStringSubmatch(a.sink.joined()), counters.FindStringSubmatch(b.sink.joined())
 	if ca == nil || cb == nil {
-		t.Fatalf("no counters:\n%s\n%s", sa.joined(), sb.joined())
+		t.Fatalf("no counters:\n%s\n%s", a.sink.joined(), b.sink.joined())
 	}
 	n := func(s string) int { v, _ := strconv.Atoi(s); return v }
 	if n(ca[1])+n(cb[1]) != 4 || n(ca[2]) != len(ra) || n(cb[2]) != len(rb) || len(ra)+len(rb) != 2 {
@@ -350,17 +280,21 @@ func TestOrgIDOutputsTakeOnlyTheirOwn(t *testing.T) {
 }
 
 // TestOrgIDOutputWaitsOnceForAnotherToFlushATag: an output that serves an organisation but is never handed a
-// tag is waited for once; the records of that tag are then kept by the output that receives it.
+// tag is waited for once, up to learnWait; the records of that tag are then kept by the output that receives
+// it.
 func TestOrgIDOutputWaitsOnceForAnotherToFlushATag(t *testing.T) {
-	defer func(w time.Duration) { learnWait = w }(learnWait)
-	learnWait = time.Millisecond
-	a, _ := orgOutput(t, "org-a", "bucket-a", &fakeS3{})
-	b, _ := orgOutput(t, "org-b", "bucket-b", &fakeS3{}) // as with Match audit.user: never handed audit.api
-	a.Flush(event("org-b", "1"), "audit.api")
-	a.Flush(event("org-b", "2"), "audit.api")
+	a := orgOutput(t, "org-a", "bucket-a", &fakeS3{})
+	orgOutput(t, "org-b", "bucket-b", &fakeS3{}) // as with Match audit.user: never handed audit.api
+	first := goReturns(func() { a.Flush(event("org-b", "1"), "audit.api") })
+	waitFor(t, &a.clock.set, func() bool { return a.clock.waitsFor(a.clock.Now().Add(learnWait)) }, func() string {
+		return "the first flush does not wait for the output that serves org-b"
+	})
+	a.clock.Advance(learnWait)
+	first(t, "the first flush did not return after learnWait")
+	// The clock stands still now: the second flush returns only if it does not wait.
+	goReturns(func() { a.Flush(event("org-b", "2"), "audit.api") })(t, "the second flush waited again")
 	a.Close()
-	b.Close()
-	reasons := deadLetterReasons(t, a)
+	reasons := deadLetterReasons(t, a.Instance)
 	if len(reasons) != 2 || !strings.Contains(reasons[1], `organisation org-b is served by out-org-b, which had not flushed tag "audit.api" yet: kept here in case it does not receive it`) {
 		t.Errorf("dead letters %q", reasons)
 	}

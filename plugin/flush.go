@@ -2,7 +2,6 @@ package plugin
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,7 +30,11 @@ func (in *Instance) Flush(chunk []byte, tag string) Result {
 			}
 		}
 		if ev.Reject != "" {
-			dead = appendDeadLetter(dead, in.now(), tag, ev)
+			line := deadLetterLine{Tag: tag, Reason: ev.Reject, Record: ev.JSON}
+			if ev.JSON == nil {
+				line.Msgpack = ev.Raw
+			}
+			dead = line.append(dead, in.now())
 			if rejected == 0 {
 				firstReject = ev.Reject
 			}
@@ -104,31 +107,31 @@ func heldNote(held int) string {
 	return fmt.Sprintf(" (%d more chunks like it since the last report)", held)
 }
 
-// appendDeadLetter adds one JSON line: when, the tag, why, and the record as JSON (or its raw msgpack when it
-// could not be read).
-func appendDeadLetter(dst []byte, now time.Time, tag string, ev *record.Event) []byte {
-	line := struct {
-		Time    string          `json:"time"`
-		Tag     string          `json:"tag"`
-		Reason  string          `json:"reason"`
-		Record  json.RawMessage `json:"record,omitempty"`
-		Msgpack string          `json:"msgpack_base64,omitempty"`
-	}{Time: now.UTC().Format(time.RFC3339Nano), Tag: tag, Reason: ev.Reject, Record: ev.JSON}
-	if ev.JSON == nil {
-		line.Msgpack = base64.StdEncoding.EncodeToString(ev.Raw)
-	}
-	b, _ := json.Marshal(line)
+// deadLetterLine is one line of the dead-letter file, Store_Dir/deadletter.jsonl, in the format the README
+// documents: when, the chunk's tag, why, and what is kept: the record as JSON, or its msgpack bytes as they
+// came when it could not be read, or the bytes of a damaged region of the buffer (whose tag is not known:
+// "").
+type deadLetterLine struct {
+	Time    string          `json:"time"`
+	Tag     string          `json:"tag"`
+	Reason  string          `json:"reason"`
+	Record  json.RawMessage `json:"record,omitempty"`
+	Msgpack []byte          `json:"msgpack_base64,omitempty"`
+	Buffer  []byte          `json:"buffer_base64,omitempty"`
+}
+
+// append adds the line, written at now, to dst.
+func (l deadLetterLine) append(dst []byte, now time.Time) []byte {
+	l.Time = now.UTC().Format(time.RFC3339Nano)
+	b, _ := json.Marshal(l)
 	return append(append(dst, b...), '\n')
 }
 
+// deadLetterDamaged keeps the damaged regions that reading where (the log, or a batch's buffer) found.
 func (in *Instance) deadLetterDamaged(where string, regions [][]byte) {
 	var lines []byte
 	for _, r := range regions {
-		b, _ := json.Marshal(map[string]string{
-			"time": in.now().UTC().Format(time.RFC3339Nano), "reason": "damaged in " + where,
-			"buffer_base64": base64.StdEncoding.EncodeToString(r),
-		})
-		lines = append(append(lines, b...), '\n')
+		lines = deadLetterLine{Reason: "damaged in " + where, Buffer: r}.append(lines, in.now())
 	}
 	in.log.logf(LevelError, "%d damaged regions in %s (disk corruption?) moved to %s", len(regions), where, in.store.DeadLetterPath())
 	if _, err := in.store.DeadLetter(lines); err != nil {

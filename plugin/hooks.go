@@ -8,7 +8,8 @@ import (
 	"time"
 )
 
-// Test hooks, read from the environment in this one place. Never set them in production.
+// Test hooks, read from the environment by TestHooksFromEnv, which the cgo edge calls at Init: the one place
+// that reads them. Never set them in production.
 const (
 	// FrozenKeyClockEnv, set to a unix millisecond, pins the clock choosing key milliseconds, so that tests can
 	// force two processes onto the same keys.
@@ -18,13 +19,15 @@ const (
 	CrashAtEnv = "WIVAUDIT_TEST_CRASH_AT"
 )
 
-type testHooks struct {
+// TestHooks are the test-only behaviours the environment asks for; the zero value has none.
+type TestHooks struct {
 	keyClock func() time.Time
 	crash    func(point string)
 }
 
-func testHooksFromEnv() (testHooks, error) {
-	var h testHooks
+// TestHooksFromEnv reads the test hooks from the environment.
+func TestHooksFromEnv() (TestHooks, error) {
+	var h TestHooks
 	if v := os.Getenv(FrozenKeyClockEnv); v != "" {
 		ms, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {

@@ -28,7 +28,7 @@ type Instance struct {
 	dests  *destinations
 	send   sender
 	queue  *queue
-	now    func() time.Time
+	clock  clock
 	chunks sync.Pool // *buffer.Chunk, one per flush under way
 	encode buffer.Encoder
 
@@ -53,18 +53,15 @@ type Instance struct {
 	failed [upload.Classes]atomic.Int64 // failed upload attempts by class
 }
 
-// New opens the store, recovers what it holds and starts sealing and uploading. name prefixes log lines.
-func New(cfg *conf.Config, name string, out LogFunc) (*Instance, error) {
+// New opens the store, recovers what it holds and starts sealing and uploading. name prefixes log lines;
+// hooks is the zero TestHooks except in tests.
+func New(cfg *conf.Config, name string, out LogFunc, hooks TestHooks) (*Instance, error) {
 	c, err := upload.New(context.Background(), cfg)
 	if err != nil {
 		return nil, err
 	}
-	hooks, err := testHooksFromEnv()
-	if err != nil {
-		return nil, err
-	}
 	limitMemory()
-	return start(cfg, name, out, c, hooks)
+	return start(cfg, name, out, deps{send: c, clock: realClock{}, hooks: hooks})
 }
 
 // memoryLimit is the Go runtime's soft memory limit in Fluent Bit's process, unless GOMEMLIMIT sets one: the
@@ -78,12 +75,19 @@ var limitMemory = sync.OnceFunc(func() {
 	}
 })
 
-func start(cfg *conf.Config, name string, out LogFunc, send sender, hooks testHooks) (*Instance, error) {
+// deps are what an instance works with besides its settings: S3, the clock and the test hooks.
+type deps struct {
+	send  sender
+	clock clock
+	hooks TestHooks
+}
+
+func start(cfg *conf.Config, name string, out LogFunc, with deps) (*Instance, error) {
 	in := &Instance{
 		cfg:          cfg,
 		log:          newLogger(out, "["+name+"] ", cfg.ExternalID),
 		dec:          record.NewDecoder(cfg.OrgIDKey, cfg.KindKey, int(cfg.MaxRecordSize)),
-		now:          time.Now,
+		clock:        with.clock,
 		sealNow:      make(chan struct{}, 1),
 		sealerDone:   make(chan struct{}),
 		reloaderDone: make(chan struct{}),
@@ -91,24 +95,24 @@ func start(cfg *conf.Config, name string, out LogFunc, send sender, hooks testHo
 		fullReport:   every{interval: 10 * time.Second},
 		deadFull:     every{interval: 10 * time.Second},
 	}
-	in.queue = newQueue(in.now)
+	in.queue = newQueue(with.clock)
 	in.policy = policy{holdRetry: cfg.HoldRetryInterval, quarantineAfter: cfg.QuarantineAfter}
 	in.encode = objectEncoder(cfg.CompressionLevel)
 	in.chunks.New = func() any { return buffer.NewChunk() }
 	store, rec, err := buffer.Open(cfg.StoreDir, buffer.Options{MaxBatch: cfg.TotalFileSize, Limit: cfg.StoreDirLimitSize,
-		QuarantineLimit: cfg.QuarantineLimitSize, DeadLetterLimit: cfg.DeadLetterLimitSize, Now: in.now,
-		KeyClock: hooks.keyClock, Crash: hooks.crash})
+		QuarantineLimit: cfg.QuarantineLimitSize, DeadLetterLimit: cfg.DeadLetterLimitSize, Now: with.clock.Now,
+		KeyClock: with.hooks.keyClock, Crash: with.hooks.crash})
 	if errors.Is(err, buffer.ErrLocked) {
 		return nil, fmt.Errorf("Store_Dir: %w; give every [OUTPUT] its own Store_Dir", err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("Store_Dir: %w", err)
 	}
-	if in.dests, err = newDestinations(cfg, name, store, in.log); err != nil {
+	if in.dests, err = newDestinations(cfg, name, store, in.log, with.clock); err != nil {
 		store.Close()
 		return nil, err
 	}
-	in.store, in.send = store, send
+	in.store, in.send = store, with.send
 	in.recovered(rec)
 	in.checkUsage()
 
@@ -117,8 +121,15 @@ func start(cfg *conf.Config, name string, out LogFunc, send sender, hooks testHo
 	reqCtx, abortUploads := context.WithCancel(context.Background())
 	reloadCtx, stopReloader := context.WithCancel(context.Background())
 	in.stopSealer, in.stopUploads, in.abortUploads, in.stopReloader = stopSealer, stopUploads, abortUploads, stopReloader
-	go in.sealer(sealCtx)
-	go in.reloader(reloadCtx)
+	// The tickers start here, not in their goroutines: a fake clock moved after start reaches them.
+	sealTick, stopSealTick := with.clock.Every(min(time.Second, cfg.UploadTimeout/4))
+	go in.sealer(sealCtx, sealTick, stopSealTick)
+	var reloadTick <-chan time.Time // nil without a destinations file: no reloads
+	stopReloadTick := func() {}
+	if cfg.DestinationsFile != "" {
+		reloadTick, stopReloadTick = with.clock.Every(cfg.DestinationsRefresh)
+	}
+	go in.reloader(reloadCtx, reloadTick, stopReloadTick)
 	for range cfg.UploadWorkers {
 		in.uploadersWG.Add(1)
 		go in.uploader(upCtx, reqCtx)
@@ -126,6 +137,8 @@ func start(cfg *conf.Config, name string, out LogFunc, send sender, hooks testHo
 	in.log.logf(LevelInfo, "delivering to %s, buffering in %s", in.dests.describe(), cfg.StoreDir)
 	return in, nil
 }
+
+func (in *Instance) now() time.Time { return in.clock.Now() }
 
 // recovered queues what the store recovered and reports what it could not use.
 func (in *Instance) recovered(rec *buffer.Recovery) {
@@ -149,18 +162,14 @@ func (in *Instance) recovered(rec *buffer.Recovery) {
 
 // reloader rereads Destinations_File when it changes. An invalid version keeps the current destinations and
 // is reported once; a valid one takes effect at once, and held batches are tried again.
-func (in *Instance) reloader(ctx context.Context) {
+func (in *Instance) reloader(ctx context.Context, tick <-chan time.Time, stop func()) {
 	defer close(in.reloaderDone)
-	if in.cfg.DestinationsFile == "" {
-		return
-	}
-	tick := time.NewTicker(in.cfg.DestinationsRefresh)
-	defer tick.Stop()
+	defer stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-tick:
 		}
 		what, err := in.dests.reload()
 		switch {
@@ -187,11 +196,12 @@ func (in *Instance) Close() {
 		in.store.Rotate(time.Time{})
 		in.sealClosed(deadline)
 		in.queue.expedite()
-		timer := time.NewTimer(max(0, deadline.Sub(in.now())))
-		drained := in.queue.drain(timer.C)
-		timer.Stop()
-		// No new attempts past the deadline; those under way get up to finishWithin to end, so that an upload
-		// S3 is storing is not cut off and sent again under another key at the next start.
+		timeUp, stop := in.clock.At(deadline)
+		drained := in.queue.drain(timeUp)
+		stop()
+		// No new attempts past the deadline; those under way get up to finishWithin (real time: it bounds real
+		// requests) to end, so that an upload S3 is storing is not cut off and sent again under another key at
+		// the next start.
 		in.stopUploads()
 		finished := make(chan struct{})
 		go func() { in.uploadersWG.Wait(); close(finished) }()

@@ -9,14 +9,13 @@ import (
 	"time"
 )
 
-// Result is what a flush tells Fluent Bit. The cgo edge maps it to FLB_OK, FLB_RETRY and FLB_ERROR.
+// Result is what a flush tells Fluent Bit. The cgo edge maps it to FLB_OK and FLB_RETRY.
 type Result int
 
 // Flush results.
 const (
 	OK Result = iota
 	Retry
-	Error
 )
 
 // Level is a Fluent Bit log level.

@@ -18,7 +18,7 @@ var process = &outputs{byTag: map[string][]*member{}, learnt: make(chan struct{}
 // learnWait is how long an output that meets a record of an organisation another output serves waits, once per
 // tag and output, for that output to flush the tag too (they are handed the same chunk at the same time),
 // before it keeps the record itself in case that output does not receive the tag.
-var learnWait = time.Second
+const learnWait = time.Second
 
 // member is one output among the process's outputs.
 type member struct {
@@ -28,6 +28,7 @@ type member struct {
 	// keepsUnlisted: the output keeps the organisations it does not list (a destinations file holds or
 	// dead-letters them, an archive delivers them); an Org_ID output leaves them to others.
 	keepsUnlisted bool
+	clock         clock // its waits for other outputs
 }
 
 // Bounds: tags whose receivers are remembered, and records kept for organisations no output serves whose
@@ -51,8 +52,8 @@ type waitKey struct {
 	m   *member
 }
 
-func (o *outputs) join(name string, lists func(string) (string, bool), keepsUnlisted bool) *member {
-	m := &member{name: name, lists: lists, keepsUnlisted: keepsUnlisted}
+func (o *outputs) join(name string, lists func(string) (string, bool), keepsUnlisted bool, clk clock) *member {
+	m := &member{name: name, lists: lists, keepsUnlisted: keepsUnlisted, clock: clk}
 	o.mu.Lock()
 	o.members = append(o.members, m)
 	o.mu.Unlock()
@@ -111,21 +112,22 @@ func (o *outputs) takerOf(m *member, tag, org string, raw []byte) (taker, unsure
 		if unsure == nil || o.waited[waitKey{tag, unsure}] {
 			break
 		}
+		now := m.clock.Now()
 		if deadline.IsZero() {
-			deadline = time.Now().Add(learnWait)
+			deadline = now.Add(learnWait)
 		}
-		left := time.Until(deadline)
-		if left <= 0 {
+		if !now.Before(deadline) {
 			o.waited[waitKey{tag, unsure}] = true
 			break
 		}
-		learnt, timer := o.learnt, time.NewTimer(left)
+		learnt := o.learnt
+		timeUp, stop := m.clock.At(deadline)
 		o.mu.Unlock()
 		select {
 		case <-learnt:
-		case <-timer.C:
+		case <-timeUp:
 		}
-		timer.Stop()
+		stop()
 		o.mu.Lock()
 	}
 	if m.keepsUnlisted {

@@ -24,6 +24,8 @@ type lane struct {
 	busy   *item     // the batch in flight, if any
 	served time.Time // when its last attempt ended
 	index  int       // position in the ready heap, -1 when not in it
+	// expedited: expedite ran while the batch was in flight, so it is due at once if it stays queued
+	expedited bool
 }
 
 // key orders ready lanes: the head's due time, but not before the lane's last turn ended, so that streams
@@ -64,7 +66,7 @@ func (r *ready) Pop() any {
 
 // queue holds sealed batches until they are due for an upload attempt.
 type queue struct {
-	now     func() time.Time
+	clock   clock
 	mu      sync.Mutex
 	lanes   map[buffer.Stream]*lane
 	ready   ready
@@ -73,8 +75,8 @@ type queue struct {
 	changed chan struct{}
 }
 
-func newQueue(now func() time.Time) *queue {
-	return &queue{now: now, lanes: map[buffer.Stream]*lane{}, wake: make(chan struct{}, 1), changed: make(chan struct{}, 1)}
+func newQueue(clk clock) *queue {
+	return &queue{clock: clk, lanes: map[buffer.Stream]*lane{}, wake: make(chan struct{}, 1), changed: make(chan struct{}, 1)}
 }
 
 func signal(c chan struct{}) {
@@ -123,10 +125,10 @@ func (q *queue) pop(ctx context.Context) (*item, bool) {
 			return nil, false
 		}
 		q.mu.Lock()
-		wait := time.Duration(-1)
+		var due time.Time // when the next batch is due; zero when none waits
 		if len(q.ready) > 0 {
 			l := q.ready[0]
-			if wait = l.key().Sub(q.now()); wait <= 0 {
+			if due = l.key(); !due.After(q.clock.Now()) {
 				heap.Pop(&q.ready)
 				it := l.items[0]
 				l.items = l.items[1:]
@@ -140,20 +142,17 @@ func (q *queue) pop(ctx context.Context) (*item, bool) {
 			}
 		}
 		q.mu.Unlock()
-		var timer *time.Timer
 		var fire <-chan time.Time
-		if wait >= 0 {
-			timer = time.NewTimer(wait)
-			fire = timer.C
+		stop := func() {}
+		if !due.IsZero() {
+			fire, stop = q.clock.At(due)
 		}
 		select {
 		case <-ctx.Done():
 		case <-q.wake:
 		case <-fire:
 		}
-		if timer != nil {
-			timer.Stop()
-		}
+		stop()
 		if ctx.Err() != nil {
 			return nil, false
 		}
@@ -165,8 +164,11 @@ func (q *queue) done(it *item, again bool) {
 	q.mu.Lock()
 	l := q.lanes[it.batch.Stream()]
 	l.busy = nil
-	l.served = q.now()
+	l.served = q.clock.Now()
 	if again {
+		if l.expedited {
+			it.due = l.served
+		}
 		q.insert(it)
 	} else {
 		q.count--
@@ -176,17 +178,20 @@ func (q *queue) done(it *item, again bool) {
 			delete(q.lanes, l.st)
 		}
 	}
+	l.expedited = false
 	q.mu.Unlock()
 	signal(q.changed)
 	signal(q.wake)
 }
 
-// expedite makes every waiting batch due now: one last try before shutdown.
+// expedite makes every waiting batch due now, those in flight as soon as they return: one last try before
+// shutdown, or a look at once after the destinations changed.
 func (q *queue) expedite() {
 	q.mu.Lock()
-	now := q.now()
+	now := q.clock.Now()
 	for _, l := range q.lanes {
 		l.served = time.Time{}
+		l.expedited = l.busy != nil
 		for _, it := range l.items {
 			it.due = now
 		}

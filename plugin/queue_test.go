@@ -13,16 +13,16 @@ func batch(org string, opened int64) *buffer.Batch {
 }
 
 func TestQueueOrderPerStreamAndFairness(t *testing.T) {
-	t0 := time.UnixMilli(1769611845000)
-	now := t0
-	q := newQueue(func() time.Time { return now })
+	clk := newFakeClock()
+	t0 := clk.Now()
+	q := newQueue(clk)
 	ctx := context.Background()
 	// Stream a has a backlog pushed out of order; b has one batch, due a little later.
 	for _, ms := range []int64{3, 1, 2} {
 		q.push(&item{batch: batch("a", ms), due: t0})
 	}
 	q.push(&item{batch: batch("b", 10), due: t0.Add(time.Millisecond)})
-	now = t0.Add(10 * time.Millisecond)
+	clk.Advance(10 * time.Millisecond)
 
 	pop := func() *item {
 		it, ok := q.pop(ctx)
@@ -40,14 +40,14 @@ func TestQueueOrderPerStreamAndFairness(t *testing.T) {
 	} else {
 		q.done(b, false)
 	}
-	a1.due = now
+	a1.due = clk.Now()
 	q.done(a1, true) // failed: it stays first in its lane
 	if it := pop(); it != a1 {
 		t.Fatalf("after a retry the same batch must go first, got %+v", it.batch.Manifest)
 	}
 	q.done(a1, false)
-	q.push(&item{batch: batch("c", 20), due: now})
-	now = now.Add(time.Millisecond)
+	q.push(&item{batch: batch("c", 20), due: clk.Now()})
+	clk.Advance(time.Millisecond)
 	// a was served just now; c, new, goes before a's backlog.
 	if it := pop(); it.batch.Org != "c" {
 		t.Fatalf("new data of another stream waited behind a backlog: got %+v", it.batch.Manifest)
@@ -70,9 +70,10 @@ func TestQueueOrderPerStreamAndFairness(t *testing.T) {
 }
 
 func TestQueuePopEndsWithContext(t *testing.T) {
-	q := newQueue(time.Now)
-	q.push(&item{batch: batch("a", 1), due: time.Now().Add(time.Hour)})
-	q.push(&item{batch: batch("b", 1), due: time.Now()})
+	clk := newFakeClock()
+	q := newQueue(clk)
+	q.push(&item{batch: batch("a", 1), due: clk.Now().Add(time.Hour)})
+	q.push(&item{batch: batch("b", 1), due: clk.Now()})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	// Workers stop at shutdown even with batches due; otherwise every attempt fails at once and they spin.
@@ -82,8 +83,9 @@ func TestQueuePopEndsWithContext(t *testing.T) {
 }
 
 func TestQueueOldestCountsTheBatchInFlight(t *testing.T) {
-	now := time.UnixMilli(1769611845000)
-	q := newQueue(func() time.Time { return now })
+	clk := newFakeClock()
+	now := clk.Now()
+	q := newQueue(clk)
 	if _, ok := q.oldest(); ok {
 		t.Fatal("an empty queue has an oldest batch")
 	}

@@ -7,16 +7,17 @@ import (
 	"github.com/wiv/out_wivaudit/buffer"
 )
 
-func (in *Instance) sealer(ctx context.Context) {
+// sealer closes batches older than Upload_Timeout at each tick, and seals closed batches then and whenever a
+// flush asks.
+func (in *Instance) sealer(ctx context.Context, tick <-chan time.Time, stop func()) {
 	defer close(in.sealerDone)
-	tick := time.NewTicker(min(time.Second, in.cfg.UploadTimeout/4))
-	defer tick.Stop()
+	defer stop()
 	var st statusReport
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-tick:
 			in.store.Rotate(in.now().Add(-in.cfg.UploadTimeout))
 			st.maybe(in, in.now())
 		case <-in.sealNow:

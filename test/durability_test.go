@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 
+	"github.com/wiv/out_wivaudit/plugin"
 	"github.com/wiv/out_wivaudit/test/chunks"
 	"github.com/wiv/out_wivaudit/test/faultproxy"
 	"github.com/wiv/out_wivaudit/test/hostrun"
@@ -192,7 +193,7 @@ func TestReplicasNeverOverwrite(t *testing.T) {
 		}
 	}
 	half := len(events) / 2
-	frozen := "WIVAUDIT_TEST_FROZEN_KEY_MS=" + strconv.FormatInt(time.Now().UnixMilli(), 10)
+	frozen := plugin.FrozenKeyClockEnv + "=" + strconv.FormatInt(time.Now().UnixMilli(), 10)
 	var procs []*hostrun.Proc
 	for i, part := range [][]genEvent{events[:half], events[half:]} {
 		conf := e.config(fmt.Sprintf("replica-%d.conf", i), map[string]string{"Store_Dir": filepath.Join(e.dir, fmt.Sprint("store-", i)),
@@ -326,6 +327,68 @@ func TestDeniedWritesHoldThenQuarantine(t *testing.T) {
 		}
 	}
 	t.Logf("%d batches quarantined, %d still held", len(objects), len(batches))
+}
+
+// TestDeletedBatchIsDropped: a batch whose object is deleted from Store_Dir while it is held (writes denied)
+// leaves the upload queue with one error line naming it and its records, and is counted; it used to be
+// retried forever. The other batches are delivered once writes are allowed again.
+func TestDeletedBatchIsDropped(t *testing.T) {
+	e := newEnv(t)
+	e.setRolePolicy(`"s3:GetObject"`)
+	events, cs := smallInput(t, 200)
+	conf := e.config("deleted.conf", map[string]string{"Hold_Retry_Interval": "1s", "Upload_Timeout": "1s"})
+	p := e.start(conf, e.input("input.chunks", cs), false)
+	if err := p.WaitFor(time.Minute, func(r *hostrun.Result) bool { return strings.Contains(r.Stderr, "refused") }); err != nil {
+		t.Fatalf("%v:\n%s", err, tail(p.Snapshot().Stderr, 10))
+	}
+	objects, _ := filepath.Glob(filepath.Join(e.dir, "store", "batches", "*.json.gz"))
+	if len(objects) == 0 {
+		t.Fatal("no batch is held")
+	}
+	var manifest struct {
+		Key     string `json:"key"`
+		Org     string `json:"org_id"`
+		Kind    string `json:"kind"`
+		Records int    `json:"records"`
+	}
+	data, err := os.ReadFile(strings.TrimSuffix(objects[0], ".json.gz") + ".manifest.json")
+	if err == nil {
+		err = json.Unmarshal(data, &manifest)
+	}
+	body, _ := os.ReadFile(objects[0])
+	plain, gzErr := gunzip(body)
+	var lost []struct {
+		ID string `json:"id"`
+	}
+	if err != nil || gzErr != nil || json.Unmarshal(plain, &lost) != nil || len(lost) != manifest.Records {
+		t.Fatalf("batch %s: %v, %v, %d records read, manifest %+v", objects[0], err, gzErr, len(lost), manifest)
+	}
+	if err := os.Remove(objects[0]); err != nil {
+		t.Fatal(err)
+	}
+	line := fmt.Sprintf("batch %s (%d records of %s/%s) cannot be delivered: its object %s is gone from Store_Dir", manifest.Key,
+		manifest.Records, manifest.Org, manifest.Kind, objects[0])
+	if err := p.WaitFor(time.Minute, func(r *hostrun.Result) bool { return strings.Contains(r.Stderr, line) }); err != nil {
+		t.Fatalf("%v: no line says %q:\n%s", err, line, tail(p.Snapshot().Stderr, 10))
+	}
+	e.setRolePolicy(`"s3:PutObject","s3:PutObjectAcl"`)
+	waitFor(t, 2*time.Minute, "delivery of the other batches", func() bool { return len(e.deliveredIDs()) == len(events)-len(lost) })
+	p.Signal(syscall.SIGTERM)
+	r := p.Wait(time.Minute)
+	if n := strings.Count(r.Stderr, "cannot be delivered: its object"); n != 1 || !strings.Contains(r.Stderr, "0 batches quarantined, 1 batches lost (their files were deleted from Store_Dir)") {
+		t.Errorf("%d lines for a deleted batch, or it is not counted:\n%s", n, tail(r.Stderr, 10))
+	}
+	delivered := e.deliveredIDs()
+	for _, ev := range lost {
+		if delivered[ev.ID] != 0 {
+			t.Errorf("%s, in the deleted batch, was delivered", ev.ID)
+		}
+	}
+	for id, n := range delivered {
+		if n != 1 {
+			t.Errorf("%s delivered %d times", id, n)
+		}
+	}
 }
 
 // TestCredentialsDoNotLapse: with sessions that last 6 s (the proxy shortens them and refuses lapsed keys with
