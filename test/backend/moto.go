@@ -1,6 +1,6 @@
 // Package backend runs a local moto server (S3, STS and IAM on one port) set up the way a customer follows the
 // delivery guide: a bucket, a role whose trust policy requires an External ID, and a policy that grants only
-// s3:PutObject and s3:PutObjectAcl. See shared/docs/test-backends.md.
+// s3:PutObject and s3:PutObjectAcl.
 package backend
 
 import (
@@ -41,7 +41,7 @@ type Moto struct {
 // Start launches moto on a free loopback port with request recording on, and waits until it answers.
 func Start(dir string) (*Moto, error) {
 	if err := exec.Command("python3", "-c", "import moto.server").Run(); err != nil {
-		return nil, errors.New("python3 with moto is required (the machine image's python3 has moto 5.2.1); see shared/docs/test-backends.md")
+		return nil, errors.New("python3 with moto is required (moto 5.2.1: pip install 'moto[server]==5.2.1')")
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -1,6 +1,6 @@
 /*
  * flbhost: a stand-in for Fluent Bit 4.x that loads a Go output plugin (.so) and drives it the way Fluent Bit's
- * Go proxy does (see shared/docs/fluent-bit-go-abi.md):
+ * Go proxy does (src/proxy/go/ and src/flb_plugin_proxy.c in Fluent Bit's sources):
  *   - dlopen on the main thread after SIGTERM/SIGINT handlers are installed; PreRegister, Register into a 32-byte
  *     def that is NOT zeroed (flb_malloc up to v4.2.0), and die if the plugin writes past it; accept only proxy 11 /
  *     type 2. With -a 5.1.1, the def is v5.1.1's: 48 zeroed bytes ending in event_type and config_map;
