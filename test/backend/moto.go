@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -36,13 +37,27 @@ type Moto struct {
 	cmd       *exec.Cmd
 	recording string
 	admin     aws.Credentials
+	exited    chan struct{} // closed when the server process has ended
 }
 
-// Start launches moto on a free loopback port with request recording on, and waits until it answers.
+// Start launches moto on a free loopback port with request recording on, and waits until it answers. The
+// answer must come from this server: a port picked free can be taken again before moto binds it (by another
+// test's server), so a server that exits at once is started again on another port.
 func Start(dir string) (*Moto, error) {
 	if err := exec.Command("python3", "-c", "import moto.server").Run(); err != nil {
 		return nil, errors.New("python3 with moto is required (moto 5.2.1: pip install 'moto[server]==5.2.1')")
 	}
+	var err error
+	for range 5 {
+		var m *Moto
+		if m, err = start(dir); err == nil {
+			return m, nil
+		}
+	}
+	return nil, err
+}
+
+func start(dir string) (*Moto, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -52,6 +67,8 @@ func Start(dir string) (*Moto, error) {
 	m := &Moto{URL: fmt.Sprintf("http://127.0.0.1:%d", port), recording: filepath.Join(dir, "moto-recording.jsonl")}
 	m.cmd = exec.Command("python3", "-m", "moto.server", "-H", "127.0.0.1", "-p", fmt.Sprint(port))
 	m.cmd.Env = append(os.Environ(), "MOTO_ENABLE_RECORDING=true", "MOTO_RECORDER_FILEPATH="+m.recording)
+	// Its own process group, so that Stop ends every process it starts and none keeps the port.
+	m.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	logf, err := os.Create(filepath.Join(dir, "moto.log"))
 	if err != nil {
 		return nil, err
@@ -60,10 +77,23 @@ func Start(dir string) (*Moto, error) {
 	if err := m.cmd.Start(); err != nil {
 		return nil, err
 	}
+	m.exited = make(chan struct{})
+	go func() { m.cmd.Wait(); close(m.exited) }()
 	for deadline := time.Now().Add(30 * time.Second); ; {
+		select {
+		case <-m.exited:
+			return nil, fmt.Errorf("moto exited at once on %s (port taken?); see %s", m.URL, logf.Name())
+		default:
+		}
 		resp, err := http.Get(m.URL + "/moto-api/")
 		if err == nil {
 			resp.Body.Close()
+			// Still running after answering: the answer was its own, not another server's on a reused port.
+			select {
+			case <-m.exited:
+				return nil, fmt.Errorf("moto exited at once on %s (port taken?); see %s", m.URL, logf.Name())
+			case <-time.After(time.Second):
+			}
 			return m, nil
 		}
 		if time.Now().After(deadline) {
@@ -74,11 +104,11 @@ func Start(dir string) (*Moto, error) {
 	}
 }
 
-// Stop ends the server.
+// Stop ends the server and every process it started.
 func (m *Moto) Stop() {
 	if m.cmd != nil && m.cmd.Process != nil {
-		m.cmd.Process.Kill()
-		m.cmd.Wait()
+		syscall.Kill(-m.cmd.Process.Pid, syscall.SIGKILL)
+		<-m.exited
 	}
 }
 
