@@ -208,6 +208,3 @@ func (s *Store) lockFile() *os.File {
 	defer s.lockMu.Unlock()
 	return s.lock
 }
-
-// Dir is the store's folder.
-func (s *Store) Dir() string { return s.dir }
