@@ -403,7 +403,7 @@ func (p *parser) destination(c *Config) {
 	case c.Archive() && c.Bucket == "":
 		p.fail("Bucket", "not set although Unlisted_Orgs is archive; set it to the platform's own archive bucket")
 	case c.DestinationsFile == "" && c.Bucket == "":
-		p.fail("Bucket", "not set; set Org_ID and Bucket to one organisation's org_id and bucket_name (guide step 3.3), or list organisations in Destinations_File")
+		p.fail("Bucket", "not set; set Org_ID and Bucket to one organisation's org_id and bucket_name (docs/customer-guide.md step 3.3), or list organisations in Destinations_File")
 	case c.DestinationsFile == "" && c.OrgID == "" && !c.Archive():
 		p.fail("Org_ID", "not set: a Bucket at the [OUTPUT] level is one organisation's destination, so set Org_ID to the organisation it belongs to; use Destinations_File for many organisations, or Unlisted_Orgs archive if Bucket is the platform's own archive")
 	case c.DestinationsFile == "" && p.isSet("Unlisted_Orgs") && !c.Archive():

@@ -36,41 +36,45 @@ func sdkError(service string, status int, code string) error {
 
 func TestClassify(t *testing.T) {
 	cases := []struct {
-		err  error
-		want Class
-		hint string
+		err     error
+		want    Class
+		hint    string
+		problem Problem
 	}{
-		{sdkError("S3", 412, "PreconditionFailed"), KeyExists, ""},
-		{sdkError("S3", 409, "ConditionalRequestConflict"), Retriable, ""},
-		{sdkError("S3", 500, "InternalError"), Retriable, ""},
-		{sdkError("S3", 503, "SlowDown"), Retriable, ""},
-		{sdkError("S3", 400, "ExpiredToken"), Credentials, "credentials were refused"},
-		{sdkError("S3", 403, "InvalidAccessKeyId"), Credentials, "credentials were refused"},
-		{sdkError("S3", 403, "AccessDenied"), Misconfigured, "s3:PutObject and s3:PutObjectAcl on arn:aws:s3:::b-1/*"},
-		{sdkError("S3", 403, ""), Misconfigured, "s3:PutObject and s3:PutObjectAcl"},
-		{sdkError("S3", 404, "NoSuchBucket"), Misconfigured, "(404 NoSuchBucket): the bucket does not exist"},
-		{sdkError("S3", 301, "PermanentRedirect"), Misconfigured, "not in region us-east-1"},
-		{sdkError("S3", 400, "AccessControlListNotSupported"), Misconfigured, "ACLs disabled"},
-		{sdkError("S3", 400, "KMS.DisabledException"), Misconfigured, "KMS key"},
-		{sdkError("S3", 501, "NotImplemented"), Misconfigured, "Conditional_Writes off"},
-		{sdkError("STS", 403, "AccessDenied"), Misconfigured, "External ID"},
-		{sdkError("STS", 403, "InvalidClientTokenId"), Misconfigured, "this process's AWS credentials"},
-		{sdkError("STS", 400, "ExpiredToken"), Retriable, "this process's AWS credentials"},
-		{sdkError("STS", 500, "InternalFailure"), Retriable, ""},
-		{context.DeadlineExceeded, Retriable, "timed out"},
+		{sdkError("S3", 412, "PreconditionFailed"), KeyExists, "", OtherError},
+		{sdkError("S3", 409, "ConditionalRequestConflict"), Retriable, "", OtherError},
+		{sdkError("S3", 500, "InternalError"), Retriable, "", OtherError},
+		{sdkError("S3", 503, "SlowDown"), Retriable, "", OtherError},
+		{sdkError("S3", 400, "ExpiredToken"), Credentials, "credentials were refused", CredentialsRefused},
+		{sdkError("S3", 403, "InvalidAccessKeyId"), Credentials, "credentials were refused", CredentialsRefused},
+		{sdkError("S3", 403, "AccessDenied"), Misconfigured, "s3:PutObject and s3:PutObjectAcl on arn:aws:s3:::b-1/*", WriteDenied},
+		{sdkError("S3", 403, ""), Misconfigured, "s3:PutObject and s3:PutObjectAcl", WriteDenied},
+		{sdkError("S3", 404, "NoSuchBucket"), Misconfigured, "(404 NoSuchBucket): the bucket does not exist", NoSuchBucket},
+		{sdkError("S3", 301, "PermanentRedirect"), Misconfigured, "not in region us-east-1", WrongRegion},
+		{sdkError("S3", 400, "AccessControlListNotSupported"), Misconfigured, "ACLs disabled", ACLsDisabled},
+		{sdkError("S3", 400, "KMS.DisabledException"), Misconfigured, "KMS key", KMSDenied},
+		{sdkError("S3", 501, "NotImplemented"), Misconfigured, "Conditional_Writes off", ConditionalWrites},
+		{sdkError("STS", 403, "AccessDenied"), Misconfigured, "External ID", WrongExternalID},
+		{sdkError("STS", 403, "InvalidClientTokenId"), Misconfigured, "this process's AWS credentials", RoleRefused},
+		{sdkError("STS", 400, "ExpiredToken"), Retriable, "this process's AWS credentials", RoleRefused},
+		{sdkError("STS", 500, "InternalFailure"), Retriable, "", RoleRefused},
+		{context.DeadlineExceeded, Retriable, "timed out", Timeout},
 		{&net.OpError{Op: "dial", Net: "tcp", Err: &os.SyscallError{Syscall: "connect", Err: syscall.ECONNREFUSED}}, Retriable,
-			"network error; check connectivity to the endpoint; dial tcp: connect: connection refused"},
-		{errors.New("connection reset by peer"), Retriable, ""},
+			"network error; check connectivity to the endpoint; dial tcp: connect: connection refused", NetworkError},
+		{errors.New("connection reset by peer"), Retriable, "", OtherError},
 		// Local errors are not the network's, although a syscall.Errno satisfies net.Error.
 		{fmt.Errorf("open object: %w", &fs.PathError{Op: "open", Path: "/store/batches/a~org~1.json.gz", Err: syscall.ENOENT}), Retriable,
-			"failed: a local error, not the network's or S3's: the batch's file is gone or unreadable; open /store/batches/a~org~1.json.gz: no such file or directory"},
-		{syscall.EIO, Retriable, "failed: a local error, not the network's or S3's; input/output error"},
+			"failed: a local error, not the network's or S3's: the batch's file is gone or unreadable; open /store/batches/a~org~1.json.gz: no such file or directory", LocalError},
+		{syscall.EIO, Retriable, "failed: a local error, not the network's or S3's; input/output error", LocalError},
 	}
 	c, _ := conf.Parse(conf.Map{"Org_ID": "org-a", "Bucket": "b-1"})
 	d, _ := c.Output()
 	for _, tc := range cases {
 		if got := Classify(tc.err); got != tc.want {
 			t.Errorf("Classify(%v) = %d, want %d", tc.err, got, tc.want)
+		}
+		if got := Advise(tc.err, d, c).Problem; got != tc.problem {
+			t.Errorf("Advise(%v).Problem = %q, want %q", tc.err, got, tc.problem)
 		}
 		if msg := Explain(tc.err, d, c); !strings.Contains(msg, tc.hint) || len(msg) > 300 {
 			t.Errorf("Explain(%v) = %q, want it to say %q in at most 300 bytes", tc.err, msg, tc.hint)

@@ -15,11 +15,45 @@ import (
 	"github.com/wiv/out_wivaudit/conf"
 )
 
-// platformPrincipal is the identity every customer's trust policy allows to assume their role (guide step
-// 3.2.2): the base AWS credentials of this process must be it.
+// platformPrincipal is the identity every customer's trust policy allows to assume their role (customer guide
+// step 3.2.2): the base AWS credentials of this process must be it.
 const platformPrincipal = "arn:aws:iam::613007325984:role/prod-aws-cdk-api-wf-opera-CustomerBucketSyncRole8E8-mUiiPZfuNHcc"
 
-// Explain says, in one short line, which step failed, what to check (following the delivery guide's
+// Problem names what a failed call means, for people and scripts: the /destinations health endpoint and the
+// wivaudit command print it, and each has an item in the customer guide's troubleshooting checklist or an
+// operator setting to check.
+type Problem string
+
+// Problems, from the customer's side (a guide step), then ours (the operator's), then neither.
+const (
+	WrongExternalID    Problem = "external-id-or-trust" // STS refused: External ID or trust principal
+	RoleRefused        Problem = "role"                 // STS refused otherwise: the role ARN
+	WriteDenied        Problem = "write-denied"         // S3 refused the PutObject: permissions or bucket policy
+	NoSuchBucket       Problem = "no-such-bucket"
+	WrongRegion        Problem = "wrong-region"
+	KMSDenied          Problem = "kms"
+	ACLsDisabled       Problem = "acls-disabled"
+	NoCredentials      Problem = "no-credentials"      // this process has no AWS identity
+	CredentialsRefused Problem = "credentials-refused" // this process's credentials were refused
+	ConditionalWrites  Problem = "conditional-writes"  // the store does not support If-None-Match
+	LocalError         Problem = "local"               // our disk, not the network's or S3's
+	NetworkError       Problem = "network"
+	Timeout            Problem = "timeout"
+	OtherError         Problem = "other"
+)
+
+// GuideFile is the customer guide that Advice's steps refer to.
+const GuideFile = "docs/customer-guide.md"
+
+// Advice is what to check after a failed call: the problem, the customer guide's step when the fix is on the
+// customer's side ("" when it is on ours), and the check itself.
+type Advice struct {
+	Problem Problem
+	Step    string
+	Check   string
+}
+
+// Explain says, in one short line, which step failed, what to check (following the customer guide's
 // troubleshooting list) and the error's own words, shortened.
 func Explain(err error, d conf.Destination, c *conf.Config) string {
 	in := inspect(err)
@@ -34,15 +68,23 @@ func Explain(err error, d conf.Destination, c *conf.Config) string {
 	case in.code != "":
 		msg += " (" + in.code + ")"
 	}
-	if hint := hintFor(err, in, d, c); hint != "" {
-		msg += ": " + hint
+	if a := advise(err, in, d, c); a.Check != "" {
+		msg += ": " + a.Check
+		if a.Step != "" {
+			msg += " (" + GuideFile + " " + a.Step + ")"
+		}
 	}
-	return msg + "; " + shorten(cause(err, in), 120)
+	return msg + "; " + shorten(cause(err, in), 100)
 }
 
-// hintFor says what to check. Local errors are told from the network's by their type, not by net.Error,
-// which every syscall.Errno satisfies.
-func hintFor(err error, in inspection, d conf.Destination, c *conf.Config) string {
+// Advise says what a failed AssumeRole or PutObject for d means and what to check.
+func Advise(err error, d conf.Destination, c *conf.Config) Advice {
+	return advise(err, inspect(err), d, c)
+}
+
+// advise tells local errors from the network's by their type, not by net.Error, which every syscall.Errno
+// satisfies.
+func advise(err error, in inspection, d conf.Destination, c *conf.Config) Advice {
 	var pathErr *fs.PathError
 	var opErr *net.OpError
 	var dnsErr *net.DNSError
@@ -50,39 +92,39 @@ func hintFor(err error, in inspection, d conf.Destination, c *conf.Config) strin
 	var errno syscall.Errno
 	switch {
 	case in.noCredentials && d.RoleARN != "":
-		return "no AWS credentials: run as the trust policies' Principal (guide step 3.2.2), " + platformPrincipal + ", via an instance profile, IRSA, an ECS task role or AWS_* variables"
+		return Advice{NoCredentials, "", "no AWS credentials: run as the trust policies' Principal, " + platformPrincipal + ", via an instance profile, IRSA, an ECS task role or AWS_* variables"}
 	case in.noCredentials:
-		return "no AWS credentials: run as an identity allowed to write the bucket, via an instance profile, IRSA, an ECS task role or AWS_* variables"
+		return Advice{NoCredentials, "", "no AWS credentials: run as an identity allowed to write the bucket, via an instance profile, IRSA, an ECS task role or AWS_* variables"}
 	case in.sts && (in.code == "AccessDenied" || in.code == "AccessDeniedException"):
-		return "the External ID must equal the trust policy's sts:ExternalId, and its Principal must allow this process's identity (guide step 3.2.2)"
+		return Advice{WrongExternalID, "3.2.2", "the External ID must equal the trust policy's sts:ExternalId, and its Principal must allow this process's identity"}
 	case in.sts && in.code != "":
-		return "check the role_arn, STS_Endpoint and this process's AWS credentials"
+		return Advice{RoleRefused, "3.3", "check the role_arn, STS_Endpoint and this process's AWS credentials"}
 	case in.code == "AccessDenied" || in.code == "Forbidden" || in.status == 403 && in.code == "":
-		return fmt.Sprintf("the role needs s3:PutObject and s3:PutObjectAcl on arn:aws:s3:::%s/*; check bucket and KMS key policies too (guide step 3.2.4)", d.Bucket)
+		return Advice{WriteDenied, "3.2.4", fmt.Sprintf("the role needs s3:PutObject and s3:PutObjectAcl on arn:aws:s3:::%s/*; check bucket and KMS key policies", d.Bucket)}
 	case in.code == "NoSuchBucket":
-		return "the bucket does not exist; check the bucket_name"
+		return Advice{NoSuchBucket, "3.1", "the bucket does not exist; check the bucket_name"}
 	case in.code == "PermanentRedirect" || in.code == "AuthorizationHeaderMalformed" || in.code == "IllegalLocationConstraintException":
-		return fmt.Sprintf("the bucket is not in region %s; set the destination's region to the bucket's", d.Region)
+		return Advice{WrongRegion, "3.3", fmt.Sprintf("the bucket is not in region %s; set the destination's region to the bucket's", d.Region)}
 	case in.code == "AccessControlListNotSupported":
-		return "the bucket has ACLs disabled; set Canned_ACL bucket-owner-full-control or none"
+		return Advice{ACLsDisabled, "", "the bucket has ACLs disabled; set Canned_ACL bucket-owner-full-control or none"}
 	case strings.HasPrefix(in.code, "KMS."):
-		return "the bucket's KMS key must let the role encrypt (key policy)"
+		return Advice{KMSDenied, "3.2.4", "the bucket's KMS key must let the role encrypt (key policy)"}
 	case credentialCodes[in.code] || in.code == "SignatureDoesNotMatch":
-		return "the credentials were refused; check this process's AWS credentials and the role_arn"
+		return Advice{CredentialsRefused, "", "the credentials were refused; check this process's AWS credentials and the role_arn"}
 	case in.code == "NotImplemented" && c.ConditionalWrites:
-		return "the store may not support If-None-Match; set Conditional_Writes off for such S3-compatible stores"
+		return Advice{ConditionalWrites, "", "the store may not support If-None-Match; set Conditional_Writes off for such S3-compatible stores"}
 	case in.code != "":
-		return ""
+		return Advice{OtherError, "", ""}
 	case errors.As(err, &pathErr):
-		return "a local error, not the network's or S3's: the batch's file is gone or unreadable"
+		return Advice{LocalError, "", "a local error, not the network's or S3's: the batch's file is gone or unreadable"}
 	case errors.As(err, &opErr) || errors.As(err, &dnsErr) || errors.As(err, &sendErr):
-		return "network error; check connectivity to the endpoint"
+		return Advice{NetworkError, "", "network error; check connectivity to the endpoint"}
 	case errors.Is(err, context.DeadlineExceeded):
-		return "timed out; check connectivity to the endpoint and Request_Timeout"
+		return Advice{Timeout, "", "timed out; check connectivity to the endpoint and Request_Timeout"}
 	case errors.As(err, &errno):
-		return "a local error, not the network's or S3's"
+		return Advice{LocalError, "", "a local error, not the network's or S3's"}
 	}
-	return ""
+	return Advice{OtherError, "", ""}
 }
 
 // cause is the error's own words: the API message, or the innermost error, which carries the detail
