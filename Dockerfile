@@ -15,7 +15,8 @@ RUN CGO_ENABLED=1 go build -buildmode=c-shared -trimpath -o /out/out_wivaudit.so
 FROM fluent/fluent-bit:${FLUENT_BIT_VERSION}
 COPY --from=build /out/out_wivaudit.so /fluent-bit/plugins/out_wivaudit.so
 # The example configurations (fluent-bit.conf is the default; -c fluent-bit.yaml or multi-tenant.yaml picks
-# another). Replace destinations.json with your customers' entries: mount it; it is reloaded when it changes.
+# another). Replace destinations.json with your customers' entries: mount a folder holding yours (a single-file
+# mount keeps the file it started with when it is replaced) and point Destinations_File into it.
 COPY examples/fluent-bit.conf examples/fluent-bit.yaml examples/multi-tenant.yaml examples/parsers.conf examples/destinations.json /fluent-bit/etc/
 # Fluent Bit's filesystem storage, the tail DBs and the plugin's Store_Dir: what was accepted but not yet
 # delivered. Mount a persistent volume here, or it is lost with the container.
