@@ -384,6 +384,26 @@ func readManifests(t *testing.T, name string) manifests {
 	return objs
 }
 
+// TestKubernetesManifests: every manifest in examples/kubernetes parses, and every workload in them that runs
+// Fluent Bit passes checkWorkload.
+func TestKubernetesManifests(t *testing.T) {
+	files, _ := filepath.Glob(filepath.Join("..", "examples", "kubernetes", "*.yaml"))
+	workloads := 0
+	for _, file := range files {
+		objs := readManifests(t, filepath.Base(file))
+		for key := range objs {
+			kind, name, _ := strings.Cut(key, "/")
+			if kind == "Deployment" || kind == "StatefulSet" || kind == "DaemonSet" {
+				t.Run(filepath.Base(file)+"/"+key, func(t *testing.T) { checkWorkload(t, objs, kind, name) })
+				workloads++
+			}
+		}
+	}
+	if workloads < 2 {
+		t.Errorf("%d workloads in %v, want the sidecar and the delivery tier", workloads, files)
+	}
+}
+
 // TestKubernetesDeliveryTier: the StatefulSet keeps Fluent Bit's storage and Store_Dir on a persistent volume
 // per replica, and the Service sends events to the inputs the configuration opens.
 func TestKubernetesDeliveryTier(t *testing.T) {
@@ -393,10 +413,14 @@ func TestKubernetesDeliveryTier(t *testing.T) {
 	for _, c := range asList(at(objs.get("StatefulSet", "wivaudit"), "spec", "volumeClaimTemplates")) {
 		claims = append(claims, asString(at(c, "metadata", "name")))
 	}
-	for what, p := range map[string]string{"storage.path": flb.storagePath, "Store_Dir": flb.outputs[0].c.StoreDir} {
+	onClaim := func(what, p string) {
 		if m, _ := mountFor(ms, p); !slices.Contains(claims, m.volume) {
 			t.Errorf("%s %s is on volume %q, not on one of the volumeClaimTemplates %v", what, p, m.volume, claims)
 		}
+	}
+	onClaim("storage.path", flb.storagePath)
+	for _, o := range flb.outputs {
+		onClaim("Store_Dir", o.c.StoreDir)
 	}
 	var ports []string
 	for _, p := range asList(at(objs.get("Service", "wivaudit"), "spec", "ports")) {
