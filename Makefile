@@ -26,7 +26,12 @@ $(HOST): test/host/flbhost.c test/host/flb_proxy.h
 	$(CC) -O2 -g -Wall -Wextra -Werror -o $@ $< -ldl -lpthread
 
 ## demo: local moto, the sample events through the host and the plugin, then what was delivered
-demo: build host
+## (the first, cold run downloads the Go modules and compiles the cgo plugin: about 2 minutes, then seconds)
+demo:
+	@echo "==> Building the plugin ($(SO)) and the Fluent Bit test host ($(HOST))"
+	@echo "    the first time, Go downloads the modules and compiles the cgo plugin: about 2 minutes"
+	@$(MAKE) --no-print-directory build host
+	@echo "==> Compiling and starting the demo (the first time, the AWS SDK takes a minute more to compile)"
 	$(GO) run ./test/cmd/demo -host $(HOST) -plugin $(SO)
 
 ## test: formatting, vet, unit tests (with -race), a short fuzz run and the integration tests through the real .so

@@ -42,9 +42,10 @@ func readSections(t *testing.T, path string) []section {
 	return out
 }
 
-// TestShippedExamplesAreValid: the configurations we ship load as Fluent Bit would load them. Every input's
-// parser is defined in the Parsers_File next to the configuration, and every wivaudit output's settings pass
-// validation once its ${VARIABLES} are set.
+// TestShippedExamplesAreValid: the configurations we ship load as Fluent Bit would load them. Every input is
+// buffered on disk and its parser is defined in the Parsers_File next to the configuration, and every wivaudit
+// output's settings pass validation once its ${VARIABLES} are set. (demo.conf has no inputs: the host reads
+// the demo's events itself.)
 func TestShippedExamplesAreValid(t *testing.T) {
 	vars := regexp.MustCompile(`\$\{[A-Z_]+\}`)
 	values := map[string]string{"${WIV_DESTINATIONS}": "/tmp/destinations.json", "${WIV_ENDPOINT}": "http://127.0.0.1:5000",
@@ -54,15 +55,20 @@ func TestShippedExamplesAreValid(t *testing.T) {
 			path := filepath.Join("..", "examples", name)
 			parsers := map[string]bool{}
 			outputs := 0
+			storagePath := ""
 			for _, s := range readSections(t, path) {
 				switch s.name {
 				case "SERVICE":
+					storagePath = s.keys.Get("storage.path")
 					if file := s.keys.Get("Parsers_File"); file != "" {
 						for _, p := range readSections(t, filepath.Join(filepath.Dir(path), file)) {
 							parsers[p.keys.Get("Name")] = p.name == "PARSER"
 						}
 					}
 				case "INPUT":
+					if storagePath == "" || s.keys.Get("storage.type") != "filesystem" {
+						t.Errorf("input %s is not buffered on disk (storage.path, storage.type filesystem)", s.keys.Get("Tag"))
+					}
 					if p := s.keys.Get("Parser"); p != "" && !parsers[p] {
 						t.Errorf("input %s uses parser %q, which its Parsers_File does not define", s.keys.Get("Tag"), p)
 					}
