@@ -351,8 +351,8 @@ func (v *verifier) checkChains(chains map[string][]digestName, digests map[strin
 			continue // nothing of it verified in the period: reported digest by digest
 		}
 		if last.end.Add(every + v.q.Grace).Before(v.to) {
-			v.add(Problem, StoppedChain, last.key, "chain %s has no digest after this one, which ends %s; one is due every %s: later digests were deleted, or the replica writing the chain stopped (removed, or its Store_Dir lost)",
-				id, fmtTime(last.end), every)
+			v.add(Problem, StoppedChain, last.key, "chain %s has no digest after this one, which ends %s, though one is due every %s (the next would be %s): later digests were deleted, or the replica writing the chain stopped (removed, or its Store_Dir lost)",
+				id, fmtTime(last.end), every, Key(v.q.Prefix, v.q.Org, id, last.end.Add(every)))
 			continue
 		}
 		if horizon.IsZero() || last.end.Before(horizon) {
