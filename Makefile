@@ -5,7 +5,7 @@ BUILD := build
 SO    := $(BUILD)/out_wivaudit.so
 HOST  := $(BUILD)/flbhost
 NULLOUT := $(BUILD)/nullout.so
-PKGS_PURE := ./conf/... ./record/... ./plugin/... ./upload/... ./lru/... ./buffer/...
+PKGS_PURE := ./conf/... ./record/... ./plugin/... ./upload/... ./lru/... ./buffer/... ./digest/...
 GO_SOURCES := $(shell find . -name '*.go' -not -path './test/*' -not -name '*_test.go') go.mod go.sum
 
 .PHONY: all build host demo test unit fuzz integration lint bench clean
@@ -51,6 +51,7 @@ FUZZTIME ?= 10s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./record
 	$(GO) test -run '^$$' -fuzz '^FuzzRecordJSON$$' -fuzztime $(FUZZTIME) ./record
+	$(GO) test -run '^$$' -fuzz '^FuzzRefOf$$' -fuzztime $(FUZZTIME) ./record
 
 integration: build host
 	WIVAUDIT_PLUGIN=$(abspath $(SO)) WIVAUDIT_HOST=$(abspath $(HOST)) $(GO) test -count=1 -timeout 20m ./test/...
