@@ -111,7 +111,7 @@ func TestCommandCheck(t *testing.T) {
 	if code != 0 || m == nil || !strings.HasSuffix(out, "result: ok\n") {
 		t.Fatalf("check with the probe: exit %d", code)
 	}
-	if !regexp.MustCompile(`^` + org + `/wivaudit-delivery-check-[0-9]{13}\.txt$`).MatchString(m[1]) || keyPattern.MatchString(m[1]) {
+	if !regexp.MustCompile(`^`+org+`/wivaudit-delivery-check-[0-9]{13}\.txt$`).MatchString(m[1]) || keyPattern.MatchString(m[1]) {
 		t.Errorf("probe key %q: not the probe's name, or one an audit log glob matches", m[1])
 	}
 	body, err := e.moto.Get(ctx, e.p.Bucket, m[1])
