@@ -5,18 +5,22 @@ BUILD := build
 SO    := $(BUILD)/out_wivaudit.so
 HOST  := $(BUILD)/flbhost
 NULLOUT := $(BUILD)/nullout.so
-PKGS_PURE := ./conf/... ./record/... ./plugin/... ./upload/... ./lru/... ./buffer/... ./digest/...
+CMD   := $(BUILD)/wivaudit
+PKGS_PURE := ./conf/... ./record/... ./plugin/... ./upload/... ./lru/... ./buffer/... ./digest/... ./cmd/...
 GO_SOURCES := $(shell find . -name '*.go' -not -path './test/*' -not -name '*_test.go') go.mod go.sum
 
 .PHONY: all build host demo test unit fuzz integration lint bench clean
 
 all: build
 
-## build: the plugin, build/out_wivaudit.so
-build: $(SO)
+## build: the plugin, build/out_wivaudit.so, and the wivaudit command, build/wivaudit
+build: $(SO) $(CMD)
 
 $(SO): $(GO_SOURCES)
 	CGO_ENABLED=1 $(GO) build -buildmode=c-shared -trimpath -o $@ .
+
+$(CMD): $(GO_SOURCES)
+	CGO_ENABLED=0 $(GO) build -trimpath -o $@ ./cmd/wivaudit
 
 ## host: the Fluent Bit stand-in used by the demo and the integration tests
 host: $(HOST)
@@ -54,7 +58,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzRefOf$$' -fuzztime $(FUZZTIME) ./record
 
 integration: build host
-	WIVAUDIT_PLUGIN=$(abspath $(SO)) WIVAUDIT_HOST=$(abspath $(HOST)) $(GO) test -count=1 -timeout 20m ./test/...
+	WIVAUDIT_PLUGIN=$(abspath $(SO)) WIVAUDIT_HOST=$(abspath $(HOST)) WIVAUDIT_CMD=$(abspath $(CMD)) $(GO) test -count=1 -timeout 20m ./test/...
 
 ## bench: one table, every figure from the same run (about 3 minutes): the Go benchmarks of decode, append,
 ## flush and seal, then the whole plugin through the host on the generated reference workload (100 orgs x 3) and

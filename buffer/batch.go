@@ -32,6 +32,9 @@ type Manifest struct {
 	SourceLog string       `json:"source_log,omitempty"`
 	// Destination is the caller's name for where the batch goes, fixed at seal time.
 	Destination string `json:"destination,omitempty"`
+	// Requeued is when the batch was last put back from quarantine, unix ms: its time to quarantine runs
+	// from then rather than from Opened.
+	Requeued int64 `json:"requeued_ms,omitempty"`
 }
 
 // Batch is a sealed upload unit.
@@ -139,11 +142,7 @@ func (s *Store) Quarantine(b *Batch) error {
 	if err := s.use.toQuarantine(b.ObjectBytes); err != nil {
 		return err
 	}
-	// A name free for both files, so that the pair stays together and no earlier quarantined batch is replaced.
-	base := filepath.Join(s.quarantine, strings.TrimSuffix(filepath.Base(b.object), objectSuffix))
-	for n := 1; fileExists(base+objectSuffix) || fileExists(base+manifestSuffix); n++ {
-		base = filepath.Join(s.quarantine, fmt.Sprintf("%s.%d", strings.TrimSuffix(filepath.Base(b.object), objectSuffix), n))
-	}
+	base := freeBase(s.quarantine, strings.TrimSuffix(filepath.Base(b.object), objectSuffix))
 	object, err := moveNoReplace(b.object, base+objectSuffix)
 	if err != nil {
 		s.use.fromQuarantine(b.ObjectBytes)
@@ -164,6 +163,16 @@ func (s *Store) Quarantine(b *Batch) error {
 		return err
 	}
 	return syncDir(s.batches)
+}
+
+// freeBase is a batch's name in dir free for both its files, so that the pair stays together and no other
+// batch is replaced: name, or name.N.
+func freeBase(dir, name string) string {
+	base := filepath.Join(dir, name)
+	for n := 1; fileExists(base+objectSuffix) || fileExists(base+manifestSuffix); n++ {
+		base = filepath.Join(dir, fmt.Sprintf("%s.%d", name, n))
+	}
+	return base
 }
 
 // ReadFile reads a small file the caller keeps in the store's folder (nil when it does not exist).

@@ -29,12 +29,36 @@ type arrived struct {
 type recovered struct {
 	rep    Recovery
 	runs   map[Stream][]arrived
-	sealed map[Stream][][2]pos // ranges of runs in committed batches
+	sealed sealedRanges
 	maxSeg uint64
 }
 
+// sealedRanges are, per stream, the ranges of runs that committed batches hold.
+type sealedRanges map[Stream][][2]pos
+
+func (sr sealedRanges) covers(st Stream, p pos) bool {
+	for _, r := range sr[st] {
+		if !p.less(r[0]) && !r[1].less(p) {
+			return true
+		}
+	}
+	return false
+}
+
+// add notes the runs a batch's manifest says it holds.
+func (sr sealedRanges) add(m *Manifest) (last pos, ok bool) {
+	r := m.LogRange
+	if r == nil {
+		return pos{}, false
+	}
+	first, last := pos{uint64(r[0][0]), r[0][1]}, pos{uint64(r[1][0]), r[1][1]}
+	st := Stream{m.Org, m.Kind}
+	sr[st] = append(sr[st], [2]pos{first, last})
+	return last, true
+}
+
 func (s *Store) recover() (*Recovery, error) {
-	rc := &recovered{runs: map[Stream][]arrived{}, sealed: map[Stream][][2]pos{}}
+	rc := &recovered{runs: map[Stream][]arrived{}, sealed: sealedRanges{}}
 	legacySealed, err := s.recoverBatches(rc)
 	if err != nil {
 		return nil, err
@@ -49,7 +73,7 @@ func (s *Store) recover() (*Recovery, error) {
 	s.mu.Lock()
 	for st, runs := range rc.runs {
 		for _, r := range runs {
-			if !rc.isSealed(st, r.pos()) {
+			if !rc.sealed.covers(st, r.pos()) {
 				s.addRunLocked(st, r.runRef, r.at, r.at)
 			}
 		}
@@ -66,15 +90,6 @@ func (s *Store) recover() (*Recovery, error) {
 	s.Rotate(s.opt.Now())
 	rc.rep.Pending = len(s.closed)
 	return &rc.rep, s.releaseSegments()
-}
-
-func (rc *recovered) isSealed(st Stream, p pos) bool {
-	for _, r := range rc.sealed[st] {
-		if !p.less(r[0]) && !r[1].less(p) {
-			return true
-		}
-	}
-	return false
 }
 
 // recoverBatches reads the manifests of sealed batches. A manifest that cannot be read, or whose object is
@@ -109,9 +124,7 @@ func (s *Store) recoverBatches(rc *recovered) (map[string]bool, error) {
 			ss := s.streamLocked(b.Stream())
 			ss.batches++
 			ss.last = max(ss.last, b.KeyMs, b.Opened)
-			if r := b.LogRange; r != nil {
-				first, last := pos{uint64(r[0][0]), r[0][1]}, pos{uint64(r[1][0]), r[1][1]}
-				rc.sealed[b.Stream()] = append(rc.sealed[b.Stream()], [2]pos{first, last})
+			if last, ok := rc.sealed.add(&b.Manifest); ok {
 				rc.maxSeg = max(rc.maxSeg, last.seg)
 			}
 			if b.SourceLog != "" {
@@ -189,27 +202,38 @@ func (s *Store) recoverSegment(rc *recovered, id uint64) error {
 	seg := &segment{id: id, path: path, f: f, size: int64(len(data))}
 	s.segments = append(s.segments, seg)
 	s.use.used += seg.size
-	off := 0
-	rc.rep.TornTail += int64(scanFrames(data, func(payload []byte) {
-		at := off
-		off += headerLen + len(payload)
-		e, err := parseEntry(payload)
-		if err != nil {
-			rc.rep.Damaged = append(rc.rep.Damaged, append([]byte(nil), data[at:off]...))
-			return
-		}
-		switch e.typ {
-		case runEntry:
-			rc.runs[e.st] = append(rc.runs[e.st], arrived{runRef{seg: seg, off: int64(at), size: int32(off - at),
-				records: int32(e.records), json: int32(jsonBytes(e.body, e.records))}, e.ms})
-		case sealedEntry:
-			rc.sealed[e.st] = append(rc.sealed[e.st], [2]pos{e.first, e.last})
-			ss := s.streamLocked(e.st)
-			ss.last = max(ss.last, e.ms)
-		}
+	rc.rep.TornTail += int64(scanLog(data, func(e entry, at, size int) {
+		rc.runs[e.st] = append(rc.runs[e.st], arrived{runRef{seg: seg, off: int64(at), size: int32(size),
+			records: int32(e.records), json: int32(jsonBytes(e.body, e.records))}, e.ms})
+	}, func(e entry) {
+		rc.sealed[e.st] = append(rc.sealed[e.st], [2]pos{e.first, e.last})
+		ss := s.streamLocked(e.st)
+		ss.last = max(ss.last, e.ms)
 	}, func(bad []byte) {
-		off += len(bad)
 		rc.rep.Damaged = append(rc.rep.Damaged, append([]byte(nil), bad...))
 	}))
 	return nil
+}
+
+// scanLog reads a segment's entries in order: run gets each run with where its frame lies, sealed each sealed
+// entry, damaged each region that failed its checksum or does not parse. It returns the length of the torn
+// tail.
+func scanLog(data []byte, run func(e entry, at, size int), sealed func(e entry), damaged func([]byte)) int {
+	off := 0
+	return scanFrames(data, func(payload []byte) {
+		at := off
+		off += headerLen + len(payload)
+		e, err := parseEntry(payload)
+		switch {
+		case err != nil:
+			damaged(data[at:off])
+		case e.typ == runEntry:
+			run(e, at, off-at)
+		default:
+			sealed(e)
+		}
+	}, func(bad []byte) {
+		off += len(bad)
+		damaged(bad)
+	})
 }

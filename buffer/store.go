@@ -131,24 +131,46 @@ func Open(dir string, opt Options) (*Store, *Recovery, error) {
 }
 
 func (s *Store) takeLock() error {
-	path := filepath.Join(s.dir, "lock")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := lockDir(s.dir)
 	if err != nil {
-		return fmt.Errorf("open %s: %w", path, err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		owner, _ := io.ReadAll(f)
-		f.Close()
-		return fmt.Errorf("%s is %w (pid %s)", s.dir, ErrLocked, strings.TrimSpace(string(owner)))
-	}
-	if err := f.Truncate(0); err == nil {
-		f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+		return err
 	}
 	s.lockMu.Lock()
 	s.lock = f
 	s.lockMu.Unlock()
 	return nil
 }
+
+// lockDir takes the exclusive lock of the store in dir, and writes this process's id into the lock file. The
+// lock holds until the file is closed.
+func lockDir(dir string) (*os.File, error) {
+	path := filepath.Join(dir, "lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		owner, _ := io.ReadAll(f)
+		f.Close()
+		return nil, &LockedError{Dir: dir, Holder: strings.TrimSpace(string(owner))}
+	}
+	if err := f.Truncate(0); err == nil {
+		f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	return f, nil
+}
+
+// LockedError says that another process holds a store's lock; it is ErrLocked.
+type LockedError struct {
+	Dir    string
+	Holder string // the process id the lock file names
+}
+
+func (e *LockedError) Error() string {
+	return fmt.Sprintf("%s is %v (pid %s)", e.Dir, ErrLocked, e.Holder)
+}
+
+func (e *LockedError) Unwrap() error { return ErrLocked }
 
 // Close closes the log and releases the store's lock. Appends and seals must have stopped.
 func (s *Store) Close() {

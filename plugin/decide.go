@@ -26,6 +26,7 @@ type facts struct {
 	class       upload.Class // what the failed upload means (putFailed)
 	now         time.Time
 	opened      time.Time // arrival of the batch's first record: its age decides the quarantine
+	requeued    time.Time // when it was put back from quarantine (zero: never); the quarantine clock restarts then
 	attempts    int       // failed attempts in this process, for the backoff
 	held        string    // why its destination cannot be used now; "" when it can
 	wrongKey    bool      // its key is not the one its destination gives it (prefix, spelling of the organisation)
@@ -97,7 +98,7 @@ func decide(f facts, p policy) outcome {
 		o.do = nextKey
 	case f.step == putFailed && f.class == upload.Credentials && f.mayReassume:
 		o.do = reassume
-	case f.step == putFailed && f.class == upload.Misconfigured && f.now.Sub(f.opened) >= p.quarantineAfter:
+	case f.step == putFailed && f.class == upload.Misconfigured && f.now.Sub(f.refusedSince()) >= p.quarantineAfter:
 		o.do = quarantine
 	case f.step == putFailed && f.class == upload.Misconfigured:
 		o.do, o.at = refused, f.now.Add(p.holdRetry)
@@ -106,6 +107,14 @@ func decide(f facts, p policy) outcome {
 		o.at = f.now.Add(backoff(o.attempts, f.jitter))
 	}
 	return o
+}
+
+// refusedSince is when the batch's quarantine clock started: its first record's arrival, or its requeue.
+func (f facts) refusedSince() time.Time {
+	if f.requeued.After(f.opened) {
+		return f.requeued
+	}
+	return f.opened
 }
 
 // backoff is how long a batch waits after its nth failed attempt: half a second, plus up to 2^n s (at most

@@ -41,6 +41,7 @@ func (in *Instance) attempt(ctx context.Context, it *item) bool {
 	b := it.batch
 	d, held := in.dests.resolve(b)
 	f := facts{now: in.now(), opened: time.UnixMilli(b.Opened), attempts: it.attempts, held: held,
+		requeued: time.UnixMilli(b.Requeued),
 		wrongKey: held == "" && destKey(d, b, b.KeyMs) != b.Key}
 	var err error // why the upload failed
 	for {
@@ -93,7 +94,7 @@ func (in *Instance) attempt(ctx context.Context, it *item) bool {
 			in.log.limitedf(LevelWarn, "credentials\x00"+d.RoleARN, f.now, "the role's credentials were refused for %s; assuming the role again: %s", b.Key, upload.Explain(err, d, in.cfg))
 			return true
 		case quarantine:
-			age := f.now.Sub(f.opened).Round(time.Second)
+			age := f.now.Sub(f.refusedSince()).Round(time.Second)
 			if qerr := in.store.Quarantine(b); qerr != nil {
 				if errors.Is(qerr, buffer.ErrQuarantineFull) {
 					qerr = fmt.Errorf("%w: raise Quarantine_Limit_Size or move quarantined batches away", qerr)
@@ -106,7 +107,7 @@ func (in *Instance) attempt(ctx context.Context, it *item) bool {
 			in.quarantined.Add(1)
 			in.checkUsage()
 			object, manifest := b.Files()
-			in.log.limitedf(LevelError, "quarantined\x00"+b.Org, f.now, "upload of %s (%d records) refused for %s: moved to quarantine (%s, %s); to replay it after fixing the cause, move both files into %s/batches and restart. Cause: %s",
+			in.log.limitedf(LevelError, "quarantined\x00"+b.Org, f.now, "upload of %s (%d records) refused for %s: moved to quarantine (%s, %s); to replay it after fixing the cause, stop Fluent Bit, run wivaudit store requeue %s and start it again. Cause: %s",
 				b.Key, b.Records, age, object, manifest, in.cfg.StoreDir, upload.Explain(err, d, in.cfg))
 			return false
 		case drop:
@@ -128,7 +129,7 @@ func (in *Instance) attempt(ctx context.Context, it *item) bool {
 			it.due = o.at
 			if f.step == putFailed {
 				in.log.limitedf(LevelError, "refused\x00"+d.OrgID+"\x00"+d.Bucket, f.now, "upload of %s (%d records) refused, attempt %d; held, next try in %s, quarantine in %s: %s",
-					b.Key, b.Records, b.Attempts, in.cfg.HoldRetryInterval, in.cfg.QuarantineAfter-f.now.Sub(f.opened).Round(time.Second), upload.Explain(err, d, in.cfg))
+					b.Key, b.Records, b.Attempts, in.cfg.HoldRetryInterval, in.cfg.QuarantineAfter-f.now.Sub(f.refusedSince()).Round(time.Second), upload.Explain(err, d, in.cfg))
 			}
 			return true
 		case retry:

@@ -291,7 +291,7 @@ func TestDeniedWritesHoldThenQuarantine(t *testing.T) {
 	}
 	p.Signal(syscall.SIGTERM)
 	r := p.Wait(time.Minute)
-	if !strings.Contains(r.Stderr, "to replay it after fixing the cause, move both files into") {
+	if !strings.Contains(r.Stderr, "to replay it after fixing the cause, stop Fluent Bit, run wivaudit store requeue ") {
 		t.Errorf("the quarantine log line does not say how to replay")
 	}
 	found := map[string]bool{}

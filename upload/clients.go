@@ -88,17 +88,21 @@ func (c *Clients) session(d conf.Destination) *session {
 	if s, ok := c.sessions.Get(sessionKey(d)); ok {
 		return s
 	}
-	provider := stscreds.NewAssumeRoleProvider(c.sts, d.RoleARN, func(o *stscreds.AssumeRoleOptions) {
-		o.ExternalID = aws.String(d.ExternalID)
-		o.RoleSessionName = c.cfg.RoleSessionName
-		o.Duration = c.cfg.SessionDuration
-	})
-	s := &session{cache: aws.NewCredentialsCache(provider, func(o *aws.CredentialsCacheOptions) {
+	s := &session{cache: aws.NewCredentialsCache(c.assumer(d), func(o *aws.CredentialsCacheOptions) {
 		o.ExpiryWindow = c.cfg.RefreshWindow
 		o.ExpiryWindowJitterFrac = float64(c.cfg.RefreshJitter) / float64(c.cfg.RefreshWindow)
 	})}
 	c.sessions.Put(sessionKey(d), s)
 	return s
+}
+
+// assumer assumes d's role with its External ID, Role_Session_Name and Role_Session_Duration.
+func (c *Clients) assumer(d conf.Destination) *stscreds.AssumeRoleProvider {
+	return stscreds.NewAssumeRoleProvider(c.sts, d.RoleARN, func(o *stscreds.AssumeRoleOptions) {
+		o.ExternalID = aws.String(d.ExternalID)
+		o.RoleSessionName = c.cfg.RoleSessionName
+		o.Duration = c.cfg.SessionDuration
+	})
 }
 
 // Put uploads one sealed batch to d, signed by d's role session when d has a role.

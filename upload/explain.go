@@ -62,11 +62,8 @@ func Explain(err error, d conf.Destination, c *conf.Config) string {
 		step = "STS AssumeRole of " + d.RoleARN
 	}
 	msg := step + " failed"
-	switch {
-	case in.code != "" && in.status != 0:
-		msg += fmt.Sprintf(" (%d %s)", in.status, in.code)
-	case in.code != "":
-		msg += " (" + in.code + ")"
+	if answer := in.answer(); answer != "" {
+		msg += " (" + answer + ")"
 	}
 	if a := advise(err, in, d, c); a.Check != "" {
 		msg += ": " + a.Check
@@ -75,6 +72,17 @@ func Explain(err error, d conf.Destination, c *conf.Config) string {
 		}
 	}
 	return msg + "; " + shorten(cause(err, in), 100)
+}
+
+// answer is the server's answer: the HTTP status and error code, such as "403 AccessDenied", or "".
+func (in inspection) answer() string {
+	switch {
+	case in.code != "" && in.status != 0:
+		return fmt.Sprintf("%d %s", in.status, in.code)
+	case in.code != "":
+		return in.code
+	}
+	return ""
 }
 
 // Advise says what a failed AssumeRole or PutObject for d means and what to check.

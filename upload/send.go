@@ -33,6 +33,11 @@ func send(ctx context.Context, p putter, c *conf.Config, d conf.Destination, b *
 		ContentType:     aws.String("application/json"),
 		ContentEncoding: aws.String("gzip"),
 	}
+	return put(ctx, p, c, in, opts...)
+}
+
+// put sends a PutObject with the canned ACL and, unless switched off, If-None-Match: *.
+func put(ctx context.Context, p putter, c *conf.Config, in *s3.PutObjectInput, opts ...func(*s3.Options)) error {
 	if c.CannedACL != "" {
 		in.ACL = types.ObjectCannedACL(c.CannedACL)
 	}
@@ -42,6 +47,6 @@ func send(ctx context.Context, p putter, c *conf.Config, d conf.Destination, b *
 	// The SDK retries a request up to 3 times, each bounded by Request_Timeout, after fetching credentials.
 	ctx, cancel := context.WithTimeout(ctx, 4*c.RequestTimeout)
 	defer cancel()
-	_, err = p.PutObject(ctx, in, opts...)
+	_, err := p.PutObject(ctx, in, opts...)
 	return err
 }

@@ -1,0 +1,276 @@
+package buffer
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// Inspection is what a store's folder holds, read without its lock: a snapshot while the plugin runs.
+type Inspection struct {
+	Streams     []StreamContents `json:"streams"` // by organisation, then kind
+	DeadLetters FileContents     `json:"dead_letters"`
+	// SetAside are the files in the quarantine folder that are not batches: what recovery could not read.
+	SetAside []string `json:"set_aside,omitempty"`
+	// DamagedRegions counts regions of the log that failed their checksum.
+	DamagedRegions int `json:"damaged_log_regions,omitempty"`
+}
+
+// StreamContents is what one (organisation, kind) stream has in the store.
+type StreamContents struct {
+	Org  string `json:"org_id"`
+	Kind string `json:"kind"`
+	// Unsealed are records in the log not yet in a batch; their bytes are the records' JSON.
+	Unsealed Holding `json:"unsealed"`
+	// Sealed are batches waiting for upload; their bytes are the objects'.
+	Sealed      Holding `json:"sealed"`
+	Quarantined Holding `json:"quarantined"`
+}
+
+// Holding counts one part of a stream. Oldest is the arrival of its oldest record, unix ms (0: none).
+type Holding struct {
+	Batches int   `json:"batches"`
+	Records int   `json:"records"`
+	Bytes   int64 `json:"bytes"`
+	Oldest  int64 `json:"oldest_ms,omitempty"`
+}
+
+func (h *Holding) add(batches, records int, bytes, oldest int64) {
+	h.Batches += batches
+	h.Records += records
+	h.Bytes += bytes
+	if h.Oldest == 0 || oldest < h.Oldest {
+		h.Oldest = oldest
+	}
+}
+
+// FileContents is a file's lines and bytes.
+type FileContents struct {
+	Lines int   `json:"lines"`
+	Bytes int64 `json:"bytes"`
+}
+
+// ErrNotStore means a folder has none of a store's folders.
+var ErrNotStore = errors.New("not a Store_Dir: it has no wal, batches or quarantine folder")
+
+// Inspect reads what the store in dir holds, changing nothing and taking no lock, so that it is safe while the
+// plugin runs. Files that vanish while it reads (a batch uploaded, a segment released) are skipped. The log is
+// read first: a batch sealed meanwhile names the runs it took, so they are not counted twice.
+func Inspect(dir string) (*Inspection, error) {
+	if !isDir(filepath.Join(dir, walFolder)) && !isDir(filepath.Join(dir, batchesFolder)) && !isDir(filepath.Join(dir, quarantineFolder)) {
+		return nil, fmt.Errorf("%s: %w", dir, ErrNotStore)
+	}
+	in := &Inspection{}
+	streams := map[Stream]*StreamContents{}
+	at := func(st Stream) *StreamContents {
+		if streams[st] == nil {
+			streams[st] = &StreamContents{Org: st.Org, Kind: st.Kind}
+		}
+		return streams[st]
+	}
+	runs, sealed, err := in.readLog(filepath.Join(dir, walFolder))
+	if err != nil {
+		return nil, err
+	}
+	legacySealed := map[string]bool{}
+	err = readManifests(filepath.Join(dir, batchesFolder), func(m *Manifest, objectBytes int64, _ string) {
+		if m == nil {
+			return // being sealed, or for the next start to set aside
+		}
+		at(Stream{m.Org, m.Kind}).Sealed.add(1, m.Records, objectBytes, m.Opened)
+		sealed.add(m)
+		legacySealed[m.SourceLog] = true
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = readManifests(filepath.Join(dir, quarantineFolder), func(m *Manifest, objectBytes int64, base string) {
+		if m == nil {
+			in.SetAside = append(in.SetAside, base)
+			return
+		}
+		at(Stream{m.Org, m.Kind}).Quarantined.add(1, m.Records, objectBytes, m.Opened)
+		sealed.add(m)
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range runs {
+		if !sealed.covers(r.st, r.pos) {
+			at(r.st).Unsealed.add(0, r.records, r.json, r.at)
+		}
+	}
+	if err := readLegacyLogs(filepath.Join(dir, legacyLogs), legacySealed, func(p *Pending, records int, json int64) {
+		at(p.Stream).Unsealed.add(0, records, json, p.Opened)
+	}); err != nil {
+		return nil, err
+	}
+	if in.DeadLetters, err = countLines(filepath.Join(dir, DeadLetterFile)); err != nil {
+		return nil, err
+	}
+	for _, sc := range streams {
+		in.Streams = append(in.Streams, *sc)
+	}
+	sort.Slice(in.Streams, func(i, j int) bool {
+		a, b := in.Streams[i], in.Streams[j]
+		return a.Org < b.Org || a.Org == b.Org && a.Kind < b.Kind
+	})
+	sort.Strings(in.SetAside)
+	return in, nil
+}
+
+// loggedRun is a run of the log as Inspect counts it.
+type loggedRun struct {
+	st      Stream
+	pos     pos
+	records int
+	json    int64
+	at      int64
+}
+
+// readLog reads every segment in order and returns their runs and the ranges their sealed entries cover.
+func (in *Inspection) readLog(walDir string) ([]loggedRun, sealedRanges, error) {
+	sealed := sealedRanges{}
+	entries, err := os.ReadDir(walDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, sealed, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	var ids []uint64
+	for _, e := range entries {
+		if id, ok := parseSegmentName(e.Name()); ok {
+			ids = append(ids, id)
+		}
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	var runs []loggedRun
+	for _, id := range ids {
+		data, err := os.ReadFile(filepath.Join(walDir, segmentName(id)))
+		if errors.Is(err, os.ErrNotExist) {
+			continue // released since the folder was listed
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		scanLog(data, func(e entry, at, _ int) {
+			runs = append(runs, loggedRun{st: e.st, pos: pos{id, int64(at)}, records: e.records,
+				json: jsonBytes(e.body, e.records), at: e.ms})
+		}, func(e entry) {
+			sealed[e.st] = append(sealed[e.st], [2]pos{e.first, e.last})
+		}, func([]byte) { in.DamagedRegions++ })
+	}
+	return runs, sealed, nil
+}
+
+// readManifests calls found with each batch in dir: its manifest and its object's size. A file that is not
+// part of a readable batch is reported with a nil manifest and its name; a batch that vanishes while it is
+// read is skipped.
+func readManifests(dir string, found func(m *Manifest, objectBytes int64, name string)) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	paired := map[string]bool{}
+	for _, e := range entries {
+		base, ok := strings.CutSuffix(e.Name(), manifestSuffix)
+		if !ok {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		var m Manifest
+		if err != nil || json.Unmarshal(data, &m) != nil || !safeName(m.Org) || !safeName(m.Kind) {
+			found(nil, 0, e.Name())
+			continue
+		}
+		fi, err := os.Stat(filepath.Join(dir, base+objectSuffix))
+		if errors.Is(err, os.ErrNotExist) && !fileExists(filepath.Join(dir, e.Name())) {
+			continue // uploaded (or moved) while this was read
+		}
+		if err != nil {
+			found(nil, 0, e.Name())
+			continue
+		}
+		paired[base+objectSuffix] = true
+		found(&m, fi.Size(), e.Name())
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if !paired[name] && !strings.HasSuffix(name, manifestSuffix) && !strings.HasSuffix(name, tmpSuffix) && fileExists(filepath.Join(dir, name)) {
+			found(nil, 0, name)
+		}
+	}
+	return nil
+}
+
+// readLegacyLogs counts the records of the log files a store of the layout before the write-ahead log left,
+// except those a batch already holds.
+func readLegacyLogs(dir string, sealed map[string]bool, found func(p *Pending, records int, json int64)) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		p, ok := parseLegacyName(e.Name())
+		if !ok || sealed[e.Name()] {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		records, jsonLen := 0, int64(0)
+		scanFrames(data, func(r []byte) { records++; jsonLen += int64(len(r)) }, func([]byte) {})
+		found(p, records, jsonLen)
+	}
+	return nil
+}
+
+// countLines counts the lines and bytes of a file; a missing file has none.
+func countLines(path string) (FileContents, error) {
+	var fc FileContents
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return fc, nil
+	}
+	if err != nil {
+		return fc, err
+	}
+	defer f.Close()
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := f.Read(buf)
+		fc.Bytes += int64(n)
+		fc.Lines += bytes.Count(buf[:n], []byte{'\n'})
+		if err == io.EOF {
+			return fc, nil
+		}
+		if err != nil {
+			return fc, err
+		}
+	}
+}
+
+func isDir(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.IsDir()
+}

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"strings"
+)
+
+// flags returns c's flag set: its errors and -h go to stderr.
+func flags(e *env, c *command) *flag.FlagSet {
+	fs := flag.NewFlagSet("wivaudit "+c.name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(e.stderr, "usage: wivaudit %s %s\n  %s\n", c.name, c.args, c.summary)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse reads flags placed anywhere among args and returns the positional arguments, which must number
+// want. ok=false means the caller exits with code: 0 after -h, 2 after a usage error (already printed).
+func parse(e *env, fs *flag.FlagSet, args []string, want ...string) (positional []string, code int, ok bool) {
+	for {
+		if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+			return nil, exitOK, false
+		} else if err != nil {
+			return nil, exitUsage, false
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	if len(positional) != len(want) {
+		return nil, usageError(e, fs, "expected %s, got %d arguments", strings.Join(want, " "), len(positional)), false
+	}
+	return positional, exitOK, true
+}
+
+// usageError prints what is wrong with the arguments and the usage, and returns exitUsage.
+func usageError(e *env, fs *flag.FlagSet, format string, args ...any) int {
+	fmt.Fprintf(e.stderr, "%s: %s\n", fs.Name(), fmt.Sprintf(format, args...))
+	fs.Usage()
+	return exitUsage
+}
+
+// problems lists the errors an error joins (conf reports every problem at once), or the error itself.
+func problems(err error) []error {
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		return joined.Unwrap()
+	}
+	return []error{err}
+}
+
+// flagOf names the flag that gives a setting, so that a settings problem says what to change on the command
+// line.
+func flagOf(settingProblem error, flagBySetting map[string]string) string {
+	msg := settingProblem.Error()
+	if key, rest, ok := strings.Cut(msg, ": "); ok && flagBySetting[key] != "" {
+		return flagBySetting[key] + ": " + rest
+	}
+	return msg
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}

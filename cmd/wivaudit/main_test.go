@@ -1,0 +1,229 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"iter"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wiv/out_wivaudit/buffer"
+	"github.com/wiv/out_wivaudit/upload"
+)
+
+const secretID = "681d1539-fd63-4e6e-9426-fccdfdae1862"
+
+var t0 = time.UnixMilli(1769611845000)
+
+// runCmd runs the command as main does, with getenv's values, and returns its exit code and output.
+func runCmd(t *testing.T, environ map[string]string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	e := &env{ctx: context.Background(), stdout: &out, stderr: &errOut, getenv: func(k string) string { return environ[k] },
+		now: func() time.Time { return t0 }}
+	code = run(e, args)
+	if strings.Contains(out.String()+errOut.String(), secretID) {
+		t.Errorf("%v: the output shows the External ID", args)
+	}
+	return code, out.String(), errOut.String()
+}
+
+func TestArguments(t *testing.T) {
+	dir := t.TempDir()
+	idFile := filepath.Join(dir, "id")
+	os.WriteFile(idFile, []byte(secretID+"\n"), 0o600)
+	dests := filepath.Join(dir, "dests.json")
+	os.WriteFile(dests, []byte(`[{"org_id":"org-a","bucket_name":"bucket-a","role_arn":"arn:aws:iam::123456789012:role/r","external_id":"`+secretID+`"}]`), 0o600)
+	role := "arn:aws:iam::123456789012:role/r"
+	cases := []struct {
+		args []string
+		code int
+		says string // in stdout or stderr
+	}{
+		{nil, exitUsage, "usage: wivaudit COMMAND"},
+		{[]string{"help"}, exitOK, "Exit codes:"},
+		{[]string{"--help"}, exitOK, "store requeue DIR"},
+		{[]string{"frob"}, exitUsage, `unknown command "frob"`},
+		{[]string{"store", "frob"}, exitUsage, `unknown command "store frob"`},
+		{[]string{"check", "-h"}, exitOK, "-write-probe"},
+		{[]string{"check", "--bucket", "b-1"}, exitUsage, "--org is required"},
+		{[]string{"check", "--org", "org-a"}, exitUsage, "--bucket (or --destinations) is required"},
+		{[]string{"check", "--org", "org-a", "--bucket", "b-1", "--nope"}, exitUsage, "flag provided but not defined: -nope"},
+		{[]string{"check", "--org", "org-a", "--bucket", "b-1", "extra"}, exitUsage, "expected , got 1 arguments"},
+		{[]string{"check", "--org", "org-a", "--bucket", "B_1", "--region", "mars", "--role-arn", role, "--external-id-file", idFile},
+			exitUsage, "--region: \"mars\" is not an AWS region name"},
+		{[]string{"check", "--org", "org-a", "--bucket", "b-1", "--role-arn", role}, exitUsage, "--external-id: not set although Role_ARN is"},
+		{[]string{"check", "--org", "org-a", "--bucket", "b-1", "--role-arn", role, "--external-id", "x", "--external-id-file", idFile},
+			exitUsage, "give the External ID once"},
+		{[]string{"check", "--org", "org-a", "--bucket", "b-1", "--role-arn", role, "--endpoint", "http://127.0.0.1:1"}, exitUsage, "--endpoint: \"http://127.0.0.1:1\" uses plain HTTP"},
+		{[]string{"check", "--org", "org-a", "--destinations", dests, "--bucket", "b-1"}, exitUsage, "drop --bucket"},
+		{[]string{"check", "--org", "org-b", "--destinations", dests}, exitUsage, "organisation org-b is not in"},
+		{[]string{"check", "--org", "org-a", "--destinations", filepath.Join(dir, "missing.json")}, exitUsage, "no such file"},
+		{[]string{"destinations", "validate"}, exitUsage, "expected FILE, got 0 arguments"},
+		{[]string{"destinations", "validate", filepath.Join(dir, "missing.json")}, exitUsage, "no such file"},
+		{[]string{"destinations", "validate", dests, "--key-prefix", "/x"}, exitUsage, "--key-prefix: \"/x\" must end with"},
+		{[]string{"store", "inspect"}, exitUsage, "expected DIR, got 0 arguments"},
+		{[]string{"store", "inspect", dir}, exitUsage, "not a Store_Dir"},
+		{[]string{"store", "requeue", dir, "--org", "org-a"}, exitUsage, "not a Store_Dir"},
+	}
+	for _, tc := range cases {
+		code, out, errOut := runCmd(t, nil, tc.args...)
+		if code != tc.code || !strings.Contains(out+errOut, tc.says) {
+			t.Errorf("wivaudit %s: exit %d, want %d and %q in:\n%s%s", strings.Join(tc.args, " "), code, tc.code, tc.says, out, errOut)
+		}
+	}
+}
+
+func TestExternalIDSources(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "id")
+	os.WriteFile(file, []byte("  from-file\n"), 0o600)
+	cases := []struct{ flag, file, env, want string }{
+		{"from-flag", "", "from-env", "from-flag"},
+		{"", file, "from-env", "from-file"},
+		{"", "", "from-env", "from-env"},
+		{"", "", "", ""},
+	}
+	for _, tc := range cases {
+		if got, err := readExternalID(tc.flag, tc.file, tc.env); err != nil || got != tc.want {
+			t.Errorf("readExternalID(%q, %q, %q) = %q, %v; want %q", tc.flag, tc.file, tc.env, got, err, tc.want)
+		}
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	cases := []struct {
+		a    upload.Advice
+		want int
+	}{
+		{upload.Advice{Problem: upload.WrongExternalID, Step: "3.2.2"}, exitRefused},
+		{upload.Advice{Problem: upload.RoleRefused, Step: "3.3"}, exitRefused},
+		{upload.Advice{Problem: upload.WriteDenied, Step: "3.2.4"}, exitRefused},
+		{upload.Advice{Problem: upload.NoSuchBucket, Step: "3.1"}, exitRefused},
+		{upload.Advice{Problem: upload.WrongRegion, Step: "3.3"}, exitRefused},
+		{upload.Advice{Problem: upload.KMSDenied, Step: "3.2.4"}, exitRefused},
+		{upload.Advice{Problem: upload.NoCredentials}, exitOurs},
+		{upload.Advice{Problem: upload.CredentialsRefused}, exitOurs},
+		{upload.Advice{Problem: upload.ACLsDisabled}, exitOurs},
+		{upload.Advice{Problem: upload.ConditionalWrites}, exitOurs},
+		{upload.Advice{Problem: upload.NetworkError}, exitRetry},
+		{upload.Advice{Problem: upload.Timeout}, exitRetry},
+		{upload.Advice{Problem: upload.LocalError}, exitRetry},
+		{upload.Advice{Problem: upload.OtherError}, exitRetry},
+	}
+	for _, tc := range cases {
+		if got := exitFor(tc.a); got != tc.want {
+			t.Errorf("%+v: exit %d, want %d", tc.a, got, tc.want)
+		}
+	}
+}
+
+// TestCheckUnreachable: a server that does not answer is "try again later", not the customer's problem.
+func TestCheckUnreachable(t *testing.T) {
+	environ := map[string]string{externalIDEnv: secretID}
+	for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_EC2_METADATA_DISABLED"} {
+		t.Setenv(k, map[string]string{"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret",
+			"AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null", "AWS_EC2_METADATA_DISABLED": "true"}[k])
+	}
+	code, out, _ := runCmd(t, environ, "check", "--org", "org-a", "--bucket", "b-1", "--role-arn", "arn:aws:iam::123456789012:role/r",
+		"--endpoint", "http://127.0.0.1:1", "--sts-endpoint", "http://127.0.0.1:1", "--allow-plain-http", "--request-timeout", "2s")
+	if code != exitRetry || !strings.Contains(out, "identity: FAILED") || !strings.Contains(out, "problem: network") {
+		t.Errorf("exit %d:\n%s", code, out)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.json")
+	os.WriteFile(good, []byte(`[
+  {"org_id":"org-b","bucket_name":"bucket-b","role_arn":"arn:aws:iam::123456789012:role/r","external_id":"`+secretID+`","region":"eu-west-1"},
+  {"org_id":"org-a","bucket_name":"bucket-a","role_arn":"arn:aws:iam::123456789012:role/r","external_id":"`+secretID+`"}
+]`), 0o600)
+	code, out, _ := runCmd(t, nil, "destinations", "validate", good, "--key-prefix", "audit/")
+	want := "org-a: s3://bucket-a/audit/org-a/ (region us-east-1, role arn:aws:iam::123456789012:role/r)\n" +
+		"org-b: s3://bucket-b/audit/org-b/ (region eu-west-1, role arn:aws:iam::123456789012:role/r)\n2 organisations, valid\n"
+	if code != exitOK || out != want {
+		t.Errorf("valid file: exit %d:\n%s", code, out)
+	}
+	bad := filepath.Join(dir, "bad.json")
+	os.WriteFile(bad, []byte(`[
+  {"org_id":"org-a","bucket_name":"Bucket_A","role_arn":"arn:aws:iam::123456789012:role/r","external_id":"`+secretID+`"},
+  {"org_id":"ORG-A","bucket_name":"bucket-a","role_arn":"role/r","external_id":"`+secretID+`"}
+]`), 0o600)
+	code, out, _ = runCmd(t, nil, "destinations", "validate", bad)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != exitRefused || len(lines) != 4 || !strings.Contains(lines[0], "entry 0 (line 2, column 3, org_id \"org-a\"): bucket_name") ||
+		!strings.Contains(lines[1], "org_id: listed twice") || !strings.Contains(lines[2], "role_arn") || !strings.HasPrefix(lines[3], "3 problems") {
+		t.Errorf("bad file: exit %d:\n%s", code, out)
+	}
+}
+
+// TestStoreCommands: inspect and requeue on a store made by the buffer package (the integration test does
+// it on one the plugin made).
+func TestStoreCommands(t *testing.T) {
+	dir := t.TempDir()
+	s, _, err := buffer.Open(dir, buffer.Options{MaxBatch: 1 << 20, QuarantineLimit: 1 << 20, Now: func() time.Time { return t0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := buffer.NewChunk()
+	c.Add(buffer.Stream{Org: "org-a", Kind: "api"}, []byte(`{"id":1}`))
+	c.Add(buffer.Stream{Org: "org-b", Kind: "org"}, []byte(`{"id":2}`))
+	s.Reserve(c.Size())
+	if err := s.Commit(c); err != nil {
+		t.Fatal(err)
+	}
+	s.Rotate(time.Time{})
+	var closed []*buffer.Pending
+	for _, p := range s.TakeClosed() {
+		if p.Org == "org-b" {
+			closed = append(closed, p)
+		} else {
+			s.PutBack(p)
+		}
+	}
+	sealed := s.Seal(closed, func(p *buffer.Pending) (string, func(int64) string) {
+		return "", func(ms int64) string {
+			return "org-b/org-audit-logs-" + time.UnixMilli(ms).Format("20060102") + ".json.gz"
+		}
+	}, func(w io.Writer, fragments iter.Seq[[]byte]) error {
+		for f := range fragments {
+			w.Write(f)
+		}
+		return nil
+	})
+	if err := s.Quarantine(sealed[0].Batch); err != nil {
+		t.Fatal(err)
+	}
+
+	code, out, _ := runCmd(t, nil, "store", "inspect", dir)
+	for _, want := range []string{"org-a   api   1 records, 8 bytes", "org-b   org   -", "1: 1 records, 8 bytes", "2026-01-28T14:50:45Z (0s ago)", "dead letters: 0 lines, 0 bytes"} {
+		if code != exitOK || !strings.Contains(out, want) {
+			t.Errorf("inspect: exit %d, %q missing:\n%s", code, want, out)
+		}
+	}
+	code, out, _ = runCmd(t, nil, "store", "inspect", "--json", dir)
+	var in buffer.Inspection
+	if err := json.Unmarshal([]byte(out), &in); code != exitOK || err != nil || len(in.Streams) != 2 || in.Streams[1].Quarantined.Records != 1 {
+		t.Errorf("inspect --json: exit %d, %v:\n%s", code, err, out)
+	}
+
+	code, _, errOut := runCmd(t, nil, "store", "requeue", dir)
+	if want := "the plugin is running on " + dir + " (lock held by pid " + strconv.Itoa(os.Getpid()) + "); stop it first"; code != exitRefused || !strings.Contains(errOut, want) {
+		t.Errorf("requeue while locked: exit %d: %s", code, errOut)
+	}
+	s.Close()
+	code, out, _ = runCmd(t, nil, "store", "requeue", dir, "--org", "ORG-B")
+	if code != exitOK || !strings.Contains(out, "requeued org-b/org: org-b/org-audit-logs-20260128.json.gz, 1 records") || !strings.Contains(out, "1 batches put back") {
+		t.Errorf("requeue: exit %d:\n%s", code, out)
+	}
+	code, out, _ = runCmd(t, nil, "store", "requeue", dir)
+	if code != exitOK || !strings.Contains(out, "nothing to requeue") {
+		t.Errorf("requeue again: exit %d:\n%s", code, out)
+	}
+}
