@@ -38,6 +38,7 @@ type Moto struct {
 	recording string
 	admin     aws.Credentials
 	exited    chan struct{} // closed when the server process has ended
+	front     *atomicFront  // URL: what the tests and the plugin talk to
 }
 
 // Start launches moto on a free loopback port with request recording on, and waits until it answers. The
@@ -94,6 +95,11 @@ func start(dir string) (*Moto, error) {
 				return nil, fmt.Errorf("moto exited at once on %s (port taken?); see %s", m.URL, logf.Name())
 			case <-time.After(time.Second):
 			}
+			if m.front, err = startAtomicFront(m.URL); err != nil {
+				m.Stop()
+				return nil, err
+			}
+			m.URL = m.front.URL
 			return m, nil
 		}
 		if time.Now().After(deadline) {
@@ -106,6 +112,9 @@ func start(dir string) (*Moto, error) {
 
 // Stop ends the server and every process it started.
 func (m *Moto) Stop() {
+	if m.front != nil {
+		m.front.close()
+	}
 	if m.cmd != nil && m.cmd.Process != nil {
 		syscall.Kill(-m.cmd.Process.Pid, syscall.SIGKILL)
 		<-m.exited
