@@ -166,7 +166,7 @@ func TestBucketOfAnotherAccount(t *testing.T) {
 
 	p := e.start(e.ownerConfig("wrong-owner.conf", bucket, backend.RootAccount, "1s"), input, false)
 	line := "S3 PutObject to " + bucket + " failed (403 AccessDenied): the bucket is not in account " + backend.RootAccount +
-		" (the account_id) or s3:PutObject/s3:PutObjectAcl on arn:aws:s3:::" + bucket + "/* is not allowed"
+		" (the account_id) or s3:PutObject and s3:PutObjectAcl on arn:aws:s3:::" + bucket + "/* are not allowed"
 	if err := p.WaitFor(time.Minute, func(r *hostrun.Result) bool {
 		return strings.Contains(r.Stderr, "refused, attempt") && strings.Contains(r.Stderr, line)
 	}); err != nil {

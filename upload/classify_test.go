@@ -103,7 +103,7 @@ func TestBucketOwnerRefusal(t *testing.T) {
 		hint     string
 	}{
 		{conf.Map{"Org_ID": "org-a", "Bucket": "b-1", "Role_ARN": role, "External_ID": "ext-1"}, bare, BucketOwner,
-			"the bucket is not in account 111122223333 (the role's) or s3:PutObject/s3:PutObjectAcl on arn:aws:s3:::b-1/* is not allowed"},
+			"the bucket is not in account 111122223333 (the role's) or s3:PutObject and s3:PutObjectAcl on arn:aws:s3:::b-1/* are not allowed"},
 		{conf.Map{"Org_ID": "org-a", "Bucket": "b-1", "Account_ID": "444455556666"}, bare, BucketOwner, "not in account 444455556666 (the account_id)"},
 		{conf.Map{"Org_ID": "org-a", "Bucket": "b-1", "Account_ID": "444455556666"}, sdkError("S3", 403, ""), BucketOwner, "(docs/customer-guide.md 3.1)"},
 		{conf.Map{"Org_ID": "org-a", "Bucket": "b-1", "Role_ARN": role, "External_ID": "ext-1"}, named, WriteDenied, "(docs/customer-guide.md 3.2.4)"},

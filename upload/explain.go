@@ -106,7 +106,7 @@ func advise(err error, in inspection, d conf.Destination, c *conf.Config) Advice
 		if d.AccountID != "" {
 			whose = "the account_id"
 		}
-		return Advice{BucketOwner, "3.1", fmt.Sprintf("the bucket is not in account %s (%s) or s3:PutObject/s3:PutObjectAcl on arn:aws:s3:::%s/* is not allowed (S3 answers both alike): check the bucket's owner, then the policies",
+		return Advice{BucketOwner, "3.1", fmt.Sprintf("the bucket is not in account %s (%s) or s3:PutObject and s3:PutObjectAcl on arn:aws:s3:::%s/* are not allowed (S3 answers both alike): check the bucket's owner, then the policies",
 			d.BucketOwner(), whose, d.Bucket)}
 	case in.code == "AccessDenied" || in.code == "Forbidden" || in.status == 403 && in.code == "":
 		return Advice{WriteDenied, "3.2.4", fmt.Sprintf("the role needs s3:PutObject and s3:PutObjectAcl on arn:aws:s3:::%s/*; check bucket and KMS key policies", d.Bucket)}
