@@ -6,10 +6,11 @@ SO    := $(BUILD)/out_wivaudit.so
 HOST  := $(BUILD)/flbhost
 NULLOUT := $(BUILD)/nullout.so
 CMD   := $(BUILD)/wivaudit
+VERSITYGW := $(BUILD)/bin/versitygw
 PKGS_PURE := ./conf/... ./record/... ./plugin/... ./upload/... ./lru/... ./buffer/... ./digest/... ./cmd/...
 GO_SOURCES := $(shell find . -name '*.go' -not -path './test/*' -not -name '*_test.go') go.mod go.sum
 
-.PHONY: all build host demo test unit fuzz integration lint bench clean
+.PHONY: all build host demo test unit fuzz integration lint bench clean versitygw
 
 all: build
 
@@ -57,8 +58,16 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzRecordJSON$$' -fuzztime $(FUZZTIME) ./record
 	$(GO) test -run '^$$' -fuzz '^FuzzRefOf$$' -fuzztime $(FUZZTIME) ./record
 
-integration: build host
-	WIVAUDIT_PLUGIN=$(abspath $(SO)) WIVAUDIT_HOST=$(abspath $(HOST)) WIVAUDIT_CMD=$(abspath $(CMD)) $(GO) test -count=1 -timeout 20m ./test/...
+integration: build host versitygw
+	WIVAUDIT_PLUGIN=$(abspath $(SO)) WIVAUDIT_HOST=$(abspath $(HOST)) WIVAUDIT_CMD=$(abspath $(CMD)) WIVAUDIT_VERSITYGW=$(abspath $(VERSITYGW)) \
+		$(GO) test -count=1 -timeout 20m ./test/...
+
+## versitygw: the S3 server that checks what moto does not (bucket owner, checksums), pinned in tools/go.mod;
+## the first build takes about 100 s
+versitygw: $(VERSITYGW)
+
+$(VERSITYGW): tools/go.mod tools/go.sum
+	GOBIN=$(abspath $(BUILD)/bin) $(GO) -C tools install github.com/versity/versitygw/cmd/versitygw
 
 ## bench: one table, every figure from the same run (about 3 minutes): the Go benchmarks of decode, append,
 ## flush and seal, then the whole plugin through the host on the generated reference workload (100 orgs x 3) and

@@ -23,6 +23,7 @@ type Manifest struct {
 	JSONBytes   int64     `json:"json_bytes"`
 	ObjectBytes int64     `json:"object_bytes"`
 	ContentMD5  string    `json:"content_md5"`
+	SHA256      string    `json:"sha256,omitempty"` // base64, as x-amz-checksum-sha256; absent from older versions' manifests
 	SealedAt    time.Time `json:"sealed_at"`
 	Attempts    int       `json:"attempts"`
 	// LogRange is the first and last run of the log the batch holds (segment, offset): recovery does not

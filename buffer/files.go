@@ -17,15 +17,15 @@ const tmpSuffix = ".tmp"
 // writeBuffers gather what a compressor writes in small pieces into few large writes.
 var writeBuffers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 256<<10) }}
 
-// createSynced creates path, which must not exist, fills it and syncs it. It returns the content's MD5
-// (base64) and size.
-func createSynced(path string, fill func(io.Writer) error) (md5sum string, size int64, err error) {
+// createSynced creates path, which must not exist, fills it and syncs it. It returns the content's digests and
+// size.
+func createSynced(path string, fill func(io.Writer) error) (digests, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return "", 0, err
+		return digests{}, err
 	}
 	defer f.Close()
-	h := newMD5Counter(f)
+	h := newDigester(f)
 	bw := writeBuffers.Get().(*bufio.Writer)
 	bw.Reset(h)
 	defer func() {
@@ -33,22 +33,22 @@ func createSynced(path string, fill func(io.Writer) error) (md5sum string, size 
 		writeBuffers.Put(bw)
 	}()
 	if err := fill(bw); err != nil {
-		return "", 0, err
+		return digests{}, err
 	}
 	if err := bw.Flush(); err != nil {
-		return "", 0, err
+		return digests{}, err
 	}
 	if err := f.Sync(); err != nil {
-		return "", 0, err
+		return digests{}, err
 	}
-	return h.sum(), h.n, f.Close()
+	return h.sums(), f.Close()
 }
 
 // replaceFile rewrites a file of the store atomically: temporary file, fsync, rename, fsync of the folder.
 func replaceFile(path string, data []byte) error {
 	tmp := path + tmpSuffix
 	os.Remove(tmp)
-	if _, _, err := createSynced(tmp, func(w io.Writer) error { _, err := w.Write(data); return err }); err != nil {
+	if _, err := createSynced(tmp, func(w io.Writer) error { _, err := w.Write(data); return err }); err != nil {
 		os.Remove(tmp)
 		return err
 	}

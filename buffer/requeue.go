@@ -71,7 +71,7 @@ func requeue(b *Batch, batches, name string, now time.Time) error {
 	}
 	b.Requeued = now.UnixMilli()
 	tmp := base + manifestSuffix + tmpSuffix
-	_, _, err := createSynced(tmp, func(w io.Writer) error { _, err := w.Write(b.encode()); return err })
+	_, err := createSynced(tmp, func(w io.Writer) error { _, err := w.Write(b.encode()); return err })
 	if err == nil {
 		err = os.Link(tmp, base+manifestSuffix)
 	}

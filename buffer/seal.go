@@ -173,12 +173,11 @@ func (s *Store) commitBatch(p *Pending, key func(ms int64) string, destination s
 	fragments iter.Seq[[]byte], counts func() (int, int64)) (*Batch, error) {
 	ms := p.Opened
 	var base string
-	var sum string
-	var size int64
+	var sum digests
 	for {
 		base = batchBase(s.batches, p.Stream, ms)
 		var err error
-		sum, size, err = createSynced(base+objectSuffix, func(w io.Writer) error { return encode(w, fragments) })
+		sum, err = createSynced(base+objectSuffix, func(w io.Writer) error { return encode(w, fragments) })
 		if err == nil {
 			break
 		}
@@ -197,22 +196,22 @@ func (s *Store) commitBatch(p *Pending, key func(ms int64) string, destination s
 	s.opt.Crash(CrashAfterObject)
 	b := &Batch{object: base + objectSuffix, manifest: base + manifestSuffix}
 	b.Manifest = Manifest{Key: key(ms), KeyMs: ms, Org: p.Org, Kind: p.Kind, Opened: p.Opened,
-		LastRecord: max(p.Opened, p.LastRecord), Records: records, JSONBytes: jsonLen, ObjectBytes: size,
-		ContentMD5: sum, SealedAt: s.opt.Now().UTC(), Destination: destination}
+		LastRecord: max(p.Opened, p.LastRecord), Records: records, JSONBytes: jsonLen, ObjectBytes: sum.size,
+		ContentMD5: sum.md5, SHA256: sum.sha256, SealedAt: s.opt.Now().UTC(), Destination: destination}
 	if p.legacy != "" {
 		b.SourceLog = filepath.Base(p.legacy)
 	} else {
 		first, last := p.runs[0].pos(), p.runs[len(p.runs)-1].pos()
 		b.LogRange = &[2][2]int64{{int64(first.seg), first.off}, {int64(last.seg), last.off}}
 	}
-	if _, _, err := createSynced(b.manifest, func(w io.Writer) error { _, err := w.Write(b.encode()); return err }); err != nil {
+	if _, err := createSynced(b.manifest, func(w io.Writer) error { _, err := w.Write(b.encode()); return err }); err != nil {
 		if !isExist(err) {
 			os.Remove(b.manifest)
 		}
 		os.Remove(b.object)
 		return nil, err
 	}
-	s.use.add(size)
+	s.use.add(sum.size)
 	s.mu.Lock()
 	ss := s.streamLocked(p.Stream)
 	ss.last = max(ss.last, ms)

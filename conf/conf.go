@@ -38,6 +38,7 @@ type Config struct {
 	Region          string
 	RoleARN         string
 	ExternalID      string
+	AccountID       string // the account that must own Bucket; "" for the account of RoleARN
 	RoleSessionName string
 	STSEndpoint     string
 	Endpoint        string
@@ -85,7 +86,7 @@ const (
 // ok=false when Bucket is not set. Its OrgID is Org_ID: empty for the platform's archive.
 func (c *Config) Output() (Destination, bool) {
 	return Destination{OrgID: c.OrgID, Bucket: c.Bucket, RoleARN: c.RoleARN, ExternalID: c.ExternalID,
-		Region: c.Region, KeyPrefix: c.KeyPrefix}, c.Bucket != ""
+		Region: c.Region, KeyPrefix: c.KeyPrefix, AccountID: c.AccountID}, c.Bucket != ""
 }
 
 // Archive reports whether the [OUTPUT]-level Bucket is the platform's catch-all archive.
@@ -142,8 +143,9 @@ const (
 )
 
 var (
-	// IAM role ARNs: partition, 12-digit account, optional path, role name.
-	roleARNPattern = regexp.MustCompile(`^arn:aws[a-zA-Z-]*:iam::[0-9]{12}:role/(?:[\x21-\x7e]+/)?[\w+=,.@-]{1,64}$`)
+	// IAM role ARNs: partition, 12-digit account (submatch 1), optional path, role name.
+	roleARNPattern   = regexp.MustCompile(`^arn:aws[a-zA-Z-]*:iam::([0-9]{12}):role/(?:[\x21-\x7e]+/)?[\w+=,.@-]{1,64}$`)
+	accountIDPattern = regexp.MustCompile(`^[0-9]{12}$`)
 	// STS limits: ExternalId 2-1224 characters, RoleSessionName 2-64.
 	externalIDPattern  = regexp.MustCompile(`^[\w+=,.@:/-]+$`)
 	sessionNamePattern = regexp.MustCompile(`^[\w+=,.@-]{2,64}$`)
@@ -169,6 +171,7 @@ func Parse(src Source) (*Config, error) {
 		Region:          p.str("Region", DefaultRegion),
 		RoleARN:         p.str("Role_ARN", ""),
 		ExternalID:      p.secret("External_ID"),
+		AccountID:       p.str("Account_ID", ""),
 		RoleSessionName: p.str("Role_Session_Name", DefaultRoleSessionName),
 		STSEndpoint:     p.str("STS_Endpoint", ""),
 		Endpoint:        p.str("Endpoint", ""),
@@ -332,6 +335,10 @@ func (p *parser) validate(c *Config) {
 	if c.ExternalID != "" {
 		p.check("External_ID", externalIDProblem(c.ExternalID))
 	}
+	p.check("Account_ID", accountIDProblem(c.AccountID))
+	if c.AccountID != "" && c.Bucket == "" {
+		p.fail("Account_ID", "set without Bucket, so it would mean nothing; give each destinations file entry its own account_id instead, or remove it")
+	}
 	if c.ExternalID != "" && c.RoleARN == "" {
 		p.fail("Role_ARN", "not set although External_ID is; set the role_arn the customer submitted, or remove External_ID")
 	}
@@ -440,6 +447,14 @@ func (p *parser) check(key, problem string) {
 func bucketProblem(v string) string {
 	if !bucketPattern.MatchString(v) || strings.Contains(v, "..") {
 		return fmt.Sprintf("%q is not a valid S3 bucket name (3-63 lowercase letters, digits, dots and hyphens); give the bare name, without s3:// or a path", v)
+	}
+	return ""
+}
+
+// accountIDProblem accepts "" (not set) or an AWS account ID.
+func accountIDProblem(v string) string {
+	if v != "" && !accountIDPattern.MatchString(v) {
+		return fmt.Sprintf("%q is not an AWS account ID (12 digits, such as 111122223333); give the account that owns the bucket, or leave it out to use the role's", v)
 	}
 	return ""
 }

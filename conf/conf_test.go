@@ -98,6 +98,8 @@ func TestInvalid(t *testing.T) {
 		{"Max_Record_Size", "100M", `Max_Record_Size: "100M" is out of range`},
 		{"Unlisted_Orgs", "drop", `Unlisted_Orgs: "drop" is not one of hold, deadletter, archive`},
 		{"Unlisted_Orgs", "default", "Unlisted_Orgs: default is no longer accepted"},
+		{"Account_ID", "1111-2222-3333", `Account_ID: "1111-2222-3333" is not an AWS account ID (12 digits`},
+		{"Account_ID", "11112222333", `Account_ID: "11112222333" is not an AWS account ID`},
 	}
 	for _, c := range cases {
 		t.Run(c.key+"="+c.value, func(t *testing.T) {
@@ -292,6 +294,7 @@ func TestParseDestinations(t *testing.T) {
 		{`[{"org_id":"a","bucket_name":"bb-1","role_arn":"arn:aws:iam::111122223333:role/r"}]`, `org_id "a"): external_id:`},
 		{"[" + entry("a", `,"region":"mars"`) + "]", `region: "mars"`},
 		{"[" + entry("a", `,"key_prefix":"x"`) + "]", `key_prefix: "x" must end with "/"`},
+		{"[" + entry("a", `,"account_id":"arn:aws:iam::111122223333:root"`) + "]", `account_id: "arn:aws:iam::111122223333:root" is not an AWS account ID`},
 		{"[\n " + entry("a", "") + ",\n " + entry("A", "") + "]", `entry 1 (line 3, column 2, org_id "A"): org_id: listed twice (also entry 0; organisation IDs match case-insensitively)`},
 	}
 	for _, tc := range cases {
@@ -302,6 +305,42 @@ func TestParseDestinations(t *testing.T) {
 		if err != nil && (strings.Contains(err.Error(), secret) || strings.Contains(err.Error(), "\n")) {
 			t.Errorf("the External ID leaked or the error spans lines: %q", err)
 		}
+	}
+}
+
+// TestBucketOwner: the account that must own the bucket is account_id when given, else the role's account, else
+// none (base credentials).
+func TestBucketOwner(t *testing.T) {
+	c, _ := Parse(Map{"Destinations_File": "/d.json"})
+	file := `[{"org_id":"a","bucket_name":"bb-1","role_arn":"arn:aws:iam::111122223333:role/path/r","external_id":"abc"},
+	  {"org_id":"b","bucket_name":"bb-1","role_arn":"arn:aws-cn:iam::111122223333:role/r","external_id":"abc","account_id":"444455556666"}]`
+	d, err := ParseDestinations([]byte(file), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := d["a"].BucketOwner(), d["b"].BucketOwner(); a != "111122223333" || b != "444455556666" {
+		t.Errorf("bucket owners %q, %q; want the role's account, then account_id", a, b)
+	}
+	for _, tc := range []struct {
+		settings Map
+		want     string
+	}{
+		{valid(), "123456789012"},
+		{Map{"Org_ID": "org-a", "Bucket": "b-1"}, ""},
+		{Map{"Org_ID": "org-a", "Bucket": "b-1", "Account_ID": "444455556666"}, "444455556666"},
+		{Map{"Unlisted_Orgs": "archive", "Bucket": "b-1", "Account_ID": "444455556666"}, "444455556666"},
+	} {
+		c, err := Parse(tc.settings)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d, _ := c.Output(); d.BucketOwner() != tc.want {
+			t.Errorf("%v: bucket owner %q, want %q", tc.settings, d.BucketOwner(), tc.want)
+		}
+	}
+	_, err = Parse(Map{"Destinations_File": "/d.json", "Account_ID": "444455556666"})
+	if err == nil || !strings.Contains(err.Error(), "Account_ID: set without Bucket") {
+		t.Errorf("Account_ID with a destinations file and no Bucket: %v", err)
 	}
 }
 

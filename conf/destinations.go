@@ -9,7 +9,7 @@ import (
 )
 
 // Destination is where one organisation's audit logs go: the three values a customer submits in step 3.3 of
-// the delivery guide, and optionally a region and key prefix.
+// the delivery guide, and optionally a region, a key prefix and the account that must own the bucket.
 type Destination struct {
 	OrgID      string `json:"org_id"`
 	Bucket     string `json:"bucket_name"`
@@ -17,6 +17,20 @@ type Destination struct {
 	ExternalID string `json:"external_id"`
 	Region     string `json:"region,omitempty"`
 	KeyPrefix  string `json:"key_prefix,omitempty"`
+	AccountID  string `json:"account_id,omitempty"` // the bucket's owner; by default the account of RoleARN
+}
+
+// BucketOwner is the AWS account that must own the bucket, sent with every PutObject as ExpectedBucketOwner:
+// AccountID when set, else the account of the role (the guide has the customer create bucket and role in
+// their one account), else "" (base credentials without AccountID: nothing to check against).
+func (d Destination) BucketOwner() string {
+	if d.AccountID != "" {
+		return d.AccountID
+	}
+	if m := roleARNPattern.FindStringSubmatch(d.RoleARN); m != nil {
+		return m[1]
+	}
+	return ""
 }
 
 // MaxOrgIDLen bounds an organisation ID, which becomes a key prefix and a file name.
@@ -69,7 +83,7 @@ func ParseDestinations(data []byte, c *Config) (map[string]Destination, error) {
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
-		return nil, fmt.Errorf("%s: not a JSON array of {org_id, bucket_name, role_arn, external_id[, region, key_prefix]}",
+		return nil, fmt.Errorf("%s: not a JSON array of {org_id, bucket_name, role_arn, external_id[, region, key_prefix, account_id]}",
 			position(data, int64(len(data)-len(bytes.TrimLeft(data, " \t\r\n")))))
 	}
 	var errs problems
@@ -107,6 +121,7 @@ func ParseDestinations(data []byte, c *Config) (map[string]Destination, error) {
 			{"role_arn", roleProblem(d.RoleARN)},
 			{"external_id", externalIDProblem(d.ExternalID)},
 			{"region", regionProblem(d.Region)},
+			{"account_id", accountIDProblem(d.AccountID)},
 		} {
 			if f.problem != "" {
 				fail(f.field, f.problem)
@@ -142,7 +157,7 @@ func entryError(data []byte, at int64, i int, err error) error {
 		}
 		return fmt.Errorf("entry %d (%s): %s: a JSON %s where a string belongs", i, position(data, at+typ.Offset-1), typ.Field, typ.Value)
 	}
-	return fmt.Errorf("entry %d (%s): %s; the fields are org_id, bucket_name, role_arn, external_id, region and key_prefix",
+	return fmt.Errorf("entry %d (%s): %s; the fields are org_id, bucket_name, role_arn, external_id, region, key_prefix and account_id",
 		i, position(data, at), strings.TrimPrefix(err.Error(), "json: "))
 }
 

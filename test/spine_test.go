@@ -234,6 +234,7 @@ func TestDeliverySpine(t *testing.T) {
 	if ops["AssumeRole"] == 0 || ops["PutObject"] != len(objects) {
 		t.Errorf("server calls %v for %d objects", ops, len(objects))
 	}
+	e.checkPutHeaders()
 	if dl := e.deadLetters(); len(dl) != 0 {
 		t.Errorf("%d records rejected, want none: %v", len(dl), dl[0])
 	}

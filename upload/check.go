@@ -40,14 +40,14 @@ func (c *Clients) AssumeRole(ctx context.Context, d conf.Destination) (aws.Crede
 }
 
 // Probe writes body as the text object key in d's bucket, signed by creds (this process's own when nil), with
-// the Content-MD5, canned ACL and If-None-Match: * of an upload.
+// the Content-MD5, expected bucket owner, canned ACL and If-None-Match: * of an upload.
 func (c *Clients) Probe(ctx context.Context, d conf.Destination, creds aws.CredentialsProvider, key string, body []byte) error {
 	var opts []func(*s3.Options)
 	if creds != nil {
 		opts = append(opts, func(o *s3.Options) { o.Credentials = creds })
 	}
 	sum := md5.Sum(body)
-	return put(ctx, c.s3For(d.Region), c.cfg, &s3.PutObjectInput{
+	return put(ctx, c.s3For(d.Region), c.cfg, d, &s3.PutObjectInput{
 		Bucket:        aws.String(d.Bucket),
 		Key:           aws.String(key),
 		Body:          bytes.NewReader(body),

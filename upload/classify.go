@@ -13,7 +13,7 @@ type Class int
 
 // Failure classes.
 const (
-	Retriable     Class = iota // network, timeouts, 5xx, throttling, 409, local errors: back off and retry
+	Retriable     Class = iota // network, timeouts, 5xx, throttling, 409, a body altered on the way, local errors: back off and retry
 	KeyExists                  // 412: the key is taken; move to the next free millisecond
 	Credentials                // the role's credentials were refused: assume the role again
 	Misconfigured              // the customer's or our setup refuses us: hold, retry slowly, log loudly

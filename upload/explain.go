@@ -26,9 +26,10 @@ type Problem string
 
 // Problems, from the customer's side (a guide step), then ours (the operator's), then neither.
 const (
-	WrongExternalID    Problem = "external-id-or-trust" // STS refused: External ID or trust principal
-	RoleRefused        Problem = "role"                 // STS refused otherwise: the role ARN
-	WriteDenied        Problem = "write-denied"         // S3 refused the PutObject: permissions or bucket policy
+	WrongExternalID    Problem = "external-id-or-trust"         // STS refused: External ID or trust principal
+	RoleRefused        Problem = "role"                         // STS refused otherwise: the role ARN
+	WriteDenied        Problem = "write-denied"                 // S3 refused the PutObject: permissions or bucket policy
+	BucketOwner        Problem = "bucket-owner-or-write-denied" // the same refusal, which may also mean another account owns the bucket
 	NoSuchBucket       Problem = "no-such-bucket"
 	WrongRegion        Problem = "wrong-region"
 	KMSDenied          Problem = "kms"
@@ -37,6 +38,7 @@ const (
 	CredentialsRefused Problem = "credentials-refused" // this process's credentials were refused
 	ConditionalWrites  Problem = "conditional-writes"  // the store does not support If-None-Match
 	LocalError         Problem = "local"               // our disk, not the network's or S3's
+	Corrupted          Problem = "corrupted"           // the body S3 received was not the one sent; sent again
 	NetworkError       Problem = "network"
 	Timeout            Problem = "timeout"
 	OtherError         Problem = "other"
@@ -107,6 +109,13 @@ func advise(err error, in inspection, d conf.Destination, c *conf.Config) Advice
 		return Advice{WrongExternalID, "3.2.2", "the External ID must equal the trust policy's sts:ExternalId, and its Principal must allow this process's identity"}
 	case in.sts && in.code != "":
 		return Advice{RoleRefused, "3.3", "check the role_arn, STS_Endpoint and this process's AWS credentials"}
+	case ownerRefusal(in, d):
+		whose := "the role's"
+		if d.AccountID != "" {
+			whose = "the account_id"
+		}
+		return Advice{BucketOwner, "3.2.4 or 3.1", fmt.Sprintf("the bucket is not in account %s (%s) or s3:PutObject and s3:PutObjectAcl on arn:aws:s3:::%s/* are not allowed (S3 answers both alike)",
+			d.BucketOwner(), whose, d.Bucket)}
 	case in.code == "AccessDenied" || in.code == "Forbidden" || in.status == 403 && in.code == "":
 		return Advice{WriteDenied, "3.2.4", fmt.Sprintf("the role needs s3:PutObject and s3:PutObjectAcl on arn:aws:s3:::%s/*; check bucket and KMS key policies", d.Bucket)}
 	case in.code == "NoSuchBucket":
@@ -119,6 +128,8 @@ func advise(err error, in inspection, d conf.Destination, c *conf.Config) Advice
 		return Advice{KMSDenied, "3.2.4", "the bucket's KMS key must let the role encrypt (key policy)"}
 	case credentialCodes[in.code] || in.code == "SignatureDoesNotMatch":
 		return Advice{CredentialsRefused, "", "the credentials were refused; check this process's AWS credentials and the role_arn"}
+	case in.code == "BadDigest" || in.code == "XAmzContentSHA256Mismatch":
+		return Advice{Corrupted, "", "the body S3 received does not match its checksum (altered on the way); it is sent again from the intact copy in Store_Dir"}
 	case in.code == "NotImplemented" && c.ConditionalWrites:
 		return Advice{ConditionalWrites, "", "the store may not support If-None-Match; set Conditional_Writes off for such S3-compatible stores"}
 	case in.code != "":
@@ -133,6 +144,16 @@ func advise(err error, in inspection, d conf.Destination, c *conf.Config) Advice
 		return Advice{LocalError, "", "a local error, not the network's or S3's"}
 	}
 	return Advice{OtherError, "", ""}
+}
+
+// ownerRefusal reports whether S3 refused a PutObject that named the bucket's expected owner in a way that
+// may mean another account owns the bucket. S3 answers an ExpectedBucketOwner mismatch with a bare 403
+// AccessDenied, as it answers missing permissions for a caller of another account than the bucket's; for a
+// caller of the bucket's own account (the customer's role) it names the policy that refused ("... is not
+// authorized to perform: s3:PutObject ..."), which rules the owner out.
+func ownerRefusal(in inspection, d conf.Destination) bool {
+	return !in.sts && d.BucketOwner() != "" && (in.code == "AccessDenied" || in.status == 403 && in.code == "") &&
+		!strings.Contains(in.message, "not authorized to perform")
 }
 
 // cause is the error's own words: the API message, or the innermost error, which carries the detail

@@ -16,9 +16,15 @@ type putter interface {
 	PutObject(ctx context.Context, in *s3.PutObjectInput, opts ...func(*s3.Options)) (*s3.PutObjectOutput, error)
 }
 
-// send uploads one sealed batch with PutObject: gzip-encoded JSON, its Content-MD5, the canned ACL and, unless
-// switched off, If-None-Match: * so that an existing object is never overwritten.
+// send uploads one sealed batch with PutObject: gzip-encoded JSON, its Content-MD5 (which Object Lock buckets
+// require) and full-object SHA-256 from the seal, which S3 checks the body against and keeps with the object, the
+// account that must own the bucket, the canned ACL and, unless switched off, If-None-Match: * so that an existing
+// object is never overwritten. With a checksum given, the SDK computes none of its own.
 func send(ctx context.Context, p putter, c *conf.Config, d conf.Destination, b *buffer.Batch, opts ...func(*s3.Options)) error {
+	sum, err := b.ObjectSHA256()
+	if err != nil {
+		return err
+	}
 	f, err := b.OpenObject()
 	if err != nil {
 		return err
@@ -30,14 +36,19 @@ func send(ctx context.Context, p putter, c *conf.Config, d conf.Destination, b *
 		Body:            f,
 		ContentLength:   aws.Int64(b.ObjectBytes),
 		ContentMD5:      aws.String(b.ContentMD5),
+		ChecksumSHA256:  aws.String(sum),
 		ContentType:     aws.String("application/json"),
 		ContentEncoding: aws.String("gzip"),
 	}
-	return put(ctx, p, c, in, opts...)
+	return put(ctx, p, c, d, in, opts...)
 }
 
-// put sends a PutObject with the canned ACL and, unless switched off, If-None-Match: *.
-func put(ctx context.Context, p putter, c *conf.Config, in *s3.PutObjectInput, opts ...func(*s3.Options)) error {
+// put sends a PutObject to d with its expected bucket owner, the canned ACL and, unless switched off,
+// If-None-Match: *.
+func put(ctx context.Context, p putter, c *conf.Config, d conf.Destination, in *s3.PutObjectInput, opts ...func(*s3.Options)) error {
+	if owner := d.BucketOwner(); owner != "" {
+		in.ExpectedBucketOwner = aws.String(owner)
+	}
 	if c.CannedACL != "" {
 		in.ACL = types.ObjectCannedACL(c.CannedACL)
 	}

@@ -3,15 +3,21 @@ package upload
 import (
 	"context"
 	"crypto/md5"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"io"
 	"io/fs"
 	"iter"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/wiv/out_wivaudit/buffer"
@@ -66,33 +72,77 @@ func (r *recorder) PutObject(_ context.Context, in *s3.PutObjectInput, _ ...func
 
 func TestSendRequest(t *testing.T) {
 	b := sealedBatch(t)
-	d := conf.Destination{Bucket: "bucket-a"}
+	const role = "arn:aws:iam::111122223333:role/wiv-audit-logs-sync"
 	cases := []struct {
-		settings         conf.Map
-		acl, ifNoneMatch string
+		settings                conf.Map
+		acl, ifNoneMatch, owner string
 	}{
-		{conf.Map{"Org_ID": "org-a", "Bucket": "bucket-a"}, "bucket-owner-full-control", "*"},
-		{conf.Map{"Org_ID": "org-a", "Bucket": "bucket-a", "Canned_ACL": "none", "Conditional_Writes": "off"}, "", ""},
+		{conf.Map{"Org_ID": "org-a", "Bucket": "bucket-a"}, "bucket-owner-full-control", "*", ""},
+		{conf.Map{"Org_ID": "org-a", "Bucket": "bucket-a", "Canned_ACL": "none", "Conditional_Writes": "off"}, "", "", ""},
+		{conf.Map{"Org_ID": "org-a", "Bucket": "bucket-a", "Role_ARN": role, "External_ID": "ext-1"}, "bucket-owner-full-control", "*", "111122223333"},
+		{conf.Map{"Org_ID": "org-a", "Bucket": "bucket-a", "Role_ARN": role, "External_ID": "ext-1", "Account_ID": "444455556666"}, "bucket-owner-full-control", "*", "444455556666"},
+		{conf.Map{"Org_ID": "org-a", "Bucket": "bucket-a", "Account_ID": "444455556666"}, "bucket-owner-full-control", "*", "444455556666"},
 	}
 	for _, tc := range cases {
 		c, err := conf.Parse(tc.settings)
 		if err != nil {
 			t.Fatal(err)
 		}
+		d, _ := c.Output()
 		r := &recorder{}
 		if err := send(context.Background(), r, c, d, b); err != nil {
 			t.Fatal(err)
 		}
-		sum := md5.Sum(r.body)
+		sum, sha := md5.Sum(r.body), sha256.Sum256(r.body)
 		in := r.in
 		if string(r.body) != "{\"id\":\"1\"},\n{\"id\":\"2\"}" || *in.Bucket != "bucket-a" || *in.Key != "org-a/user-audit-logs-1.json.gz" ||
 			*in.ContentLength != int64(len(r.body)) || *in.ContentMD5 != base64.StdEncoding.EncodeToString(sum[:]) ||
+			*in.ChecksumSHA256 != base64.StdEncoding.EncodeToString(sha[:]) ||
 			*in.ContentType != "application/json" || *in.ContentEncoding != "gzip" {
-			t.Errorf("%v: bucket %s, key %s, length %d, MD5 %s, type %s, encoding %s, body %q", tc.settings, *in.Bucket, *in.Key,
-				*in.ContentLength, *in.ContentMD5, *in.ContentType, *in.ContentEncoding, r.body)
+			t.Errorf("%v: bucket %s, key %s, length %d, MD5 %s, SHA-256 %s, type %s, encoding %s, body %q", tc.settings, *in.Bucket, *in.Key,
+				*in.ContentLength, *in.ContentMD5, *in.ChecksumSHA256, *in.ContentType, *in.ContentEncoding, r.body)
 		}
 		if string(in.ACL) != tc.acl || (in.IfNoneMatch == nil) != (tc.ifNoneMatch == "") || in.IfNoneMatch != nil && *in.IfNoneMatch != tc.ifNoneMatch {
 			t.Errorf("%v: ACL %q, If-None-Match %v; want %q, %q", tc.settings, in.ACL, in.IfNoneMatch, tc.acl, tc.ifNoneMatch)
+		}
+		if aws.ToString(in.ExpectedBucketOwner) != tc.owner || (in.ExpectedBucketOwner == nil) != (tc.owner == "") {
+			t.Errorf("%v: ExpectedBucketOwner %v, want %q", tc.settings, in.ExpectedBucketOwner, tc.owner)
+		}
+	}
+}
+
+// TestSendHeadersOnTheWire: through the real SDK, the request carries the batch's own SHA-256 and MD5, the
+// expected bucket owner, and no checksum the SDK would add by default (CRC32).
+func TestSendHeadersOnTheWire(t *testing.T) {
+	b := sealedBatch(t)
+	got := make(chan http.Header, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		got <- r.Header.Clone()
+	}))
+	defer srv.Close()
+	c, err := conf.Parse(conf.Map{"Org_ID": "org-a", "Bucket": "bucket-a", "Role_ARN": "arn:aws:iam::111122223333:role/r",
+		"External_ID": "ext-1", "Endpoint": srv.URL, "Allow_Plain_HTTP": "on"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// With the checksum setting config.LoadDefaultConfig gives New's clients by default: a CRC32 on every upload.
+	client := s3.NewFromConfig(aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("AKID", "SECRET", ""),
+		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenSupported},
+		func(o *s3.Options) { o.BaseEndpoint, o.UsePathStyle = aws.String(srv.URL), true })
+	d, _ := c.Output()
+	if err := send(context.Background(), client, c, d, b); err != nil {
+		t.Fatal(err)
+	}
+	h := <-got
+	sha, _ := b.ObjectSHA256()
+	if h.Get("X-Amz-Checksum-Sha256") != sha || sha == "" || h.Get("Content-Md5") != b.ContentMD5 || h.Get("X-Amz-Expected-Bucket-Owner") != "111122223333" {
+		t.Errorf("checksum %q (want %q), Content-MD5 %q (want %q), expected owner %q", h.Get("X-Amz-Checksum-Sha256"), sha,
+			h.Get("Content-Md5"), b.ContentMD5, h.Get("X-Amz-Expected-Bucket-Owner"))
+	}
+	for k := range h {
+		if strings.HasPrefix(strings.ToLower(k), "x-amz-checksum-") && !strings.EqualFold(k, "X-Amz-Checksum-Sha256") {
+			t.Errorf("the SDK added %s: %s", k, h.Get(k))
 		}
 	}
 }

@@ -1,7 +1,8 @@
 // Package faultproxy stands between the plugin and the S3/STS server and misbehaves on demand: 500s, 503
 // SlowDown, connections reset in the middle of a request body or after the server already stored it, and
 // stalls past the client's timeout. It can also shorten the lifetime of assumed-role sessions and refuse
-// S3 requests signed with lapsed keys (ExpiredToken), which moto does not enforce.
+// S3 requests signed with lapsed keys (ExpiredToken), which moto does not enforce. And it can alter one byte of a
+// PutObject body on its way to the server, as a faulty network path or middlebox would.
 package faultproxy
 
 import (
@@ -47,6 +48,7 @@ type Proxy struct {
 	expiries map[string]time.Time
 	counts   map[string]int
 	changed  chan struct{}
+	corrupt  int // PutObject bodies still to alter
 }
 
 // Start proxies to target on a free loopback port. Stalls last stall.
@@ -61,7 +63,12 @@ func Start(target string, stall time.Duration) (*Proxy, error) {
 	}
 	p := &Proxy{URL: "http://" + l.Addr().String(), rp: httputil.NewSingleHostReverseProxy(u), stall: stall,
 		faulty: map[string]bool{}, seen: map[string]int{}, injected: map[string]int{}, expiries: map[string]time.Time{}, counts: map[string]int{}, changed: make(chan struct{}, 1)}
-	p.rp.ModifyResponse = p.rewriteSession
+	p.rp.ModifyResponse = func(resp *http.Response) error {
+		if resp.Request.Method == http.MethodPut {
+			p.count(fmt.Sprintf("s3:PUT:%d", resp.StatusCode))
+		}
+		return p.rewriteSession(resp)
+	}
 	p.srv = &http.Server{Handler: p}
 	go p.srv.Serve(l)
 	return p, nil
@@ -85,6 +92,14 @@ func (p *Proxy) SetSessionLifetime(d time.Duration) {
 	p.mu.Unlock()
 }
 
+// CorruptPuts alters one byte in the middle of each of the next n PutObject bodies that reach the proxy, leaving
+// the headers as the client signed them.
+func (p *Proxy) CorruptPuts(n int) {
+	p.mu.Lock()
+	p.corrupt = n
+	p.mu.Unlock()
+}
+
 // ExpireAll makes every session issued so far lapse now, as a revoked or clock-skewed session would.
 func (p *Proxy) ExpireAll() {
 	p.mu.Lock()
@@ -95,7 +110,8 @@ func (p *Proxy) ExpireAll() {
 }
 
 // Counts returns how many of each event happened: "<service>:<fault>", "expired", "sts:AssumeRole" (requests),
-// "sts:issued:<lifetime>" (sessions handed out, counted once their expiry is recorded), "s3:PUT".
+// "sts:issued:<lifetime>" (sessions handed out, counted once their expiry is recorded), "s3:PUT", "s3:PUT:<status>"
+// (the server's answers), "s3:corrupted" (bodies altered).
 func (p *Proxy) Counts() map[string]int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -153,6 +169,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	p.mu.Lock()
+	alter := service == "s3" && r.Method == http.MethodPut && r.ContentLength > 0 && p.corrupt > 0
+	if alter {
+		p.corrupt--
+	}
 	var f Fault
 	if p.faulty[service] {
 		if p.seen[service]++; p.seen[service]%3 != 0 {
@@ -187,8 +207,30 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if alter {
+		p.count("s3:corrupted")
+		r.Body = &flipByte{r: r.Body, at: r.ContentLength / 2}
+	}
 	p.rp.ServeHTTP(w, r)
 }
+
+// flipByte passes a body through with the byte at offset at inverted.
+type flipByte struct {
+	r   io.ReadCloser
+	at  int64
+	off int64
+}
+
+func (f *flipByte) Read(b []byte) (int, error) {
+	n, err := f.r.Read(b)
+	if i := f.at - f.off; i >= 0 && i < int64(n) {
+		b[i] ^= 0xff
+	}
+	f.off += int64(n)
+	return n, err
+}
+
+func (f *flipByte) Close() error { return f.r.Close() }
 
 var (
 	expirationPattern = regexp.MustCompile(`<Expiration>[^<]*</Expiration>`)
