@@ -50,7 +50,9 @@ type Instance struct {
 
 	accepted, rejected, discarded, delivered, objects, conflicts, reassumed, quarantined, lost atomic.Int64
 
-	failed [upload.Classes]atomic.Int64 // failed upload attempts by class
+	failed       [upload.Classes]atomic.Int64 // failed upload attempts by class
+	rejects      [record.Reasons]atomic.Int64 // rejected records by class
+	deadLettered atomic.Int64                 // rejected records kept in the dead-letter file
 }
 
 // New opens the store, recovers what it holds and starts sealing and uploading. name prefixes log lines;
