@@ -5,7 +5,7 @@ BUILD := build
 SO    := $(BUILD)/out_wivaudit.so
 HOST  := $(BUILD)/flbhost
 NULLOUT := $(BUILD)/nullout.so
-PKGS_PURE := ./conf/... ./record/... ./plugin/... ./upload/... ./lru/... ./buffer/...
+PKGS_PURE := ./conf/... ./record/... ./plugin/... ./upload/... ./lru/... ./buffer/... ./metrics/...
 GO_SOURCES := $(shell find . -name '*.go' -not -path './test/*' -not -name '*_test.go') go.mod go.sum
 
 .PHONY: all build host demo test unit fuzz integration lint bench clean

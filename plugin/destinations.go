@@ -258,17 +258,29 @@ func (d *destinations) seal(org string) (destination, prefix string) {
 // resolve returns where a sealed batch goes now, its OrgID the spelling for its key, or why it is held. A
 // batch only ever goes to its own organisation's destination, or to the archive it was sealed for.
 func (d *destinations) resolve(b *buffer.Batch) (conf.Destination, string) {
-	key := conf.OrgKey(b.Org)
+	return d.route(b.Org, b.Destination == toOutput)
+}
+
+// current returns where org's next batch goes, or why it is held.
+func (d *destinations) current(org string) (conf.Destination, string) {
+	dest, _ := d.seal(org)
+	return d.route(org, dest == toOutput)
+}
+
+// route returns where org's batches go now, those sealed for the [OUTPUT]-level destination (archived) or
+// not, or why they are held.
+func (d *destinations) route(org string, archived bool) (conf.Destination, string) {
+	key := conf.OrgKey(org)
 	archive := d.own
-	archive.OrgID = b.Org
+	archive.OrgID = org
 	switch {
 	case d.cfg.OrgID != "" && key == conf.OrgKey(d.own.OrgID):
 		return d.own, ""
 	case d.cfg.OrgID != "":
-		return conf.Destination{}, fmt.Sprintf("organisation %s is not this output's (Org_ID %s), so its batch is held: it was buffered under an earlier configuration; move its files to the Store_Dir of the output that serves it", b.Org, d.own.OrgID)
+		return conf.Destination{}, fmt.Sprintf("organisation %s is not this output's (Org_ID %s), so its batch is held: it was buffered under an earlier configuration; move its files to the Store_Dir of the output that serves it", org, d.own.OrgID)
 	case d.cfg.DestinationsFile == "":
 		return archive, ""
-	case b.Destination == toOutput && d.cfg.Archive():
+	case archived && d.cfg.Archive():
 		return archive, ""
 	}
 	d.mu.RLock()
@@ -279,7 +291,21 @@ func (d *destinations) resolve(b *buffer.Batch) (conf.Destination, string) {
 	case listed:
 		return dest, ""
 	case known:
-		return conf.Destination{}, fmt.Sprintf("organisation %s was removed from Destinations_File; its batches are held (never sent elsewhere) until it is listed again", b.Org)
+		return conf.Destination{}, fmt.Sprintf("organisation %s was removed from Destinations_File; its batches are held (never sent elsewhere) until it is listed again", org)
 	}
-	return conf.Destination{}, fmt.Sprintf("organisation %s has no entry in Destinations_File yet (Unlisted_Orgs hold)", b.Org)
+	return conf.Destination{}, fmt.Sprintf("organisation %s has no entry in Destinations_File yet (Unlisted_Orgs hold)", org)
+}
+
+// listed returns the organisations this output has a destination of its own for, spelt as configured.
+func (d *destinations) listed() []string {
+	if d.cfg.OrgID != "" {
+		return []string{d.own.OrgID}
+	}
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	orgs := make([]string, 0, len(d.byOrg))
+	for _, dest := range d.byOrg {
+		orgs = append(orgs, dest.OrgID)
+	}
+	return orgs
 }
