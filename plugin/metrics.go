@@ -120,11 +120,6 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	count(c.discarded, in.discarded.Load())
 	count(c.quarantined, in.quarantined.Load())
 	count(c.lost, in.lost.Load())
-	failed := in.roles.Failed.Load()
-	count(c.assumed, in.roles.Assumed.Load()-failed, "ok")
-	count(c.assumed, failed, "failed")
-	count(c.renewed, in.roles.Renewed.Load())
-	count(c.reassumed, in.reassumed.Load())
 	used, limit := in.store.Usage()
 	gauge(c.storeUsed, float64(used))
 	gauge(c.storeLimit, float64(limit))
@@ -142,6 +137,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	} else {
 		c.collectTotals(list, count, gauge)
 	}
+	// Read after the uploads, as the histogram: an upload is counted after its AssumeRole call and its
+	// latency, so a scrape never shows more uploads than either.
+	count(c.assumed, in.roles.Assumed.Load(), "ok")
+	count(c.assumed, in.roles.Failed.Load(), "failed")
+	count(c.renewed, in.roles.Renewed.Load())
+	count(c.reassumed, in.reassumed.Load())
 	in.uploadSeconds.Collect(ch)
 }
 

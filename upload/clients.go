@@ -52,8 +52,8 @@ type Clients struct {
 	Roles RoleCounts
 }
 
-// RoleCounts counts AssumeRole calls: each one, the failed ones, and the renewals (a session's credentials
-// replaced before they expired, or after they were refused and dropped).
+// RoleCounts counts AssumeRole calls: those that returned credentials, those that failed, and the renewals
+// among the first (a session's credentials replaced before they expired, or after they were refused).
 type RoleCounts struct {
 	Assumed, Failed, Renewed atomic.Int64
 }
@@ -67,14 +67,15 @@ type counted struct {
 
 func (c *counted) Retrieve(ctx context.Context) (aws.Credentials, error) {
 	creds, err := c.provider.Retrieve(ctx)
-	c.counts.Assumed.Add(1)
 	switch {
 	case err != nil:
 		c.counts.Failed.Add(1)
+		return creds, err
 	case c.had.Swap(true):
 		c.counts.Renewed.Add(1)
 	}
-	return creds, err
+	c.counts.Assumed.Add(1)
+	return creds, nil
 }
 
 // New loads the base AWS configuration (region, credentials chain, Request_Timeout) for the clients of c.
