@@ -158,7 +158,7 @@ func (in *Instance) destinations() []metrics.Destination {
 		d.BatchesWaiting += batches
 		d.RecordsWaiting += records
 		d.BytesWaiting += bytes
-		if t := time.UnixMilli(oldest); d.OldestUndelivered.IsZero() || t.Before(d.OldestUndelivered) {
+		if t := time.UnixMilli(oldest).UTC(); d.OldestUndelivered.IsZero() || t.Before(d.OldestUndelivered) {
 			d.OldestUndelivered = t
 		}
 	}
@@ -171,7 +171,7 @@ func (in *Instance) destinations() []metrics.Destination {
 	for key, o := range in.health.orgs {
 		d := entry(o.org)
 		last[key] = o.state
-		d.LastAttempt, d.LastSuccess, d.LastError, d.LastErrorAt = o.lastAttempt, o.lastSuccess, o.lastError, o.lastErrorAt
+		d.LastAttempt, d.LastSuccess, d.LastError, d.LastErrorAt = o.lastAttempt.UTC(), o.lastSuccess.UTC(), o.lastError, o.lastErrorAt.UTC()
 		d.ErrorClass, d.GuideStep = string(o.advice.Problem), o.advice.Step
 		d.RecordsDelivered, d.BatchesQuarantined = o.delivered, o.quarantined
 	}
