@@ -237,3 +237,57 @@ func TestMetricsAndDestinations(t *testing.T) {
 		t.Errorf("the server saw %d AssumeRole calls, the metrics counted %v", calls, counted)
 	}
 }
+
+// TestMetricsListenerShared: two [OUTPUT]s with the same Metrics_Listen share one listener, each with its own
+// series, until the process stops.
+func TestMetricsListenerShared(t *testing.T) {
+	e := newEnv(t)
+	addr := freePort(t)
+	conf := e.configN("shared-metrics.conf",
+		map[string]string{"Store_Dir": filepath.Join(e.dir, "store-a"), "Metrics_Listen": addr},
+		map[string]string{"Store_Dir": filepath.Join(e.dir, "store-b"), "Metrics_Listen": addr, "Key_Prefix": "copy/"})
+	p := e.start(conf, "-", false)
+	defer p.Signal(syscall.SIGKILL)
+	_, cs := smallInput(t, 60)
+	for _, ch := range cs {
+		if err := chunks.WriteFrame(p.Stdin, ch.tag, ch.data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 60*time.Second, "both outputs' counts on the shared listener", func() bool {
+		m := scrapeMetrics(t, "http://"+addr)
+		return m[`wivaudit_records_accepted_total{output=wivaudit.0}`] == 60 && m[`wivaudit_records_accepted_total{output=wivaudit.1}`] == 60
+	})
+	if code, body := httpGet(t, "http://"+addr+"/healthz"); code != 200 || string(body) != "ok\n" {
+		t.Errorf("/healthz: %d %q", code, body)
+	}
+	p.Stdin.Close()
+	p.Signal(syscall.SIGTERM)
+	if r := p.Wait(time.Minute); r.ExitCode != 0 {
+		t.Fatalf("host exit %d:\n%s", r.ExitCode, tail(r.Stderr, 20))
+	}
+}
+
+// TestMetricsListenPortTaken: a Metrics_Listen port another program holds fails Init with a line that names
+// the setting.
+func TestMetricsListenPortTaken(t *testing.T) {
+	e := &env{t: t, dir: t.TempDir()}
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	addr := taken.Addr().String()
+	p, err := host.Start(e.bareConfig(map[string]string{"Org_ID": "org-a", "Bucket": "b-ok", "Store_Dir": e.dir + "/store",
+		"Endpoint": "http://127.0.0.1:9", "Allow_Plain_HTTP": "on", "Metrics_Listen": addr}), "", nil, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := p.Wait(time.Minute)
+	if r.ExitCode == 0 || r.Count("init-failed") != 1 {
+		t.Fatalf("Init did not fail: exit %d, %v", r.ExitCode, r.Stdout)
+	}
+	if want := "[output:wivaudit:wivaudit.0] cannot start: Metrics_Listen " + addr + ": listen tcp " + addr + ": bind: address already in use; choose a port"; !strings.Contains(r.Stderr, want) {
+		t.Errorf("no line says %q:\n%s", want, r.Stderr)
+	}
+}
