@@ -94,9 +94,9 @@ func (in *Instance) deadLetter(lines []byte, why *[record.Reasons]int64, tag, fi
 	kept := rejected
 	if err != nil {
 		kept = bytes.Count(lines[:n], []byte{'\n'})
-		in.discarded.Add(int64(rejected - kept))
 	}
 	in.deadLettered.Add(int64(kept))
+	in.discarded.Add(int64(rejected - kept))
 	if err != nil {
 		if ok, held := in.deadFull.allow(in.now()); ok {
 			in.log.logf(LevelError, "%s is full (%v): kept %d and discarded %d of a chunk's %d rejected record(s) with tag %q (first: %s); %d discarded since start%s; move the file away (a new one is started) or raise Dead_Letter_Limit_Size",

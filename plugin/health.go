@@ -21,6 +21,7 @@ type health struct {
 	orgs     map[string]*orgHealth    // by conf.OrgKey
 	problems map[upload.Problem]int64 // failed upload attempts of every organisation by problem
 	cfg      *conf.Config             // for upload.Explain
+	redact   func(string) string      // the log's: an error's own words could quote a secret
 }
 
 // orgHealth is one organisation's deliveries since start.
@@ -28,7 +29,7 @@ type orgHealth struct {
 	org                      string // as its batches spell it
 	state                    metrics.State
 	lastAttempt, lastSuccess time.Time
-	lastError                string // upload.Explain: never a secret
+	lastError                string // upload.Explain, redacted as the log is
 	lastErrorAt              time.Time
 	advice                   upload.Advice
 	uploads                  [outcomes]int64
@@ -45,8 +46,8 @@ const (
 var outcomeNames = [outcomes]string{upload.Retriable: "retriable", upload.KeyExists: "key_conflict",
 	upload.Credentials: "credentials", upload.Misconfigured: "refused", delivered: "delivered"}
 
-func newHealth(cfg *conf.Config) *health {
-	return &health{orgs: map[string]*orgHealth{}, problems: map[upload.Problem]int64{}, cfg: cfg}
+func newHealth(cfg *conf.Config, redact func(string) string) *health {
+	return &health{orgs: map[string]*orgHealth{}, problems: map[upload.Problem]int64{}, cfg: cfg, redact: redact}
 }
 
 // orgLocked returns org's entry, making it. The caller holds mu.
@@ -66,7 +67,7 @@ func (h *health) uploaded(org string, d conf.Destination, now time.Time, err err
 	var explained string
 	var advice upload.Advice
 	if err != nil {
-		explained, advice = upload.Explain(err, d, h.cfg), upload.Advise(err, d, h.cfg)
+		explained, advice = h.redact(upload.Explain(err, d, h.cfg)), upload.Advise(err, d, h.cfg)
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -152,7 +152,7 @@ func TestDestinationsHealth(t *testing.T) {
 			}
 			if b.State != metrics.Refused || b.ErrorClass != "external-id-or-trust" || b.GuideStep != "3.2.2" ||
 				!strings.Contains(b.LastError, "STS AssumeRole of arn:aws:iam::111122223333:role/r-org-b failed (AccessDenied): the External ID must equal") ||
-				strings.Contains(b.LastError, "secret") || !b.LastErrorAt.Equal(now) || !b.LastSuccess.IsZero() ||
+				strings.Contains(b.LastError, "secret") || !strings.HasSuffix(b.LastError, "with ExternalId [redacted]") || !b.LastErrorAt.Equal(now) || !b.LastSuccess.IsZero() ||
 				b.BatchesWaiting != 1 || b.RecordsWaiting != 2 || !b.OldestUndelivered.Equal(start) || b.OldestAgeSeconds != now.Sub(start).Seconds() {
 				t.Errorf("org-b: %+v", b)
 			}

@@ -208,8 +208,8 @@ func (f *fakeS3) Put(_ context.Context, d conf.Destination, b *buffer.Batch) err
 		return errors.New("injected failure")
 	}
 	if d.Bucket == f.refused {
-		return &smithy.OperationError{ServiceID: "STS", OperationName: "AssumeRole",
-			Err: &smithy.GenericAPIError{Code: "AccessDenied", Message: "User is not authorized to perform: sts:AssumeRole"}}
+		return &smithy.OperationError{ServiceID: "STS", OperationName: "AssumeRole", Err: &smithy.GenericAPIError{
+			Code: "AccessDenied", Message: "not authorized to perform sts:AssumeRole with ExternalId " + d.ExternalID}}
 	}
 	if _, dup := f.objects[b.Key]; dup {
 		return &smithy.GenericAPIError{Code: "PreconditionFailed", Message: "At least one of the pre-conditions you specified did not hold"}

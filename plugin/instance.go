@@ -109,7 +109,7 @@ func start(cfg *conf.Config, name string, out LogFunc, with deps) (*Instance, er
 		deadFull:     every{interval: 10 * time.Second},
 	}
 	in.queue = newQueue(with.clock)
-	in.health, in.roles, in.uploadSeconds = newHealth(cfg), with.roles, newUploadSeconds(name)
+	in.health, in.roles, in.uploadSeconds = newHealth(cfg, in.log.redact), with.roles, newUploadSeconds(name)
 	if in.roles == nil {
 		in.roles = &upload.RoleCounts{}
 	}
