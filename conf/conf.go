@@ -4,6 +4,7 @@ package conf
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"path/filepath"
 	"regexp"
@@ -71,6 +72,9 @@ type Config struct {
 	DestinationsRefresh time.Duration
 
 	StatusInterval time.Duration // 0: no status lines
+
+	MetricsListen string // host:port of the metrics and health endpoints; "": none
+	MetricsPerOrg bool   // an org label on the per-organisation series
 
 	settings string // the settings line: every key as in effect, the External ID hidden
 }
@@ -152,6 +156,7 @@ var (
 	bucketPattern      = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
 	regionPattern      = regexp.MustCompile(`^[a-z]{2}(-[a-z0-9]+)+-[0-9]+$`)
 	fieldKeyPattern    = regexp.MustCompile(`^[^\x00-\x1f\x7f]{1,128}$`)
+	hostnamePattern    = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9.-]{0,251}[a-zA-Z0-9])?$`)
 )
 
 // Canned ACLs we accept. Public and any-AWS-account ACLs are refused: these objects are audit trails.
@@ -204,6 +209,9 @@ func Parse(src Source) (*Config, error) {
 		DestinationsRefresh: p.duration("Destinations_Refresh_Interval", "10s", time.Second, time.Hour),
 
 		StatusInterval: p.duration("Status_Interval", DefaultStatusInterval, 0, 24*time.Hour),
+
+		MetricsListen: p.str("Metrics_Listen", ""),
+		MetricsPerOrg: p.boolean("Metrics_Per_Org", false),
 	}
 	p.validate(c)
 	if len(p.errs) > 0 {
@@ -371,6 +379,12 @@ func (p *parser) validate(c *Config) {
 	if c.RefreshJitter > c.RefreshWindow {
 		p.fail("Credential_Refresh_Jitter", "%s must not exceed Credential_Refresh_Window (%s)", c.RefreshJitter, c.RefreshWindow)
 	}
+	if c.MetricsListen != "" {
+		p.check("Metrics_Listen", listenProblem(c.MetricsListen))
+	}
+	if c.MetricsListen == "" && p.isSet("Metrics_Per_Org") {
+		p.fail("Metrics_Per_Org", "set without Metrics_Listen, so it would mean nothing; set Metrics_Listen too, or remove it")
+	}
 	acl := strings.ToLower(c.CannedACL)
 	switch {
 	case acl == "none":
@@ -477,6 +491,20 @@ func roleProblem(v string) string {
 func externalIDProblem(v string) string {
 	if len(v) < 2 || len(v) > 1224 || !externalIDPattern.MatchString(v) {
 		return "the value (not shown) is not a valid External ID: 2-1224 characters of letters, digits and +=,.@:/-"
+	}
+	return ""
+}
+
+// listenProblem checks an address to listen on: an optional host (a name or an IP address; none for every
+// interface) and a port.
+func listenProblem(v string) string {
+	host, port, err := net.SplitHostPort(v)
+	n, perr := strconv.Atoi(port)
+	switch {
+	case err != nil || perr != nil || n < 1 || n > 65535:
+		return fmt.Sprintf("%q is not host:port with a port from 1 to 65535; write 127.0.0.1:2021 (this machine only) or :2021 (every interface)", v)
+	case host != "" && net.ParseIP(host) == nil && !hostnamePattern.MatchString(host):
+		return fmt.Sprintf("%q: %q is neither an IP address nor a host name", v, host)
 	}
 	return ""
 }

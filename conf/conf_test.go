@@ -100,6 +100,12 @@ func TestInvalid(t *testing.T) {
 		{"Unlisted_Orgs", "default", "Unlisted_Orgs: default is no longer accepted"},
 		{"Account_ID", "1111-2222-3333", `Account_ID: "1111-2222-3333" is not an AWS account ID (12 digits`},
 		{"Account_ID", "11112222333", `Account_ID: "11112222333" is not an AWS account ID`},
+		{"Metrics_Listen", "2021", `Metrics_Listen: "2021" is not host:port`},
+		{"Metrics_Listen", "127.0.0.1:0", `Metrics_Listen: "127.0.0.1:0" is not host:port with a port from 1 to 65535`},
+		{"Metrics_Listen", ":70000", `Metrics_Listen: ":70000" is not host:port`},
+		{"Metrics_Listen", "http://127.0.0.1:2021", `Metrics_Listen: "http://127.0.0.1:2021" is not host:port`},
+		{"Metrics_Listen", "bad_host!:2021", `Metrics_Listen: "bad_host!:2021": "bad_host!" is neither an IP address nor a host name`},
+		{"Metrics_Per_Org", "on", "Metrics_Per_Org: set without Metrics_Listen"},
 	}
 	for _, c := range cases {
 		t.Run(c.key+"="+c.value, func(t *testing.T) {
@@ -126,6 +132,21 @@ func TestErrorsListEveryProblemAndHideTheExternalID(t *testing.T) {
 	}
 	if strings.Contains(msg, "secret value") {
 		t.Errorf("the External ID leaked: %s", msg)
+	}
+}
+
+func TestMetricsListen(t *testing.T) {
+	for in, want := range map[string]string{"127.0.0.1:2021": "127.0.0.1:2021", " :2021 ": ":2021", "localhost:9100": "localhost:9100", "[::1]:2021": "[::1]:2021"} {
+		src := valid()
+		src["Metrics_Listen"], src["Metrics_Per_Org"] = in, "on"
+		c, err := Parse(src)
+		if err != nil {
+			t.Errorf("%q: %v", in, err)
+			continue
+		}
+		if c.MetricsListen != want || !c.MetricsPerOrg {
+			t.Errorf("%q: Metrics_Listen %q, Metrics_Per_Org %v", in, c.MetricsListen, c.MetricsPerOrg)
+		}
 	}
 }
 

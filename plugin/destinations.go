@@ -12,6 +12,7 @@ import (
 
 	"github.com/wiv/out_wivaudit/buffer"
 	"github.com/wiv/out_wivaudit/conf"
+	"github.com/wiv/out_wivaudit/record"
 )
 
 // Where a batch goes, fixed when it is sealed (Manifest.Destination).
@@ -173,17 +174,20 @@ func (d *destinations) lists(org string) (string, bool) {
 // receive notes that this output flushes records of tag, so that the other outputs know who receives them.
 func (d *destinations) receive(tag string) { process.receive(d.member, tag) }
 
-// admit decides what a flush does with a record of org: buffer it under the returned spelling, reject it
-// into the dead-letter file for the given reason, or skip it because another output takes it.
-func (d *destinations) admit(org, tag string, raw []byte) (spelling, reject string, skip bool) {
+// admit decides what a flush does with a record of ev.Org: buffer it under the spelling it sets in ev.Org,
+// reject it into the dead-letter file for the reason it sets in ev.Reject and ev.Why, or skip it because
+// another output takes it.
+func (d *destinations) admit(ev *record.Event, tag string) (skip bool) {
+	org := ev.Org
 	key := conf.OrgKey(org)
 	if own, ok := d.lists(key); ok {
-		return own, "", false
+		ev.Org = own
+		return false
 	}
-	taker, unsure := process.takerOf(d.member, tag, key, raw)
+	taker, unsure := process.takerOf(d.member, tag, key, ev.Raw)
 	if taker != nil {
 		d.left.Add(1)
-		return "", "", true
+		return true
 	}
 	now := d.now()
 	switch {
@@ -191,27 +195,33 @@ func (d *destinations) admit(org, tag string, raw []byte) (spelling, reject stri
 		d.unserved.Add(1)
 		d.log.limitedf(LevelWarn, "unsure\x00"+key, now, "organisation %s is served by %s, which has not flushed tag %q yet: its records are kept in %s meanwhile, in case it does not receive them",
 			org, unsure.name, tag, d.store.DeadLetterPath())
-		return "", fmt.Sprintf("organisation %s is served by %s, which had not flushed tag %q yet: kept here in case it does not receive it (then delivered there too)", org, unsure.name, tag), false
+		ev.Reject, ev.Why = fmt.Sprintf("organisation %s is served by %s, which had not flushed tag %q yet: kept here in case it does not receive it (then delivered there too)", org, unsure.name, tag), record.Unserved
+		return false
 	case d.cfg.OrgID != "":
 		d.unserved.Add(1)
 		d.log.limitedf(LevelError, "unserved\x00"+key, now, "organisation %s has a destination in no wivaudit output that receives tag %q: its records are kept in %s, not delivered; give it an output or a Destinations_File entry",
 			org, tag, d.store.DeadLetterPath())
-		return "", fmt.Sprintf("organisation %s has a destination in no wivaudit output that receives tag %q (this one serves %s)", org, tag, d.own.OrgID), false
+		ev.Reject, ev.Why = fmt.Sprintf("organisation %s has a destination in no wivaudit output that receives tag %q (this one serves %s)", org, tag, d.own.OrgID), record.Unserved
+		return false
 	case d.cfg.DestinationsFile == "" || d.cfg.Archive():
-		return key, "", false
+		ev.Org = key
+		return false
 	}
 	d.mu.RLock()
 	known := d.known[key]
 	d.mu.RUnlock()
 	switch {
 	case known:
-		return key, "", false
+		ev.Org = key
+		return false
 	case d.cfg.UnlistedOrgs == conf.UnlistedDeadLetter:
-		return "", fmt.Sprintf("org_id %q has no destination in Destinations_File (Unlisted_Orgs deadletter)", org), false
+		ev.Reject, ev.Why = fmt.Sprintf("org_id %q has no destination in Destinations_File (Unlisted_Orgs deadletter)", org), record.Unlisted
+		return false
 	}
 	d.unlisted.Add(1)
 	d.log.limitedf(LevelWarn, "unlisted\x00"+key, now, "organisation %s is not in Destinations_File: its records are held in Store_Dir until it is (Unlisted_Orgs hold)", org)
-	return key, "", false
+	ev.Org = key
+	return false
 }
 
 // counters sums up the records this output did not deliver for want of a destination; "" when there are none.
@@ -248,17 +258,29 @@ func (d *destinations) seal(org string) (destination, prefix string) {
 // resolve returns where a sealed batch goes now, its OrgID the spelling for its key, or why it is held. A
 // batch only ever goes to its own organisation's destination, or to the archive it was sealed for.
 func (d *destinations) resolve(b *buffer.Batch) (conf.Destination, string) {
-	key := conf.OrgKey(b.Org)
+	return d.route(b.Org, b.Destination == toOutput)
+}
+
+// current returns where org's next batch goes, or why it is held.
+func (d *destinations) current(org string) (conf.Destination, string) {
+	dest, _ := d.seal(org)
+	return d.route(org, dest == toOutput)
+}
+
+// route returns where org's batches go now, those sealed for the [OUTPUT]-level destination (archived) or
+// not, or why they are held.
+func (d *destinations) route(org string, archived bool) (conf.Destination, string) {
+	key := conf.OrgKey(org)
 	archive := d.own
-	archive.OrgID = b.Org
+	archive.OrgID = org
 	switch {
 	case d.cfg.OrgID != "" && key == conf.OrgKey(d.own.OrgID):
 		return d.own, ""
 	case d.cfg.OrgID != "":
-		return conf.Destination{}, fmt.Sprintf("organisation %s is not this output's (Org_ID %s), so its batch is held: it was buffered under an earlier configuration; move its files to the Store_Dir of the output that serves it", b.Org, d.own.OrgID)
+		return conf.Destination{}, fmt.Sprintf("organisation %s is not this output's (Org_ID %s), so its batch is held: it was buffered under an earlier configuration; move its files to the Store_Dir of the output that serves it", org, d.own.OrgID)
 	case d.cfg.DestinationsFile == "":
 		return archive, ""
-	case b.Destination == toOutput && d.cfg.Archive():
+	case archived && d.cfg.Archive():
 		return archive, ""
 	}
 	d.mu.RLock()
@@ -269,7 +291,21 @@ func (d *destinations) resolve(b *buffer.Batch) (conf.Destination, string) {
 	case listed:
 		return dest, ""
 	case known:
-		return conf.Destination{}, fmt.Sprintf("organisation %s was removed from Destinations_File; its batches are held (never sent elsewhere) until it is listed again", b.Org)
+		return conf.Destination{}, fmt.Sprintf("organisation %s was removed from Destinations_File; its batches are held (never sent elsewhere) until it is listed again", org)
 	}
-	return conf.Destination{}, fmt.Sprintf("organisation %s has no entry in Destinations_File yet (Unlisted_Orgs hold)", b.Org)
+	return conf.Destination{}, fmt.Sprintf("organisation %s has no entry in Destinations_File yet (Unlisted_Orgs hold)", org)
+}
+
+// listed returns the organisations this output has a destination of its own for, spelt as configured.
+func (d *destinations) listed() []string {
+	if d.cfg.OrgID != "" {
+		return []string{d.own.OrgID}
+	}
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	orgs := make([]string, 0, len(d.byOrg))
+	for _, dest := range d.byOrg {
+		orgs = append(orgs, dest.OrgID)
+	}
+	return orgs
 }

@@ -21,13 +21,11 @@ func (in *Instance) Flush(chunk []byte, tag string) Result {
 	var dead []byte
 	var firstReject string
 	rejected := 0
+	var why [record.Reasons]int64
 	in.dests.receive(tag)
 	in.dec.Decode(chunk, tag, func(ev *record.Event) {
-		if ev.Reject == "" {
-			var skip bool
-			if ev.Org, ev.Reject, skip = in.dests.admit(ev.Org, tag, ev.Raw); skip {
-				return
-			}
+		if ev.Reject == "" && in.dests.admit(ev, tag) {
+			return
 		}
 		if ev.Reject != "" {
 			line := deadLetterLine{Tag: tag, Reason: ev.Reject, Record: ev.JSON}
@@ -39,6 +37,7 @@ func (in *Instance) Flush(chunk []byte, tag string) Result {
 				firstReject = ev.Reject
 			}
 			rejected++
+			why[ev.Why]++
 			return
 		}
 		// Add copies the record: the decoder reuses its buffer for the next one.
@@ -58,7 +57,7 @@ func (in *Instance) Flush(chunk []byte, tag string) Result {
 	}
 	// Rejections are written first: if the append then fails, the retry writes them again, which is harmless,
 	// where the other order would buffer the chunk's good records twice.
-	if rejected > 0 && !in.deadLetter(dead, rejected, tag, firstReject) {
+	if rejected > 0 && !in.deadLetter(dead, &why, tag, firstReject) {
 		in.store.Release(c.Size())
 		return Retry
 	}
@@ -72,10 +71,14 @@ func (in *Instance) Flush(chunk []byte, tag string) Result {
 	return OK
 }
 
-// deadLetter keeps a chunk's rejected records (one line each), or reports false when the chunk should be
-// retried. Those that do not fit in the file are discarded, loudly: holding them back would stop the good
-// records of every organisation behind records that can never be delivered.
-func (in *Instance) deadLetter(lines []byte, rejected int, tag, first string) bool {
+// deadLetter keeps a chunk's rejected records (one line each; why counts them by class), or reports false
+// when the chunk should be retried. Those that do not fit in the file are discarded, loudly: holding them
+// back would stop the good records of every organisation behind records that can never be delivered.
+func (in *Instance) deadLetter(lines []byte, why *[record.Reasons]int64, tag, first string) bool {
+	rejected := 0
+	for _, n := range why {
+		rejected += int(n)
+	}
 	n, err := in.store.DeadLetter(lines)
 	if err != nil && !errors.Is(err, buffer.ErrDeadLetterFull) {
 		in.log.limitedf(LevelError, "deadletter\x00"+rootCause(err), in.now(), "cannot write %d rejected records to %s, asking Fluent Bit to retry the chunk: %v",
@@ -83,9 +86,18 @@ func (in *Instance) deadLetter(lines []byte, rejected int, tag, first string) bo
 		return false
 	}
 	in.rejected.Add(int64(rejected))
+	for r, n := range why {
+		if n > 0 {
+			in.rejects[r].Add(n)
+		}
+	}
+	kept := rejected
 	if err != nil {
-		kept := bytes.Count(lines[:n], []byte{'\n'})
-		in.discarded.Add(int64(rejected - kept))
+		kept = bytes.Count(lines[:n], []byte{'\n'})
+	}
+	in.deadLettered.Add(int64(kept))
+	in.discarded.Add(int64(rejected - kept))
+	if err != nil {
 		if ok, held := in.deadFull.allow(in.now()); ok {
 			in.log.logf(LevelError, "%s is full (%v): kept %d and discarded %d of a chunk's %d rejected record(s) with tag %q (first: %s); %d discarded since start%s; move the file away (a new one is started) or raise Dead_Letter_Limit_Size",
 				in.store.DeadLetterPath(), err, kept, rejected-kept, rejected, tag, first, in.discarded.Load(), heldNote(held))

@@ -186,6 +186,7 @@ type fakeS3 struct {
 	failN   int
 	calls   int
 	down    string // a bucket that refuses every upload
+	refused string // a bucket whose role refuses to be assumed, as STS does with a wrong External ID
 	puts    events // fired after each call
 }
 
@@ -205,6 +206,10 @@ func (f *fakeS3) Put(_ context.Context, d conf.Destination, b *buffer.Batch) err
 	f.calls++
 	if f.calls <= f.failN || d.Bucket == f.down {
 		return errors.New("injected failure")
+	}
+	if d.Bucket == f.refused {
+		return &smithy.OperationError{ServiceID: "STS", OperationName: "AssumeRole", Err: &smithy.GenericAPIError{
+			Code: "AccessDenied", Message: "not authorized to perform sts:AssumeRole with ExternalId " + d.ExternalID}}
 	}
 	if _, dup := f.objects[b.Key]; dup {
 		return &smithy.GenericAPIError{Code: "PreconditionFailed", Message: "At least one of the pre-conditions you specified did not hold"}

@@ -13,8 +13,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/wiv/out_wivaudit/buffer"
 	"github.com/wiv/out_wivaudit/conf"
+	"github.com/wiv/out_wivaudit/metrics"
 	"github.com/wiv/out_wivaudit/record"
 	"github.com/wiv/out_wivaudit/upload"
 )
@@ -48,9 +51,17 @@ type Instance struct {
 
 	policy policy // of the upload decisions
 
+	health        *health
+	roles         *upload.RoleCounts
+	uploadSeconds prometheus.Histogram
+	member        *metrics.Member // on the listener of Metrics_Listen; nil without one
+	closing       atomic.Bool
+
 	accepted, rejected, discarded, delivered, objects, conflicts, reassumed, quarantined, lost atomic.Int64
 
-	failed [upload.Classes]atomic.Int64 // failed upload attempts by class
+	failed       [upload.Classes]atomic.Int64 // failed upload attempts by class
+	rejects      [record.Reasons]atomic.Int64 // rejected records by class
+	deadLettered atomic.Int64                 // rejected records kept in the dead-letter file
 }
 
 // New opens the store, recovers what it holds and starts sealing and uploading. name prefixes log lines;
@@ -61,7 +72,7 @@ func New(cfg *conf.Config, name string, out LogFunc, hooks TestHooks) (*Instance
 		return nil, err
 	}
 	limitMemory()
-	return start(cfg, name, out, deps{send: c, clock: realClock{}, hooks: hooks})
+	return start(cfg, name, out, deps{send: c, roles: &c.Roles, clock: realClock{}, hooks: hooks})
 }
 
 // memoryLimit is the Go runtime's soft memory limit in Fluent Bit's process, unless GOMEMLIMIT sets one: the
@@ -75,9 +86,11 @@ var limitMemory = sync.OnceFunc(func() {
 	}
 })
 
-// deps are what an instance works with besides its settings: S3, the clock and the test hooks.
+// deps are what an instance works with besides its settings: S3 and the counts of its role sessions, the
+// clock and the test hooks.
 type deps struct {
 	send  sender
+	roles *upload.RoleCounts // nil: none
 	clock clock
 	hooks TestHooks
 }
@@ -96,6 +109,10 @@ func start(cfg *conf.Config, name string, out LogFunc, with deps) (*Instance, er
 		deadFull:     every{interval: 10 * time.Second},
 	}
 	in.queue = newQueue(with.clock)
+	in.health, in.roles, in.uploadSeconds = newHealth(cfg, in.log.redact), with.roles, newUploadSeconds(name)
+	if in.roles == nil {
+		in.roles = &upload.RoleCounts{}
+	}
 	in.policy = policy{holdRetry: cfg.HoldRetryInterval, quarantineAfter: cfg.QuarantineAfter}
 	in.encode = objectEncoder(cfg.CompressionLevel)
 	in.chunks.New = func() any { return buffer.NewChunk() }
@@ -115,6 +132,11 @@ func start(cfg *conf.Config, name string, out LogFunc, with deps) (*Instance, er
 	in.store, in.send = store, with.send
 	in.recovered(rec)
 	in.checkUsage()
+	if err := in.joinMetrics(name); err != nil {
+		store.Close()
+		in.dests.close()
+		return nil, err
+	}
 
 	sealCtx, stopSealer := context.WithCancel(context.Background())
 	upCtx, stopUploads := context.WithCancel(context.Background())
@@ -188,6 +210,7 @@ const finishWithin = 1500 * time.Millisecond
 
 func (in *Instance) Close() {
 	in.closeOnce.Do(func() {
+		in.closing.Store(true)
 		deadline := in.now().Add(in.cfg.ShutdownTimeout)
 		in.stopReloader()
 		<-in.reloaderDone
@@ -213,6 +236,9 @@ func (in *Instance) Close() {
 		grace.Stop()
 		in.abortUploads()
 		<-finished
+		if in.member != nil {
+			in.member.Leave()
+		}
 		in.store.Close()
 		in.dests.close()
 		left := ""

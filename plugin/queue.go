@@ -238,3 +238,17 @@ func (q *queue) drain(deadline <-chan time.Time) bool {
 	}
 	return true
 }
+
+// each calls fn, with the queue locked, for every batch queued or in flight.
+func (q *queue) each(fn func(*buffer.Batch)) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, l := range q.lanes {
+		if l.busy != nil {
+			fn(l.busy.batch)
+		}
+		for _, it := range l.items {
+			fn(it.batch)
+		}
+	}
+}

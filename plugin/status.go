@@ -61,7 +61,7 @@ func (in *Instance) status(counters string, waiting int) string {
 		oldest = fmt.Sprintf("; the oldest undelivered record arrived %s ago", in.now().Sub(time.UnixMilli(ms)).Round(time.Second))
 	}
 	used, _ := in.store.Usage()
-	return fmt.Sprintf("%s; %d sealed batches waiting for upload%s; %d bytes buffered in Store_Dir", counters, waiting, oldest, used)
+	return fmt.Sprintf("%s; %d sealed batches waiting for upload%s; %d bytes buffered in Store_Dir%s", counters, waiting, oldest, used, notOK(in.destinations()))
 }
 
 // checkUsage logs when the store crosses 80 % and 95 % of Store_Dir_Limit_Size, and when it is back under.

@@ -47,16 +47,21 @@ func (in *Instance) attempt(ctx context.Context, it *item) bool {
 	for {
 		o := decide(f, in.policy)
 		it.attempts = o.attempts
+		in.health.decided(b.Org, o.do, b.Records, f.now)
 		switch o.do {
 		case send:
-			if err = in.send.Put(ctx, d, b); err == nil {
-				f.step = uploaded
-				continue
-			}
-			if ctx.Err() != nil {
+			start := in.now()
+			if err = in.send.Put(ctx, d, b); err != nil && ctx.Err() != nil {
 				return true // shutting down: the batch stays on disk
 			}
+			in.uploadSeconds.Observe(in.now().Sub(start).Seconds())
+			if err == nil {
+				f.step, f.now = uploaded, in.now()
+				in.health.uploaded(b.Org, d, f.now, nil, 0)
+				continue
+			}
 			f = in.putFailed(f, d, b, err)
+			in.health.uploaded(b.Org, d, f.now, err, f.class)
 		case moveKey:
 			if err := in.store.Rekey(b, destKey(d, b, b.KeyMs), b.KeyMs); err != nil {
 				in.log.limitedf(LevelError, "rekey\x00"+b.Org, f.now, "cannot move %s to the key of its destination: %v", b.Key, err)

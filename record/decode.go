@@ -18,6 +18,7 @@ type Event struct {
 	Org    string
 	Kind   string
 	Reject string // why the event cannot be delivered; empty when it can
+	Why    Reason // Reject's class
 }
 
 // Decoder turns Fluent Bit chunks into routed events. Its settings are fixed at creation and it is safe for
@@ -67,18 +68,21 @@ func (dec *Decoder) decode(s *scratch, chunk []byte, tag string, fn func(*Event)
 	for r.off < len(chunk) {
 		start := r.off
 		if err := r.skip(); err != nil {
-			s.ev = Event{Raw: chunk[start:], Reject: fmt.Sprintf("malformed msgpack at byte %d of the chunk (%v); the remaining %d bytes could not be read", start, err, len(chunk)-start)}
+			s.ev = Event{Raw: chunk[start:], Why: Malformed, Reject: fmt.Sprintf("malformed msgpack at byte %d of the chunk (%v); the remaining %d bytes could not be read", start, err, len(chunk)-start)}
 			fn(&s.ev)
 			return
 		}
 		s.ev = Event{Raw: chunk[start:r.off:r.off]}
 		if len(s.ev.Raw) > dec.maxRecord {
-			s.ev.Reject = fmt.Sprintf("event of %d bytes, over Max_Record_Size (%d)", len(s.ev.Raw), dec.maxRecord)
+			s.ev.Reject, s.ev.Why = fmt.Sprintf("event of %d bytes, over Max_Record_Size (%d)", len(s.ev.Raw), dec.maxRecord), TooLarge
 			fn(&s.ev)
 			continue
 		}
 		if dec.event(s, byTag) {
 			continue
+		}
+		if s.ev.Reject != "" && s.ev.Why == NotRejected {
+			s.ev.Why = Malformed
 		}
 		fn(&s.ev)
 	}
@@ -137,36 +141,36 @@ func (dec *Decoder) event(s *scratch, byTag kindFrom) (group bool) {
 		return false
 	}
 	ev.JSON = js[:len(js):len(js)]
-	ev.Org, ev.Kind, ev.Reject = dec.route(s, byTag)
+	ev.Org, ev.Kind, ev.Reject, ev.Why = dec.route(s, byTag)
 	return false
 }
 
 // route reads the organisation and the kind of a transcoded record, or the reason it cannot be routed.
-func (dec *Decoder) route(s *scratch, byTag kindFrom) (org, kind, reject string) {
+func (dec *Decoder) route(s *scratch, byTag kindFrom) (org, kind, reject string, why Reason) {
 	t := &s.t
 	switch {
 	case !t.org.seen:
-		return "", "", fmt.Sprintf("no %q field", dec.orgKey)
+		return "", "", fmt.Sprintf("no %q field", dec.orgKey), NoOrgID
 	case t.org.typ != tStr:
-		return "", "", fmt.Sprintf("%q is not a string but msgpack %s", dec.orgKey, t.org.typ)
+		return "", "", fmt.Sprintf("%q is not a string but msgpack %s", dec.orgKey, t.org.typ), BadOrgID
 	case dec.kindKey == nil:
 		kind, reject = byTag.kind, byTag.reject
 	case !t.kind.seen:
-		return "", "", fmt.Sprintf("no %q field", dec.kindKey)
+		return "", "", fmt.Sprintf("no %q field", dec.kindKey), BadKind
 	case t.kind.typ != tStr:
-		return "", "", fmt.Sprintf("%q is not a string but msgpack %s", dec.kindKey, t.kind.typ)
+		return "", "", fmt.Sprintf("%q is not a string but msgpack %s", dec.kindKey, t.kind.typ), BadKind
 	default:
 		if kind = kindOf(t.kind.str); kind == "" {
 			reject = unknownKind(t.kind.str, "record field")
 		}
 	}
 	if org = s.orgs.intern(t.org.str); org == "" {
-		return "", "", badOrg(t.org.str)
+		return "", "", badOrg(t.org.str), BadOrgID
 	}
 	if reject != "" {
-		return "", "", reject
+		return "", "", reject, BadKind
 	}
-	return org, kind, ""
+	return org, kind, "", NotRejected
 }
 
 // timestamp reads an event time: EventTime (ext 0), integer or float seconds. Group start and end markers

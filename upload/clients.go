@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -46,6 +47,35 @@ type Clients struct {
 	mu       sync.Mutex
 	byRegion map[string]*s3.Client
 	sessions *lru.Cache[*session]
+
+	// Roles counts the AssumeRole calls of every destination's session.
+	Roles RoleCounts
+}
+
+// RoleCounts counts AssumeRole calls: those that returned credentials, those that failed, and the renewals
+// among the first (a session's credentials replaced before they expired, or after they were refused).
+type RoleCounts struct {
+	Assumed, Failed, Renewed atomic.Int64
+}
+
+// counted is an AssumeRole provider that counts its calls.
+type counted struct {
+	provider aws.CredentialsProvider
+	counts   *RoleCounts
+	had      atomic.Bool // it returned credentials before
+}
+
+func (c *counted) Retrieve(ctx context.Context) (aws.Credentials, error) {
+	creds, err := c.provider.Retrieve(ctx)
+	switch {
+	case err != nil:
+		c.counts.Failed.Add(1)
+		return creds, err
+	case c.had.Swap(true):
+		c.counts.Renewed.Add(1)
+	}
+	c.counts.Assumed.Add(1)
+	return creds, nil
 }
 
 // New loads the base AWS configuration (region, credentials chain, Request_Timeout) for the clients of c.
@@ -88,7 +118,7 @@ func (c *Clients) session(d conf.Destination) *session {
 	if s, ok := c.sessions.Get(sessionKey(d)); ok {
 		return s
 	}
-	s := &session{cache: aws.NewCredentialsCache(c.assumer(d), func(o *aws.CredentialsCacheOptions) {
+	s := &session{cache: aws.NewCredentialsCache(&counted{provider: c.assumer(d), counts: &c.Roles}, func(o *aws.CredentialsCacheOptions) {
 		o.ExpiryWindow = c.cfg.RefreshWindow
 		o.ExpiryWindowJitterFrac = float64(c.cfg.RefreshJitter) / float64(c.cfg.RefreshWindow)
 	})}

@@ -2,8 +2,11 @@ package upload
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/wiv/out_wivaudit/conf"
 )
@@ -31,5 +34,25 @@ func TestReassumeIsLimitedPerDestination(t *testing.T) {
 	}
 	if none := (conf.Destination{Bucket: "b-1"}); cl.MayReassume(none, now) || cl.Reassume(none, now) {
 		t.Error("a destination without a role has no session to drop")
+	}
+}
+
+// script is a credentials provider that answers with its errors in turn (nil: credentials).
+type script struct{ errs []error }
+
+func (s *script) Retrieve(context.Context) (aws.Credentials, error) {
+	err := s.errs[0]
+	s.errs = s.errs[1:]
+	return aws.Credentials{AccessKeyID: "AKIDEXAMPLE"}, err
+}
+
+func TestRoleCallsAreCounted(t *testing.T) {
+	var counts RoleCounts
+	p := &counted{provider: &script{errs: []error{errors.New("AccessDenied"), nil, nil, errors.New("timeout"), nil}}, counts: &counts}
+	for range 5 {
+		p.Retrieve(context.Background())
+	}
+	if a, f, r := counts.Assumed.Load(), counts.Failed.Load(), counts.Renewed.Load(); a != 3 || f != 2 || r != 2 {
+		t.Errorf("assumed %d, failed %d, renewed %d; want 3, 2, 2", a, f, r)
 	}
 }

@@ -1,0 +1,41 @@
+package metrics
+
+import "time"
+
+// State is where an organisation's delivery stands.
+type State string
+
+// States of a destination.
+const (
+	OK          State = "ok"          // delivering, or nothing to deliver
+	Retrying    State = "retrying"    // its last upload failed in a way that passes (network, throttling, credentials)
+	Refused     State = "refused"     // its last upload was refused by its setup: see ErrorClass and GuideStep
+	Held        State = "held"        // no usable destination now (not in Destinations_File): see HeldReason
+	Quarantined State = "quarantined" // its last batch was refused for Quarantine_After and set aside
+)
+
+// Destination is one organisation of one output, as GET /destinations shows it. It never holds a secret.
+type Destination struct {
+	Output     string `json:"output"`
+	OrgID      string `json:"org_id"`
+	State      State  `json:"state"`
+	HeldReason string `json:"held_reason,omitempty"`
+	Bucket     string `json:"bucket,omitempty"`
+	RoleARN    string `json:"role_arn,omitempty"`
+
+	LastAttempt time.Time `json:"last_attempt,omitzero"`
+	LastSuccess time.Time `json:"last_success,omitzero"`
+	LastError   string    `json:"last_error,omitempty"` // what failed and what to check, never a secret
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+	ErrorClass  string    `json:"error_class,omitempty"` // of the last error: upload.Problem
+	GuideStep   string    `json:"guide_step,omitempty"`  // of the customer guide, for the last error
+
+	BatchesWaiting    int       `json:"batches_waiting"`
+	RecordsWaiting    int64     `json:"records_waiting"`
+	BytesWaiting      int64     `json:"bytes_waiting"` // JSON bytes of the records
+	OldestUndelivered time.Time `json:"oldest_undelivered,omitzero"`
+	OldestAgeSeconds  float64   `json:"oldest_undelivered_age_seconds,omitempty"`
+
+	RecordsDelivered   int64 `json:"records_delivered"`   // since start
+	BatchesQuarantined int64 `json:"batches_quarantined"` // since start
+}

@@ -1,0 +1,164 @@
+// Package metrics serves an output's Prometheus metrics and health on Metrics_Listen: GET /metrics,
+// /destinations and /healthz. The outputs of one process that name the same address share one listener, the
+// first to start opens it and the last to stop closes it; each output's series carry its name in the output
+// label.
+package metrics
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Output is what one output gives its listener.
+type Output struct {
+	Name      string
+	Collector prometheus.Collector
+	// Destinations returns the output's organisations, each with its state, in any order.
+	Destinations func() []Destination
+	// Ready returns "" when the output takes records, else why it does not.
+	Ready func() string
+}
+
+// Member is an output on a listener.
+type Member struct {
+	l   *listener
+	out Output
+}
+
+type listener struct {
+	addr    string
+	srv     *http.Server
+	reg     *prometheus.Registry
+	mu      sync.Mutex
+	members []*Member
+}
+
+// listeners are the process's listeners by address, as Metrics_Listen spells it.
+var listeners = struct {
+	sync.Mutex
+	byAddr map[string]*listener
+}{byAddr: map[string]*listener{}}
+
+// Join puts out on the listener of addr, which it opens if no output of the process did.
+func Join(addr string, out Output) (*Member, error) {
+	listeners.Lock()
+	defer listeners.Unlock()
+	l := listeners.byAddr[addr]
+	if l == nil {
+		var err error
+		if l, err = listen(addr); err != nil {
+			return nil, err
+		}
+		listeners.byAddr[addr] = l
+	}
+	m := &Member{l: l, out: out}
+	if err := l.reg.Register(out.Collector); err != nil {
+		l.leave(m)
+		return nil, fmt.Errorf("Metrics_Listen %s: the metrics of %s: %w", addr, out.Name, err)
+	}
+	l.mu.Lock()
+	l.members = append(l.members, m)
+	l.mu.Unlock()
+	return m, nil
+}
+
+// Leave takes the output off its listener, and closes the listener when it was the last.
+func (m *Member) Leave() {
+	listeners.Lock()
+	defer listeners.Unlock()
+	m.l.reg.Unregister(m.out.Collector)
+	m.l.leave(m)
+}
+
+// leave forgets m and closes the listener when no member is left. The caller holds listeners' lock.
+func (l *listener) leave(m *Member) {
+	l.mu.Lock()
+	l.members = slices.DeleteFunc(l.members, func(x *Member) bool { return x == m })
+	empty := len(l.members) == 0
+	l.mu.Unlock()
+	if empty {
+		l.srv.Close()
+		delete(listeners.byAddr, l.addr)
+	}
+}
+
+func listen(addr string) (*listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("Metrics_Listen %s: %w; choose a port no other program uses (outputs of this process share a listener only when they spell Metrics_Listen the same way)", addr, err)
+	}
+	l := &listener{addr: addr, reg: prometheus.NewRegistry()}
+	l.reg.MustRegister(collectors.NewGoCollector())
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(l.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
+	mux.HandleFunc("GET /destinations", l.destinations)
+	mux.HandleFunc("GET /healthz", l.healthz)
+	l.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go l.srv.Serve(ln)
+	return l, nil
+}
+
+func (l *listener) outputs() []Output {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]Output, len(l.members))
+	for i, m := range l.members {
+		out[i] = m.out
+	}
+	return out
+}
+
+// healthz answers 200 when every output on the listener takes records, else 503 with each one's reason.
+func (l *listener) healthz(w http.ResponseWriter, _ *http.Request) {
+	var problems []string
+	for _, o := range l.outputs() {
+		if why := o.Ready(); why != "" {
+			problems = append(problems, o.Name+": "+why)
+		}
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if len(problems) > 0 {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, strings.Join(problems, "\n"))
+		return
+	}
+	fmt.Fprintln(w, "ok")
+}
+
+// destinations answers the organisations of every output on the listener, by output and organisation;
+// ?org= keeps one organisation (in any case), ?state= the states it lists (comma-separated).
+func (l *listener) destinations(w http.ResponseWriter, r *http.Request) {
+	org := strings.ToLower(r.URL.Query().Get("org"))
+	var states []string
+	if s := r.URL.Query().Get("state"); s != "" {
+		states = strings.Split(s, ",")
+	}
+	list := []Destination{}
+	for _, o := range l.outputs() {
+		for _, d := range o.Destinations() {
+			if (org == "" || strings.ToLower(d.OrgID) == org) && (states == nil || slices.Contains(states, string(d.State))) {
+				d.Output = o.Name
+				list = append(list, d)
+			}
+		}
+	}
+	slices.SortFunc(list, func(a, b Destination) int {
+		return strings.Compare(a.Output+"\x00"+a.OrgID, b.Output+"\x00"+b.OrgID)
+	})
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(struct {
+		Destinations []Destination `json:"destinations"`
+	}{list})
+}

@@ -1,0 +1,244 @@
+package plugin
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wiv/out_wivaudit/metrics"
+)
+
+func TestStateAfter(t *testing.T) {
+	cases := []struct {
+		a     action
+		state metrics.State
+		says  bool
+	}{
+		{send, "", false},
+		{moveKey, "", false},
+		{done, metrics.OK, true},
+		{retry, metrics.Retrying, true},
+		{nextKey, "", false},
+		{reassume, metrics.Retrying, true},
+		{hold, metrics.Held, true},
+		{refused, metrics.Refused, true},
+		{quarantine, metrics.Quarantined, true},
+		{drop, "", false},
+	}
+	for _, c := range cases {
+		if s, ok := stateAfter(c.a); s != c.state || ok != c.says {
+			t.Errorf("action %d: %q %v, want %q %v", c.a, s, ok, c.state, c.says)
+		}
+	}
+}
+
+func TestStateNow(t *testing.T) {
+	cases := []struct {
+		last metrics.State
+		held string
+		want metrics.State
+	}{
+		{"", "", metrics.OK},                                         // never tried
+		{"", "not in Destinations_File", metrics.Held},               // records waiting, never tried
+		{metrics.OK, "removed from Destinations_File", metrics.Held}, // delivered before, held now
+		{metrics.Held, "", metrics.OK},                               // listed since its last look
+		{metrics.Refused, "", metrics.Refused},
+		{metrics.Retrying, "", metrics.Retrying},
+		{metrics.Quarantined, "", metrics.Quarantined},
+		{metrics.Refused, "removed from Destinations_File", metrics.Held},
+	}
+	for _, c := range cases {
+		if got := stateNow(c.last, c.held); got != c.want {
+			t.Errorf("last %q, held %q: %q, want %q", c.last, c.held, got, c.want)
+		}
+	}
+}
+
+func TestNotOKNamesAFew(t *testing.T) {
+	list := []metrics.Destination{{OrgID: "org-ok", State: metrics.OK, ErrorClass: "network"}}
+	if got := notOK(list); got != "" {
+		t.Errorf("all ok: %q", got)
+	}
+	list = append(list, metrics.Destination{OrgID: "org-r", State: metrics.Refused, ErrorClass: "external-id-or-trust"},
+		metrics.Destination{OrgID: "org-h", State: metrics.Held, ErrorClass: "network"})
+	if got, want := notOK(list), "; not ok: org-h (held), org-r (refused: external-id-or-trust)"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	for i := range 5 {
+		list = append(list, metrics.Destination{OrgID: fmt.Sprintf("org-%d", i), State: metrics.Retrying, ErrorClass: "timeout"})
+	}
+	if got, want := notOK(list), "; not ok: org-0 (retrying: timeout), org-1 (retrying: timeout), org-2 (retrying: timeout), org-3 (retrying: timeout), org-4 (retrying: timeout) and 2 more"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+// scrape collects the instance's metrics as Prometheus would (a pedantic registry checks that they match
+// their descriptions) and returns each series' value by name{labels}, the output label left out.
+func scrape(t *testing.T, in *Instance, name string) map[string]float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(newCollector(in, name))
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "output" {
+					if l.GetValue() != metricsName(name) {
+						t.Errorf("%s: output label %q", f.GetName(), l.GetValue())
+					}
+					continue
+				}
+				labels = append(labels, l.GetName()+"="+l.GetValue())
+			}
+			key := f.GetName() + "{" + strings.Join(labels, ",") + "}"
+			switch {
+			case m.Counter != nil:
+				out[key] = m.Counter.GetValue()
+			case m.Gauge != nil:
+				out[key] = m.Gauge.GetValue()
+			case m.Histogram != nil:
+				out[key] = float64(m.Histogram.GetSampleCount())
+			}
+		}
+	}
+	return out
+}
+
+// TestDestinationsHealth: three organisations of a destinations file output: org-a delivered, org-b whose
+// role refuses to be assumed, org-c unlisted and held. /destinations, the metrics (with and without
+// Metrics_Per_Org) and the status line each say so, with the counts of what was sent.
+func TestDestinationsHealth(t *testing.T) {
+	for _, perOrg := range []bool{false, true} {
+		t.Run(fmt.Sprintf("Metrics_Per_Org %v", perOrg), func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "destinations.json")
+			writeDestinations(t, file, map[string]string{"org-a": "bucket-a", "org-b": "bucket-b"})
+			cfg := destConfig(t, "hold", file)
+			cfg.MetricsPerOrg = perOrg
+			fake := &fakeS3{refused: "bucket-b"}
+			in := startTest(t, cfg, "output:wivaudit:wivaudit.3", fake, TestHooks{})
+			start := in.clock.Now()
+			chunk := cat(event("org-a", "a1"), event("org-a", "a2"), event("org-a", "a3"), event("org-b", "b1"), event("org-b", "b2"),
+				event("org-c", "c1"), event("org-c", "c2"), event("org-c", "c3"), event("org-c", "c4"), event("../bad", "x"))
+			if got := in.Flush(chunk, "audit.org"); got != OK {
+				t.Fatalf("Flush = %v", got)
+			}
+			in.sealDue()
+			in.waitDelivered(t, 3)
+			in.waitLogged(t, "refused, attempt 1")
+			in.waitLogged(t, "holding org-c/")
+			now := in.clock.Now()
+
+			byOrg := map[string]metrics.Destination{}
+			for _, d := range in.destinations() {
+				byOrg[d.OrgID] = d
+			}
+			if len(byOrg) != 3 {
+				t.Fatalf("organisations %v", byOrg)
+			}
+			a, b, c := byOrg["org-a"], byOrg["org-b"], byOrg["org-c"]
+			if a.State != metrics.OK || a.Bucket != "bucket-a" || !a.LastSuccess.Equal(now) || !a.LastAttempt.Equal(now) ||
+				a.RecordsDelivered != 3 || a.BatchesWaiting != 0 || a.LastError != "" || !a.OldestUndelivered.IsZero() {
+				t.Errorf("org-a: %+v", a)
+			}
+			if b.State != metrics.Refused || b.ErrorClass != "external-id-or-trust" || b.GuideStep != "3.2.2" ||
+				!strings.Contains(b.LastError, "STS AssumeRole of arn:aws:iam::111122223333:role/r-org-b failed (AccessDenied): the External ID must equal") ||
+				strings.Contains(b.LastError, "secret") || !strings.HasSuffix(b.LastError, "with ExternalId [redacted]") || !b.LastErrorAt.Equal(now) || !b.LastSuccess.IsZero() ||
+				b.BatchesWaiting != 1 || b.RecordsWaiting != 2 || !b.OldestUndelivered.Equal(start) || b.OldestAgeSeconds != now.Sub(start).Seconds() {
+				t.Errorf("org-b: %+v", b)
+			}
+			if c.State != metrics.Held || !strings.Contains(c.HeldReason, "organisation org-c has no entry in Destinations_File yet") ||
+				!c.LastAttempt.IsZero() || c.BatchesWaiting != 1 || c.RecordsWaiting != 4 || c.BytesWaiting != int64(4*len(`{"org_id":"org-c","id":"c1"}`)) ||
+				c.Bucket != "" {
+				t.Errorf("org-c: %+v", c)
+			}
+
+			got := scrape(t, in.Instance, "output:wivaudit:wivaudit.3")
+			want := map[string]float64{
+				"wivaudit_records_accepted_total{}":                  9,
+				"wivaudit_records_rejected_total{reason=bad_org_id}": 1,
+				"wivaudit_records_rejected_total{reason=malformed}":  0,
+				"wivaudit_records_dead_lettered_total{}":             1,
+				"wivaudit_destinations{state=ok}":                    1,
+				"wivaudit_destinations{state=refused}":               1,
+				"wivaudit_destinations{state=held}":                  1,
+				"wivaudit_upload_duration_seconds{}":                 2,
+				"wivaudit_role_assumptions_total{result=failed}":     0, // the fake S3 has no role sessions
+			}
+			if perOrg {
+				for k, v := range map[string]float64{
+					"wivaudit_records_delivered_total{org=org-a}":                        3,
+					"wivaudit_uploads_total{org=org-a,outcome=delivered}":                1,
+					"wivaudit_uploads_total{org=org-b,outcome=refused}":                  1,
+					"wivaudit_upload_errors_total{class=external-id-or-trust,org=org-b}": 1,
+					"wivaudit_batches_waiting{org=org-b}":                                1,
+					"wivaudit_records_waiting{org=org-c}":                                4,
+					"wivaudit_records_waiting{org=org-a}":                                0,
+					"wivaudit_oldest_undelivered_age_seconds{org=org-c}":                 now.Sub(start).Seconds(),
+				} {
+					want[k] = v
+				}
+			} else {
+				for k, v := range map[string]float64{
+					"wivaudit_records_delivered_total{}":                       3,
+					"wivaudit_uploads_total{outcome=delivered}":                1,
+					"wivaudit_uploads_total{outcome=refused}":                  1,
+					"wivaudit_uploads_total{outcome=retriable}":                0,
+					"wivaudit_upload_errors_total{class=external-id-or-trust}": 1,
+					"wivaudit_batches_waiting{}":                               2,
+					"wivaudit_records_waiting{}":                               6,
+					"wivaudit_oldest_undelivered_age_seconds{}":                now.Sub(start).Seconds(),
+				} {
+					want[k] = v
+				}
+			}
+			for k, v := range want {
+				if g, ok := got[k]; !ok || g != v {
+					t.Errorf("%s = %v (present %v), want %v", k, g, ok, v)
+				}
+			}
+			perOrgSeries := []string{"wivaudit_records_delivered_total{", "wivaudit_uploads_total{", "wivaudit_upload_errors_total{",
+				"wivaudit_batches_waiting{", "wivaudit_records_waiting{", "wivaudit_bytes_waiting{", "wivaudit_oldest_undelivered_age_seconds{"}
+			for k := range got {
+				isPerOrg := slices.ContainsFunc(perOrgSeries, func(p string) bool { return strings.HasPrefix(k, p) })
+				if strings.Contains(k, "org=") != (perOrg && isPerOrg) {
+					t.Errorf("Metrics_Per_Org %v, yet %s", perOrg, k)
+				}
+			}
+			if status := in.status(in.counters(), in.queue.len()); !strings.HasSuffix(status, "; not ok: org-b (refused: external-id-or-trust), org-c (held)") {
+				t.Errorf("status line: %s", status)
+			}
+		})
+	}
+}
+
+// TestReadiness: ready once started, not while Store_Dir is gone (until a flush creates it again), nor
+// once Close started.
+func TestReadiness(t *testing.T) {
+	in := startTest(t, testConfig(t), "test", &fakeS3{}, TestHooks{})
+	if why := in.ready(); why != "" {
+		t.Errorf("a started instance is not ready: %s", why)
+	}
+	os.RemoveAll(in.cfg.StoreDir)
+	if why := in.ready(); !strings.Contains(why, "was removed") {
+		t.Errorf("Store_Dir removed: %q", why)
+	}
+	in.Flush(event("org-a", "1"), "audit.org")
+	if why := in.ready(); why != "" {
+		t.Errorf("Store_Dir created again by a flush: %q", why)
+	}
+	in.closing.Store(true)
+	if why := in.ready(); why != "shutting down" {
+		t.Errorf("closing: %q", why)
+	}
+	in.closing.Store(false)
+}
