@@ -76,6 +76,10 @@ type Config struct {
 	MetricsListen string // host:port of the metrics and health endpoints; "": none
 	MetricsPerOrg bool   // an org label on the per-organisation series
 
+	Digests          bool          // signed digests for the [OUTPUT]-level organisation, and the file's entries by default
+	DigestInterval   time.Duration // how often each organisation's digest is due
+	DigestSigningKey string        // absolute path of the Ed25519 PKCS#8 PEM that signs digests; "": none
+
 	settings string // the settings line: every key as in effect, the External ID hidden
 }
 
@@ -90,7 +94,7 @@ const (
 // ok=false when Bucket is not set. Its OrgID is Org_ID: empty for the platform's archive.
 func (c *Config) Output() (Destination, bool) {
 	return Destination{OrgID: c.OrgID, Bucket: c.Bucket, RoleARN: c.RoleARN, ExternalID: c.ExternalID,
-		Region: c.Region, KeyPrefix: c.KeyPrefix, AccountID: c.AccountID}, c.Bucket != ""
+		Region: c.Region, KeyPrefix: c.KeyPrefix, AccountID: c.AccountID, Digests: c.Digests}, c.Bucket != ""
 }
 
 // Archive reports whether the [OUTPUT]-level Bucket is the platform's catch-all archive.
@@ -120,6 +124,14 @@ const (
 	DefaultQuarantineLimit = "1G"
 	DefaultDeadLetterLimit = "100M"
 	DefaultStatusInterval  = "5m"
+	DefaultDigestInterval  = "1h"
+)
+
+// Digest_Interval bounds: short intervals are for tests; a day at most keeps "nothing was delivered" provable
+// within a day.
+const (
+	minDigestInterval = 10 * time.Second
+	maxDigestInterval = 24 * time.Hour
 )
 
 // Compression_Level is a klauspost/compress gzip level: 1 (fastest) to 9 (smallest). 0 (stored) and HuffmanOnly
@@ -212,6 +224,10 @@ func Parse(src Source) (*Config, error) {
 
 		MetricsListen: p.str("Metrics_Listen", ""),
 		MetricsPerOrg: p.boolean("Metrics_Per_Org", false),
+
+		Digests:          p.boolean("Digests", false),
+		DigestInterval:   p.duration("Digest_Interval", DefaultDigestInterval, minDigestInterval, maxDigestInterval),
+		DigestSigningKey: p.str("Digest_Signing_Key", ""),
 	}
 	p.validate(c)
 	if len(p.errs) > 0 {
@@ -385,6 +401,7 @@ func (p *parser) validate(c *Config) {
 	if c.MetricsListen == "" && p.isSet("Metrics_Per_Org") {
 		p.fail("Metrics_Per_Org", "set without Metrics_Listen, so it would mean nothing; set Metrics_Listen too, or remove it")
 	}
+	p.digests(c)
 	acl := strings.ToLower(c.CannedACL)
 	switch {
 	case acl == "none":
@@ -434,6 +451,25 @@ func (p *parser) destination(c *Config) {
 	}
 	if c.DestinationsFile == "" && p.isSet("Destinations_Refresh_Interval") {
 		p.fail("Destinations_Refresh_Interval", "set without Destinations_File, so it would mean nothing; remove it")
+	}
+}
+
+// digests checks the digest settings: a signing key whenever digests can be on (Digests, or a destinations file
+// whose entries may say "digests": true), and no digest setting that could never apply.
+func (p *parser) digests(c *Config) {
+	archiveOnly := c.Archive() && c.DestinationsFile == ""
+	switch {
+	case c.DigestSigningKey != "" && !filepath.IsAbs(c.DigestSigningKey):
+		p.fail("Digest_Signing_Key", "%q is not an absolute path; give the PEM file `wivaudit digest keygen` wrote", c.DigestSigningKey)
+	case c.Digests && archiveOnly:
+		p.fail("Digests", "on, but this output is the platform's archive, which gets no digests (they are evidence for a customer's own bucket); remove Digests")
+	case c.Digests && c.DigestSigningKey == "":
+		p.fail("Digest_Signing_Key", "not set although Digests is on; create a key with `wivaudit digest keygen FILE` and set its absolute path")
+	case c.DigestSigningKey != "" && !c.Digests && c.DestinationsFile == "":
+		p.fail("Digest_Signing_Key", "set, but Digests is off and there is no Destinations_File whose entries could turn digests on, so it would never be used; set Digests on, or remove it")
+	}
+	if p.isSet("Digest_Interval") && c.DigestSigningKey == "" {
+		p.fail("Digest_Interval", "set without Digest_Signing_Key, so no digest is ever written; set Digests on and Digest_Signing_Key, or remove it")
 	}
 }
 

@@ -25,7 +25,7 @@ func TestDefaults(t *testing.T) {
 		RefreshWindow: 5 * time.Minute, RefreshJitter: 2 * time.Minute, HoldRetryInterval: 5 * time.Minute,
 		QuarantineAfter: 7 * 24 * time.Hour, QuarantineLimitSize: 1_000_000_000, DeadLetterLimitSize: 100_000_000,
 		MaxRecordSize: 1_000_000, CompressionLevel: 1, UnlistedOrgs: "hold", DestinationsRefresh: 10 * time.Second,
-		StatusInterval: 5 * time.Minute}
+		StatusInterval: 5 * time.Minute, DigestInterval: time.Hour}
 	if *c != want {
 		t.Errorf("got %+v\nwant %+v", *c, want)
 	}
@@ -386,6 +386,84 @@ func TestValidOrgID(t *testing.T) {
 	for _, id := range bad {
 		if ValidOrgID(id) {
 			t.Errorf("%q accepted", id)
+		}
+	}
+}
+
+func TestDigestSettings(t *testing.T) {
+	const key = "/etc/wivaudit/digest-key.pem"
+	with := func(extra Map) Map {
+		m := valid()
+		for k, v := range extra {
+			m[k] = v
+		}
+		return m
+	}
+	c, err := Parse(with(Map{"Digests": "on", "Digest_Signing_Key": key, "Digest_Interval": "10s"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := c.Output(); !c.Digests || c.DigestInterval != 10*time.Second || c.DigestSigningKey != key || !d.Digests {
+		t.Errorf("%+v", c)
+	}
+	if _, err := Parse(Map{"Destinations_File": "/d.json", "Digest_Signing_Key": key}); err != nil {
+		t.Errorf("a key for the file's entries to use: %v", err)
+	}
+	file := Map{"Destinations_File": "/d.json", "Unlisted_Orgs": "archive", "Bucket": "platform-archive", "Digests": "on", "Digest_Signing_Key": key}
+	if _, err := Parse(file); err != nil {
+		t.Errorf("digests for the file's entries, an archive besides: %v", err)
+	}
+	for _, tc := range []struct {
+		src  Map
+		want string
+	}{
+		{with(Map{"Digests": "on"}), "Digest_Signing_Key: not set although Digests is on"},
+		{with(Map{"Digests": "on", "Digest_Signing_Key": "key.pem"}), `Digest_Signing_Key: "key.pem" is not an absolute path`},
+		{with(Map{"Digest_Signing_Key": key}), "Digest_Signing_Key: set, but Digests is off"},
+		{with(Map{"Digest_Interval": "5m"}), "Digest_Interval: set without Digest_Signing_Key"},
+		{with(Map{"Digests": "on", "Digest_Signing_Key": key, "Digest_Interval": "5s"}), `Digest_Interval: "5s" is out of range; use a duration from 10s to 24h0m0s`},
+		{with(Map{"Digests": "maybe", "Digest_Signing_Key": key}), `Digests: "maybe" is not a switch`},
+		{Map{"Unlisted_Orgs": "archive", "Bucket": "platform-archive", "Digests": "on", "Digest_Signing_Key": key}, "Digests: on, but this output is the platform's archive"},
+	} {
+		if _, err := Parse(tc.src); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: got %v, want %q", tc.src, err, tc.want)
+		}
+	}
+}
+
+func TestDestinationDigests(t *testing.T) {
+	entry := func(org, more string) string {
+		return `{"org_id":"` + org + `","bucket_name":"bb-1","role_arn":"arn:aws:iam::111122223333:role/r","external_id":"abc"` + more + `}`
+	}
+	file := []byte("[" + entry("a", "") + "," + entry("b", `,"digests":true`) + "," + entry("c", `,"digests":false`) + "]")
+	for _, tc := range []struct {
+		digests string
+		want    map[string]bool
+	}{
+		{"off", map[string]bool{"a": false, "b": true, "c": false}},
+		{"on", map[string]bool{"a": true, "b": true, "c": false}},
+	} {
+		c, err := Parse(Map{"Destinations_File": "/d.json", "Digests": tc.digests, "Digest_Signing_Key": "/k.pem"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := ParseDestinations(file, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for org, want := range tc.want {
+			if d[org].Digests != want {
+				t.Errorf("Digests %s: %s has digests %v", tc.digests, org, d[org].Digests)
+			}
+		}
+	}
+	c, _ := Parse(Map{"Destinations_File": "/d.json"})
+	for _, tc := range []struct{ file, want string }{
+		{"[" + entry("b", `,"digests":true`) + "]", `org_id "b"): digests: true, but the [OUTPUT] section has no Digest_Signing_Key`},
+		{"[\n" + entry("b", `,"digests":"yes"`) + "]", `digests: a JSON string where true or false belongs`},
+	} {
+		if _, err := ParseDestinations([]byte(tc.file), c); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want %q", tc.file, err, tc.want)
 		}
 	}
 }

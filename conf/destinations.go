@@ -18,6 +18,14 @@ type Destination struct {
 	Region     string `json:"region,omitempty"`
 	KeyPrefix  string `json:"key_prefix,omitempty"`
 	AccountID  string `json:"account_id,omitempty"` // the bucket's owner; by default the account of RoleARN
+	// Digests: signed digests of what is delivered, from the entry's "digests" or else the output's Digests.
+	Digests bool `json:"-"`
+}
+
+// entry is a destinations file entry as written: "digests" may be left out.
+type entry struct {
+	Destination
+	Digests *bool `json:"digests"`
 }
 
 // BucketOwner is the AWS account that must own the bucket, sent with every PutObject as ExpectedBucketOwner:
@@ -83,7 +91,7 @@ func ParseDestinations(data []byte, c *Config) (map[string]Destination, error) {
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
-		return nil, fmt.Errorf("%s: not a JSON array of {org_id, bucket_name, role_arn, external_id[, region, key_prefix, account_id]}",
+		return nil, fmt.Errorf("%s: not a JSON array of {org_id, bucket_name, role_arn, external_id[, region, key_prefix, account_id, digests]}",
 			position(data, int64(len(data)-len(bytes.TrimLeft(data, " \t\r\n")))))
 	}
 	var errs problems
@@ -95,7 +103,7 @@ func ParseDestinations(data []byte, c *Config) (map[string]Destination, error) {
 			return nil, err // the whole file was checked above
 		}
 		at := dec.InputOffset() - int64(len(raw)) // where the entry starts
-		d, err := decodeEntry(raw)
+		d, err := decodeEntry(raw, c)
 		if err != nil {
 			errs = append(errs, entryError(data, at, i, err))
 			continue
@@ -108,6 +116,9 @@ func ParseDestinations(data []byte, c *Config) (map[string]Destination, error) {
 		}
 		if d.KeyPrefix == "" {
 			d.KeyPrefix = c.KeyPrefix
+		}
+		if d.Digests && c.DigestSigningKey == "" {
+			fail("digests", "true, but the [OUTPUT] section has no Digest_Signing_Key to sign them; set it, or remove \"digests\"")
 		}
 		key := OrgKey(d.OrgID)
 		if !ValidOrgID(d.OrgID) {
@@ -140,12 +151,19 @@ func ParseDestinations(data []byte, c *Config) (map[string]Destination, error) {
 	return out, nil
 }
 
-func decodeEntry(raw []byte) (Destination, error) {
+// decodeEntry reads one entry; its digests are the output's Digests unless it says otherwise.
+func decodeEntry(raw []byte, c *Config) (Destination, error) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
-	var d Destination
-	err := dec.Decode(&d)
-	return d, err
+	var e entry
+	if err := dec.Decode(&e); err != nil {
+		return Destination{}, err
+	}
+	e.Destination.Digests = c.Digests
+	if e.Digests != nil {
+		e.Destination.Digests = *e.Digests
+	}
+	return e.Destination, nil
 }
 
 // entryError says what is wrong with the shape of entry i, which starts at byte at of data.
@@ -155,9 +173,13 @@ func entryError(data []byte, at int64, i int, err error) error {
 		if typ.Field == "" {
 			return fmt.Errorf("entry %d (%s): a JSON %s where an object {org_id, bucket_name, role_arn, external_id} belongs", i, position(data, at), typ.Value)
 		}
-		return fmt.Errorf("entry %d (%s): %s: a JSON %s where a string belongs", i, position(data, at+typ.Offset-1), typ.Field, typ.Value)
+		field, want := strings.TrimPrefix(typ.Field, "Destination."), "a string"
+		if field == "digests" {
+			want = "true or false"
+		}
+		return fmt.Errorf("entry %d (%s): %s: a JSON %s where %s belongs", i, position(data, at+typ.Offset-1), field, typ.Value, want)
 	}
-	return fmt.Errorf("entry %d (%s): %s; the fields are org_id, bucket_name, role_arn, external_id, region, key_prefix and account_id",
+	return fmt.Errorf("entry %d (%s): %s; the fields are org_id, bucket_name, role_arn, external_id, region, key_prefix, account_id and digests",
 		i, position(data, at), strings.TrimPrefix(err.Error(), "json: "))
 }
 

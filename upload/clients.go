@@ -137,12 +137,16 @@ func (c *Clients) assumer(d conf.Destination) *stscreds.AssumeRoleProvider {
 
 // Put uploads one sealed batch to d, signed by d's role session when d has a role.
 func (c *Clients) Put(ctx context.Context, d conf.Destination, b *buffer.Batch) error {
-	var opts []func(*s3.Options)
-	if d.RoleARN != "" {
-		s := c.session(d)
-		opts = append(opts, func(o *s3.Options) { o.Credentials = s.cache })
+	return send(ctx, c.s3For(d.Region), c.cfg, d, b, c.signedBy(d)...)
+}
+
+// signedBy are the options that sign d's requests with d's role session, when d has a role.
+func (c *Clients) signedBy(d conf.Destination) []func(*s3.Options) {
+	if d.RoleARN == "" {
+		return nil
 	}
-	return send(ctx, c.s3For(d.Region), c.cfg, d, b, opts...)
+	s := c.session(d)
+	return []func(*s3.Options){func(o *s3.Options) { o.Credentials = s.cache }}
 }
 
 // MayReassume reports whether d's role session may be dropped at now: d has a role, and its session was not

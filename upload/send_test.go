@@ -115,26 +115,12 @@ func TestSendRequest(t *testing.T) {
 // expected bucket owner, and no checksum the SDK would add by default (CRC32).
 func TestSendHeadersOnTheWire(t *testing.T) {
 	b := sealedBatch(t)
-	got := make(chan http.Header, 1)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-		got <- r.Header.Clone()
-	}))
-	defer srv.Close()
-	c, err := conf.Parse(conf.Map{"Org_ID": "org-a", "Bucket": "bucket-a", "Role_ARN": "arn:aws:iam::111122223333:role/r",
-		"External_ID": "ext-1", "Endpoint": srv.URL, "Allow_Plain_HTTP": "on"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// With the checksum setting config.LoadDefaultConfig gives New's clients by default: a CRC32 on every upload.
-	client := s3.NewFromConfig(aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("AKID", "SECRET", ""),
-		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenSupported},
-		func(o *s3.Options) { o.BaseEndpoint, o.UsePathStyle = aws.String(srv.URL), true })
+	c, client, got := wire(t)
 	d, _ := c.Output()
 	if err := send(context.Background(), client, c, d, b); err != nil {
 		t.Fatal(err)
 	}
-	h := <-got
+	h := (<-got).h
 	sha, _ := b.ObjectSHA256()
 	if h.Get("X-Amz-Checksum-Sha256") != sha || sha == "" || h.Get("Content-Md5") != b.ContentMD5 || h.Get("X-Amz-Expected-Bucket-Owner") != "111122223333" {
 		t.Errorf("checksum %q (want %q), Content-MD5 %q (want %q), expected owner %q", h.Get("X-Amz-Checksum-Sha256"), sha,
@@ -145,6 +131,34 @@ func TestSendHeadersOnTheWire(t *testing.T) {
 			t.Errorf("the SDK added %s: %s", k, h.Get(k))
 		}
 	}
+}
+
+// request is what a test server received.
+type request struct {
+	path string
+	h    http.Header
+	body []byte
+}
+
+// wire is a test server and the settings and client of a destination with a role on it, through the real
+// SDK: with the checksum setting config.LoadDefaultConfig gives New's clients by default (a CRC32 on every
+// upload).
+func wire(t *testing.T) (*conf.Config, *s3.Client, <-chan request) {
+	got := make(chan request, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		got <- request{r.URL.Path, r.Header.Clone(), body}
+	}))
+	t.Cleanup(srv.Close)
+	c, err := conf.Parse(conf.Map{"Org_ID": "org-a", "Bucket": "bucket-a", "Role_ARN": "arn:aws:iam::111122223333:role/r",
+		"External_ID": "ext-1", "Endpoint": srv.URL, "Allow_Plain_HTTP": "on"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := s3.NewFromConfig(aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("AKID", "SECRET", ""),
+		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenSupported},
+		func(o *s3.Options) { o.BaseEndpoint, o.UsePathStyle = aws.String(srv.URL), true })
+	return c, client, got
 }
 
 func TestSendWithoutItsObject(t *testing.T) {
