@@ -182,7 +182,8 @@ func (c *fakeClock) waitsFor(t time.Time) bool {
 type fakeS3 struct {
 	mu      sync.Mutex
 	objects map[string][]byte
-	buckets map[string]string // key -> bucket
+	buckets map[string]string            // key -> bucket
+	meta    map[string]map[string]string // key -> user metadata (digests)
 	failN   int
 	calls   int
 	down    string // a bucket that refuses every upload
@@ -225,6 +226,31 @@ func (f *fakeS3) Put(_ context.Context, d conf.Destination, b *buffer.Batch) err
 	}
 	f.objects[b.Key] = body
 	f.buckets[b.Key] = d.Bucket
+	return nil
+}
+
+// PutDigest keeps a digest and its signature, as S3 with conditional writes would.
+func (f *fakeS3) PutDigest(_ context.Context, d conf.Destination, key string, body []byte, metaKey, signature string) error {
+	defer f.puts.fire()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	if f.calls <= f.failN || d.Bucket == f.down {
+		return errors.New("injected failure")
+	}
+	if d.Bucket == f.refused {
+		return &smithy.GenericAPIError{Code: "AccessDenied", Message: "Access Denied"}
+	}
+	if _, dup := f.objects[key]; dup {
+		return &smithy.GenericAPIError{Code: "PreconditionFailed", Message: "At least one of the pre-conditions you specified did not hold"}
+	}
+	if f.objects == nil {
+		f.objects, f.buckets = map[string][]byte{}, map[string]string{}
+	}
+	if f.meta == nil {
+		f.meta = map[string]map[string]string{}
+	}
+	f.objects[key], f.buckets[key], f.meta[key] = slices.Clone(body), d.Bucket, map[string]string{metaKey: signature}
 	return nil
 }
 
@@ -316,7 +342,14 @@ type testInstance struct {
 // before.
 func startTest(t *testing.T, cfg *conf.Config, name string, s3 *fakeS3, hooks TestHooks) *testInstance {
 	t.Helper()
-	ti := &testInstance{clock: newFakeClock(), s3: s3, sink: &logSink{}}
+	return startOn(t, newFakeClock(), cfg, name, s3, hooks)
+}
+
+// startOn starts an instance as startTest does, on a clock of the test's: a restart goes on from where the
+// clock is.
+func startOn(t *testing.T, clk *fakeClock, cfg *conf.Config, name string, s3 *fakeS3, hooks TestHooks) *testInstance {
+	t.Helper()
+	ti := &testInstance{clock: clk, s3: s3, sink: &logSink{}}
 	in, err := start(cfg, name, ti.sink.log, deps{send: s3, clock: ti.clock, hooks: hooks})
 	if err != nil {
 		t.Fatal(err)

@@ -36,6 +36,10 @@ type Instance struct {
 	encode buffer.Encoder
 
 	sealNow      chan struct{}
+	ledger       *buffer.Ledger
+	digests      *digester // nil without Digest_Signing_Key
+	stopDigests  context.CancelFunc
+	digestsDone  chan struct{}
 	stopReloader context.CancelFunc
 	reloaderDone chan struct{}
 	stopSealer   context.CancelFunc
@@ -130,9 +134,15 @@ func start(cfg *conf.Config, name string, out LogFunc, with deps) (*Instance, er
 		return nil, err
 	}
 	in.store, in.send = store, with.send
+	if err := in.openDigests(); err != nil {
+		store.Close()
+		in.dests.close()
+		return nil, err
+	}
 	in.recovered(rec)
 	in.checkUsage()
 	if err := in.joinMetrics(name); err != nil {
+		in.ledger.Close()
 		store.Close()
 		in.dests.close()
 		return nil, err
@@ -152,6 +162,7 @@ func start(cfg *conf.Config, name string, out LogFunc, with deps) (*Instance, er
 		reloadTick, stopReloadTick = with.clock.Every(cfg.DestinationsRefresh)
 	}
 	go in.reloader(reloadCtx, reloadTick, stopReloadTick)
+	in.startDigests(with.clock)
 	for range cfg.UploadWorkers {
 		in.uploadersWG.Add(1)
 		go in.uploader(upCtx, reqCtx)
@@ -214,6 +225,8 @@ func (in *Instance) Close() {
 		deadline := in.now().Add(in.cfg.ShutdownTimeout)
 		in.stopReloader()
 		<-in.reloaderDone
+		in.stopDigests()
+		<-in.digestsDone
 		in.stopSealer()
 		<-in.sealerDone
 		in.store.Rotate(time.Time{})
@@ -239,6 +252,7 @@ func (in *Instance) Close() {
 		if in.member != nil {
 			in.member.Leave()
 		}
+		in.ledger.Close()
 		in.store.Close()
 		in.dests.close()
 		left := ""

@@ -14,9 +14,11 @@ import (
 	"github.com/wiv/out_wivaudit/upload"
 )
 
-// sender uploads sealed batches to their destinations: upload.Clients.
+// sender uploads sealed batches and digests to their destinations: upload.Clients.
 type sender interface {
 	Put(ctx context.Context, d conf.Destination, b *buffer.Batch) error
+	// PutDigest uploads a signed digest to d, its signature in the user metadata under metaKey.
+	PutDigest(ctx context.Context, d conf.Destination, key string, body []byte, metaKey, signature string) error
 	// MayReassume reports whether d's role session may be dropped at now; Reassume drops it, unless that is
 	// no longer allowed.
 	MayReassume(d conf.Destination, now time.Time) bool

@@ -1,0 +1,367 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"math/rand/v2"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/wiv/out_wivaudit/buffer"
+	"github.com/wiv/out_wivaudit/conf"
+	"github.com/wiv/out_wivaudit/digest"
+	"github.com/wiv/out_wivaudit/upload"
+)
+
+// Store_Dir keeps the digests' state in its digests folder: the chain id of this Store_Dir (one chain per
+// replica), and per organisation where its chain stands (<org key>.json), with the digest made but not yet
+// known to be in the bucket.
+const (
+	digestFolder = "digests"
+	chainIDFile  = "chain-id"
+)
+
+var chainIDPattern = regexp.MustCompile(`^[0-9a-f]{16}$`)
+
+// ledgerReader reads the delivery ledger: *buffer.Ledger.
+type ledgerReader interface {
+	Entries(f buffer.LedgerFilter) iter.Seq2[buffer.LedgerEntry, error]
+}
+
+// digester writes, every Digest_Interval, one signed digest per organisation whose destination has digests on:
+// what the ledger recorded as delivered to that destination in the interval, chained to the previous one.
+type digester struct {
+	in     *Instance
+	signer *digest.Signer
+	chain  string
+	every  time.Duration
+	ledger ledgerReader
+
+	mu     sync.Mutex
+	chains map[string]*orgChain // by conf.OrgKey; written by the loop only, under mu
+
+	written, failed atomic.Int64
+}
+
+// orgChain is one organisation's chain, and the retry state of its pending digest.
+type orgChain struct {
+	st       digest.ChainState
+	attempts int       // failed uploads of the pending digest in a row
+	due      time.Time // when the pending digest may be tried again
+}
+
+// newDigester loads the signing key, this Store_Dir's chain id (created once) and the chains of the
+// organisations with digests on. It returns nil without Digest_Signing_Key.
+func newDigester(in *Instance, ledger ledgerReader) (*digester, error) {
+	cfg := in.cfg
+	if cfg.DigestSigningKey == "" {
+		return nil, nil
+	}
+	signer, err := digest.LoadSigner(cfg.DigestSigningKey)
+	if err != nil {
+		return nil, fmt.Errorf("Digest_Signing_Key: %w", err)
+	}
+	g := &digester{in: in, signer: signer, every: cfg.DigestInterval, ledger: ledger, chains: map[string]*orgChain{}}
+	if g.chain, err = chainID(in.store); err != nil {
+		return nil, fmt.Errorf("Store_Dir %s/%s/%s: %w", cfg.StoreDir, digestFolder, chainIDFile, err)
+	}
+	now := in.now()
+	for _, d := range in.dests.digested() {
+		if _, err := g.chainOf(d, now); err != nil {
+			return nil, err
+		}
+	}
+	in.log.logf(LevelInfo, "digests every %s for %d organisations, chain %s, signed by the key of fingerprint %s", g.every,
+		len(g.chains), g.chain, signer.Fingerprint())
+	return g, nil
+}
+
+// chainID reads this Store_Dir's chain id, or makes it.
+func chainID(store *buffer.Store) (string, error) {
+	data, err := store.ReadFileIn(digestFolder, chainIDFile)
+	if err != nil {
+		return "", err
+	}
+	if data != nil {
+		id := strings.TrimSpace(string(data))
+		if !chainIDPattern.MatchString(id) {
+			return "", errors.New("not a chain id (16 lower-case hex digits); it was altered: restore it, or remove it to start a new chain (verification then reports the old chain as stopped)")
+		}
+		return id, nil
+	}
+	id, err := digest.NewChainID()
+	if err != nil {
+		return "", err
+	}
+	return id, store.WriteFileIn(digestFolder, chainIDFile, []byte(id+"\n"))
+}
+
+// digested returns the destinations whose organisations get digests: this output's own (Org_ID), or the
+// file's entries with digests on. The archive never gets any.
+func (d *destinations) digested() []conf.Destination {
+	if d.cfg.OrgID != "" {
+		if d.own.Digests {
+			return []conf.Destination{d.own}
+		}
+		return nil
+	}
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	var out []conf.Destination
+	for _, dest := range d.byOrg {
+		if dest.Digests {
+			out = append(out, dest)
+		}
+	}
+	return out
+}
+
+func stateFile(org string) string { return conf.OrgKey(org) + ".json" }
+
+// chainOf returns the organisation's chain: as persisted, or a new one starting at the current interval's
+// start (so that what was delivered since then is listed), persisted at once.
+func (g *digester) chainOf(d conf.Destination, now time.Time) (*orgChain, error) {
+	key := conf.OrgKey(d.OrgID)
+	if c := g.chains[key]; c != nil {
+		return c, nil
+	}
+	data, err := g.in.store.ReadFileIn(digestFolder, stateFile(d.OrgID))
+	if err != nil {
+		return nil, fmt.Errorf("digest state of %s: %w", d.OrgID, err)
+	}
+	var st digest.ChainState
+	if data != nil {
+		if st, err = digest.DecodeChainState(data); err != nil {
+			return nil, fmt.Errorf("%s/%s/%s: %w; restore it, or remove it to start the organisation's chain again", g.in.cfg.StoreDir, digestFolder, stateFile(d.OrgID), err)
+		}
+	} else {
+		st = digest.NewChain(g.chain, g.intervalStart(now))
+		if err := g.save(d.OrgID, st); err != nil {
+			return nil, err
+		}
+	}
+	c := &orgChain{st: st}
+	g.mu.Lock()
+	g.chains[key] = c
+	g.mu.Unlock()
+	return c, nil
+}
+
+// intervalStart is the start of the Digest_Interval that now is in (the end of a digest due now): a multiple
+// of the interval since the Unix epoch.
+func (g *digester) intervalStart(now time.Time) time.Time {
+	end, _ := digest.ChainState{}.Due(now, g.every)
+	return end
+}
+
+func (g *digester) save(org string, st digest.ChainState) error {
+	data, err := st.Encode()
+	if err == nil {
+		err = g.in.store.WriteFileIn(digestFolder, stateFile(org), data)
+	}
+	if err != nil {
+		return fmt.Errorf("cannot save the digest state of %s in %s/%s: %w", org, g.in.cfg.StoreDir, digestFolder, err)
+	}
+	return nil
+}
+
+func (g *digester) set(c *orgChain, st digest.ChainState) {
+	g.mu.Lock()
+	c.st = st
+	g.mu.Unlock()
+}
+
+// keepFrom is from when the ledger's entries are not yet in a digest written: the earliest start of the
+// chains' next digests, and never later than the start of the current interval, where a chain made now starts.
+func (g *digester) keepFrom() time.Time {
+	from := g.intervalStart(g.in.now())
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, c := range g.chains {
+		if c.st.End.Before(from) {
+			from = c.st.End
+		}
+	}
+	return from
+}
+
+// loop makes and uploads digests at each tick until ctx ends; a digest under way then stays pending in
+// Store_Dir for the next start.
+func (g *digester) loop(ctx context.Context, tick <-chan time.Time, stop func(), done chan<- struct{}) {
+	defer close(done)
+	defer stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick:
+		}
+		g.round(ctx, g.in.now())
+	}
+}
+
+// work is one organisation's chain and where its digests go.
+type work struct {
+	d conf.Destination
+	c *orgChain
+}
+
+// round uploads the pending digests that are due, and makes and uploads the digests whose interval ended.
+func (g *digester) round(ctx context.Context, now time.Time) {
+	var toUpload, toMake []work
+	for _, d := range g.in.dests.digested() {
+		c, err := g.chainOf(d, now)
+		switch {
+		case err != nil:
+			g.in.log.limitedf(LevelError, "digest\x00"+d.OrgID, now, "no digest for %s: %v", d.OrgID, err)
+		case c.due.After(now):
+		case c.st.Pending != nil:
+			toUpload = append(toUpload, work{d, c})
+		default:
+			if _, ok := c.st.Due(now, g.every); ok {
+				toMake = append(toMake, work{d, c})
+			}
+		}
+	}
+	if len(toMake) > 0 && ctx.Err() == nil {
+		toUpload = append(toUpload, g.makeDigests(toMake, now)...)
+	}
+	g.uploadAll(ctx, toUpload)
+}
+
+// makeDigests makes and persists the digests of the chains whose interval ended, from one read of the ledger, and
+// returns those made.
+func (g *digester) makeDigests(ws []work, now time.Time) []work {
+	end := g.intervalStart(now)
+	from := end
+	for _, w := range ws {
+		if w.c.st.End.Before(from) {
+			from = w.c.st.End
+		}
+	}
+	byOrg := map[string][]buffer.LedgerEntry{}
+	for e, err := range g.ledger.Entries(buffer.LedgerFilter{From: from, To: end}) {
+		if err != nil {
+			g.in.log.limitedf(LevelError, "digest-ledger", now, "cannot read the delivery ledger, so no digest is made until it can be: %v", err)
+			return nil
+		}
+		byOrg[conf.OrgKey(e.Org)] = append(byOrg[conf.OrgKey(e.Org)], e)
+	}
+	var made []work
+	for _, w := range ws {
+		d, st := w.d, w.c.st
+		base := d.KeyPrefix + d.OrgID + "/"
+		var objects []digest.Object
+		for _, e := range byOrg[conf.OrgKey(d.OrgID)] {
+			// Only what went into this destination: not the archive, nor a bucket or prefix it had before.
+			if !e.Time.Before(st.End) && e.Bucket == d.Bucket && strings.HasPrefix(e.Key, base) {
+				objects = append(objects, digest.FromLedger(e))
+			}
+		}
+		next, err := g.signer.Make(st, digest.Interval{Org: d.OrgID, Prefix: d.KeyPrefix, End: end, Every: g.every, Objects: objects, MadeAt: now})
+		if err == nil {
+			err = g.save(d.OrgID, next)
+		}
+		if err != nil {
+			g.failed.Add(1)
+			g.in.log.limitedf(LevelError, "digest\x00"+d.OrgID, now, "no digest for %s up to %s: %v; trying again", d.OrgID, end.Format(time.RFC3339), err)
+			continue
+		}
+		g.set(w.c, next)
+		made = append(made, w)
+	}
+	return made
+}
+
+// uploadAll uploads the pending digests, Upload_Workers at a time.
+func (g *digester) uploadAll(ctx context.Context, ws []work) {
+	next := make(chan work)
+	var wg sync.WaitGroup
+	for range min(len(ws), g.in.cfg.UploadWorkers) {
+		wg.Go(func() {
+			for w := range next {
+				g.upload(ctx, w.d, w.c)
+			}
+		})
+	}
+	for _, w := range ws {
+		next <- w
+	}
+	close(next)
+	wg.Wait()
+}
+
+// upload puts a chain's pending digest into its organisation's bucket. S3's 412 means this chain wrote it
+// already (before a crash, or an answer that was lost): only this chain writes under its id.
+func (g *digester) upload(ctx context.Context, d conf.Destination, c *orgChain) {
+	p := c.st.Pending
+	err := g.in.send.PutDigest(ctx, d, p.Key, p.Body, digest.MetadataSignature, p.Signature)
+	if err != nil && ctx.Err() != nil {
+		return // shutting down: it stays pending in Store_Dir
+	}
+	now := g.in.now()
+	class := upload.Classify(err)
+	if err == nil || class == upload.KeyExists {
+		st := c.st.Uploaded()
+		g.set(c, st)
+		c.attempts, c.due = 0, time.Time{}
+		g.written.Add(1)
+		if err := g.save(d.OrgID, st); err != nil {
+			g.in.log.limitedf(LevelError, "digest-state\x00"+d.OrgID, now, "%v; the next start uploads %s again, which S3 answers as already there", err, p.Key)
+		}
+		g.in.log.logf(LevelDebug, "digest s3://%s/%s written (sequence %d)", d.Bucket, p.Key, p.Sequence)
+		return
+	}
+	g.failed.Add(1)
+	c.attempts++
+	why := upload.Explain(err, d, g.in.cfg)
+	switch {
+	case class == upload.Credentials && g.in.send.MayReassume(d, now) && g.in.send.Reassume(d, now):
+		g.in.reassumed.Add(1)
+		c.due = now
+		g.in.log.limitedf(LevelWarn, "credentials\x00"+d.RoleARN, now, "the role's credentials were refused for digest %s; assuming the role again: %s", p.Key, why)
+	case class == upload.Misconfigured:
+		c.due = now.Add(g.in.cfg.HoldRetryInterval)
+		g.in.log.limitedf(LevelError, "digest-refused\x00"+d.OrgID, now, "digest %s refused, attempt %d; it stays pending in Store_Dir (no later digest is made until it is written), next try in %s: %s",
+			p.Key, c.attempts, g.in.cfg.HoldRetryInterval, why)
+	default:
+		c.due = now.Add(backoff(c.attempts, rand.Float64()))
+		g.in.log.limitedf(LevelWarn, "digest-retry\x00"+d.OrgID, now, "digest %s failed, attempt %d, next in %s: %s",
+			p.Key, c.attempts, c.due.Sub(now).Round(time.Millisecond), why)
+	}
+}
+
+// openDigests opens the delivery ledger and, with Digest_Signing_Key, the digests' signer and chains.
+func (in *Instance) openDigests() error {
+	var opt buffer.LedgerOptions
+	if in.cfg.DigestSigningKey != "" {
+		opt.KeepFrom = func() time.Time { return in.digests.keepFrom() }
+	}
+	ledger, err := in.store.OpenLedger(opt)
+	if err != nil {
+		return fmt.Errorf("Store_Dir: %w", err)
+	}
+	in.ledger = ledger
+	if in.digests, err = newDigester(in, ledger); err != nil {
+		ledger.Close()
+	}
+	return err
+}
+
+// startDigests starts the digest loop, ticking every second on clk: a digest is made within a second of its
+// interval's end.
+func (in *Instance) startDigests(clk clock) {
+	ctx, stop := context.WithCancel(context.Background())
+	in.stopDigests, in.digestsDone = stop, make(chan struct{})
+	if in.digests == nil {
+		close(in.digestsDone)
+		return
+	}
+	tick, stopTick := clk.Every(time.Second)
+	go in.digests.loop(ctx, tick, stopTick, in.digestsDone)
+}

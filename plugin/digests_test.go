@@ -1,0 +1,303 @@
+package plugin
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wiv/out_wivaudit/buffer"
+	"github.com/wiv/out_wivaudit/conf"
+	"github.com/wiv/out_wivaudit/digest"
+	"github.com/wiv/out_wivaudit/record"
+)
+
+// digestConfig is an output for org-a with digests every 10 s, signed by a new key; more settings replace
+// or add to these.
+func digestConfig(t *testing.T, more conf.Map) (*conf.Config, ed25519.PublicKey) {
+	t.Helper()
+	key := filepath.Join(t.TempDir(), "digest-key.pem")
+	signer, err := digest.GenerateKeyFile(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := conf.Map{"Org_ID": "org-a", "Bucket": "b-1", "Store_Dir": t.TempDir(), "Upload_Timeout": "1s", "Shutdown_Timeout": "30s",
+		"Digests": "on", "Digest_Signing_Key": key, "Digest_Interval": "10s"}
+	for k, v := range more {
+		m[k] = v
+	}
+	c, err := conf.Parse(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, signer.PublicKey()
+}
+
+// delivered records in the instance's ledger, at its clock's time, an object delivered for org.
+func (ti *testInstance) deliveredObject(t *testing.T, bucket, key string) buffer.LedgerEntry {
+	t.Helper()
+	sum := sha256.Sum256([]byte(key))
+	e := buffer.LedgerEntry{Status: buffer.LedgerDelivered, Org: strings.Split(key, "/")[0], Kind: "org", Bucket: bucket, Key: key,
+		Bytes: 100, SHA256: hex.EncodeToString(sum[:]), Records: 2,
+		First: record.EventRef{ID: json.RawMessage(`"ev-1"`)}, Last: record.EventRef{ID: json.RawMessage(`"ev-2"`)}}
+	if err := ti.ledger.Record(e); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// digestsOf returns the digests the fake S3 holds for org, oldest first, each checked against its signature.
+func (f *fakeS3) digestsOf(t *testing.T, org string, pub ed25519.PublicKey) []digest.Document {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var docs []digest.Document
+	for key, body := range f.objects {
+		if !strings.HasPrefix(key, org+"/digests/") {
+			continue
+		}
+		sig, err := base64.StdEncoding.DecodeString(f.meta[key][digest.MetadataSignature])
+		if err != nil || !ed25519.Verify(pub, body, sig) {
+			t.Errorf("%s: its signature does not verify", key)
+		}
+		var doc digest.Document
+		if err := json.Unmarshal(body, &doc); err != nil {
+			t.Fatalf("%s: %v", key, err)
+		}
+		if want := digest.Key("", doc.OrgID, doc.Chain, doc.End); key != want {
+			t.Errorf("digest at %s, want %s", key, want)
+		}
+		docs = append(docs, doc)
+	}
+	slices.SortFunc(docs, func(a, b digest.Document) int { return a.End.Compare(b.End) })
+	return docs
+}
+
+// waitDigests waits until the fake S3 holds n digests of org.
+func (ti *testInstance) waitDigests(t *testing.T, org string, n int, pub ed25519.PublicKey) []digest.Document {
+	t.Helper()
+	var docs []digest.Document
+	waitFor(t, &ti.s3.puts, func() bool { docs = ti.s3.digestsOf(t, org, pub); return len(docs) >= n }, func() string {
+		return "digests: " + strings.Join(ti.s3.keys(), ", ") + "\n" + ti.sink.joined()
+	})
+	return docs
+}
+
+func (f *fakeS3) keys() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	keys := make([]string, 0, len(f.objects))
+	for k := range f.objects {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// checkChain checks that the digests follow one another from start, each ending at the given end.
+func checkChain(t *testing.T, docs []digest.Document, start time.Time, ends ...time.Time) {
+	t.Helper()
+	if len(docs) != len(ends) {
+		t.Fatalf("%d digests, want %d", len(docs), len(ends))
+	}
+	for i, d := range docs {
+		if d.Sequence != uint64(i+1) || !d.Start.Equal(start) || !d.End.Equal(ends[i]) || d.IntervalSeconds != 10 {
+			t.Errorf("digest %d: sequence %d, %s to %s every %ds; want %s to %s", i, d.Sequence, d.Start, d.End, d.IntervalSeconds, start, ends[i])
+		}
+		if i > 0 {
+			prev := digest.Key("", docs[i-1].OrgID, docs[i-1].Chain, docs[i-1].End)
+			if d.PreviousKey == nil || *d.PreviousKey != prev || d.Chain != docs[0].Chain {
+				t.Errorf("digest %d: previous %v, chain %s; want %s, %s", i, d.PreviousKey, d.Chain, prev, docs[0].Chain)
+			}
+		}
+		start = d.End
+	}
+}
+
+func keysOf(d digest.Document) []string {
+	var keys []string
+	for _, o := range d.Objects {
+		keys = append(keys, o.Key)
+	}
+	return keys
+}
+
+// TestDigestsEveryInterval: at each interval's end (multiples of Digest_Interval since the epoch) a signed
+// digest lists what the ledger recorded for the organisation's bucket in it, and nothing of other
+// organisations or buckets; empty intervals get one too, and a pause gets one digest spanning it. The state
+// in Store_Dir says where the chain stands.
+func TestDigestsEveryInterval(t *testing.T) {
+	cfg, pub := digestConfig(t, nil)
+	in := startTest(t, cfg, "test", &fakeS3{}, TestHooks{})
+	t0 := in.clock.Now() // 14:50:45
+	start := t0.Truncate(10 * time.Second)
+	first := in.deliveredObject(t, "b-1", "org-a/org-audit-logs-1.json.gz")
+	in.deliveredObject(t, "b-1", "org-b/org-audit-logs-2.json.gz")
+	in.deliveredObject(t, "archive", "org-a/org-audit-logs-3.json.gz")
+	in.clock.Advance(10 * time.Second)
+	docs := in.waitDigests(t, "org-a", 1, pub)
+	checkChain(t, docs, start, start.Add(10*time.Second))
+	if got := keysOf(docs[0]); !slices.Equal(got, []string{first.Key}) {
+		t.Errorf("the first digest lists %v", got)
+	}
+	if o := docs[0].Objects[0]; o.SHA256 != first.SHA256 || o.Bytes != 100 || o.Records != 2 || string(o.First.ID) != `"ev-1"` || !o.DeliveredAt.Equal(t0) {
+		t.Errorf("listed as %+v", o)
+	}
+
+	in.clock.Advance(10 * time.Second)
+	in.waitDigests(t, "org-a", 2, pub)
+	late := in.deliveredObject(t, "b-1", "org-a/user-audit-logs-4.json.gz")
+	in.clock.Advance(20 * time.Second)
+	docs = in.waitDigests(t, "org-a", 3, pub)
+	checkChain(t, docs, start, start.Add(10*time.Second), start.Add(20*time.Second), start.Add(40*time.Second))
+	if len(docs[1].Objects) != 0 || !slices.Equal(keysOf(docs[2]), []string{late.Key}) {
+		t.Errorf("the empty interval lists %v, the long one %v", keysOf(docs[1]), keysOf(docs[2]))
+	}
+	in.waitLogged(t, "written (sequence 3)")
+	data, err := os.ReadFile(filepath.Join(cfg.StoreDir, "digests", "org-a.json"))
+	st, derr := digest.DecodeChainState(data)
+	if err != nil || derr != nil || st.Sequence != 3 || st.Pending != nil || !st.End.Equal(start.Add(40*time.Second)) {
+		t.Errorf("state %+v (%v, %v)", st, err, derr)
+	}
+	if keep := in.digests.keepFrom(); !keep.Equal(start.Add(40 * time.Second)) {
+		t.Errorf("the ledger keeps entries from %s", keep)
+	}
+}
+
+// TestDigestChainSurvivesRestarts: a restart goes on with the chain in Store_Dir; a digest that could not be
+// uploaded stays pending through a restart, is uploaded as it was made, and a 412 for it (written before the
+// answer was lost) counts as written.
+func TestDigestChainSurvivesRestarts(t *testing.T) {
+	cfg, pub := digestConfig(t, nil)
+	s3 := &fakeS3{}
+	clk := newFakeClock()
+	start := clk.Now().Truncate(10 * time.Second)
+	in := startOn(t, clk, cfg, "test", s3, TestHooks{})
+	in.clock.Advance(10 * time.Second)
+	in.waitDigests(t, "org-a", 1, pub)
+	in.shutDown(t)
+
+	s3.setDown("b-1")
+	in = startOn(t, clk, cfg, "test", s3, TestHooks{})
+	in.clock.Advance(10 * time.Second)
+	in.waitLogged(t, ".json failed, attempt 1")
+	in.shutDown(t)
+	data, _ := os.ReadFile(filepath.Join(cfg.StoreDir, "digests", "org-a.json"))
+	st, err := digest.DecodeChainState(data)
+	if err != nil || st.Pending == nil || st.Sequence != 1 {
+		t.Fatalf("state after a failed upload: %+v, %v", st, err)
+	}
+	// The upload went through after all; its answer was lost.
+	s3.mu.Lock()
+	s3.objects[st.Pending.Key], s3.meta[st.Pending.Key] = st.Pending.Body, map[string]string{digest.MetadataSignature: st.Pending.Signature}
+	s3.mu.Unlock()
+
+	s3.setDown("")
+	in = startOn(t, clk, cfg, "test", s3, TestHooks{})
+	in.clock.Advance(10 * time.Second)
+	in.waitLogged(t, "written (sequence 2)")
+	in.clock.Advance(10 * time.Second)
+	docs := in.waitDigests(t, "org-a", 3, pub)
+	checkChain(t, docs, start, start.Add(10*time.Second), st.Pending.End, clk.Now().Truncate(10*time.Second))
+	var chain []byte
+	for range 2 {
+		id, err := os.ReadFile(filepath.Join(cfg.StoreDir, "digests", "chain-id"))
+		if err != nil || (chain != nil && string(id) != string(chain)) {
+			t.Errorf("chain id %q, %v", id, err)
+		}
+		chain = id
+	}
+}
+
+// TestRefusedDigestIsHeld: a bucket that refuses the digest holds it pending, tried again every
+// Hold_Retry_Interval and no sooner, and no later digest is made meanwhile; once it is accepted, the next one
+// spans the time it was held. The rounds run here, one by one, at the times the test gives.
+func TestRefusedDigestIsHeld(t *testing.T) {
+	cfg, pub := digestConfig(t, conf.Map{"Hold_Retry_Interval": "60s"})
+	s3 := &fakeS3{refused: "b-1"}
+	in := startTest(t, cfg, "test", s3, TestHooks{})
+	in.stopDigests()
+	<-in.digestsDone
+	ctx := context.Background()
+	start := in.clock.Now().Truncate(10 * time.Second)
+	failed := start.Add(11 * time.Second)
+	in.digests.round(ctx, failed)
+	in.waitLogged(t, "refused, attempt 1; it stays pending in Store_Dir")
+	for i := range 5 {
+		in.digests.round(ctx, failed.Add(time.Duration(i+1)*10*time.Second))
+	}
+	if n := s3.callCount(); n != 1 {
+		t.Errorf("%d attempts before Hold_Retry_Interval passed", n)
+	}
+	s3.mu.Lock()
+	s3.refused = ""
+	s3.mu.Unlock()
+	in.digests.round(ctx, failed.Add(60*time.Second))
+	in.digests.round(ctx, failed.Add(61*time.Second))
+	docs := s3.digestsOf(t, "org-a", pub)
+	checkChain(t, docs, start, start.Add(10*time.Second), start.Add(70*time.Second))
+	if n := in.digests.failed.Load(); n != 1 || in.digests.written.Load() != 2 {
+		t.Errorf("%d failed, %d written", n, in.digests.written.Load())
+	}
+}
+
+// TestDigestsOnlyWhereSwitchedOn: with a destinations file, only entries with digests on get them (the
+// output's Digests is the default), each in its own bucket, and the archive never does.
+func TestDigestsOnlyWhereSwitchedOn(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "destinations.json")
+	entry := func(org, bucket, more string) string {
+		return `{"org_id":"` + org + `","bucket_name":"` + bucket + `","role_arn":"arn:aws:iam::111122223333:role/r","external_id":"ext-` + org + `"` + more + `}`
+	}
+	os.WriteFile(file, []byte("["+entry("org-a", "bucket-a", "")+","+entry("org-b", "bucket-b", `,"digests":false`)+","+
+		entry("Org-C", "bucket-c", "")+"]"), 0o600)
+	cfg, pub := digestConfig(t, conf.Map{"Org_ID": "", "Bucket": "archive", "Unlisted_Orgs": "archive", "Destinations_File": file})
+	s3 := &fakeS3{}
+	in := startTest(t, cfg, "test", s3, TestHooks{})
+	in.deliveredObject(t, "archive", "org-x/org-audit-logs-1.json.gz")
+	in.deliveredObject(t, "bucket-c", "Org-C/org-audit-logs-2.json.gz")
+	in.clock.Advance(10 * time.Second)
+	in.waitDigests(t, "org-a", 1, pub)
+	c := in.waitDigests(t, "Org-C", 1, pub)
+	if got := keysOf(c[0]); !slices.Equal(got, []string{"Org-C/org-audit-logs-2.json.gz"}) {
+		t.Errorf("Org-C's digest lists %v", got)
+	}
+	for key, bucket := range s3.buckets {
+		if strings.Contains(key, "/digests/") && bucket != map[string]string{"org-a": "bucket-a", "Org-C": "bucket-c"}[strings.Split(key, "/")[0]] {
+			t.Errorf("%s went to %s", key, bucket)
+		}
+	}
+	if n := len(s3.keys()); n != 2 {
+		t.Errorf("S3 holds %v; want the digests of org-a and Org-C only", s3.keys())
+	}
+}
+
+// TestDigestKeyErrors: a signing key that cannot be used fails Init naming Digest_Signing_Key, never showing
+// what the file holds.
+func TestDigestKeyErrors(t *testing.T) {
+	const secret = "c2VjcmV0LWtleS1tYXRlcmlhbC10aGF0LW11c3Qtbm90LWxlYWs="
+	for _, tc := range []struct{ content, want string }{
+		{"", "no such file"},
+		{"-----BEGIN PRIVATE KEY-----\n" + secret + "\n-----END PRIVATE KEY-----\n", "not a readable PKCS#8 key"},
+		{secret, "no PEM block"},
+	} {
+		cfg, _ := digestConfig(t, nil)
+		if tc.content != "" {
+			os.WriteFile(cfg.DigestSigningKey, []byte(tc.content), 0o600)
+		} else {
+			os.Remove(cfg.DigestSigningKey)
+		}
+		_, err := start(cfg, "test", func(Level, string) {}, deps{send: &fakeS3{}, clock: newFakeClock()})
+		if err == nil || !strings.HasPrefix(err.Error(), "Digest_Signing_Key: ") || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), secret) {
+			t.Errorf("%q: %v", tc.want, err)
+		}
+	}
+}
