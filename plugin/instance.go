@@ -28,6 +28,7 @@ type Instance struct {
 	log    *logger
 	dec    *record.Decoder
 	store  *buffer.Store
+	ledger *buffer.Ledger // every object delivered
 	dests  *destinations
 	send   sender
 	queue  *queue
@@ -56,6 +57,7 @@ type Instance struct {
 	uploadSeconds prometheus.Histogram
 	member        *metrics.Member // on the listener of Metrics_Listen; nil without one
 	closing       atomic.Bool
+	crash         func(point string) // the test hooks' crash points past the store's
 
 	accepted, rejected, discarded, delivered, objects, conflicts, reassumed, quarantined, lost atomic.Int64
 
@@ -125,7 +127,16 @@ func start(cfg *conf.Config, name string, out LogFunc, with deps) (*Instance, er
 	if err != nil {
 		return nil, fmt.Errorf("Store_Dir: %w", err)
 	}
+	in.crash = with.hooks.crash
+	if in.crash == nil {
+		in.crash = func(string) {}
+	}
+	if in.ledger, err = store.OpenLedger(buffer.LedgerOptions{Limit: cfg.LedgerLimitSize}); err != nil {
+		store.Close()
+		return nil, fmt.Errorf("Store_Dir: %w", err)
+	}
 	if in.dests, err = newDestinations(cfg, name, store, in.log, with.clock); err != nil {
+		in.ledger.Close()
 		store.Close()
 		return nil, err
 	}
@@ -133,6 +144,7 @@ func start(cfg *conf.Config, name string, out LogFunc, with deps) (*Instance, er
 	in.recovered(rec)
 	in.checkUsage()
 	if err := in.joinMetrics(name); err != nil {
+		in.ledger.Close()
 		store.Close()
 		in.dests.close()
 		return nil, err
@@ -238,6 +250,9 @@ func (in *Instance) Close() {
 		<-finished
 		if in.member != nil {
 			in.member.Leave()
+		}
+		if err := in.ledger.Close(); err != nil {
+			in.log.logf(LevelError, "delivery ledger: %v", err)
 		}
 		in.store.Close()
 		in.dests.close()

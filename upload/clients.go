@@ -135,8 +135,9 @@ func (c *Clients) assumer(d conf.Destination) *stscreds.AssumeRoleProvider {
 	})
 }
 
-// Put uploads one sealed batch to d, signed by d's role session when d has a role.
-func (c *Clients) Put(ctx context.Context, d conf.Destination, b *buffer.Batch) error {
+// Put uploads one sealed batch to d, signed by d's role session when d has a role, and returns the object's
+// version ("" in an unversioned bucket).
+func (c *Clients) Put(ctx context.Context, d conf.Destination, b *buffer.Batch) (string, error) {
 	var opts []func(*s3.Options)
 	if d.RoleARN != "" {
 		s := c.session(d)
