@@ -7,7 +7,9 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -18,7 +20,10 @@ import (
 	cftypes "github.com/aws/aws-sdk-go-v2/service/cloudformation/types"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
+
+	"github.com/wiv/out_wivaudit/test/backend"
 )
 
 // kitDir is the customer setup kit, relative to this package.
@@ -33,11 +38,22 @@ type kitDestination struct {
 type policyDoc struct {
 	Statement []struct {
 		Effect    string
-		Principal struct{ AWS string }
+		Principal principal
 		Action    stringList
 		Resource  stringList
 		Condition map[string]map[string]string
 	}
+}
+
+// principal is a policy's Principal: {"AWS": ARN} or "*".
+type principal struct{ AWS string }
+
+func (p *principal) UnmarshalJSON(b []byte) error {
+	if string(b) == `"*"` {
+		p.AWS = "*"
+		return nil
+	}
+	return json.Unmarshal(b, (*struct{ AWS string })(p))
 }
 
 // stringList is an IAM policy field that may be one string or a list of them.
@@ -52,11 +68,17 @@ func (l *stringList) UnmarshalJSON(b []byte) error {
 	return json.Unmarshal(b, (*[]string)(l))
 }
 
+// plainPolicy undoes the URL encoding IAM returns documents in.
+func plainPolicy(doc string) string {
+	if plain, err := url.QueryUnescape(doc); err == nil && strings.HasPrefix(plain, "{") {
+		return plain
+	}
+	return doc
+}
+
 func parsePolicy(t *testing.T, what, doc string) policyDoc {
 	t.Helper()
-	if plain, err := url.QueryUnescape(doc); err == nil && strings.HasPrefix(plain, "{") {
-		doc = plain // IAM returns documents URL-encoded
-	}
+	doc = plainPolicy(doc)
 	var p policyDoc
 	if err := json.Unmarshal([]byte(doc), &p); err != nil {
 		t.Fatalf("%s: %v: %s", what, err, doc)
@@ -100,7 +122,7 @@ func (e *env) checkRole(ctx context.Context, d kitDestination, normalize func(st
 	if err != nil {
 		t.Fatal(err)
 	}
-	doc := normalize(aws.ToString(rp.PolicyDocument))
+	doc := plainPolicy(normalize(aws.ToString(rp.PolicyDocument)))
 	perms := parsePolicy(t, "permissions policy", doc)
 	want := fmt.Sprintf("arn:aws:s3:::%s/*", d.bucket)
 	if len(perms.Statement) != 1 || perms.Statement[0].Effect != "Allow" ||
@@ -235,4 +257,188 @@ func TestCustomerKitCloudFormation(t *testing.T) {
 		break
 	}
 	t.Logf("stack outputs %v: %d records delivered through the stack's role", out, len(got))
+}
+
+// terraformMirror finds the local provider mirror that holds hashicorp/aws 5.x for this platform: the
+// directory WIVAUDIT_TF_MIRROR names, or one up to four levels below / holding registry.terraform.io (as
+// `find / -maxdepth 4 -name registry.terraform.io` would find it). No registry is reachable from the tests.
+func terraformMirror() (string, error) {
+	platform := runtime.GOOS + "_" + runtime.GOARCH
+	holdsAWS := func(dir string) bool {
+		found, _ := filepath.Glob(filepath.Join(dir, "registry.terraform.io/hashicorp/aws/5.*", platform))
+		return len(found) > 0
+	}
+	if dir := os.Getenv("WIVAUDIT_TF_MIRROR"); dir != "" {
+		if !holdsAWS(dir) {
+			return "", fmt.Errorf("WIVAUDIT_TF_MIRROR=%s holds no registry.terraform.io/hashicorp/aws/5.*/%s", dir, platform)
+		}
+		return dir, nil
+	}
+	for _, pattern := range []string{"/*/registry.terraform.io", "/*/*/registry.terraform.io", "/*/*/*/registry.terraform.io"} {
+		found, _ := filepath.Glob(pattern)
+		for _, f := range found {
+			if holdsAWS(filepath.Dir(f)) {
+				return filepath.Dir(f), nil
+			}
+		}
+	}
+	return "", fmt.Errorf("no Terraform provider mirror with hashicorp/aws 5.x for %s: set WIVAUDIT_TF_MIRROR to a directory "+
+		"holding registry.terraform.io/hashicorp/aws/5.x/%s (where the registry is reachable: "+
+		"terraform providers mirror DIR in a module requiring hashicorp/aws ~> 5.0)", platform, platform)
+}
+
+// kitRootModule calls the kit's Terraform module against moto. Credentials and the External ID come from the
+// environment, never from a file.
+const kitRootModule = `
+provider "aws" {
+  region                      = "us-east-1"
+  s3_use_path_style           = true
+  skip_credentials_validation = true
+  skip_requesting_account_id  = true
+  skip_metadata_api_check     = true
+  endpoints {
+    s3  = %[1]q
+    iam = %[1]q
+    sts = %[1]q
+    kms = %[1]q
+  }
+}
+
+variable "external_id" {
+  type      = string
+  sensitive = true
+}
+
+module "wiv_audit_logs" {
+  source            = %[2]q
+  external_id       = var.external_id
+  trusted_principal = %[3]q
+  role_name         = "wiv-audit-logs-tf"
+  # No lifecycle rule: after writing one, the provider waits about a minute until S3 shows it steadily, which
+  # would double this test's time. Terraform still validates the rule's block.
+  noncurrent_version_expiration_days = 0
+}
+
+output "bucket_name" { value = module.wiv_audit_logs.bucket_name }
+output "role_arn" { value = module.wiv_audit_logs.role_arn }
+output "region" { value = module.wiv_audit_logs.region }
+`
+
+// TestCustomerKitTerraform: deploy/customer/terraform applied with terraform (the hashicorp/aws provider from
+// a local mirror) against moto, as a customer would with its defaults (SSE-S3); the bucket has
+// what the guide's best practices ask, the role trusts only the platform with the External ID and may only put
+// objects, and the real .so delivers through it.
+func TestCustomerKitTerraform(t *testing.T) {
+	tf, err := exec.LookPath("terraform")
+	if err != nil {
+		t.Fatal("terraform is not on PATH: install Terraform 1.x (the HashiCorp release zip or its Debian package) to test the customer setup kit")
+	}
+	mirror, err := terraformMirror()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t)
+	ctx := context.Background()
+	module, err := filepath.Abs(filepath.Join(kitDir, "terraform"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(e.dir, "tf")
+	cli := filepath.Join(e.dir, "terraform.rc")
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "main.tf"), []byte(fmt.Sprintf(kitRootModule, e.moto.URL, module, e.p.UserARN)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rc := fmt.Sprintf("provider_installation {\n  filesystem_mirror {\n    path    = %q\n    include = [\"registry.terraform.io/hashicorp/*\"]\n  }\n}\n", mirror)
+	if err := os.WriteFile(cli, []byte(rc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	extID := kitExternalID("tf")
+	env := append(os.Environ(), e.moto.AdminEnv()...)
+	env = append(env, "TF_CLI_CONFIG_FILE="+cli, "TF_IN_AUTOMATION=1", "TF_INPUT=0", "CHECKPOINT_DISABLE=1",
+		"TF_VAR_external_id="+extID)
+	terraform := func(args ...string) []byte {
+		t.Helper()
+		tctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(tctx, tf, append(args, "-no-color")...)
+		cmd.Dir, cmd.Env = root, env
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("terraform %s: %v\n%s\n%s", args[0], err, tail(string(out), 30), tail(stderr.String(), 30))
+		}
+		return out
+	}
+	start := time.Now()
+	terraform("init", "-input=false")
+	terraform("apply", "-auto-approve", "-input=false")
+	t.Logf("terraform init and apply: %s", time.Since(start).Round(time.Second))
+	var out map[string]struct{ Value string }
+	if err := json.Unmarshal(terraform("output", "-json"), &out); err != nil {
+		t.Fatal(err)
+	}
+	d := kitDestination{bucket: out["bucket_name"].Value, roleARN: out["role_arn"].Value, region: out["region"].Value, externalID: extID}
+	if d.bucket != "wiv-audit-logs-"+backend.Account || d.roleARN != "arn:aws:iam::"+backend.Account+":role/wiv-audit-logs-tf" || d.region != "us-east-1" {
+		t.Fatalf("outputs: want the bucket named after the account, the role and the region; got %+v", out)
+	}
+	e.checkRole(ctx, d, func(stored string) string { return stored })
+	e.checkBucket(ctx, d.bucket)
+	// moto applies a bucket policy's Deny without its conditions, so the TLS-only Deny refuses every request
+	// (S3 lets the platform's HTTPS requests through). Delete it once checked.
+	if _, err := e.moto.S3().DeleteBucketPolicy(ctx, &s3.DeleteBucketPolicyInput{Bucket: aws.String(d.bucket)}); err != nil {
+		t.Fatal(err)
+	}
+	got := e.deliverTo(d)
+	t.Logf("module outputs %+v: %d records delivered through its role", out, len(got))
+}
+
+// checkBucket checks what the guide's best practices ask of the bucket (step 3.1), as the Terraform module sets
+// it: versioning, default encryption (SSE-S3), every public access blocked, objects owned by the bucket owner,
+// and a policy refusing requests without TLS.
+func (e *env) checkBucket(ctx context.Context, bucket string) {
+	t := e.t
+	t.Helper()
+	sc, b := e.moto.S3(), aws.String(bucket)
+	v, err := sc.GetBucketVersioning(ctx, &s3.GetBucketVersioningInput{Bucket: b})
+	if err != nil {
+		t.Errorf("versioning: %v", err)
+	} else if v.Status != s3types.BucketVersioningStatusEnabled {
+		t.Errorf("versioning: want Enabled, got %q", v.Status)
+	}
+	enc, err := sc.GetBucketEncryption(ctx, &s3.GetBucketEncryptionInput{Bucket: b})
+	if err != nil {
+		t.Errorf("default encryption: %v", err)
+	} else if a := enc.ServerSideEncryptionConfiguration.Rules[0].ApplyServerSideEncryptionByDefault.SSEAlgorithm; a != s3types.ServerSideEncryptionAes256 {
+		t.Errorf("default encryption: want AES256, got %s", a)
+	}
+	pab, err := sc.GetPublicAccessBlock(ctx, &s3.GetPublicAccessBlockInput{Bucket: b})
+	if err != nil {
+		t.Errorf("public access block: %v", err)
+	} else if c := pab.PublicAccessBlockConfiguration; !aws.ToBool(c.BlockPublicAcls) || !aws.ToBool(c.BlockPublicPolicy) ||
+		!aws.ToBool(c.IgnorePublicAcls) || !aws.ToBool(c.RestrictPublicBuckets) {
+		t.Errorf("public access block: want all four on, got BlockPublicAcls %v BlockPublicPolicy %v IgnorePublicAcls %v RestrictPublicBuckets %v",
+			aws.ToBool(c.BlockPublicAcls), aws.ToBool(c.BlockPublicPolicy), aws.ToBool(c.IgnorePublicAcls), aws.ToBool(c.RestrictPublicBuckets))
+	}
+	own, err := sc.GetBucketOwnershipControls(ctx, &s3.GetBucketOwnershipControlsInput{Bucket: b})
+	if err != nil {
+		t.Errorf("object ownership: %v", err)
+	} else if o := own.OwnershipControls.Rules[0].ObjectOwnership; o != s3types.ObjectOwnershipBucketOwnerEnforced {
+		t.Errorf("object ownership: want BucketOwnerEnforced, got %s", o)
+	}
+	pol, err := sc.GetBucketPolicy(ctx, &s3.GetBucketPolicyInput{Bucket: b})
+	if err != nil {
+		t.Fatalf("bucket policy: %v", err)
+	}
+	denies := false
+	for _, s := range parsePolicy(t, "bucket policy", aws.ToString(pol.Policy)).Statement {
+		denies = denies || s.Effect == "Deny" && s.Condition["Bool"]["aws:SecureTransport"] == "false" &&
+			slices.Equal(s.Action, stringList{"s3:*"}) && slices.Contains(s.Resource, "arn:aws:s3:::"+bucket+"/*")
+	}
+	if !denies {
+		t.Errorf("bucket policy: want a Deny of s3:* without TLS on the bucket's objects: %s", aws.ToString(pol.Policy))
+	}
 }
