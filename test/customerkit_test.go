@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -440,5 +441,87 @@ func (e *env) checkBucket(ctx context.Context, bucket string) {
 	}
 	if !denies {
 		t.Errorf("bucket policy: want a Deny of s3:* without TLS on the bucket's objects: %s", aws.ToString(pol.Policy))
+	}
+}
+
+// wivPrincipal is the platform's production identity, which customers' trust policies allow.
+const wivPrincipal = "arn:aws:iam::613007325984:role/prod-aws-cdk-api-wf-opera-CustomerBucketSyncRole8E8-mUiiPZfuNHcc"
+
+// readKit reads a file of the setup kit and replaces its placeholders (old, new pairs), each of which it must
+// hold.
+func readKit(t *testing.T, name string, replace ...string) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(kitDir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < len(replace); i += 2 {
+		if !strings.Contains(string(data), replace[i]) {
+			t.Fatalf("%s does not hold %q", name, replace[i])
+		}
+	}
+	return strings.NewReplacer(replace...).Replace(string(data))
+}
+
+// TestCustomerKitPolicyFiles: the guide's manual steps 3.1 to 3.2.4 with deploy/customer's policy files, their
+// placeholders replaced as the guide says (and Wiv's principal by the test's platform identity); the real .so
+// delivers through the role. The guide shows the same policies, and the template and module trust the same
+// principal by default.
+func TestCustomerKitPolicyFiles(t *testing.T) {
+	guide, err := os.ReadFile("../docs/customer-guide.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"trust-policy.json", "permissions-policy.json"} {
+		if !strings.Contains(string(guide), "```json\n"+readKit(t, name)+"```") {
+			t.Errorf("docs/customer-guide.md does not show %s as it is", name)
+		}
+	}
+	for _, name := range []string{"cloudformation.yaml", "terraform/variables.tf"} {
+		if !strings.Contains(readKit(t, name), wivPrincipal) {
+			t.Errorf("%s does not trust %s by default", name, wivPrincipal)
+		}
+	}
+
+	e := newEnv(t)
+	ctx := context.Background()
+	d := kitDestination{bucket: "kit-cli-audit-logs", region: "us-east-1", externalID: kitExternalID("cli")}
+	trust := readKit(t, "trust-policy.json", wivPrincipal, e.p.UserARN, "YOUR-EXTERNAL-ID-HERE", d.externalID)
+	perms := readKit(t, "permissions-policy.json", "your-company-audit-logs", d.bucket)
+	if _, err := e.moto.S3().CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(d.bucket)}); err != nil {
+		t.Fatal(err)
+	}
+	ic := e.moto.IAM()
+	role, err := ic.CreateRole(ctx, &iam.CreateRoleInput{RoleName: aws.String("wiv-audit-logs-cli"), AssumeRolePolicyDocument: aws.String(trust)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.roleARN = aws.ToString(role.Role.Arn)
+	if _, err := ic.PutRolePolicy(ctx, &iam.PutRolePolicyInput{RoleName: aws.String("wiv-audit-logs-cli"),
+		PolicyName: aws.String("audit-logs-write"), PolicyDocument: aws.String(perms)}); err != nil {
+		t.Fatal(err)
+	}
+	e.checkRole(ctx, d, func(stored string) string { return stored })
+	e.deliverTo(d)
+}
+
+// TestCustomerGuideCitations: the customer guide has a heading for every step and an anchor for every
+// troubleshooting item that the plugin's messages and the wivaudit command cite.
+func TestCustomerGuideCitations(t *testing.T) {
+	guide, err := os.ReadFile("../docs/customer-guide.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []string{"3.1", "3.2", "3.2.1", "3.2.2", "3.2.3", "3.2.4", "3.3"} {
+		if !regexp.MustCompile(`(?m)^#+ Step ` + regexp.QuoteMeta(step) + `: `).Match(guide) {
+			t.Errorf("no heading for step %s", step)
+		}
+	}
+	for _, item := range []string{"external-id-or-trust", "wrong-external-id", "trust-policy-principal", "role",
+		"write-denied", "missing-put-permissions", "bucket-policy-denies", "bucket-owner", "no-such-bucket",
+		"wrong-region", "kms", "acls-disabled", "no-logs"} {
+		if !regexp.MustCompile(`(?m)^#+ <a id="` + item + `"></a>` + item + `: `).Match(guide) {
+			t.Errorf("no troubleshooting item %q", item)
+		}
 	}
 }
