@@ -25,6 +25,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/wiv/out_wivaudit/test/backend"
+	"github.com/wiv/out_wivaudit/upload"
 )
 
 // kitDir is the customer setup kit, relative to this package.
@@ -517,9 +518,11 @@ func TestCustomerGuideCitations(t *testing.T) {
 			t.Errorf("no heading for step %s", step)
 		}
 	}
-	for _, item := range []string{"external-id-or-trust", "wrong-external-id", "trust-policy-principal", "role",
-		"write-denied", "missing-put-permissions", "bucket-policy-denies", "bucket-owner", "no-such-bucket",
-		"wrong-region", "kms", "acls-disabled", "no-logs"} {
+	// The problems the plugin and wivaudit check name, then the checklist's finer items.
+	for _, item := range []string{string(upload.WrongExternalID), string(upload.RoleRefused), string(upload.WriteDenied),
+		string(upload.NoSuchBucket), string(upload.WrongRegion), string(upload.KMSDenied), string(upload.ACLsDisabled),
+		"bucket-owner", "wrong-external-id", "trust-policy-principal", "missing-put-permissions",
+		"bucket-policy-denies", "no-logs"} {
 		if !regexp.MustCompile(`(?m)^#+ <a id="` + item + `"></a>` + item + `: `).Match(guide) {
 			t.Errorf("no troubleshooting item %q", item)
 		}
