@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/wiv/out_wivaudit/record"
 )
 
 // Manifest describes a sealed batch. It is written atomically and read back on every start.
@@ -36,6 +38,10 @@ type Manifest struct {
 	// Requeued is when the batch was last put back from quarantine, unix ms: its time to quarantine runs
 	// from then rather than from Opened.
 	Requeued int64 `json:"requeued_ms,omitempty"`
+	// FirstEvent and LastEvent are the id and created_at of the object's first and last records, for the
+	// delivery ledger and digests.
+	FirstEvent record.EventRef `json:"first_event"`
+	LastEvent  record.EventRef `json:"last_event"`
 }
 
 // Batch is a sealed upload unit.

@@ -76,3 +76,22 @@ func TestLegacyManifestChecksum(t *testing.T) {
 		t.Errorf("ObjectSHA256 of a missing object: %v", err)
 	}
 }
+
+// TestManifestNamesFirstAndLastEvents: the manifest keeps the id and created_at of the object's first and last
+// records, across runs from several flushes, as the producer wrote them.
+func TestManifestNamesFirstAndLastEvents(t *testing.T) {
+	c := &clock{t: t0}
+	s := open(t, t.TempDir(), opts(1<<20, c))
+	defer s.Close()
+	commit(t, s, `org-a/api:{"id":"e-1","created_at":1769611845,"x":{"id":"inner"}}`, `org-a/api:{"id":"e-2"}`)
+	commit(t, s, `org-a/api:{"created_at":"2026-01-01T00:00:00Z","id":7}`)
+	s.Rotate(t0)
+	b, _, err := sealOne(s, s.TakeClosed()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, last := string(b.FirstEvent.ID)+" "+string(b.FirstEvent.CreatedAt), string(b.LastEvent.ID)+" "+string(b.LastEvent.CreatedAt)
+	if first != `"e-1" 1769611845` || last != `7 "2026-01-01T00:00:00Z"` {
+		t.Fatalf("first event %s, last event %s", first, last)
+	}
+}

@@ -1,11 +1,14 @@
 package buffer
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"iter"
 	"os"
 	"path/filepath"
+
+	"github.com/wiv/out_wivaudit/record"
 )
 
 // Encoder writes the object for a batch. Each fragment is one or more records joined by Separator; the
@@ -174,6 +177,8 @@ func (s *Store) commitBatch(p *Pending, key func(ms int64) string, destination s
 	ms := p.Opened
 	var base string
 	var sum digests
+	var first, last []byte // the first and last records, copied as they pass
+	fragments = endsOf(fragments, &first, &last)
 	for {
 		base = batchBase(s.batches, p.Stream, ms)
 		var err error
@@ -198,6 +203,9 @@ func (s *Store) commitBatch(p *Pending, key func(ms int64) string, destination s
 	b.Manifest = Manifest{Key: key(ms), KeyMs: ms, Org: p.Org, Kind: p.Kind, Opened: p.Opened,
 		LastRecord: max(p.Opened, p.LastRecord), Records: records, JSONBytes: jsonLen, ObjectBytes: sum.size,
 		ContentMD5: sum.md5, SHA256: sum.sha256, SealedAt: s.opt.Now().UTC(), Destination: destination}
+	// A record without a readable id or created_at leaves them out: the ledger and digests show it as null.
+	b.FirstEvent, _ = record.RefOf(first)
+	b.LastEvent, _ = record.RefOf(last)
 	if p.legacy != "" {
 		b.SourceLog = filepath.Base(p.legacy)
 	} else {
@@ -217,6 +225,23 @@ func (s *Store) commitBatch(p *Pending, key func(ms int64) string, destination s
 	ss.last = max(ss.last, ms)
 	s.mu.Unlock()
 	return b, nil
+}
+
+// endsOf passes fragments on, keeping a copy of the first record of the first one and of the last record of
+// the last one seen.
+func endsOf(fragments iter.Seq[[]byte], first, last *[]byte) iter.Seq[[]byte] {
+	return func(yield func([]byte) bool) {
+		for f := range fragments {
+			a, z := FragmentEnds(f)
+			if *first == nil {
+				*first = bytes.Clone(a)
+			}
+			*last = append((*last)[:0], z...)
+			if !yield(f) {
+				return
+			}
+		}
+	}
 }
 
 // appendSealedFrame adds a frame recording that a stream's runs from first to last are in a committed batch.

@@ -73,6 +73,8 @@ type Config struct {
 
 	StatusInterval time.Duration // 0: no status lines
 
+	LedgerLimitSize int64 // of the delivery ledger; 0: no limit
+
 	MetricsListen string // host:port of the metrics and health endpoints; "": none
 	MetricsPerOrg bool   // an org label on the per-organisation series
 
@@ -124,6 +126,7 @@ const (
 	DefaultQuarantineLimit = "1G"
 	DefaultDeadLetterLimit = "100M"
 	DefaultStatusInterval  = "5m"
+	DefaultLedgerLimit     = "100M"
 	DefaultDigestInterval  = "1h"
 )
 
@@ -221,6 +224,8 @@ func Parse(src Source) (*Config, error) {
 		DestinationsRefresh: p.duration("Destinations_Refresh_Interval", "10s", time.Second, time.Hour),
 
 		StatusInterval: p.duration("Status_Interval", DefaultStatusInterval, 0, 24*time.Hour),
+
+		LedgerLimitSize: p.size("Ledger_Limit_Size", DefaultLedgerLimit, 0, maxBytes),
 
 		MetricsListen: p.str("Metrics_Listen", ""),
 		MetricsPerOrg: p.boolean("Metrics_Per_Org", false),
@@ -388,6 +393,9 @@ func (p *parser) validate(c *Config) {
 	}
 	if c.StoreDirLimitSize > 0 && c.StoreDirLimitSize < 10*minFileSize {
 		p.fail("Store_Dir_Limit_Size", "%d bytes is too small to hold a batch; use 0 (no limit) or at least 10K", c.StoreDirLimitSize)
+	}
+	if c.LedgerLimitSize > 0 && c.LedgerLimitSize < 1_000_000 {
+		p.fail("Ledger_Limit_Size", "%d bytes is too small for the delivery ledger; use 0 (no limit) or at least 1M", c.LedgerLimitSize)
 	}
 	if c.RefreshWindow >= c.SessionDuration {
 		p.fail("Credential_Refresh_Window", "%s must be shorter than Role_Session_Duration (%s)", c.RefreshWindow, c.SessionDuration)

@@ -25,7 +25,7 @@ func TestDefaults(t *testing.T) {
 		RefreshWindow: 5 * time.Minute, RefreshJitter: 2 * time.Minute, HoldRetryInterval: 5 * time.Minute,
 		QuarantineAfter: 7 * 24 * time.Hour, QuarantineLimitSize: 1_000_000_000, DeadLetterLimitSize: 100_000_000,
 		MaxRecordSize: 1_000_000, CompressionLevel: 1, UnlistedOrgs: "hold", DestinationsRefresh: 10 * time.Second,
-		StatusInterval: 5 * time.Minute, DigestInterval: time.Hour}
+		StatusInterval: 5 * time.Minute, LedgerLimitSize: 100_000_000, DigestInterval: time.Hour}
 	if *c != want {
 		t.Errorf("got %+v\nwant %+v", *c, want)
 	}
@@ -95,6 +95,7 @@ func TestInvalid(t *testing.T) {
 		{"Request_Timeout", "0", `Request_Timeout: "0" is out of range`},
 		{"Dead_Letter_Limit_Size", "-1", `Dead_Letter_Limit_Size: "-1" is not a size`},
 		{"Status_Interval", "2d", `Status_Interval: "2d" is out of range`},
+		{"Ledger_Limit_Size", "64K", "Ledger_Limit_Size: 64000 bytes is too small for the delivery ledger"},
 		{"Max_Record_Size", "100M", `Max_Record_Size: "100M" is out of range`},
 		{"Unlisted_Orgs", "drop", `Unlisted_Orgs: "drop" is not one of hold, deadletter, archive`},
 		{"Unlisted_Orgs", "default", "Unlisted_Orgs: default is no longer accepted"},

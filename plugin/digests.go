@@ -57,7 +57,7 @@ type orgChain struct {
 
 // newDigester loads the signing key, this Store_Dir's chain id (created once) and the chains of the
 // organisations with digests on. It returns nil without Digest_Signing_Key.
-func newDigester(in *Instance, ledger ledgerReader) (*digester, error) {
+func newDigester(in *Instance) (*digester, error) {
 	cfg := in.cfg
 	if cfg.DigestSigningKey == "" {
 		return nil, nil
@@ -66,7 +66,7 @@ func newDigester(in *Instance, ledger ledgerReader) (*digester, error) {
 	if err != nil {
 		return nil, fmt.Errorf("Digest_Signing_Key: %w", err)
 	}
-	g := &digester{in: in, signer: signer, every: cfg.DigestInterval, ledger: ledger, chains: map[string]*orgChain{}}
+	g := &digester{in: in, signer: signer, every: cfg.DigestInterval, ledger: in.ledger, chains: map[string]*orgChain{}}
 	if g.chain, err = chainID(in.store); err != nil {
 		return nil, fmt.Errorf("Store_Dir %s/%s/%s: %w", cfg.StoreDir, digestFolder, chainIDFile, err)
 	}
@@ -336,21 +336,13 @@ func (g *digester) upload(ctx context.Context, d conf.Destination, c *orgChain) 
 	}
 }
 
-// openDigests opens the delivery ledger and, with Digest_Signing_Key, the digests' signer and chains.
-func (in *Instance) openDigests() error {
-	var opt buffer.LedgerOptions
+// ledgerOptions are the delivery ledger's: with digests, it keeps what no digest written lists yet.
+func (in *Instance) ledgerOptions() buffer.LedgerOptions {
+	opt := buffer.LedgerOptions{Limit: in.cfg.LedgerLimitSize}
 	if in.cfg.DigestSigningKey != "" {
 		opt.KeepFrom = func() time.Time { return in.digests.keepFrom() }
 	}
-	ledger, err := in.store.OpenLedger(opt)
-	if err != nil {
-		return fmt.Errorf("Store_Dir: %w", err)
-	}
-	in.ledger = ledger
-	if in.digests, err = newDigester(in, ledger); err != nil {
-		ledger.Close()
-	}
-	return err
+	return opt
 }
 
 // startDigests starts the digest loop, ticking every second on clk: a digest is made within a second of its

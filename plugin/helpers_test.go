@@ -191,32 +191,25 @@ type fakeS3 struct {
 	puts    events // fired after each call
 }
 
-func (f *fakeS3) Put(_ context.Context, d conf.Destination, b *buffer.Batch) error {
+// Put stores the object, its version "v<n>" for the nth object stored.
+func (f *fakeS3) Put(_ context.Context, d conf.Destination, b *buffer.Batch) (string, error) {
 	defer f.puts.fire()
 	obj, err := b.OpenObject()
 	if err != nil {
-		return err
+		return "", err
 	}
 	body, err := io.ReadAll(obj)
 	obj.Close()
 	if err != nil {
-		return err
+		return "", err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.calls++
-	if f.calls <= f.failN || d.Bucket == f.down {
-		return errors.New("injected failure")
-	}
-	if d.Bucket == f.refused {
-		return &smithy.OperationError{ServiceID: "STS", OperationName: "AssumeRole", Err: &smithy.GenericAPIError{
-			Code: "AccessDenied", Message: "not authorized to perform sts:AssumeRole with ExternalId " + d.ExternalID}}
-	}
-	if _, dup := f.objects[b.Key]; dup {
-		return &smithy.GenericAPIError{Code: "PreconditionFailed", Message: "At least one of the pre-conditions you specified did not hold"}
+	if err := f.refuse(d, b.Key); err != nil {
+		return "", err
 	}
 	if sum := md5.Sum(body); base64.StdEncoding.EncodeToString(sum[:]) != b.ContentMD5 || int64(len(body)) != b.ObjectBytes {
-		return fmt.Errorf("%s: the object does not match its manifest", b.Key)
+		return "", fmt.Errorf("%s: the object does not match its manifest", b.Key)
 	}
 	if f.objects == nil {
 		f.objects = map[string][]byte{}
@@ -226,6 +219,23 @@ func (f *fakeS3) Put(_ context.Context, d conf.Destination, b *buffer.Batch) err
 	}
 	f.objects[b.Key] = body
 	f.buckets[b.Key] = d.Bucket
+	return fmt.Sprintf("v%d", len(f.objects)), nil
+}
+
+// refuse counts a call and says how it fails, if it does: the first failN calls and every call to the bucket
+// that is down, the refused bucket's role, a key taken. The caller holds mu.
+func (f *fakeS3) refuse(d conf.Destination, key string) error {
+	f.calls++
+	if f.calls <= f.failN || d.Bucket == f.down {
+		return errors.New("injected failure")
+	}
+	if d.Bucket == f.refused {
+		return &smithy.OperationError{ServiceID: "STS", OperationName: "AssumeRole", Err: &smithy.GenericAPIError{
+			Code: "AccessDenied", Message: "not authorized to perform sts:AssumeRole with ExternalId " + d.ExternalID}}
+	}
+	if _, dup := f.objects[key]; dup {
+		return &smithy.GenericAPIError{Code: "PreconditionFailed", Message: "At least one of the pre-conditions you specified did not hold"}
+	}
 	return nil
 }
 
@@ -234,15 +244,8 @@ func (f *fakeS3) PutDigest(_ context.Context, d conf.Destination, key string, bo
 	defer f.puts.fire()
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.calls++
-	if f.calls <= f.failN || d.Bucket == f.down {
-		return errors.New("injected failure")
-	}
-	if d.Bucket == f.refused {
-		return &smithy.GenericAPIError{Code: "AccessDenied", Message: "Access Denied"}
-	}
-	if _, dup := f.objects[key]; dup {
-		return &smithy.GenericAPIError{Code: "PreconditionFailed", Message: "At least one of the pre-conditions you specified did not hold"}
+	if err := f.refuse(d, key); err != nil {
+		return err
 	}
 	if f.objects == nil {
 		f.objects, f.buckets = map[string][]byte{}, map[string]string{}

@@ -19,6 +19,9 @@ const (
 	CrashAtEnv = "WIVAUDIT_TEST_CRASH_AT"
 )
 
+// CrashAfterUpload is the crash point between S3's 200 for a batch and its entry in the delivery ledger.
+const CrashAfterUpload = "after-upload"
+
 // TestHooks are the test-only behaviours the environment asks for; the zero value has none.
 type TestHooks struct {
 	keyClock func() time.Time

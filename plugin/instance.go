@@ -28,6 +28,7 @@ type Instance struct {
 	log    *logger
 	dec    *record.Decoder
 	store  *buffer.Store
+	ledger *buffer.Ledger // every object delivered
 	dests  *destinations
 	send   sender
 	queue  *queue
@@ -36,7 +37,6 @@ type Instance struct {
 	encode buffer.Encoder
 
 	sealNow      chan struct{}
-	ledger       *buffer.Ledger
 	digests      *digester // nil without Digest_Signing_Key
 	stopDigests  context.CancelFunc
 	digestsDone  chan struct{}
@@ -60,6 +60,7 @@ type Instance struct {
 	uploadSeconds prometheus.Histogram
 	member        *metrics.Member // on the listener of Metrics_Listen; nil without one
 	closing       atomic.Bool
+	crash         func(point string) // the test hooks' crash points past the store's
 
 	accepted, rejected, discarded, delivered, objects, conflicts, reassumed, quarantined, lost atomic.Int64
 
@@ -129,12 +130,22 @@ func start(cfg *conf.Config, name string, out LogFunc, with deps) (*Instance, er
 	if err != nil {
 		return nil, fmt.Errorf("Store_Dir: %w", err)
 	}
+	in.crash = with.hooks.crash
+	if in.crash == nil {
+		in.crash = func(string) {}
+	}
+	if in.ledger, err = store.OpenLedger(in.ledgerOptions()); err != nil {
+		store.Close()
+		return nil, fmt.Errorf("Store_Dir: %w", err)
+	}
 	if in.dests, err = newDestinations(cfg, name, store, in.log, with.clock); err != nil {
+		in.ledger.Close()
 		store.Close()
 		return nil, err
 	}
 	in.store, in.send = store, with.send
-	if err := in.openDigests(); err != nil {
+	if in.digests, err = newDigester(in); err != nil {
+		in.ledger.Close()
 		store.Close()
 		in.dests.close()
 		return nil, err
@@ -252,7 +263,9 @@ func (in *Instance) Close() {
 		if in.member != nil {
 			in.member.Leave()
 		}
-		in.ledger.Close()
+		if err := in.ledger.Close(); err != nil {
+			in.log.logf(LevelError, "delivery ledger: %v", err)
+		}
 		in.store.Close()
 		in.dests.close()
 		left := ""

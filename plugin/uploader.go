@@ -2,6 +2,8 @@ package plugin
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -16,7 +18,8 @@ import (
 
 // sender uploads sealed batches and digests to their destinations: upload.Clients.
 type sender interface {
-	Put(ctx context.Context, d conf.Destination, b *buffer.Batch) error
+	// Put returns the version S3 gave the object ("" unversioned).
+	Put(ctx context.Context, d conf.Destination, b *buffer.Batch) (string, error)
 	// PutDigest uploads a signed digest to d, its signature in the user metadata under metaKey.
 	PutDigest(ctx context.Context, d conf.Destination, key string, body []byte, metaKey, signature string) error
 	// MayReassume reports whether d's role session may be dropped at now; Reassume drops it, unless that is
@@ -45,7 +48,8 @@ func (in *Instance) attempt(ctx context.Context, it *item) bool {
 	f := facts{now: in.now(), opened: time.UnixMilli(b.Opened), attempts: it.attempts, held: held,
 		requeued: time.UnixMilli(b.Requeued),
 		wrongKey: held == "" && destKey(d, b, b.KeyMs) != b.Key}
-	var err error // why the upload failed
+	var err error      // why the upload failed
+	var version string // of the object S3 stored
 	for {
 		o := decide(f, in.policy)
 		it.attempts = o.attempts
@@ -53,7 +57,7 @@ func (in *Instance) attempt(ctx context.Context, it *item) bool {
 		switch o.do {
 		case send:
 			start := in.now()
-			if err = in.send.Put(ctx, d, b); err != nil && ctx.Err() != nil {
+			if version, err = in.send.Put(ctx, d, b); err != nil && ctx.Err() != nil {
 				return true // shutting down: the batch stays on disk
 			}
 			in.uploadSeconds.Observe(in.now().Sub(start).Seconds())
@@ -72,6 +76,8 @@ func (in *Instance) attempt(ctx context.Context, it *item) bool {
 			}
 			f.wrongKey = false
 		case done:
+			in.crash(CrashAfterUpload)
+			in.record(buffer.LedgerDelivered, d, b, version, f.now)
 			if err := in.store.Remove(b); err != nil {
 				in.log.limitedf(LevelError, "remove", f.now, "uploaded %s but cannot remove it from the buffer: %v", b.Key, err)
 			}
@@ -81,6 +87,7 @@ func (in *Instance) attempt(ctx context.Context, it *item) bool {
 			in.log.logf(LevelDebug, "uploaded s3://%s/%s (%d records, %d bytes)", d.Bucket, b.Key, b.Records, b.ObjectBytes)
 			return false
 		case nextKey:
+			in.record(buffer.LedgerUnconfirmed, d, b, "", f.now)
 			old, ms := b.Key, in.store.NextMs(b.Stream())
 			if err := in.store.Rekey(b, destKey(d, b, ms), ms); err != nil {
 				in.log.limitedf(LevelError, "rekey\x00"+b.Org, f.now, "%s exists in S3 and the batch cannot take a new key: %v", old, err)
@@ -148,6 +155,34 @@ func (in *Instance) attempt(ctx context.Context, it *item) bool {
 			return true
 		}
 	}
+}
+
+// record notes an object in the delivery ledger: delivered (S3 answered 200), or unconfirmed (S3 answered that
+// the batch's key exists: an earlier attempt whose answer was lost may have stored it, or another writer did).
+func (in *Instance) record(status string, d conf.Destination, b *buffer.Batch, version string, now time.Time) {
+	e := buffer.LedgerEntry{Status: status, Org: d.OrgID, Kind: b.Kind, Bucket: d.Bucket, Key: b.Key, Bytes: b.ObjectBytes,
+		Records: b.Records, First: b.FirstEvent, Last: b.LastEvent, VersionID: version}
+	sum, err := b.ObjectSHA256()
+	if err == nil {
+		e.SHA256, err = hexOfBase64(sum)
+	}
+	if err == nil {
+		err = in.ledger.Record(e)
+	}
+	if errors.Is(err, buffer.ErrLedgerOverflow) {
+		in.log.limitedf(LevelWarn, "ledger-overflow", now, "the delivery ledger outgrew twice Ledger_Limit_Size: its oldest entries were deleted before a digest covered them")
+	} else if err != nil {
+		in.log.limitedf(LevelError, "ledger\x00"+rootCause(err), now, "cannot record %s in the delivery ledger: %v", b.Key, err)
+	}
+}
+
+// hexOfBase64 turns a base64 SHA-256 (as S3 takes it) into lower-case hex (as sha256sum prints it).
+func hexOfBase64(sum string) (string, error) {
+	raw, err := base64.StdEncoding.DecodeString(sum)
+	if err != nil {
+		return "", fmt.Errorf("SHA-256 %q: %w", sum, err)
+	}
+	return hex.EncodeToString(raw), nil
 }
 
 // putFailed gathers the facts of a failed upload, records the attempt in the batch's manifest and counts it.

@@ -47,7 +47,7 @@ func (c *Clients) Probe(ctx context.Context, d conf.Destination, creds aws.Crede
 		opts = append(opts, func(o *s3.Options) { o.Credentials = creds })
 	}
 	sum := md5.Sum(body)
-	return put(ctx, c.s3For(d.Region), c.cfg, d, &s3.PutObjectInput{
+	_, err := put(ctx, c.s3For(d.Region), c.cfg, d, &s3.PutObjectInput{
 		Bucket:        aws.String(d.Bucket),
 		Key:           aws.String(key),
 		Body:          bytes.NewReader(body),
@@ -55,6 +55,7 @@ func (c *Clients) Probe(ctx context.Context, d conf.Destination, creds aws.Crede
 		ContentMD5:    aws.String(base64.StdEncoding.EncodeToString(sum[:])),
 		ContentType:   aws.String("text/plain; charset=utf-8"),
 	}, opts...)
+	return err
 }
 
 // AdviseIdentity says what a failed GetCallerIdentity means. That call needs no permission, so a refusal is

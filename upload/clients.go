@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/aws/smithy-go/logging"
 
 	"github.com/wiv/out_wivaudit/buffer"
 	"github.com/wiv/out_wivaudit/conf"
@@ -80,7 +81,9 @@ func (c *counted) Retrieve(ctx context.Context) (aws.Credentials, error) {
 
 // New loads the base AWS configuration (region, credentials chain, Request_Timeout) for the clients of c.
 func New(ctx context.Context, c *conf.Config) (*Clients, error) {
-	base, err := config.LoadDefaultConfig(ctx, config.WithRegion(c.Region),
+	// The SDK's own logger writes to stderr, outside Fluent Bit's log format (e.g. "WARN falling back to IMDSv1"
+	// while it looks for credentials); what a failure means reaches the log through Explain instead.
+	base, err := config.LoadDefaultConfig(ctx, config.WithRegion(c.Region), config.WithLogger(logging.Nop{}),
 		config.WithHTTPClient(awshttp.NewBuildableClient().WithTimeout(c.RequestTimeout)))
 	if err != nil {
 		return nil, fmt.Errorf("load AWS configuration: %w", err)
@@ -135,8 +138,9 @@ func (c *Clients) assumer(d conf.Destination) *stscreds.AssumeRoleProvider {
 	})
 }
 
-// Put uploads one sealed batch to d, signed by d's role session when d has a role.
-func (c *Clients) Put(ctx context.Context, d conf.Destination, b *buffer.Batch) error {
+// Put uploads one sealed batch to d, signed by d's role session when d has a role, and returns the object's
+// version ("" in an unversioned bucket).
+func (c *Clients) Put(ctx context.Context, d conf.Destination, b *buffer.Batch) (string, error) {
 	return send(ctx, c.s3For(d.Region), c.cfg, d, b, c.signedBy(d)...)
 }
 

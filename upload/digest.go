@@ -33,5 +33,6 @@ func sendDigest(ctx context.Context, p putter, c *conf.Config, d conf.Destinatio
 		ContentType:    aws.String("application/json"),
 		Metadata:       map[string]string{metaKey: signature},
 	}
-	return put(ctx, p, c, d, in, opts...)
+	_, err := put(ctx, p, c, d, in, opts...)
+	return err
 }

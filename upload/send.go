@@ -16,18 +16,18 @@ type putter interface {
 	PutObject(ctx context.Context, in *s3.PutObjectInput, opts ...func(*s3.Options)) (*s3.PutObjectOutput, error)
 }
 
-// send uploads one sealed batch with PutObject: gzip-encoded JSON, its Content-MD5 (which Object Lock buckets
+// send uploads one sealed batch with PutObject and returns the version S3 gave it ("" unversioned): gzip-encoded JSON, its Content-MD5 (which Object Lock buckets
 // require) and full-object SHA-256 from the seal, which S3 checks the body against and keeps with the object, the
 // account that must own the bucket, the canned ACL and, unless switched off, If-None-Match: * so that an existing
 // object is never overwritten. With a checksum given, the SDK computes none of its own.
-func send(ctx context.Context, p putter, c *conf.Config, d conf.Destination, b *buffer.Batch, opts ...func(*s3.Options)) error {
+func send(ctx context.Context, p putter, c *conf.Config, d conf.Destination, b *buffer.Batch, opts ...func(*s3.Options)) (versionID string, err error) {
 	sum, err := b.ObjectSHA256()
 	if err != nil {
-		return err
+		return "", err
 	}
 	f, err := b.OpenObject()
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer f.Close()
 	in := &s3.PutObjectInput{
@@ -40,12 +40,16 @@ func send(ctx context.Context, p putter, c *conf.Config, d conf.Destination, b *
 		ContentType:     aws.String("application/json"),
 		ContentEncoding: aws.String("gzip"),
 	}
-	return put(ctx, p, c, d, in, opts...)
+	out, err := put(ctx, p, c, d, in, opts...)
+	if err != nil {
+		return "", err
+	}
+	return aws.ToString(out.VersionId), nil
 }
 
 // put sends a PutObject to d with its expected bucket owner, the canned ACL and, unless switched off,
 // If-None-Match: *.
-func put(ctx context.Context, p putter, c *conf.Config, d conf.Destination, in *s3.PutObjectInput, opts ...func(*s3.Options)) error {
+func put(ctx context.Context, p putter, c *conf.Config, d conf.Destination, in *s3.PutObjectInput, opts ...func(*s3.Options)) (*s3.PutObjectOutput, error) {
 	if owner := d.BucketOwner(); owner != "" {
 		in.ExpectedBucketOwner = aws.String(owner)
 	}
@@ -58,6 +62,5 @@ func put(ctx context.Context, p putter, c *conf.Config, d conf.Destination, in *
 	// The SDK retries a request up to 3 times, each bounded by Request_Timeout, after fetching credentials.
 	ctx, cancel := context.WithTimeout(ctx, 4*c.RequestTimeout)
 	defer cancel()
-	_, err := p.PutObject(ctx, in, opts...)
-	return err
+	return p.PutObject(ctx, in, opts...)
 }

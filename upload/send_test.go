@@ -67,7 +67,7 @@ type recorder struct {
 func (r *recorder) PutObject(_ context.Context, in *s3.PutObjectInput, _ ...func(*s3.Options)) (*s3.PutObjectOutput, error) {
 	body, err := io.ReadAll(in.Body)
 	r.in, r.body = in, body
-	return &s3.PutObjectOutput{}, err
+	return &s3.PutObjectOutput{VersionId: aws.String("v-1")}, err
 }
 
 func TestSendRequest(t *testing.T) {
@@ -90,8 +90,8 @@ func TestSendRequest(t *testing.T) {
 		}
 		d, _ := c.Output()
 		r := &recorder{}
-		if err := send(context.Background(), r, c, d, b); err != nil {
-			t.Fatal(err)
+		if version, err := send(context.Background(), r, c, d, b); err != nil || version != "v-1" {
+			t.Fatalf("send: version %q, %v; want the version S3 returned", version, err)
 		}
 		sum, sha := md5.Sum(r.body), sha256.Sum256(r.body)
 		in := r.in
@@ -117,7 +117,7 @@ func TestSendHeadersOnTheWire(t *testing.T) {
 	b := sealedBatch(t)
 	c, client, got := wire(t)
 	d, _ := c.Output()
-	if err := send(context.Background(), client, c, d, b); err != nil {
+	if _, err := send(context.Background(), client, c, d, b); err != nil {
 		t.Fatal(err)
 	}
 	h := (<-got).h
@@ -169,7 +169,7 @@ func TestSendWithoutItsObject(t *testing.T) {
 	}
 	c, _ := conf.Parse(conf.Map{"Org_ID": "org-a", "Bucket": "bucket-a"})
 	r := &recorder{}
-	err := send(context.Background(), r, c, conf.Destination{Bucket: "bucket-a"}, b)
+	_, err := send(context.Background(), r, c, conf.Destination{Bucket: "bucket-a"}, b)
 	if !errors.Is(err, fs.ErrNotExist) || r.in != nil {
 		t.Errorf("send of a batch without its object: %v, request %+v", err, r.in)
 	}

@@ -46,6 +46,8 @@ func init() {
 			"what a Store_Dir holds per organisation and kind (read-only, safe while the plugin runs)", runInspect},
 		{"store requeue", "DIR [--org ORG]",
 			"put quarantined batches back for upload at the plugin's next start (the plugin must be stopped)", runRequeue},
+		{"store ledger", "DIR [--org ORG] [--from T] [--to T] [--json]",
+			"the delivery ledger: every object delivered (or unconfirmed after a 412), when, where and with what SHA-256 (read-only)", runLedger},
 		{"help", "", "this text", func(e *env, _ *command, _ []string) int { usage(e.stdout); return exitOK }},
 	}
 }
