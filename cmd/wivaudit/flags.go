@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // flags returns c's flag set: its errors and -h go to stderr.
@@ -69,4 +70,26 @@ func onOff(b bool) string {
 		return "on"
 	}
 	return "off"
+}
+
+// timeFlag is a time flag's name, its value and where it goes once parsed.
+type timeFlag struct {
+	flag, value string
+	into        *time.Time
+}
+
+// parseTimes reads RFC 3339 time flags that are set; ok=false means the caller exits with code (the usage
+// error is printed).
+func parseTimes(e *env, fs *flag.FlagSet, flags ...timeFlag) (code int, ok bool) {
+	for _, t := range flags {
+		if t.value == "" {
+			continue
+		}
+		v, err := time.Parse(time.RFC3339, t.value)
+		if err != nil {
+			return usageError(e, fs, "%s: %q is not an RFC 3339 time such as 2026-11-29T00:00:00Z", t.flag, t.value), false
+		}
+		*t.into = v
+	}
+	return exitOK, true
 }

@@ -22,18 +22,8 @@ func runLedger(e *env, c *command, args []string) int {
 		return code
 	}
 	filter := buffer.LedgerFilter{Org: *org}
-	for _, t := range []struct {
-		flag, value string
-		into        *time.Time
-	}{{"--from", *from, &filter.From}, {"--to", *to, &filter.To}} {
-		if t.value == "" {
-			continue
-		}
-		v, err := time.Parse(time.RFC3339, t.value)
-		if err != nil {
-			return usageError(e, fs, "%s: %q is not an RFC 3339 time such as 2026-11-29T00:00:00Z", t.flag, t.value)
-		}
-		*t.into = v
+	if code, ok := parseTimes(e, fs, timeFlag{"--from", *from, &filter.From}, timeFlag{"--to", *to, &filter.To}); !ok {
+		return code
 	}
 	if fi, err := os.Stat(pos[0]); err != nil || !fi.IsDir() {
 		return usageError(e, fs, "%s is not a Store_Dir folder", pos[0])

@@ -48,6 +48,12 @@ func init() {
 			"put quarantined batches back for upload at the plugin's next start (the plugin must be stopped)", runRequeue},
 		{"store ledger", "DIR [--org ORG] [--from T] [--to T] [--json]",
 			"the delivery ledger: every object delivered (or unconfirmed after a 412), when, where and with what SHA-256 (read-only)", runLedger},
+		{"digest keygen", "FILE",
+			"create a digest signing key for Digest_Signing_Key (readable by its owner only; an existing file is never replaced)", runKeygen},
+		{"digest public-key", "--key FILE",
+			"print the public key and fingerprint of a digest signing key: what customers verify digests with", runPublicKey},
+		{"verify", "--bucket B --org ORG --public-key FILE [--prefix P] [--from T] [--to T] [--grace D] [--region R] [--endpoint URL [--allow-plain-http]]",
+			"customer side, with your own s3:ListBucket and s3:GetObject: check the signed digests, their chain and every object they list, and report objects no digest lists", runVerify},
 		{"help", "", "this text", func(e *env, _ *command, _ []string) int { usage(e.stdout); return exitOK }},
 	}
 }
@@ -63,8 +69,10 @@ Exit codes:
   0  ok
   1  check: the destination refuses: the fix is on the customer's side (the guide step is printed);
      destinations validate: the file has problems; store: the store could not be read or changed
-     (requeue: the plugin is running on it)
-  2  usage: unknown command or flag, missing or invalid argument or setting
+     (requeue: the plugin is running on it); digest: the key file could not be written or read;
+     verify: problems found (a PROBLEM line names each digest or object)
+  2  usage: unknown command or flag, missing or invalid argument or setting; verify: could not verify
+     (the bucket could not be listed or an object read: CANNOT VERIFY lines)
   3  check: our side: no AWS credentials, credentials refused, or a setting of ours (Canned_ACL,
      Conditional_Writes)
   4  check: network error, timeout or an unexpected answer: try again later
