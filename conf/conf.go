@@ -133,7 +133,7 @@ const (
 // Digest_Interval bounds: short intervals are for tests; a day at most keeps "nothing was delivered" provable
 // within a day.
 const (
-	minDigestInterval = 10 * time.Second
+	minDigestInterval = 2 * time.Second
 	maxDigestInterval = 24 * time.Hour
 )
 

@@ -422,7 +422,7 @@ func TestDigestSettings(t *testing.T) {
 		{with(Map{"Digests": "on", "Digest_Signing_Key": "key.pem"}), `Digest_Signing_Key: "key.pem" is not an absolute path`},
 		{with(Map{"Digest_Signing_Key": key}), "Digest_Signing_Key: set, but Digests is off"},
 		{with(Map{"Digest_Interval": "5m"}), "Digest_Interval: set without Digest_Signing_Key"},
-		{with(Map{"Digests": "on", "Digest_Signing_Key": key, "Digest_Interval": "5s"}), `Digest_Interval: "5s" is out of range; use a duration from 10s to 24h0m0s`},
+		{with(Map{"Digests": "on", "Digest_Signing_Key": key, "Digest_Interval": "1s"}), `Digest_Interval: "1s" is out of range; use a duration from 2s to 24h0m0s`},
 		{with(Map{"Digests": "maybe", "Digest_Signing_Key": key}), `Digests: "maybe" is not a switch`},
 		{Map{"Unlisted_Orgs": "archive", "Bucket": "platform-archive", "Digests": "on", "Digest_Signing_Key": key}, "Digests: on, but this output is the platform's archive"},
 	} {

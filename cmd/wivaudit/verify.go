@@ -91,15 +91,20 @@ type bucketReader struct {
 	bucket string
 }
 
+// List asks for the prefix without its last "/" and keeps the keys under the whole prefix: the same keys, and
+// S3-compatible servers that check a "/" in a query value against the wrong signature (moto 5) answer too.
 func (r bucketReader) List(ctx context.Context, prefix string) ([]digest.ObjectInfo, error) {
 	var out []digest.ObjectInfo
-	pages := s3.NewListObjectsV2Paginator(r.c, &s3.ListObjectsV2Input{Bucket: aws.String(r.bucket), Prefix: aws.String(prefix)})
+	pages := s3.NewListObjectsV2Paginator(r.c, &s3.ListObjectsV2Input{Bucket: aws.String(r.bucket), Prefix: aws.String(strings.TrimSuffix(prefix, "/"))})
 	for pages.HasMorePages() {
 		page, err := pages.NextPage(ctx)
 		if err != nil {
 			return nil, err
 		}
 		for _, o := range page.Contents {
+			if !strings.HasPrefix(aws.ToString(o.Key), prefix) {
+				continue
+			}
 			out = append(out, digest.ObjectInfo{Key: aws.ToString(o.Key), Size: aws.ToInt64(o.Size), LastModified: aws.ToTime(o.LastModified)})
 		}
 	}

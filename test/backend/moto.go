@@ -334,6 +334,18 @@ func (m *Moto) Requests() ([]Request, error) {
 	}
 }
 
+// AddReader creates an IAM user allowed only s3:ListBucket and s3:GetObject on bucket, as a customer reading
+// their own bucket, and returns the environment that gives a process its keys.
+func (m *Moto) AddReader(ctx context.Context, name, bucket string) ([]string, error) {
+	policy := fmt.Sprintf(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:ListBucket","Resource":"arn:aws:s3:::%s"},{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::%s/*"}]}`, bucket, bucket)
+	creds, _, err := m.user(ctx, m.IAM(), name, policy)
+	if err != nil {
+		return nil, err
+	}
+	p := Platform{AccessKey: creds.AccessKeyID, SecretKey: creds.SecretAccessKey}
+	return p.Env(), nil
+}
+
 // Objects lists every key in the bucket with how many versions it has.
 func (m *Moto) Objects(ctx context.Context, bucket string) (map[string]int, error) {
 	out := map[string]int{}

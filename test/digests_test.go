@@ -1,0 +1,217 @@
+package test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/wiv/out_wivaudit/digest"
+	"github.com/wiv/out_wivaudit/test/chunks"
+)
+
+var digestKey = regexp.MustCompile(`^([^/]+)/digests/([0-9a-f]{16})/([^/]+)-digest-([0-9]{8}T[0-9]{6}Z)\.json$`)
+
+// digestEnds lists the bucket's digests of org by key, with the end of the interval each key names.
+func (e *env) digestEnds(org string) map[string]time.Time {
+	e.t.Helper()
+	keys, err := e.moto.Keys(context.Background(), e.p.Bucket)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	out := map[string]time.Time{}
+	for _, k := range keys {
+		if m := digestKey.FindStringSubmatch(k); m != nil && m[1] == org {
+			end, _ := time.Parse("20060102T150405Z", m[4])
+			out[k] = end
+		}
+	}
+	return out
+}
+
+// waitDigestAfter polls the bucket until a digest of org ends after t, and returns the digests then.
+func (e *env) waitDigestAfter(org string, t time.Time) map[string]time.Time {
+	e.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ends := e.digestEnds(org)
+		for _, end := range ends {
+			if end.After(t) {
+				return ends
+			}
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("no digest of %s ends after %s: %v", org, t.UTC().Format(time.RFC3339), ends)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestDigestsVerifiedByTheCustomer: the real .so writes a signed digest every 2 s (an interval boundary each)
+// while records arrive over several intervals; wivaudit verify, run with the customer's own read-only
+// credentials (s3:ListBucket and s3:GetObject only), passes on the untouched bucket, and fails naming the key
+// after each tampering: an object deleted, an object altered, a digest in the middle deleted, a digest
+// altered, a foreign object added under the organisation's prefix. Each tampering is undone before the next.
+func TestDigestsVerifiedByTheCustomer(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	const org = "3f7539ad-7f8b-4688-aee0-b9dbf2db728e"
+	key := filepath.Join(e.dir, "digest-key.pem")
+	if code, _, _ := e.wivaudit(nil, "digest", "keygen", key); code != 0 {
+		t.Fatal("digest keygen failed")
+	}
+	code, pubPEM, _ := e.wivaudit(nil, "digest", "public-key", "--key", key)
+	pub := filepath.Join(e.dir, "wivaudit-digest-public-key.pem")
+	if code != 0 || os.WriteFile(pub, []byte(pubPEM), 0o600) != nil {
+		t.Fatal("digest public-key failed")
+	}
+	reader, err := e.moto.AddReader(ctx, "customer-auditor", e.p.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verify := func(want int, says ...string) string {
+		t.Helper()
+		code, out, _ := e.wivaudit(reader, "verify", "--bucket", e.p.Bucket, "--org", org, "--public-key", pub, "--grace", "4s",
+			"--endpoint", e.moto.URL, "--allow-plain-http")
+		if code != want {
+			t.Errorf("verify: exit %d, want %d", code, want)
+		}
+		for _, s := range says {
+			if !strings.Contains(out, s) {
+				t.Errorf("verify does not say %q", s)
+			}
+		}
+		return out
+	}
+
+	conf := e.config("digests.conf", map[string]string{"Org_ID": org, "Unlisted_Orgs": "", "Upload_Timeout": "1s",
+		"Digests": "on", "Digest_Signing_Key": key, "Digest_Interval": "2s"})
+	p := e.start(conf, "-", false)
+	defer func() {
+		p.Stdin.Close()
+		p.Signal(syscall.SIGTERM)
+		if r := p.Wait(time.Minute); r.ExitCode != 0 {
+			t.Errorf("host exit %d:\n%s", r.ExitCode, tail(r.Stderr, 40))
+		}
+	}()
+	// Three waves, each sent once the previous one is in the bucket: their objects fall in different intervals.
+	var objects []string
+	for wave := range 3 {
+		_, data := rawRecords(org, "wave"+string(rune('a'+wave)), 5, 20)
+		if err := chunks.WriteFrame(p.Stdin, "audit.org", data); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for len(objects) <= wave {
+			keys, err := e.moto.Keys(ctx, e.p.Bucket)
+			if err != nil {
+				t.Fatal(err)
+			}
+			objects = objects[:0]
+			for _, k := range keys {
+				if keyPattern.MatchString(k) {
+					objects = append(objects, k)
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("wave %d not delivered: %v", wave, keys)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	// Every object is recorded by now; the digest after the next boundary lists the last of them.
+	ends := e.waitDigestAfter(org, time.Now().Add(2*time.Second))
+	if len(ends) < 3 {
+		t.Fatalf("%d digests", len(ends))
+	}
+	var middle string
+	listed := map[string]bool{}
+	for k, end := range ends {
+		body, err := e.moto.Get(ctx, e.p.Bucket, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc digest.Document
+		if err := json.Unmarshal(body, &doc); err != nil {
+			t.Fatalf("%s: %v", k, err)
+		}
+		if !doc.End.Equal(end) || doc.End.Unix()%2 != 0 || doc.Start.Unix()%2 != 0 && doc.Sequence > 1 || doc.IntervalSeconds != 2 {
+			t.Errorf("%s covers %s to %s: not on 2 s boundaries", k, doc.Start, doc.End)
+		}
+		for _, o := range doc.Objects {
+			listed[o.Key] = true
+		}
+		if doc.Sequence == 2 {
+			middle = k
+		}
+	}
+	for _, o := range objects {
+		if !listed[o] {
+			t.Errorf("%s is in no digest", o)
+		}
+	}
+	verify(0, "result: verified (exit 0)")
+
+	put := func(key string, body []byte, meta map[string]string) {
+		t.Helper()
+		if _, err := e.moto.S3().PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(e.p.Bucket), Key: aws.String(key),
+			Body: strings.NewReader(string(body)), Metadata: meta}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	remove := func(key string) {
+		t.Helper()
+		if _, err := e.moto.S3().DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(e.p.Bucket), Key: aws.String(key)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	original := func(key string) ([]byte, map[string]string) {
+		t.Helper()
+		o, err := e.moto.S3().GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(e.p.Bucket), Key: aws.String(key)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer o.Body.Close()
+		body, err := e.moto.Get(ctx, e.p.Bucket, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return body, o.Metadata
+	}
+
+	object := objects[1]
+	body, _ := original(object)
+	remove(object)
+	verify(1, "PROBLEM missing-object "+object+":")
+	put(object, body, nil)
+	verify(0)
+
+	put(object, append(append([]byte{}, body...), 0), nil)
+	verify(1, "PROBLEM altered-object "+object+":")
+	put(object, body, nil)
+	verify(0)
+
+	digestBody, meta := original(middle)
+	remove(middle)
+	verify(1, "PROBLEM missing-digest "+middle+":")
+	put(middle, digestBody, meta)
+	verify(0)
+
+	put(middle, []byte(strings.Replace(string(digestBody), `"bytes": `, `"bytes": 1`, 1)), meta)
+	verify(1, "PROBLEM bad-signature "+middle+":")
+	put(middle, digestBody, meta)
+	verify(0)
+
+	foreign := org + "/org-audit-logs-1769611845000.json.gz"
+	put(foreign, []byte("not ours"), nil)
+	e.waitDigestAfter(org, time.Now().Add(5*time.Second))
+	verify(1, "PROBLEM unlisted-object "+foreign+":")
+}
