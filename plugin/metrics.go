@@ -57,7 +57,7 @@ type collector struct {
 
 	accepted, rejected, deadLettered, discarded, delivered          *prometheus.Desc
 	uploads, uploadErrors, quarantined, lost                        *prometheus.Desc
-	assumed, renewed, reassumed                                     *prometheus.Desc
+	assumed, renewed, reassumed, digests                            *prometheus.Desc
 	storeUsed, storeLimit, batches, records, bytes, oldest, byState *prometheus.Desc
 }
 
@@ -83,6 +83,7 @@ func newCollector(in *Instance, name string) *collector {
 		assumed:      desc("role_assumptions_total", "AssumeRole calls, by result.", "result"),
 		renewed:      desc("role_renewals_total", "AssumeRole calls that renewed a session's credentials (before they expired, or after they were refused)."),
 		reassumed:    desc("role_reassumptions_total", "Role sessions dropped because S3 refused their credentials."),
+		digests:      desc("digests_total", "Signed digests by outcome: written (S3 stored it, or had it already), failed (not made, or an upload attempt failed).", "outcome"),
 		storeUsed:    desc("store_used_bytes", "Bytes the log and the sealed batches take in Store_Dir."),
 		storeLimit:   desc("store_limit_bytes", "Store_Dir_Limit_Size (0: no limit)."),
 		batches:      desc("batches_waiting", "Batches not yet delivered: sealed and waiting for upload, or still filling.", org...),
@@ -95,7 +96,7 @@ func newCollector(in *Instance, name string) *collector {
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.accepted, c.rejected, c.deadLettered, c.discarded, c.delivered, c.uploads,
-		c.uploadErrors, c.quarantined, c.lost, c.assumed, c.renewed, c.reassumed, c.storeUsed, c.storeLimit, c.batches,
+		c.uploadErrors, c.quarantined, c.lost, c.assumed, c.renewed, c.reassumed, c.digests, c.storeUsed, c.storeLimit, c.batches,
 		c.records, c.bytes, c.oldest, c.byState} {
 		ch <- d
 	}
@@ -143,6 +144,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	count(c.assumed, in.roles.Failed.Load(), "failed")
 	count(c.renewed, in.roles.Renewed.Load())
 	count(c.reassumed, in.reassumed.Load())
+	if in.digests != nil {
+		count(c.digests, in.digests.written.Load(), "written")
+		count(c.digests, in.digests.failed.Load(), "failed")
+	}
 	in.uploadSeconds.Collect(ch)
 }
 
