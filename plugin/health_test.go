@@ -136,6 +136,7 @@ func TestDestinationsHealth(t *testing.T) {
 			in.waitDelivered(t, 3)
 			in.waitLogged(t, "refused, attempt 1")
 			in.waitLogged(t, "holding org-c/")
+			in.waitQueued(t, 2) // org-b's and org-c's batches; org-a's has left
 			now := in.clock.Now()
 
 			byOrg := map[string]metrics.Destination{}

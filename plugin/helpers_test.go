@@ -428,6 +428,20 @@ func (ti *testInstance) waitSettled(t *testing.T) {
 	}
 }
 
+// waitQueued waits until n batches are queued or in flight: a delivered batch leaves the queue just after its
+// records are counted.
+func (ti *testInstance) waitQueued(t *testing.T, n int) {
+	t.Helper()
+	deadline := giveUp(t)
+	for ti.queue.len() != n {
+		select {
+		case <-ti.queue.changed:
+		case <-deadline:
+			t.Fatalf("%d batches queued, want %d:\n%s", ti.queue.len(), n, ti.sink.joined())
+		}
+	}
+}
+
 // waitPuts waits until S3 was called n times.
 func (ti *testInstance) waitPuts(t *testing.T, n int) {
 	t.Helper()
