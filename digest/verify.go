@@ -468,6 +468,11 @@ func (v *verifier) checkUnlisted(objects []ObjectInfo, digests map[string]*verif
 			v.add(Notice, Probe, o.Key, "a delivery check's probe object (wivaudit check --write-probe), written %s", fmtTime(o.LastModified))
 		case !horizon.IsZero() && !o.LastModified.Before(horizon):
 			v.add(Notice, NotYetCovered, o.Key, "written %s, after the last digest's interval end %s: the next digest lists it", fmtTime(o.LastModified), fmtTime(horizon))
+		case !horizon.IsZero() && !o.LastModified.Before(horizon.Add(-v.q.Grace)):
+			// S3 dates an object when its upload starts, the ledger when S3 has answered: an upload under way at
+			// an interval's end is listed by the next digest.
+			v.add(Notice, NotYetCovered, o.Key, "written %s, within the grace (%s) before the last digest's interval end %s: an upload under way then is listed by the next digest",
+				fmtTime(o.LastModified), v.q.Grace, fmtTime(horizon))
 		default:
 			v.add(Problem, UnlistedObject, o.Key, "written %s, listed by no digest: not delivered by wivaudit, or its digest is missing or failed", fmtTime(o.LastModified))
 		}

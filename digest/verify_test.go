@@ -275,8 +275,15 @@ func TestVerifyNotices(t *testing.T) {
 	h.putAt(t0.Add(30*time.Minute), probe, "probe")
 	fresh := prefix + "org-a/org-audit-logs-1769800000000.json.gz"
 	h.putAt(t0.Add(4*hour+30*time.Second), fresh, "not yet in a digest")
+	// Written just before the last digest's end but recorded after it (an upload under way at the boundary):
+	// within the grace it is not yet covered; written earlier than that, no digest listing it is a problem.
+	boundary := prefix + "org-a/org-audit-logs-1769790000000.json.gz"
+	h.putAt(t0.Add(4*hour-10*time.Second), boundary, "under way at the boundary")
 	r := h.verify(Query{Now: t0.Add(4*hour + time.Minute)})
-	expect(t, r, 0, Finding{Notice, Probe, probe, ""}, Finding{Notice, NotYetCovered, fresh, ""})
+	expect(t, r, 0, Finding{Notice, Probe, probe, ""}, Finding{Notice, NotYetCovered, fresh, ""}, Finding{Notice, NotYetCovered, boundary, ""})
+	r = h.verify(Query{Now: t0.Add(4*hour + time.Minute), Grace: 5 * time.Second})
+	expect(t, r, 1, Finding{Notice, Probe, probe, ""}, Finding{Notice, NotYetCovered, fresh, ""}, Finding{Problem, UnlistedObject, boundary, ""})
+	delete(h.b.objects, boundary)
 
 	// Right after the last digest's deletion, within the grace, nothing says it was deleted yet: its objects
 	// are not yet covered. Past the grace the chain is stopped (TestVerifyFindsTampering).
