@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"iter"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -55,7 +58,7 @@ func TestArguments(t *testing.T) {
 		{[]string{"check", "--bucket", "b-1"}, exitUsage, "--org is required"},
 		{[]string{"check", "--org", "org-a"}, exitUsage, "--bucket (or --destinations) is required"},
 		{[]string{"check", "--org", "org-a", "--bucket", "b-1", "--nope"}, exitUsage, "flag provided but not defined: -nope"},
-		{[]string{"check", "--org", "org-a", "--bucket", "b-1", "extra"}, exitUsage, "expected , got 1 arguments"},
+		{[]string{"check", "--org", "org-a", "--bucket", "b-1", "extra"}, exitUsage, `wivaudit check: takes no arguments, got "extra"; give values with flags`},
 		{[]string{"check", "--org", "org-a", "--bucket", "B_1", "--region", "mars", "--role-arn", role, "--external-id-file", idFile},
 			exitUsage, "--region: \"mars\" is not an AWS region name"},
 		{[]string{"check", "--org", "org-a", "--bucket", "b-1", "--role-arn", role}, exitUsage, "--external-id: not set although Role_ARN is"},
@@ -63,6 +66,7 @@ func TestArguments(t *testing.T) {
 			exitUsage, "give the External ID once"},
 		{[]string{"check", "--org", "org-a", "--bucket", "b-1", "--role-arn", role, "--endpoint", "http://127.0.0.1:1"}, exitUsage, "--endpoint: \"http://127.0.0.1:1\" uses plain HTTP"},
 		{[]string{"check", "--org", "org-a", "--destinations", dests, "--bucket", "b-1"}, exitUsage, "drop --bucket"},
+		{[]string{"check", "--org", "org-a", "--destinations", dests, "--external-id-file", idFile}, exitUsage, "the External ID (--external-id, --external-id-file, $WIVAUDIT_EXTERNAL_ID)"},
 		{[]string{"check", "--org", "org-b", "--destinations", dests}, exitUsage, "organisation org-b is not in"},
 		{[]string{"check", "--org", "org-a", "--destinations", filepath.Join(dir, "missing.json")}, exitUsage, "no such file"},
 		{[]string{"destinations", "validate"}, exitUsage, "expected FILE, got 0 arguments"},
@@ -123,16 +127,43 @@ func TestExitCodes(t *testing.T) {
 	}
 }
 
+// setTestCredentials gives the command base credentials of its own and nothing of this machine's AWS setup.
+func setTestCredentials(t *testing.T) {
+	for k, v := range map[string]string{"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret",
+		"AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null", "AWS_EC2_METADATA_DISABLED": "true"} {
+		t.Setenv(k, v)
+	}
+}
+
 // TestCheckUnreachable: a server that does not answer is "try again later", not the customer's problem.
 func TestCheckUnreachable(t *testing.T) {
 	environ := map[string]string{externalIDEnv: secretID}
-	for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_EC2_METADATA_DISABLED"} {
-		t.Setenv(k, map[string]string{"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret",
-			"AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null", "AWS_EC2_METADATA_DISABLED": "true"}[k])
-	}
+	setTestCredentials(t)
 	code, out, _ := runCmd(t, environ, "check", "--org", "org-a", "--bucket", "b-1", "--role-arn", "arn:aws:iam::123456789012:role/r",
 		"--endpoint", "http://127.0.0.1:1", "--sts-endpoint", "http://127.0.0.1:1", "--allow-plain-http", "--request-timeout", "2s")
 	if code != exitRetry || !strings.Contains(out, "identity: FAILED") || !strings.Contains(out, "problem: network") {
+		t.Errorf("exit %d:\n%s", code, out)
+	}
+}
+
+// TestCheckHidesAnExternalIDTheServerQuotes: an STS endpoint whose refusal quotes the ExternalId it was sent
+// (runCmd fails the test if the output shows it); the step still fails with the server's other words.
+func TestCheckHidesAnExternalIDTheServerQuotes(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.ParseForm()
+		w.Header().Set("Content-Type", "text/xml")
+		if r.Form.Get("Action") == "GetCallerIdentity" {
+			fmt.Fprint(w, `<GetCallerIdentityResponse><GetCallerIdentityResult><Arn>arn:aws:iam::123456789012:user/platform</Arn><Account>123456789012</Account></GetCallerIdentityResult></GetCallerIdentityResponse>`)
+			return
+		}
+		w.WriteHeader(http.StatusForbidden)
+		fmt.Fprintf(w, `<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>not authorized with ExternalId %s</Message></Error></ErrorResponse>`, r.Form.Get("ExternalId"))
+	}))
+	defer srv.Close()
+	setTestCredentials(t)
+	code, out, _ := runCmd(t, map[string]string{externalIDEnv: secretID}, "check", "--org", "org-a", "--bucket", "b-1",
+		"--role-arn", "arn:aws:iam::123456789012:role/r", "--endpoint", srv.URL, "--sts-endpoint", srv.URL, "--allow-plain-http")
+	if code != exitRefused || !strings.Contains(out, "assume role: FAILED: 403 AccessDenied: not authorized with ExternalId [redacted]") {
 		t.Errorf("exit %d:\n%s", code, out)
 	}
 }
