@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -256,5 +257,55 @@ func TestStoreCommands(t *testing.T) {
 	code, out, _ = runCmd(t, nil, "store", "requeue", dir)
 	if code != exitOK || !strings.Contains(out, "nothing to requeue") {
 		t.Errorf("requeue again: exit %d:\n%s", code, out)
+	}
+}
+
+// heapAtFirstWrite records the live heap when the first byte is written.
+type heapAtFirstWrite struct {
+	live    uint64
+	written bool
+}
+
+func (w *heapAtFirstWrite) Write(p []byte) (int, error) {
+	if !w.written {
+		w.written = true
+		w.live = liveHeap()
+	}
+	return len(p), nil
+}
+
+func liveHeap() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// TestLedgerTableIsWrittenAsRead: the table of a large ledger is written while it is read, not held in memory
+// whole (a ledger of Ledger_Limit_Size 100M took 260 MB when it was); its times keep one width.
+func TestLedgerTableIsWrittenAsRead(t *testing.T) {
+	dir := t.TempDir()
+	os.Mkdir(filepath.Join(dir, "ledger"), 0o700)
+	var lines bytes.Buffer
+	const entries = 20000
+	for i := range entries {
+		line, _ := json.Marshal(buffer.LedgerEntry{Time: t0.Add(time.Duration(i) * time.Second), Status: buffer.LedgerDelivered,
+			Org: fmt.Sprintf("org-%05d", i), Kind: "org", Bucket: "your-company-audit-logs", Records: 12, Bytes: 1130,
+			Key:    fmt.Sprintf("org-%05d/org-audit-logs-%d.json.gz", i, t0.UnixMilli()+int64(i)),
+			SHA256: strings.Repeat("9f2c", 16), VersionID: "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY"})
+		lines.Write(append(line, '\n'))
+	}
+	os.WriteFile(filepath.Join(dir, "ledger", "0000000000000001.jsonl"), lines.Bytes(), 0o600)
+	out := &heapAtFirstWrite{}
+	before := liveHeap()
+	if code := run(&env{ctx: context.Background(), stdout: out, stderr: io.Discard, now: func() time.Time { return t0 }}, []string{"store", "ledger", dir}); code != exitOK {
+		t.Fatalf("exit %d", code)
+	}
+	if grown := int64(out.live) - int64(before); grown > 2<<20 {
+		t.Errorf("the heap held %d more bytes when the table's first line was written: the table of %d entries (%d bytes of ledger) was held in memory", grown, entries, lines.Len())
+	}
+	_, table, _ := runCmd(t, nil, "store", "ledger", dir, "--org", "org-00000")
+	if !strings.Contains(table, "2026-01-28T14:50:45.000Z  delivered  org-00000") {
+		t.Errorf("table:\n%s", table)
 	}
 }
