@@ -6,12 +6,14 @@ package metrics
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -95,7 +97,7 @@ func (l *listener) leave(m *Member) {
 func listen(addr string) (*listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("Metrics_Listen %s: %w; choose a port no other program uses (outputs of this process share a listener only when they spell Metrics_Listen the same way)", addr, err)
+		return nil, fmt.Errorf("Metrics_Listen %s: %w; %s", addr, err, listenAdvice(err))
 	}
 	l := &listener{addr: addr, reg: prometheus.NewRegistry()}
 	l.reg.MustRegister(collectors.NewGoCollector())
@@ -106,6 +108,17 @@ func listen(addr string) (*listener, error) {
 	l.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go l.srv.Serve(ln)
 	return l, nil
+}
+
+// listenAdvice says what to change when Metrics_Listen cannot be listened on.
+func listenAdvice(err error) string {
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		return "choose a port no other program uses (outputs of this process share a listener only when they spell Metrics_Listen the same way)"
+	case errors.Is(err, syscall.EACCES):
+		return "ports below 1024 need privileges this process lacks: choose a higher one"
+	}
+	return "give an address of this machine: 127.0.0.1:PORT (this machine only), :PORT (every interface) or one of its own IP addresses"
 }
 
 func (l *listener) outputs() []Output {

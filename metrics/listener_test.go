@@ -104,6 +104,24 @@ func TestSharedListener(t *testing.T) {
 }
 
 // TestHealthz: 503 with each output's reason when one does not take records.
+// TestListenErrorsSayWhatToChange: a port in use asks for another port; an address that is not this
+// machine's asks for one that is.
+func TestListenErrorsSayWhatToChange(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	for addr, want := range map[string]string{
+		taken.Addr().String(): "address already in use; choose a port no other program uses",
+		"192.0.2.1:2021":      "give an address of this machine: 127.0.0.1:PORT",
+	} {
+		if _, err := Join(addr, output("wivaudit.0", "org-a", 1, "")); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Join(%s): %v, want %q", addr, err, want)
+		}
+	}
+}
+
 func TestHealthz(t *testing.T) {
 	addr := freeAddr(t)
 	a, err := Join(addr, output("wivaudit.0", "org-a", 1, ""))

@@ -69,7 +69,7 @@ func newDestinations(cfg *conf.Config, name string, store *buffer.Store, log *lo
 			return nil, fmt.Errorf("Destinations_File %s: %w", cfg.DestinationsFile, err)
 		}
 	}
-	d.member = process.join(name, d.lists, cfg.OrgID == "", clk)
+	d.member = process.join(name, d.lists, cfg.OrgID == "", cfg.Archive() && cfg.DestinationsFile == "", clk)
 	return d, nil
 }
 

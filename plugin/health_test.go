@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -223,9 +224,11 @@ func TestDestinationsHealth(t *testing.T) {
 }
 
 // TestReadiness: ready once started, not while Store_Dir is gone (until a flush creates it again), nor
-// once Close started.
+// over 95% of Store_Dir_Limit_Size as it stands, nor once Close started.
 func TestReadiness(t *testing.T) {
-	in := startTest(t, testConfig(t), "test", &fakeS3{}, TestHooks{})
+	cfg := testConfig(t)
+	cfg.StoreDirLimitSize = 10_000
+	in := startTest(t, cfg, "test", &fakeS3{}, TestHooks{})
 	if why := in.ready(); why != "" {
 		t.Errorf("a started instance is not ready: %s", why)
 	}
@@ -236,6 +239,19 @@ func TestReadiness(t *testing.T) {
 	in.Flush(event("org-a", "1"), "audit.org")
 	if why := in.ready(); why != "" {
 		t.Errorf("Store_Dir created again by a flush: %q", why)
+	}
+	in.usageLevel.Store(2) // the level logged at the last flush, over 95% then: the store holds far less now
+	if why := in.ready(); why != "" {
+		t.Errorf("Store_Dir almost empty: %q", why)
+	}
+	for i := 0; in.ready() == ""; i++ {
+		if in.Flush(event("org-a", strconv.Itoa(i)), "audit.org") != OK {
+			used, limit := in.store.Usage()
+			t.Fatalf("a flush was refused before readiness said why: %d of %d bytes", used, limit)
+		}
+	}
+	if why := in.ready(); !strings.Contains(why, "of 10000 bytes (Store_Dir_Limit_Size), over 95%") {
+		t.Errorf("Store_Dir full: %q", why)
 	}
 	in.closing.Store(true)
 	if why := in.ready(); why != "shutting down" {

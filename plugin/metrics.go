@@ -44,7 +44,7 @@ func (in *Instance) ready() string {
 		return "shutting down"
 	case !in.store.Present():
 		return fmt.Sprintf("Store_Dir %s was removed; the next flush creates it again", in.cfg.StoreDir)
-	case in.usageLevel.Load() >= 2:
+	case limit > 0 && used*100 >= limit*95: // as it stands: a seal or an upload may have freed room since the last flush
 		return fmt.Sprintf("Store_Dir holds %d of %d bytes (Store_Dir_Limit_Size), over 95%%: flushes are about to be refused until uploads free space", used, limit)
 	}
 	return ""

@@ -28,7 +28,10 @@ type member struct {
 	// keepsUnlisted: the output keeps the organisations it does not list (a destinations file holds or
 	// dead-letters them, an archive delivers them); an Org_ID output leaves them to others.
 	keepsUnlisted bool
-	clock         clock // its waits for other outputs
+	// keepsAll: the platform's archive (Unlisted_Orgs archive without Destinations_File) keeps every record it
+	// receives, also those of organisations another output delivers to their own bucket: it is a copy.
+	keepsAll bool
+	clock    clock // its waits for other outputs
 }
 
 // Bounds: tags whose receivers are remembered, and records kept for organisations no output serves whose
@@ -52,8 +55,8 @@ type waitKey struct {
 	m   *member
 }
 
-func (o *outputs) join(name string, lists func(string) (string, bool), keepsUnlisted bool, clk clock) *member {
-	m := &member{name: name, lists: lists, keepsUnlisted: keepsUnlisted, clock: clk}
+func (o *outputs) join(name string, lists func(string) (string, bool), keepsUnlisted, keepsAll bool, clk clock) *member {
+	m := &member{name: name, lists: lists, keepsUnlisted: keepsUnlisted, keepsAll: keepsAll, clock: clk}
 	o.mu.Lock()
 	o.members = append(o.members, m)
 	o.mu.Unlock()
@@ -95,11 +98,14 @@ func (o *outputs) receive(m *member, tag string) {
 }
 
 // takerOf returns the output that takes a record of org (a conf.OrgKey) with tag, raw its msgpack bytes,
-// which m does not list, or nil when m keeps it itself. Among Org_ID outputs that all miss it, the first to
+// which m does not list, or nil when m keeps it itself, as the platform's archive always does. Among Org_ID outputs that all miss it, the first to
 // flush the record keeps it: it is kept once. Outputs learn who receives a tag as they flush it: when an
 // output that lists org has not flushed the tag yet, takerOf waits up to learnWait for it, once per tag; if
 // m keeps the record after all, unsure names that output, which may receive the record too.
 func (o *outputs) takerOf(m *member, tag, org string, raw []byte) (taker, unsure *member) {
+	if m.keepsAll {
+		return nil, nil
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	var deadline time.Time

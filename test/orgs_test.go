@@ -129,3 +129,36 @@ func TestDestinationsFileCaseAndUnlisted(t *testing.T) {
 		}
 	}
 }
+
+// TestArchiveKeepsACopyOfEveryOrganisation: the layout of examples/multi-tenant.yaml, one output for the
+// customers through a destinations file and one for the platform's archive, both with Match audit.*. A listed
+// organisation's records reach its customer's bucket and the archive, once each; an unlisted one's only the
+// archive (the customers' output holds them).
+func TestArchiveKeepsACopyOfEveryOrganisation(t *testing.T) {
+	e := newEnv(t)
+	a := e.addCustomer("custa")
+	const orgA, orgC = "3f7539ad-7f8b-4688-aee0-b9dbf2db728e", "c0ffee00-0000-4000-8000-000000000003"
+	file := filepath.Join(e.dir, "destinations.json")
+	writeDestinations(t, file, []destEntry{{Org: orgA, Bucket: a.bucket, RoleARN: a.roleARN, ExternalID: a.externalID}})
+	customers := map[string]string{"Destinations_File": file, "Unlisted_Orgs": "hold", "Bucket": "", "Role_ARN": "",
+		"External_ID": "", "Store_Dir": filepath.Join(e.dir, "store-customers"), "Shutdown_Timeout": "2s"}
+	archive := map[string]string{"Store_Dir": filepath.Join(e.dir, "store-archive")}
+	conf := e.configN("multi-tenant.conf", customers, archive)
+	rng := rand.New(rand.NewPCG(25, 26))
+	events := genEventsFor(t, 300, rng, "ev-", []string{orgA, orgC})
+	r := e.runToEnd(conf, e.input("input.chunks", chunkEvents(events, rng, 20)))
+	if r.ExitCode != 0 || r.Summary("error") != 0 {
+		t.Fatalf("host: exit %d, %s", r.ExitCode, r.Stdout[len(r.Stdout)-1])
+	}
+	inA, inArchive := e.bucketRecords(a.bucket), e.bucketRecords(e.p.Bucket)
+	for _, ev := range events {
+		wantA := 0
+		if ev.org == orgA {
+			wantA = 1
+		}
+		if len(inA[ev.id]) != wantA || len(inArchive[ev.id]) != 1 {
+			t.Errorf("%s of %s: %d times in the customer's bucket, %d in the archive; want %d and 1",
+				ev.id, ev.org, len(inA[ev.id]), len(inArchive[ev.id]), wantA)
+		}
+	}
+}

@@ -74,7 +74,7 @@ func checkDestination(e *env, fs *flag.FlagSet, v map[string]*string, externalID
 	}
 	if file != "" {
 		if *v["Bucket"] != "" || *v["Role_ARN"] != "" || secret != "" {
-			return nil, conf.Destination{}, usageError(e, fs, "--destinations takes bucket, role and External ID from the file: drop --bucket, --role-arn and the External ID")
+			return nil, conf.Destination{}, usageError(e, fs, "--destinations takes bucket, role and External ID from the file: drop --bucket, --role-arn and the External ID (--external-id, --external-id-file, $"+externalIDEnv+")")
 		}
 		settings["Org_ID"] = ""
 		if settings["Destinations_File"], err = filepath.Abs(file); err != nil {
@@ -145,7 +145,7 @@ func check(e *env, cfg *conf.Config, d conf.Destination, probe bool) int {
 	}
 	arn, err := clients.Identity(e.ctx)
 	if err != nil {
-		return failed(e, "identity", err, upload.AdviseIdentity(err, d, cfg))
+		return failed(e, "identity", err, upload.AdviseIdentity(err, d, cfg), d)
 	}
 	var creds aws.CredentialsProvider
 	if d.RoleARN == "" {
@@ -153,7 +153,7 @@ func check(e *env, cfg *conf.Config, d conf.Destination, probe bool) int {
 	} else {
 		fmt.Fprintf(out, "identity: ok, %s; the role's trust policy must allow it as Principal (%s step 3.2.2)\n", arn, upload.GuideFile)
 		if creds, err = clients.AssumeRole(e.ctx, d); err != nil {
-			return failed(e, "assume role", err, upload.Advise(err, d, cfg))
+			return failed(e, "assume role", err, upload.Advise(err, d, cfg), d)
 		}
 		fmt.Fprintf(out, "assume role: ok, %s with the External ID (not shown), session %s\n", d.RoleARN, cfg.RoleSessionName)
 	}
@@ -166,7 +166,7 @@ func check(e *env, cfg *conf.Config, d conf.Destination, probe bool) int {
 	key := fmt.Sprintf("%s%s/wivaudit-delivery-check-%d.txt", d.KeyPrefix, d.OrgID, now.UnixMilli())
 	body := fmt.Sprintf("Written by wivaudit check --write-probe at %s to check that audit logs can be delivered to this bucket. It holds no audit data and may be deleted.\n", now.UTC().Format("2006-01-02T15:04:05Z"))
 	if err := clients.Probe(e.ctx, d, creds, key, []byte(body)); err != nil {
-		return failed(e, "write", err, upload.Advise(err, d, cfg))
+		return failed(e, "write", err, upload.Advise(err, d, cfg), d)
 	}
 	acl := cfg.CannedACL
 	if acl == "" {
@@ -185,10 +185,15 @@ var verdict = map[int]string{
 	exitRetry:   "could not check: network, timeout or an unexpected answer; try again later (exit 4)",
 }
 
-// failed prints what a failed step means and returns its exit code.
-func failed(e *env, step string, err error, a upload.Advice) int {
+// failed prints what a failed step of d means and returns its exit code. The server's answer may quote what
+// it was sent, so d's External ID is taken out of it, as the plugin's log does.
+func failed(e *env, step string, err error, a upload.Advice, d conf.Destination) int {
 	out := e.stdout
-	fmt.Fprintf(out, "%s: FAILED: %s\n", step, upload.Describe(err))
+	answer := upload.Describe(err)
+	if d.ExternalID != "" {
+		answer = strings.ReplaceAll(answer, d.ExternalID, "[redacted]")
+	}
+	fmt.Fprintf(out, "%s: FAILED: %s\n", step, answer)
 	fmt.Fprintf(out, "problem: %s\n", a.Problem)
 	if a.Check != "" {
 		fmt.Fprintf(out, "check: %s\n", a.Check)

@@ -34,7 +34,10 @@ func parse(e *env, fs *flag.FlagSet, args []string, want ...string) (positional 
 		positional = append(positional, fs.Arg(0))
 		args = fs.Args()[1:]
 	}
-	if len(positional) != len(want) {
+	switch {
+	case len(want) == 0 && len(positional) > 0:
+		return nil, usageError(e, fs, "takes no arguments, got %q; give values with flags", strings.Join(positional, " ")), false
+	case len(positional) != len(want):
 		return nil, usageError(e, fs, "expected %s, got %d arguments", strings.Join(want, " "), len(positional)), false
 	}
 	return positional, exitOK, true

@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"iter"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -55,7 +59,7 @@ func TestArguments(t *testing.T) {
 		{[]string{"check", "--bucket", "b-1"}, exitUsage, "--org is required"},
 		{[]string{"check", "--org", "org-a"}, exitUsage, "--bucket (or --destinations) is required"},
 		{[]string{"check", "--org", "org-a", "--bucket", "b-1", "--nope"}, exitUsage, "flag provided but not defined: -nope"},
-		{[]string{"check", "--org", "org-a", "--bucket", "b-1", "extra"}, exitUsage, "expected , got 1 arguments"},
+		{[]string{"check", "--org", "org-a", "--bucket", "b-1", "extra"}, exitUsage, `wivaudit check: takes no arguments, got "extra"; give values with flags`},
 		{[]string{"check", "--org", "org-a", "--bucket", "B_1", "--region", "mars", "--role-arn", role, "--external-id-file", idFile},
 			exitUsage, "--region: \"mars\" is not an AWS region name"},
 		{[]string{"check", "--org", "org-a", "--bucket", "b-1", "--role-arn", role}, exitUsage, "--external-id: not set although Role_ARN is"},
@@ -63,6 +67,7 @@ func TestArguments(t *testing.T) {
 			exitUsage, "give the External ID once"},
 		{[]string{"check", "--org", "org-a", "--bucket", "b-1", "--role-arn", role, "--endpoint", "http://127.0.0.1:1"}, exitUsage, "--endpoint: \"http://127.0.0.1:1\" uses plain HTTP"},
 		{[]string{"check", "--org", "org-a", "--destinations", dests, "--bucket", "b-1"}, exitUsage, "drop --bucket"},
+		{[]string{"check", "--org", "org-a", "--destinations", dests, "--external-id-file", idFile}, exitUsage, "the External ID (--external-id, --external-id-file, $WIVAUDIT_EXTERNAL_ID)"},
 		{[]string{"check", "--org", "org-b", "--destinations", dests}, exitUsage, "organisation org-b is not in"},
 		{[]string{"check", "--org", "org-a", "--destinations", filepath.Join(dir, "missing.json")}, exitUsage, "no such file"},
 		{[]string{"destinations", "validate"}, exitUsage, "expected FILE, got 0 arguments"},
@@ -123,16 +128,43 @@ func TestExitCodes(t *testing.T) {
 	}
 }
 
+// setTestCredentials gives the command base credentials of its own and nothing of this machine's AWS setup.
+func setTestCredentials(t *testing.T) {
+	for k, v := range map[string]string{"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret",
+		"AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null", "AWS_EC2_METADATA_DISABLED": "true"} {
+		t.Setenv(k, v)
+	}
+}
+
 // TestCheckUnreachable: a server that does not answer is "try again later", not the customer's problem.
 func TestCheckUnreachable(t *testing.T) {
 	environ := map[string]string{externalIDEnv: secretID}
-	for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_EC2_METADATA_DISABLED"} {
-		t.Setenv(k, map[string]string{"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret",
-			"AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null", "AWS_EC2_METADATA_DISABLED": "true"}[k])
-	}
+	setTestCredentials(t)
 	code, out, _ := runCmd(t, environ, "check", "--org", "org-a", "--bucket", "b-1", "--role-arn", "arn:aws:iam::123456789012:role/r",
 		"--endpoint", "http://127.0.0.1:1", "--sts-endpoint", "http://127.0.0.1:1", "--allow-plain-http", "--request-timeout", "2s")
 	if code != exitRetry || !strings.Contains(out, "identity: FAILED") || !strings.Contains(out, "problem: network") {
+		t.Errorf("exit %d:\n%s", code, out)
+	}
+}
+
+// TestCheckHidesAnExternalIDTheServerQuotes: an STS endpoint whose refusal quotes the ExternalId it was sent
+// (runCmd fails the test if the output shows it); the step still fails with the server's other words.
+func TestCheckHidesAnExternalIDTheServerQuotes(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.ParseForm()
+		w.Header().Set("Content-Type", "text/xml")
+		if r.Form.Get("Action") == "GetCallerIdentity" {
+			fmt.Fprint(w, `<GetCallerIdentityResponse><GetCallerIdentityResult><Arn>arn:aws:iam::123456789012:user/platform</Arn><Account>123456789012</Account></GetCallerIdentityResult></GetCallerIdentityResponse>`)
+			return
+		}
+		w.WriteHeader(http.StatusForbidden)
+		fmt.Fprintf(w, `<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>not authorized with ExternalId %s</Message></Error></ErrorResponse>`, r.Form.Get("ExternalId"))
+	}))
+	defer srv.Close()
+	setTestCredentials(t)
+	code, out, _ := runCmd(t, map[string]string{externalIDEnv: secretID}, "check", "--org", "org-a", "--bucket", "b-1",
+		"--role-arn", "arn:aws:iam::123456789012:role/r", "--endpoint", srv.URL, "--sts-endpoint", srv.URL, "--allow-plain-http")
+	if code != exitRefused || !strings.Contains(out, "assume role: FAILED: 403 AccessDenied: not authorized with ExternalId [redacted]") {
 		t.Errorf("exit %d:\n%s", code, out)
 	}
 }
@@ -225,5 +257,55 @@ func TestStoreCommands(t *testing.T) {
 	code, out, _ = runCmd(t, nil, "store", "requeue", dir)
 	if code != exitOK || !strings.Contains(out, "nothing to requeue") {
 		t.Errorf("requeue again: exit %d:\n%s", code, out)
+	}
+}
+
+// heapAtFirstWrite records the live heap when the first byte is written.
+type heapAtFirstWrite struct {
+	live    uint64
+	written bool
+}
+
+func (w *heapAtFirstWrite) Write(p []byte) (int, error) {
+	if !w.written {
+		w.written = true
+		w.live = liveHeap()
+	}
+	return len(p), nil
+}
+
+func liveHeap() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// TestLedgerTableIsWrittenAsRead: the table of a large ledger is written while it is read, not held in memory
+// whole (a ledger of Ledger_Limit_Size 100M took 260 MB when it was); its times keep one width.
+func TestLedgerTableIsWrittenAsRead(t *testing.T) {
+	dir := t.TempDir()
+	os.Mkdir(filepath.Join(dir, "ledger"), 0o700)
+	var lines bytes.Buffer
+	const entries = 20000
+	for i := range entries {
+		line, _ := json.Marshal(buffer.LedgerEntry{Time: t0.Add(time.Duration(i) * time.Second), Status: buffer.LedgerDelivered,
+			Org: fmt.Sprintf("org-%05d", i), Kind: "org", Bucket: "your-company-audit-logs", Records: 12, Bytes: 1130,
+			Key:    fmt.Sprintf("org-%05d/org-audit-logs-%d.json.gz", i, t0.UnixMilli()+int64(i)),
+			SHA256: strings.Repeat("9f2c", 16), VersionID: "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY"})
+		lines.Write(append(line, '\n'))
+	}
+	os.WriteFile(filepath.Join(dir, "ledger", "0000000000000001.jsonl"), lines.Bytes(), 0o600)
+	out := &heapAtFirstWrite{}
+	before := liveHeap()
+	if code := run(&env{ctx: context.Background(), stdout: out, stderr: io.Discard, now: func() time.Time { return t0 }}, []string{"store", "ledger", dir}); code != exitOK {
+		t.Fatalf("exit %d", code)
+	}
+	if grown := int64(out.live) - int64(before); grown > 2<<20 {
+		t.Errorf("the heap held %d more bytes when the table's first line was written: the table of %d entries (%d bytes of ledger) was held in memory", grown, entries, lines.Len())
+	}
+	_, table, _ := runCmd(t, nil, "store", "ledger", dir, "--org", "org-00000")
+	if !strings.Contains(table, "2026-01-28T14:50:45.000Z  delivered  org-00000") {
+		t.Errorf("table:\n%s", table)
 	}
 }
