@@ -307,6 +307,7 @@ func TestParseDestinations(t *testing.T) {
 		{"[\n" + entry("a", ""), "line 2, column 102: unexpected end of JSON input"},
 		{`[] []`, "line 1, column 4: invalid character '[' after top-level value"},
 		{"[\n  {\"org_id\":\"a\",\"bucket\":\"x\"}]", `entry 0 (line 2, column 3): unknown field "bucket"; the fields are org_id`},
+		{`[{"org_id":"a","external_id":"x-1","External_ID":"x-2"}]`, `entry 0 (line 1, column 2): External_ID is given twice (field names match without case); keep one`},
 		{"[\n  {\"org_id\":\"a\",\n   \"bucket_name\": 5}]", `entry 0 (line 3, column 19): bucket_name: a JSON number where a string belongs`},
 		{`[1]`, `entry 0 (line 1, column 2): a JSON number where an object {org_id, bucket_name, role_arn, external_id} belongs`},
 		{"[" + entry("../x", "") + "]", `entry 0 (line 1, column 2, org_id "../x"): org_id: not a valid organisation ID`},

@@ -153,6 +153,9 @@ func ParseDestinations(data []byte, c *Config) (map[string]Destination, error) {
 
 // decodeEntry reads one entry; its digests are the output's Digests unless it says otherwise.
 func decodeEntry(raw []byte, c *Config) (Destination, error) {
+	if field := repeatedField(raw); field != "" {
+		return Destination{}, fmt.Errorf("%s is given twice (field names match without case); keep one", field)
+	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	var e entry
@@ -164,6 +167,31 @@ func decodeEntry(raw []byte, c *Config) (Destination, error) {
 		e.Destination.Digests = *e.Digests
 	}
 	return e.Destination, nil
+}
+
+// repeatedField returns a top-level field an entry gives twice, or "": encoding/json would keep the last one
+// without a word, and which External ID or bucket is meant must never be a guess.
+func repeatedField(raw []byte) string {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return ""
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		name, ok := tok.(string)
+		if err != nil || !ok {
+			return ""
+		}
+		if seen[strings.ToLower(name)] {
+			return name
+		}
+		seen[strings.ToLower(name)] = true
+		if dec.Decode(new(json.RawMessage)) != nil {
+			return ""
+		}
+	}
+	return ""
 }
 
 // entryError says what is wrong with the shape of entry i, which starts at byte at of data.
