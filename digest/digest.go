@@ -80,6 +80,8 @@ type Signed struct {
 	Signature string    `json:"signature"`
 	Sequence  uint64    `json:"sequence"`
 	End       time.Time `json:"interval_end"`
+	// Unsent: no upload of it was tried yet, so a key already taken then was taken by another writer.
+	Unsent bool `json:"unsent,omitempty"`
 }
 
 // ChainState is what the plugin keeps per organisation between digests: where its chain stands, and the digest
@@ -108,8 +110,19 @@ func (st ChainState) Due(now time.Time, interval time.Duration) (end time.Time, 
 	return end, st.Pending == nil && end.After(st.End)
 }
 
-// Uploaded moves the pending digest into the chain, once S3 answered 200, or 412 (the key exists: only this
-// chain writes under its id, so it is this digest, uploaded before a crash).
+// Sending is the state to persist before the pending digest's first upload: from then on, a 412 for its key
+// may be this upload's own, its answer lost.
+func (st ChainState) Sending() ChainState {
+	if st.Pending != nil {
+		p := *st.Pending
+		p.Unsent = false
+		st.Pending = &p
+	}
+	return st
+}
+
+// Uploaded moves the pending digest into the chain, once S3 answered 200, or 412 to an upload tried before (the
+// key exists: this digest, uploaded before a crash or a lost answer).
 func (st ChainState) Uploaded() ChainState {
 	if st.Pending == nil {
 		return st
@@ -184,8 +197,22 @@ func (s *Signer) Make(st ChainState, iv Interval) (ChainState, error) {
 	}
 	body = append(body, '\n')
 	st.Pending = &Signed{Key: Key(iv.Prefix, iv.Org, st.Chain, end), Body: body,
-		Signature: base64.StdEncoding.EncodeToString(s.sign(body)), Sequence: doc.Sequence, End: end}
+		Signature: base64.StdEncoding.EncodeToString(s.sign(body)), Sequence: doc.Sequence, End: end, Unsent: true}
 	return st, nil
+}
+
+// Rechain makes the pending digest again as the first of a new chain, covering the same interval and listing
+// the same objects: for when its key was found taken by another writer before it was ever sent.
+func (s *Signer) Rechain(st ChainState, chain, prefix string, madeAt time.Time) (ChainState, error) {
+	if st.Pending == nil {
+		return st, errors.New("digest: no pending digest to make again")
+	}
+	var doc Document
+	if err := json.Unmarshal(st.Pending.Body, &doc); err != nil {
+		return st, fmt.Errorf("digest %s: %w", st.Pending.Key, err)
+	}
+	return s.Make(NewChain(chain, doc.Start), Interval{Org: doc.OrgID, Prefix: prefix, End: doc.End,
+		Every: time.Duration(doc.IntervalSeconds) * time.Second, Objects: doc.Objects, MadeAt: madeAt})
 }
 
 // FromLedger is the digest's listing of a ledger entry.

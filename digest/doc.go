@@ -33,9 +33,12 @@
 //
 // Every Store_Dir has its own chain id (16 random hex digits) in the key, so replicas delivering for the same
 // organisation each keep a chain and never write the same digest key; a digest is uploaded with
-// If-None-Match, and a 412 on it means this chain already wrote it (before a crash). A digest is made and
-// persisted before it is uploaded, and uploaded as it is until S3 accepts it, so a crash never makes a second,
-// different digest for the same interval. A Store_Dir that is lost starts a new chain; the old one stops.
+// If-None-Match, and a 412 on a retry means this chain already wrote it (before a crash or a lost answer). A
+// 412 on its first upload means another writer holds the key (a Store_Dir copied to a second replica, or state
+// reset while the clock was behind): the digest is made again as the first of a new chain, from where the old
+// one stood, and the Store_Dir takes the new chain id. A digest is made and persisted before it is uploaded,
+// and uploaded as it is until S3 accepts it, so a crash never makes a second, different digest for the same
+// interval. A Store_Dir that is lost starts a new chain; the old one stops.
 //
 // # What verification proves
 //

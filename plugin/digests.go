@@ -38,7 +38,7 @@ type ledgerReader interface {
 type digester struct {
 	in     *Instance
 	signer *digest.Signer
-	chain  string
+	chain  string // replaced, under mu, when another writer is found using it
 	every  time.Duration
 	ledger ledgerReader
 
@@ -297,15 +297,29 @@ func (g *digester) uploadAll(ctx context.Context, ws []work) {
 }
 
 // upload puts a chain's pending digest into its organisation's bucket. S3's 412 means this chain wrote it
-// already (before a crash, or an answer that was lost): only this chain writes under its id.
+// already (before a crash, or an answer that was lost) if it was sent before; on its first upload, that
+// another writer holds the key.
 func (g *digester) upload(ctx context.Context, d conf.Destination, c *orgChain) {
 	p := c.st.Pending
+	first := p.Unsent
+	if first {
+		st := c.st.Sending()
+		if err := g.save(d.OrgID, st); err != nil {
+			g.retryLater(d, c, err)
+			return
+		}
+		g.set(c, st)
+	}
 	err := g.in.send.PutDigest(ctx, d, p.Key, p.Body, digest.MetadataSignature, p.Signature)
 	if err != nil && ctx.Err() != nil {
 		return // shutting down: it stays pending in Store_Dir
 	}
 	now := g.in.now()
 	class := upload.Classify(err)
+	if class == upload.KeyExists && first {
+		g.rechain(d, c, now)
+		return
+	}
 	if err == nil || class == upload.KeyExists {
 		st := c.st.Uploaded()
 		g.set(c, st)
@@ -334,6 +348,56 @@ func (g *digester) upload(ctx context.Context, d conf.Destination, c *orgChain) 
 		g.in.log.limitedf(LevelWarn, "digest-retry\x00"+d.OrgID, now, "digest %s failed, attempt %d, next in %s: %s",
 			p.Key, c.attempts, c.due.Sub(now).Round(time.Millisecond), why)
 	}
+}
+
+// retryLater counts a failed attempt at the pending digest and sets the next one after a backoff.
+func (g *digester) retryLater(d conf.Destination, c *orgChain, err error) {
+	now := g.in.now()
+	g.failed.Add(1)
+	c.attempts++
+	c.due = now.Add(backoff(c.attempts, rand.Float64()))
+	g.in.log.limitedf(LevelWarn, "digest-retry\x00"+d.OrgID, now, "digest %s failed, attempt %d, next in %s: %v",
+		c.st.Pending.Key, c.attempts, c.due.Sub(now).Round(time.Millisecond), err)
+}
+
+// rechain makes the pending digest, whose key another writer took, again as the first of a new chain of this
+// Store_Dir, to be uploaded at the next round.
+func (g *digester) rechain(d conf.Destination, c *orgChain, now time.Time) {
+	taken, old := c.st.Pending.Key, c.st.Chain
+	id, err := g.newChainID(old)
+	var st digest.ChainState
+	if err == nil {
+		st, err = g.signer.Rechain(c.st, id, d.KeyPrefix, now)
+	}
+	if err == nil {
+		err = g.save(d.OrgID, st)
+	}
+	if err != nil {
+		g.retryLater(d, c, fmt.Errorf("its key was already taken by another writer, and no new chain could start: %w", err))
+		return
+	}
+	g.set(c, st)
+	c.attempts, c.due = 0, time.Time{}
+	g.in.log.logf(LevelError, "digest s3://%s/%s was already taken by another writer when first sent: chain %s is not this Store_Dir's alone (a copy of it runs elsewhere, or the state of %s was reset while the clock was behind); %s's digests go on in the new chain %s, from %s",
+		d.Bucket, taken, old, d.OrgID, d.OrgID, id, st.End.Format(time.RFC3339))
+}
+
+// newChainID gives this Store_Dir a new chain id in place of old, unless an organisation's digest did already.
+func (g *digester) newChainID(old string) (string, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.chain != old {
+		return g.chain, nil
+	}
+	id, err := digest.NewChainID()
+	if err == nil {
+		err = g.in.store.WriteFileIn(digestFolder, chainIDFile, []byte(id+"\n"))
+	}
+	if err != nil {
+		return "", fmt.Errorf("a new chain id in %s/%s/%s: %w", g.in.cfg.StoreDir, digestFolder, chainIDFile, err)
+	}
+	g.chain = id
+	return id, nil
 }
 
 // ledgerOptions are the delivery ledger's: with digests, it keeps what no digest written lists yet.

@@ -301,3 +301,53 @@ func TestDigestKeyErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestDigestKeyTakenByAnotherWriter: a digest whose key is already taken when it is first sent was not written
+// by this chain (a Store_Dir copied to a second replica, or an organisation's state removed while the clock
+// was behind): its 412 must not count as written. The digest is made again as the first of a new chain,
+// starting where the old one stood, so what was delivered is still listed; the other writer's is left alone.
+// The rounds run here, one by one.
+func TestDigestKeyTakenByAnotherWriter(t *testing.T) {
+	cfg, pub := digestConfig(t, nil)
+	s3 := &fakeS3{}
+	in := startTest(t, cfg, "test", s3, TestHooks{})
+	in.stopDigests()
+	<-in.digestsDone
+	start := in.clock.Now().Truncate(10 * time.Second)
+	old := in.digests.chain
+	// The other replica, from a copy of this Store_Dir, wrote its digest of the interval first.
+	signer, err := digest.LoadSigner(cfg.DigestSigningKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs, err := signer.Make(digest.NewChain(old, start), digest.Interval{Org: "org-a", End: start.Add(10 * time.Second), Every: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	taken := theirs.Pending.Key
+	s3.mu.Lock()
+	s3.objects, s3.buckets, s3.meta = map[string][]byte{taken: theirs.Pending.Body}, map[string]string{taken: "b-1"},
+		map[string]map[string]string{taken: {digest.MetadataSignature: theirs.Pending.Signature}}
+	s3.mu.Unlock()
+	obj := in.deliveredObject(t, "b-1", "org-a/org-audit-logs-1.json.gz")
+
+	ctx := context.Background()
+	for _, at := range []time.Duration{10, 11, 20} {
+		in.digests.round(ctx, start.Add(at*time.Second))
+	}
+	docs := slices.DeleteFunc(s3.digestsOf(t, "org-a", pub), func(d digest.Document) bool { return d.Chain == old })
+	checkChain(t, docs, start, start.Add(10*time.Second), start.Add(20*time.Second))
+	if len(docs) > 0 && !slices.Equal(keysOf(docs[0]), []string{obj.Key}) {
+		t.Errorf("the new chain lists %v", keysOf(docs[0]))
+	}
+	if string(s3.objects[taken]) != string(theirs.Pending.Body) {
+		t.Errorf("the other writer's digest was replaced")
+	}
+	id, _ := os.ReadFile(filepath.Join(cfg.StoreDir, "digests", "chain-id"))
+	if len(docs) > 0 && strings.TrimSpace(string(id)) != docs[0].Chain {
+		t.Errorf("chain-id %q, the new chain %s", id, docs[0].Chain)
+	}
+	if in.sink.count("already taken by another writer when first sent") != 1 {
+		t.Errorf("not logged once:\n%s", in.sink.joined())
+	}
+}
