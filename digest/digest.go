@@ -92,6 +92,9 @@ type ChainState struct {
 	End           time.Time `json:"interval_end"` // the next digest starts here
 	LastKey       string    `json:"last_key,omitempty"`
 	LastSignature string    `json:"last_signature,omitempty"`
+	// Where the chain's digests go: its destination's bucket and key prefix, from its first digest on.
+	Bucket string `json:"bucket,omitempty"`
+	Prefix string `json:"key_prefix,omitempty"`
 	// Pending is made and signed but not known to be in the bucket: upload exactly it (a crash may have
 	// uploaded it already, and a digest made again would not match the next one's link).
 	Pending *Signed `json:"pending,omitempty"`
@@ -132,6 +135,12 @@ func (st ChainState) Uploaded() ChainState {
 	return st
 }
 
+// Moved says whether the organisation's digests now go somewhere else than where the chain's went: its next
+// digest cannot name as previous one the new place does not hold.
+func (st ChainState) Moved(bucket, prefix string) bool {
+	return st.Bucket != "" && (st.Bucket != bucket || st.Prefix != prefix)
+}
+
 // Encode is the state's bytes to persist.
 func (st ChainState) Encode() ([]byte, error) { return json.Marshal(st) }
 
@@ -150,6 +159,7 @@ func DecodeChainState(data []byte) (ChainState, error) {
 // Interval is what a digest covers for one organisation.
 type Interval struct {
 	Org, Prefix string // as in the organisation's object keys: {Prefix}{Org}/
+	Bucket      string // where the digest goes
 	End         time.Time
 	Every       time.Duration // Digest_Interval
 	Objects     []Object      // every object delivered since the chain's End, and before End
@@ -196,6 +206,7 @@ func (s *Signer) Make(st ChainState, iv Interval) (ChainState, error) {
 		return st, fmt.Errorf("digest %s: %w", iv.Org, err)
 	}
 	body = append(body, '\n')
+	st.Bucket, st.Prefix = iv.Bucket, iv.Prefix
 	st.Pending = &Signed{Key: Key(iv.Prefix, iv.Org, st.Chain, end), Body: body,
 		Signature: base64.StdEncoding.EncodeToString(s.sign(body)), Sequence: doc.Sequence, End: end, Unsent: true}
 	return st, nil
@@ -203,7 +214,7 @@ func (s *Signer) Make(st ChainState, iv Interval) (ChainState, error) {
 
 // Rechain makes the pending digest again as the first of a new chain, covering the same interval and listing
 // the same objects: for when its key was found taken by another writer before it was ever sent.
-func (s *Signer) Rechain(st ChainState, chain, prefix string, madeAt time.Time) (ChainState, error) {
+func (s *Signer) Rechain(st ChainState, chain string, madeAt time.Time) (ChainState, error) {
 	if st.Pending == nil {
 		return st, errors.New("digest: no pending digest to make again")
 	}
@@ -211,7 +222,7 @@ func (s *Signer) Rechain(st ChainState, chain, prefix string, madeAt time.Time) 
 	if err := json.Unmarshal(st.Pending.Body, &doc); err != nil {
 		return st, fmt.Errorf("digest %s: %w", st.Pending.Key, err)
 	}
-	return s.Make(NewChain(chain, doc.Start), Interval{Org: doc.OrgID, Prefix: prefix, End: doc.End,
+	return s.Make(NewChain(chain, doc.Start), Interval{Org: doc.OrgID, Prefix: st.Prefix, Bucket: st.Bucket, End: doc.End,
 		Every: time.Duration(doc.IntervalSeconds) * time.Second, Objects: doc.Objects, MadeAt: madeAt})
 }
 

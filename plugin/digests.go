@@ -216,6 +216,9 @@ func (g *digester) round(ctx context.Context, now time.Time) {
 	var toUpload, toMake []work
 	for _, d := range g.in.dests.digested() {
 		c, err := g.chainOf(d, now)
+		if err == nil && c.st.Moved(d.Bucket, d.KeyPrefix) {
+			err = g.move(d, c)
+		}
 		switch {
 		case err != nil:
 			g.in.log.limitedf(LevelError, "digest\x00"+d.OrgID, now, "no digest for %s: %v", d.OrgID, err)
@@ -232,6 +235,24 @@ func (g *digester) round(ctx context.Context, now time.Time) {
 		toUpload = append(toUpload, g.makeDigests(toMake, now)...)
 	}
 	g.uploadAll(ctx, toUpload)
+}
+
+// move starts the organisation's chain again in its new bucket or key prefix, from where it stood there. A
+// digest made for the old place and not uploaded is not put into the new one.
+func (g *digester) move(d conf.Destination, c *orgChain) error {
+	st := digest.NewChain(c.st.Chain, c.st.End)
+	if err := g.save(d.OrgID, st); err != nil {
+		return err
+	}
+	dropped := "no digest was waiting"
+	if p := c.st.Pending; p != nil {
+		dropped = fmt.Sprintf("the digest %s made for it and not written there is dropped", p.Key)
+	}
+	g.in.log.logf(LevelWarn, "digests of %s now go to s3://%s/%s instead of s3://%s/%s (%s); a new chain starts there, from %s",
+		d.OrgID, d.Bucket, d.KeyPrefix, c.st.Bucket, c.st.Prefix, dropped, st.End.Format(time.RFC3339))
+	g.set(c, st)
+	c.attempts, c.due = 0, time.Time{}
+	return nil
 }
 
 // makeDigests makes and persists the digests of the chains whose interval ended, from one read of the ledger, and
@@ -263,7 +284,7 @@ func (g *digester) makeDigests(ws []work, now time.Time) []work {
 				objects = append(objects, digest.FromLedger(e))
 			}
 		}
-		next, err := g.signer.Make(st, digest.Interval{Org: d.OrgID, Prefix: d.KeyPrefix, End: end, Every: g.every, Objects: objects, MadeAt: now})
+		next, err := g.signer.Make(st, digest.Interval{Org: d.OrgID, Prefix: d.KeyPrefix, Bucket: d.Bucket, End: end, Every: g.every, Objects: objects, MadeAt: now})
 		if err == nil {
 			err = g.save(d.OrgID, next)
 		}
@@ -367,7 +388,7 @@ func (g *digester) rechain(d conf.Destination, c *orgChain, now time.Time) {
 	id, err := g.newChainID(old)
 	var st digest.ChainState
 	if err == nil {
-		st, err = g.signer.Rechain(c.st, id, d.KeyPrefix, now)
+		st, err = g.signer.Rechain(c.st, id, now)
 	}
 	if err == nil {
 		err = g.save(d.OrgID, st)

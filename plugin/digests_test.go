@@ -351,3 +351,49 @@ func TestDigestKeyTakenByAnotherWriter(t *testing.T) {
 		t.Errorf("not logged once:\n%s", in.sink.joined())
 	}
 }
+
+// TestDigestChainFollowsTheBucket: when an organisation's bucket changes, its digests start a new chain in the
+// new bucket, from where the old one stood, instead of naming as previous a digest the new bucket does not
+// hold (which its verification would report as deleted); a digest made for the old bucket and not uploaded
+// there is not put into the new one. The rounds run here, one by one.
+func TestDigestChainFollowsTheBucket(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "destinations.json")
+	writeDestinations(t, file, map[string]string{"org-a": "bucket-a"})
+	cfg, pub := digestConfig(t, conf.Map{"Org_ID": "", "Bucket": "archive", "Unlisted_Orgs": "archive", "Destinations_File": file})
+	s3 := &fakeS3{}
+	in := startTest(t, cfg, "test", s3, TestHooks{})
+	in.stopDigests()
+	<-in.digestsDone
+	ctx := context.Background()
+	start := in.clock.Now().Truncate(10 * time.Second)
+	next := func() {
+		in.clock.Advance(10 * time.Second)
+		in.digests.round(ctx, in.clock.Now())
+	}
+	next()
+	in.deliveredObject(t, "bucket-a", "org-a/org-audit-logs-1.json.gz")
+	s3.setDown("bucket-a")
+	next()
+	in.waitLogged(t, "failed, attempt 1")
+
+	writeDestinations(t, file, map[string]string{"org-a": "bucket-b"})
+	if _, err := in.dests.reload(); err != nil {
+		t.Fatal(err)
+	}
+	s3.setDown("")
+	moved := in.deliveredObject(t, "bucket-b", "org-a/org-audit-logs-2.json.gz")
+	next()
+	var inB []digest.Document
+	for _, doc := range s3.digestsOf(t, "org-a", pub) {
+		if s3.buckets[digest.Key("", doc.OrgID, doc.Chain, doc.End)] == "bucket-b" {
+			inB = append(inB, doc)
+		}
+	}
+	checkChain(t, inB, start.Add(10*time.Second), start.Add(30*time.Second))
+	if len(inB) == 1 && !slices.Equal(keysOf(inB[0]), []string{moved.Key}) {
+		t.Errorf("bucket-b's digest lists %v", keysOf(inB[0]))
+	}
+	if in.sink.count("now go to s3://bucket-b/ instead of s3://bucket-a/ (the digest org-a/digests/") != 1 {
+		t.Errorf("the move is not logged once:\n%s", in.sink.joined())
+	}
+}
