@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"maps"
 	"math/rand/v2"
 	"regexp"
 	"strings"
@@ -214,7 +215,9 @@ type work struct {
 // round uploads the pending digests that are due, and makes and uploads the digests whose interval ended.
 func (g *digester) round(ctx context.Context, now time.Time) {
 	var toUpload, toMake []work
-	for _, d := range g.in.dests.digested() {
+	digested := g.in.dests.digested()
+	g.forgetOthers(digested)
+	for _, d := range digested {
 		c, err := g.chainOf(d, now)
 		if err == nil && c.st.Moved(d.Bucket, d.KeyPrefix) {
 			err = g.move(d, c)
@@ -253,6 +256,19 @@ func (g *digester) move(d conf.Destination, c *orgChain) error {
 	g.set(c, st)
 	c.attempts, c.due = 0, time.Time{}
 	return nil
+}
+
+// forgetOthers drops the chains of organisations no longer digested (removed from the destinations file, or
+// digests switched off), so that they no longer keep the ledger's entries; their state stays in Store_Dir, where
+// the chain goes on from if they come back.
+func (g *digester) forgetOthers(digested []conf.Destination) {
+	keep := map[string]bool{}
+	for _, d := range digested {
+		keep[conf.OrgKey(d.OrgID)] = true
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	maps.DeleteFunc(g.chains, func(key string, _ *orgChain) bool { return !keep[key] })
 }
 
 // makeDigests makes and persists the digests of the chains whose interval ended, from one read of the ledger, and

@@ -397,3 +397,31 @@ func TestDigestChainFollowsTheBucket(t *testing.T) {
 		t.Errorf("the move is not logged once:\n%s", in.sink.joined())
 	}
 }
+
+// TestRemovedOrganisationDoesNotHoldTheLedger: an organisation removed from the destinations file (or whose
+// digests are switched off) makes no more digests, so its chain no longer keeps the ledger's entries: the
+// ledger keeps from where the remaining chains stand, not from the removed one's last digest forever.
+func TestRemovedOrganisationDoesNotHoldTheLedger(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "destinations.json")
+	writeDestinations(t, file, map[string]string{"org-a": "bucket-a", "org-b": "bucket-b"})
+	cfg, _ := digestConfig(t, conf.Map{"Org_ID": "", "Bucket": "archive", "Unlisted_Orgs": "archive", "Destinations_File": file})
+	in := startTest(t, cfg, "test", &fakeS3{}, TestHooks{})
+	in.stopDigests()
+	<-in.digestsDone
+	ctx := context.Background()
+	next := func() {
+		in.clock.Advance(10 * time.Second)
+		in.digests.round(ctx, in.clock.Now())
+	}
+	next()
+	writeDestinations(t, file, map[string]string{"org-a": "bucket-a"})
+	if _, err := in.dests.reload(); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		next()
+	}
+	if keep, want := in.digests.keepFrom(), in.clock.Now().Truncate(10*time.Second); !keep.Equal(want) {
+		t.Errorf("the ledger keeps entries from %s, want %s", keep, want)
+	}
+}
