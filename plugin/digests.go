@@ -191,6 +191,24 @@ func (g *digester) keepFrom() time.Time {
 	return from
 }
 
+// floor is the latest interval end of the digests made: after a clock step back, what is delivered is stamped
+// no earlier in the ledger, so that the next digest lists it.
+func (g *digester) floor() time.Time {
+	var floor time.Time
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, c := range g.chains {
+		end := c.st.End
+		if c.st.Pending != nil {
+			end = c.st.Pending.End
+		}
+		if end.After(floor) {
+			floor = end
+		}
+	}
+	return floor
+}
+
 // loop makes and uploads digests at each tick until ctx ends; a digest under way then stays pending in
 // Store_Dir for the next start.
 func (g *digester) loop(ctx context.Context, tick <-chan time.Time, stop func(), done chan<- struct{}) {
@@ -442,6 +460,7 @@ func (in *Instance) ledgerOptions() buffer.LedgerOptions {
 	opt := buffer.LedgerOptions{Limit: in.cfg.LedgerLimitSize}
 	if in.cfg.DigestSigningKey != "" {
 		opt.KeepFrom = func() time.Time { return in.digests.keepFrom() }
+		opt.Floor = func() time.Time { return in.digests.floor() }
 	}
 	return opt
 }

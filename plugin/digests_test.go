@@ -425,3 +425,34 @@ func TestRemovedOrganisationDoesNotHoldTheLedger(t *testing.T) {
 		t.Errorf("the ledger keeps entries from %s, want %s", keep, want)
 	}
 }
+
+// TestDigestsThroughClockSteps: a clock set ahead, then back (NTP correcting a host booted with a wrong clock),
+// makes no digest until the clock reaches the last digest's end again, never one with an earlier end under a
+// key the chain already used; what is delivered meanwhile is in the next digest, not left out for being
+// stamped before the interval it starts.
+func TestDigestsThroughClockSteps(t *testing.T) {
+	cfg, pub := digestConfig(t, nil)
+	s3 := &fakeS3{}
+	in := startTest(t, cfg, "test", s3, TestHooks{})
+	in.stopDigests()
+	<-in.digestsDone
+	ctx := context.Background()
+	start := in.clock.Now().Truncate(10 * time.Second)
+	at := func(d time.Duration) {
+		in.clock.Advance(start.Add(d).Sub(in.clock.Now()))
+		in.digests.round(ctx, in.clock.Now())
+	}
+	at(105 * time.Second) // ahead
+	at(15 * time.Second)  // back
+	late := in.deliveredObject(t, "b-1", "org-a/org-audit-logs-1.json.gz")
+	at(55 * time.Second)
+	if n := len(s3.digestsOf(t, "org-a", pub)); n != 1 {
+		t.Fatalf("%d digests before the clock is back at the last one's end", n)
+	}
+	at(115 * time.Second)
+	docs := s3.digestsOf(t, "org-a", pub)
+	checkChain(t, docs, start, start.Add(100*time.Second), start.Add(110*time.Second))
+	if len(docs) == 2 && !slices.Equal(keysOf(docs[1]), []string{late.Key}) {
+		t.Errorf("the digest after the clock caught up lists %v", keysOf(docs[1]))
+	}
+}
