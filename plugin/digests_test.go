@@ -130,6 +130,21 @@ func keysOf(d digest.Document) []string {
 	return keys
 }
 
+// startRounds starts an instance whose digest loop is stopped: the test runs the rounds, at the times it gives.
+func startRounds(t *testing.T, cfg *conf.Config, s3 *fakeS3) *testInstance {
+	t.Helper()
+	in := startTest(t, cfg, "test", s3, TestHooks{})
+	in.stopDigests()
+	<-in.digestsDone
+	return in
+}
+
+// nextRound moves the clock by an interval and runs a round then.
+func (ti *testInstance) nextRound() {
+	ti.clock.Advance(10 * time.Second)
+	ti.digests.round(context.Background(), ti.clock.Now())
+}
+
 // TestDigestsEveryInterval: at each interval's end (multiples of Digest_Interval since the epoch) a signed
 // digest lists what the ledger recorded for the organisation's bucket in it, and nothing of other
 // organisations or buckets; empty intervals get one too, and a pause gets one digest spanning it. The state
@@ -223,9 +238,7 @@ func TestDigestChainSurvivesRestarts(t *testing.T) {
 func TestRefusedDigestIsHeld(t *testing.T) {
 	cfg, pub := digestConfig(t, conf.Map{"Hold_Retry_Interval": "60s"})
 	s3 := &fakeS3{refused: "b-1"}
-	in := startTest(t, cfg, "test", s3, TestHooks{})
-	in.stopDigests()
-	<-in.digestsDone
+	in := startRounds(t, cfg, s3)
 	ctx := context.Background()
 	start := in.clock.Now().Truncate(10 * time.Second)
 	failed := start.Add(11 * time.Second)
@@ -310,9 +323,7 @@ func TestDigestKeyErrors(t *testing.T) {
 func TestDigestKeyTakenByAnotherWriter(t *testing.T) {
 	cfg, pub := digestConfig(t, nil)
 	s3 := &fakeS3{}
-	in := startTest(t, cfg, "test", s3, TestHooks{})
-	in.stopDigests()
-	<-in.digestsDone
+	in := startRounds(t, cfg, s3)
 	start := in.clock.Now().Truncate(10 * time.Second)
 	old := in.digests.chain
 	// The other replica, from a copy of this Store_Dir, wrote its digest of the interval first.
@@ -361,19 +372,12 @@ func TestDigestChainFollowsTheBucket(t *testing.T) {
 	writeDestinations(t, file, map[string]string{"org-a": "bucket-a"})
 	cfg, pub := digestConfig(t, conf.Map{"Org_ID": "", "Bucket": "archive", "Unlisted_Orgs": "archive", "Destinations_File": file})
 	s3 := &fakeS3{}
-	in := startTest(t, cfg, "test", s3, TestHooks{})
-	in.stopDigests()
-	<-in.digestsDone
-	ctx := context.Background()
+	in := startRounds(t, cfg, s3)
 	start := in.clock.Now().Truncate(10 * time.Second)
-	next := func() {
-		in.clock.Advance(10 * time.Second)
-		in.digests.round(ctx, in.clock.Now())
-	}
-	next()
+	in.nextRound()
 	in.deliveredObject(t, "bucket-a", "org-a/org-audit-logs-1.json.gz")
 	s3.setDown("bucket-a")
-	next()
+	in.nextRound()
 	in.waitLogged(t, "failed, attempt 1")
 
 	writeDestinations(t, file, map[string]string{"org-a": "bucket-b"})
@@ -382,7 +386,7 @@ func TestDigestChainFollowsTheBucket(t *testing.T) {
 	}
 	s3.setDown("")
 	moved := in.deliveredObject(t, "bucket-b", "org-a/org-audit-logs-2.json.gz")
-	next()
+	in.nextRound()
 	var inB []digest.Document
 	for _, doc := range s3.digestsOf(t, "org-a", pub) {
 		if s3.buckets[digest.Key("", doc.OrgID, doc.Chain, doc.End)] == "bucket-b" {
@@ -405,21 +409,14 @@ func TestRemovedOrganisationDoesNotHoldTheLedger(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "destinations.json")
 	writeDestinations(t, file, map[string]string{"org-a": "bucket-a", "org-b": "bucket-b"})
 	cfg, _ := digestConfig(t, conf.Map{"Org_ID": "", "Bucket": "archive", "Unlisted_Orgs": "archive", "Destinations_File": file})
-	in := startTest(t, cfg, "test", &fakeS3{}, TestHooks{})
-	in.stopDigests()
-	<-in.digestsDone
-	ctx := context.Background()
-	next := func() {
-		in.clock.Advance(10 * time.Second)
-		in.digests.round(ctx, in.clock.Now())
-	}
-	next()
+	in := startRounds(t, cfg, &fakeS3{})
+	in.nextRound()
 	writeDestinations(t, file, map[string]string{"org-a": "bucket-a"})
 	if _, err := in.dests.reload(); err != nil {
 		t.Fatal(err)
 	}
 	for range 3 {
-		next()
+		in.nextRound()
 	}
 	if keep, want := in.digests.keepFrom(), in.clock.Now().Truncate(10*time.Second); !keep.Equal(want) {
 		t.Errorf("the ledger keeps entries from %s, want %s", keep, want)
@@ -433,9 +430,7 @@ func TestRemovedOrganisationDoesNotHoldTheLedger(t *testing.T) {
 func TestDigestsThroughClockSteps(t *testing.T) {
 	cfg, pub := digestConfig(t, nil)
 	s3 := &fakeS3{}
-	in := startTest(t, cfg, "test", s3, TestHooks{})
-	in.stopDigests()
-	<-in.digestsDone
+	in := startRounds(t, cfg, s3)
 	ctx := context.Background()
 	start := in.clock.Now().Truncate(10 * time.Second)
 	at := func(d time.Duration) {
