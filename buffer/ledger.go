@@ -64,6 +64,9 @@ type LedgerOptions struct {
 	// KeepFrom, when set, says from when entries are not yet covered by a written digest: segments holding
 	// such entries are kept past the limit (up to twice it).
 	KeepFrom func() time.Time
+	// Floor, when set, is the earliest time an entry recorded now may be stamped with: a digest made up to it
+	// lists no entry recorded after, so one stamped before it by a clock set back would be in no digest.
+	Floor func() time.Time
 }
 
 const (
@@ -180,7 +183,8 @@ func (l *Ledger) roll(id uint64) error {
 	return nil
 }
 
-// Record appends entries, stamped with the store's clock, in one write and one fdatasync. With
+// Record appends entries, stamped with the store's clock (never before LedgerOptions.Floor), in one write and
+// one fdatasync. With
 // ErrLedgerOverflow the entries are recorded, but older ones no digest covers yet had to be deleted.
 func (l *Ledger) Record(entries ...LedgerEntry) error {
 	if len(entries) == 0 {
@@ -189,6 +193,11 @@ func (l *Ledger) Record(entries ...LedgerEntry) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now().UTC()
+	if l.opt.Floor != nil {
+		if floor := l.opt.Floor(); now.Before(floor) {
+			now = floor.UTC()
+		}
+	}
 	l.line = l.line[:0]
 	for i := range entries {
 		entries[i].Time = now

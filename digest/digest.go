@@ -80,6 +80,8 @@ type Signed struct {
 	Signature string    `json:"signature"`
 	Sequence  uint64    `json:"sequence"`
 	End       time.Time `json:"interval_end"`
+	// Unsent: no upload of it was tried yet, so a key already taken then was taken by another writer.
+	Unsent bool `json:"unsent,omitempty"`
 }
 
 // ChainState is what the plugin keeps per organisation between digests: where its chain stands, and the digest
@@ -90,6 +92,9 @@ type ChainState struct {
 	End           time.Time `json:"interval_end"` // the next digest starts here
 	LastKey       string    `json:"last_key,omitempty"`
 	LastSignature string    `json:"last_signature,omitempty"`
+	// Where the chain's digests go: its destination's bucket and key prefix, from its first digest on.
+	Bucket string `json:"bucket,omitempty"`
+	Prefix string `json:"key_prefix,omitempty"`
 	// Pending is made and signed but not known to be in the bucket: upload exactly it (a crash may have
 	// uploaded it already, and a digest made again would not match the next one's link).
 	Pending *Signed `json:"pending,omitempty"`
@@ -108,8 +113,19 @@ func (st ChainState) Due(now time.Time, interval time.Duration) (end time.Time, 
 	return end, st.Pending == nil && end.After(st.End)
 }
 
-// Uploaded moves the pending digest into the chain, once S3 answered 200, or 412 (the key exists: only this
-// chain writes under its id, so it is this digest, uploaded before a crash).
+// Sending is the state to persist before the pending digest's first upload: from then on, a 412 for its key
+// may be this upload's own, its answer lost.
+func (st ChainState) Sending() ChainState {
+	if st.Pending != nil {
+		p := *st.Pending
+		p.Unsent = false
+		st.Pending = &p
+	}
+	return st
+}
+
+// Uploaded moves the pending digest into the chain, once S3 answered 200, or 412 to an upload tried before (the
+// key exists: this digest, uploaded before a crash or a lost answer).
 func (st ChainState) Uploaded() ChainState {
 	if st.Pending == nil {
 		return st
@@ -117,6 +133,12 @@ func (st ChainState) Uploaded() ChainState {
 	p := st.Pending
 	st.Sequence, st.End, st.LastKey, st.LastSignature, st.Pending = p.Sequence, p.End, p.Key, p.Signature, nil
 	return st
+}
+
+// Moved says whether the organisation's digests now go somewhere else than where the chain's went: its next
+// digest cannot name as previous one the new place does not hold.
+func (st ChainState) Moved(bucket, prefix string) bool {
+	return st.Bucket != "" && (st.Bucket != bucket || st.Prefix != prefix)
 }
 
 // Encode is the state's bytes to persist.
@@ -137,6 +159,7 @@ func DecodeChainState(data []byte) (ChainState, error) {
 // Interval is what a digest covers for one organisation.
 type Interval struct {
 	Org, Prefix string // as in the organisation's object keys: {Prefix}{Org}/
+	Bucket      string // where the digest goes
 	End         time.Time
 	Every       time.Duration // Digest_Interval
 	Objects     []Object      // every object delivered since the chain's End, and before End
@@ -183,9 +206,24 @@ func (s *Signer) Make(st ChainState, iv Interval) (ChainState, error) {
 		return st, fmt.Errorf("digest %s: %w", iv.Org, err)
 	}
 	body = append(body, '\n')
+	st.Bucket, st.Prefix = iv.Bucket, iv.Prefix
 	st.Pending = &Signed{Key: Key(iv.Prefix, iv.Org, st.Chain, end), Body: body,
-		Signature: base64.StdEncoding.EncodeToString(s.sign(body)), Sequence: doc.Sequence, End: end}
+		Signature: base64.StdEncoding.EncodeToString(s.sign(body)), Sequence: doc.Sequence, End: end, Unsent: true}
 	return st, nil
+}
+
+// Rechain makes the pending digest again as the first of a new chain, covering the same interval and listing
+// the same objects: for when its key was found taken by another writer before it was ever sent.
+func (s *Signer) Rechain(st ChainState, chain string, madeAt time.Time) (ChainState, error) {
+	if st.Pending == nil {
+		return st, errors.New("digest: no pending digest to make again")
+	}
+	var doc Document
+	if err := json.Unmarshal(st.Pending.Body, &doc); err != nil {
+		return st, fmt.Errorf("digest %s: %w", st.Pending.Key, err)
+	}
+	return s.Make(NewChain(chain, doc.Start), Interval{Org: doc.OrgID, Prefix: st.Prefix, Bucket: st.Bucket, End: doc.End,
+		Every: time.Duration(doc.IntervalSeconds) * time.Second, Objects: doc.Objects, MadeAt: madeAt})
 }
 
 // FromLedger is the digest's listing of a ledger entry.

@@ -132,3 +132,33 @@ func TestFromLedger(t *testing.T) {
 		t.Fatal("a delivered entry is unconfirmed")
 	}
 }
+
+// TestRechain: a digest made is unsent until Sending; made again for a new chain, it is that chain's first,
+// covering the same interval and listing the same objects.
+func TestRechain(t *testing.T) {
+	s := testSigner(t)
+	obj := Object{Key: "p/org-a/org-audit-logs-1.json.gz", SHA256: sha([]byte("x")), DeliveredAt: t0.Add(2 * hour)}
+	st := NewChain("00112233aabbccdd", t0).Uploaded()
+	st.Sequence, st.LastKey, st.LastSignature = 4, "p/org-a/digests/00112233aabbccdd/org-a-digest-20260128T140000Z.json", "c2ln"
+	st, err := s.Make(st, Interval{Org: "org-a", Prefix: "p/", Bucket: "b", End: t0.Add(3 * hour), Every: hour, Objects: []Object{obj}, MadeAt: t0.Add(3 * hour)})
+	if err != nil || !st.Pending.Unsent {
+		t.Fatalf("made %+v, %v", st.Pending, err)
+	}
+	if sent := st.Sending(); sent.Pending.Unsent || !st.Pending.Unsent {
+		t.Errorf("Sending: %v, the state it came from %v", sent.Pending.Unsent, st.Pending.Unsent)
+	}
+	again, err := s.Rechain(st, "ffeeddccbbaa9988", t0.Add(3*hour+time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc Document
+	json.Unmarshal(again.Pending.Body, &doc)
+	if again.Pending.Key != "p/org-a/digests/ffeeddccbbaa9988/org-a-digest-20260128T170000Z.json" || !again.Pending.Unsent ||
+		doc.Sequence != 1 || doc.PreviousKey != nil || !doc.Start.Equal(t0) || !doc.End.Equal(t0.Add(3*hour)) ||
+		len(doc.Objects) != 1 || doc.Objects[0].Key != obj.Key || doc.IntervalSeconds != 3600 || again.Moved("b", "p/") {
+		t.Errorf("made again: %s\n%s", again.Pending.Key, again.Pending.Body)
+	}
+	if _, err := s.Rechain(again.Uploaded(), "ffeeddccbbaa9988", t0); err == nil {
+		t.Error("made again with nothing pending")
+	}
+}

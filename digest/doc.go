@@ -33,9 +33,12 @@
 //
 // Every Store_Dir has its own chain id (16 random hex digits) in the key, so replicas delivering for the same
 // organisation each keep a chain and never write the same digest key; a digest is uploaded with
-// If-None-Match, and a 412 on it means this chain already wrote it (before a crash). A digest is made and
-// persisted before it is uploaded, and uploaded as it is until S3 accepts it, so a crash never makes a second,
-// different digest for the same interval. A Store_Dir that is lost starts a new chain; the old one stops.
+// If-None-Match, and a 412 on a retry means this chain already wrote it (before a crash or a lost answer). A
+// 412 on its first upload means another writer holds the key (a Store_Dir copied to a second replica, or state
+// reset while the clock was behind): the digest is made again as the first of a new chain, from where the old
+// one stood, and the Store_Dir takes the new chain id. A digest is made and persisted before it is uploaded,
+// and uploaded as it is until S3 accepts it, so a crash never makes a second, different digest for the same
+// interval. A Store_Dir that is lost starts a new chain; the old one stops.
 //
 // # What verification proves
 //
@@ -43,7 +46,8 @@
 // signed by the key (not altered, not forged); each chain's digests follow one another (sequence, previous key
 // and signature, each starting where the previous ended), so a digest deleted in the middle is named by the
 // next one's link; each chain reaches the end of the period within one interval plus a grace (Query.Grace), so
-// deleted last digests show as a stopped chain; every object a digest lists is in the bucket with the SHA-256
+// deleted last digests show as a stopped chain, even when all of the period's were (its last digest before the
+// period says when the next was due); every object a digest lists is in the bucket with the SHA-256
 // the plugin computed of the bytes it sent; every object written under {prefix}{org_id}/ in the period (by S3's
 // LastModified, which no writer chooses) is listed by a digest, except probe objects and those written after
 // the newest digest's interval end (reported as not yet covered, not as failures).
@@ -56,6 +60,8 @@
 //     deletion is found whenever the digest listing it is in the period verified.
 //   - That a chain that stops was cut by an attacker rather than by a replica removed or a lost Store_Dir: both
 //     are reported the same way, with the last digest's key.
+//   - That a chain existed at all: one whose every digest and object was deleted leaves nothing to name, and
+//     while another replica's chain covers the period, nothing is missing from what remains.
 //   - Anything while the digest is not yet due: a deletion or addition within the last interval (plus the grace)
 //     is found by the next verification, once the next digest exists.
 //   - Anything if the signing key leaked: whoever holds it can sign a new chain. Rotate it and give customers

@@ -170,11 +170,16 @@ func Verify(ctx context.Context, r Reader, q Query) Report {
 			chains[d.chain] = append(chains[d.chain], d)
 		}
 	}
-	var selected []digestName
+	var selected, tails []digestName
 	for id, names := range chains {
 		slices.SortFunc(names, func(a, b digestName) int { return a.end.Compare(b.end) })
 		rep.Chains = append(rep.Chains, id)
-		selected = append(selected, v.selectRange(names)...)
+		inPeriod := v.selectRange(names)
+		selected = append(selected, inPeriod...)
+		if len(inPeriod) == 0 {
+			// Its last digest ends before the period: whether the chain stopped in it depends on its interval.
+			tails = append(tails, names[len(names)-1])
+		}
 	}
 	slices.Sort(rep.Chains)
 	digests := v.readDigests(ctx, selected)
@@ -182,7 +187,7 @@ func Verify(ctx context.Context, r Reader, q Query) Report {
 	if len(selected) == 0 {
 		v.add(Problem, NoDigest, v.base+"digests/", "no digest covers %s to %s", fmtTime(q.From), fmtTime(v.to))
 	}
-	horizon := v.checkChains(chains, digests, present)
+	horizon := v.checkChains(chains, digests, v.readDigests(ctx, tails), present)
 	rep.Objects = v.checkObjects(ctx, digests, present)
 	v.checkUnlisted(listing, digests, horizon)
 	slices.SortFunc(v.findings, func(a, b Finding) int {
@@ -309,9 +314,10 @@ func (v *verifier) readDigest(ctx context.Context, n digestName) *verified {
 	return &verified{key: n.key, sig: sig, doc: doc}
 }
 
-// checkChains checks each chain's links and that it reaches the end of the period. It returns the horizon:
-// the earliest end of the chains' last digests, after which objects are not yet covered.
-func (v *verifier) checkChains(chains map[string][]digestName, digests map[string]*verified, present map[string]ObjectInfo) time.Time {
+// checkChains checks each chain's links and that it reaches the end of the period; tails are the last
+// digests of the chains with none in the period. It returns the horizon: the earliest end of the chains' last
+// digests, after which objects are not yet covered.
+func (v *verifier) checkChains(chains map[string][]digestName, digests, tails map[string]*verified, present map[string]ObjectInfo) time.Time {
 	successor := map[string]string{}
 	for _, d := range digests {
 		doc := d.doc
@@ -343,16 +349,20 @@ func (v *verifier) checkChains(chains map[string][]digestName, digests map[strin
 		last := names[len(names)-1]
 		var every time.Duration
 		for i := len(names) - 1; i >= 0 && every == 0; i-- {
-			if d := digests[names[i].key]; d != nil {
+			if d := cmp.Or(digests[names[i].key], tails[names[i].key]); d != nil {
 				every = time.Duration(d.doc.IntervalSeconds) * time.Second
 			}
 		}
-		if every == 0 || last.end.Before(v.q.From) {
-			continue // nothing of it verified in the period: reported digest by digest
+		if every == 0 {
+			continue // nothing of it verified: reported digest by digest
 		}
-		if last.end.Add(every + v.q.Grace).Before(v.to) {
-			v.add(Problem, StoppedChain, last.key, "chain %s has no digest after this one, which ends %s, though one is due every %s (the next would be %s): later digests were deleted, or the replica writing the chain stopped (removed, or its Store_Dir lost)",
-				id, fmtTime(last.end), every, Key(v.q.Prefix, v.q.Org, id, last.end.Add(every)))
+		if due := last.end.Add(every + v.q.Grace); due.Before(v.to) {
+			sev, when := Problem, "later digests were deleted, or the replica writing the chain stopped (removed, or its Store_Dir lost)"
+			if due.Before(v.q.From) {
+				sev, when = Notice, "it stopped before the period verified; verify from before "+fmtTime(due)+" to see it as a problem"
+			}
+			v.add(sev, StoppedChain, last.key, "chain %s has no digest after this one, which ends %s, though one is due every %s (the next would be %s): %s",
+				id, fmtTime(last.end), every, Key(v.q.Prefix, v.q.Org, id, last.end.Add(every)), when)
 			continue
 		}
 		if horizon.IsZero() || last.end.Before(horizon) {

@@ -402,3 +402,37 @@ func TestVerifyDowntime(t *testing.T) {
 		t.Fatalf("%d objects in the bucket, want 2 and 2 digests", len(b.objects))
 	}
 }
+
+// TestVerifyChainStoppedBeforeThePeriod: a replica's chain whose digests of the period were all deleted (with
+// the objects they listed) still shows, verifying from a time after its last remaining digest: it stopped
+// within the period, a problem; a chain that stopped before the period began is a notice.
+func TestVerifyChainStoppedBeforeThePeriod(t *testing.T) {
+	b := &memBucket{objects: map[string]memObject{}}
+	s := testSigner(t)
+	r1 := newReplica(t, b, s, "org-a", "00000000000000aa")
+	r2 := newReplica(t, b, s, "org-a", "00000000000000bb")
+	var kept string
+	for i := range 5 {
+		b.now = t0.Add(time.Duration(i)*hour + 5*time.Minute)
+		r1.deliver("org")
+		var obj string
+		if i < 3 {
+			obj = r2.deliver("org")
+		}
+		b.now = t0.Add(time.Duration(i+1)*hour + time.Second)
+		r1.digest()
+		switch {
+		case i == 0:
+			kept = r2.digest()
+		case i < 3:
+			delete(b.objects, r2.digest())
+			delete(b.objects, obj)
+		}
+	}
+	b.now = t0.Add(5*hour + time.Minute)
+	q := Query{Org: "org-a", Prefix: prefix, Keys: []ed25519.PublicKey{s.PublicKey()}, Now: b.now, From: t0.Add(hour)}
+	expect(t, Verify(context.Background(), b, q), 1, Finding{Problem, StoppedChain, kept, ""})
+
+	q.From = t0.Add(3 * hour)
+	expect(t, Verify(context.Background(), b, q), 0, Finding{Notice, StoppedChain, kept, ""})
+}

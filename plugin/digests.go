@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"maps"
 	"math/rand/v2"
 	"regexp"
 	"strings"
@@ -38,7 +39,7 @@ type ledgerReader interface {
 type digester struct {
 	in     *Instance
 	signer *digest.Signer
-	chain  string
+	chain  string // replaced, under mu, when another writer is found using it
 	every  time.Duration
 	ledger ledgerReader
 
@@ -190,6 +191,24 @@ func (g *digester) keepFrom() time.Time {
 	return from
 }
 
+// floor is the latest interval end of the digests made: after a clock step back, what is delivered is stamped
+// no earlier in the ledger, so that the next digest lists it.
+func (g *digester) floor() time.Time {
+	var floor time.Time
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, c := range g.chains {
+		end := c.st.End
+		if c.st.Pending != nil {
+			end = c.st.Pending.End
+		}
+		if end.After(floor) {
+			floor = end
+		}
+	}
+	return floor
+}
+
 // loop makes and uploads digests at each tick until ctx ends; a digest under way then stays pending in
 // Store_Dir for the next start.
 func (g *digester) loop(ctx context.Context, tick <-chan time.Time, stop func(), done chan<- struct{}) {
@@ -214,8 +233,13 @@ type work struct {
 // round uploads the pending digests that are due, and makes and uploads the digests whose interval ended.
 func (g *digester) round(ctx context.Context, now time.Time) {
 	var toUpload, toMake []work
-	for _, d := range g.in.dests.digested() {
+	digested := g.in.dests.digested()
+	g.forgetOthers(digested)
+	for _, d := range digested {
 		c, err := g.chainOf(d, now)
+		if err == nil && c.st.Moved(d.Bucket, d.KeyPrefix) {
+			err = g.move(d, c)
+		}
 		switch {
 		case err != nil:
 			g.in.log.limitedf(LevelError, "digest\x00"+d.OrgID, now, "no digest for %s: %v", d.OrgID, err)
@@ -232,6 +256,37 @@ func (g *digester) round(ctx context.Context, now time.Time) {
 		toUpload = append(toUpload, g.makeDigests(toMake, now)...)
 	}
 	g.uploadAll(ctx, toUpload)
+}
+
+// move starts the organisation's chain again in its new bucket or key prefix, from where it stood there. A
+// digest made for the old place and not uploaded is not put into the new one.
+func (g *digester) move(d conf.Destination, c *orgChain) error {
+	st := digest.NewChain(c.st.Chain, c.st.End)
+	if err := g.save(d.OrgID, st); err != nil {
+		return err
+	}
+	dropped := "no digest was waiting"
+	if p := c.st.Pending; p != nil {
+		dropped = fmt.Sprintf("the digest %s made for it and not written there is dropped", p.Key)
+	}
+	g.in.log.logf(LevelWarn, "digests of %s now go to s3://%s/%s instead of s3://%s/%s (%s); a new chain starts there, from %s",
+		d.OrgID, d.Bucket, d.KeyPrefix, c.st.Bucket, c.st.Prefix, dropped, st.End.Format(time.RFC3339))
+	g.set(c, st)
+	c.attempts, c.due = 0, time.Time{}
+	return nil
+}
+
+// forgetOthers drops the chains of organisations no longer digested (removed from the destinations file, or
+// digests switched off), so that they no longer keep the ledger's entries; their state stays in Store_Dir, where
+// the chain goes on from if they come back.
+func (g *digester) forgetOthers(digested []conf.Destination) {
+	keep := map[string]bool{}
+	for _, d := range digested {
+		keep[conf.OrgKey(d.OrgID)] = true
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	maps.DeleteFunc(g.chains, func(key string, _ *orgChain) bool { return !keep[key] })
 }
 
 // makeDigests makes and persists the digests of the chains whose interval ended, from one read of the ledger, and
@@ -263,7 +318,7 @@ func (g *digester) makeDigests(ws []work, now time.Time) []work {
 				objects = append(objects, digest.FromLedger(e))
 			}
 		}
-		next, err := g.signer.Make(st, digest.Interval{Org: d.OrgID, Prefix: d.KeyPrefix, End: end, Every: g.every, Objects: objects, MadeAt: now})
+		next, err := g.signer.Make(st, digest.Interval{Org: d.OrgID, Prefix: d.KeyPrefix, Bucket: d.Bucket, End: end, Every: g.every, Objects: objects, MadeAt: now})
 		if err == nil {
 			err = g.save(d.OrgID, next)
 		}
@@ -297,15 +352,29 @@ func (g *digester) uploadAll(ctx context.Context, ws []work) {
 }
 
 // upload puts a chain's pending digest into its organisation's bucket. S3's 412 means this chain wrote it
-// already (before a crash, or an answer that was lost): only this chain writes under its id.
+// already (before a crash, or an answer that was lost) if it was sent before; on its first upload, that
+// another writer holds the key.
 func (g *digester) upload(ctx context.Context, d conf.Destination, c *orgChain) {
 	p := c.st.Pending
+	first := p.Unsent
+	if first {
+		st := c.st.Sending()
+		if err := g.save(d.OrgID, st); err != nil {
+			g.retryLater(d, c, err)
+			return
+		}
+		g.set(c, st)
+	}
 	err := g.in.send.PutDigest(ctx, d, p.Key, p.Body, digest.MetadataSignature, p.Signature)
 	if err != nil && ctx.Err() != nil {
 		return // shutting down: it stays pending in Store_Dir
 	}
 	now := g.in.now()
 	class := upload.Classify(err)
+	if class == upload.KeyExists && first {
+		g.rechain(d, c, now)
+		return
+	}
 	if err == nil || class == upload.KeyExists {
 		st := c.st.Uploaded()
 		g.set(c, st)
@@ -336,11 +405,62 @@ func (g *digester) upload(ctx context.Context, d conf.Destination, c *orgChain) 
 	}
 }
 
+// retryLater counts a failed attempt at the pending digest and sets the next one after a backoff.
+func (g *digester) retryLater(d conf.Destination, c *orgChain, err error) {
+	now := g.in.now()
+	g.failed.Add(1)
+	c.attempts++
+	c.due = now.Add(backoff(c.attempts, rand.Float64()))
+	g.in.log.limitedf(LevelWarn, "digest-retry\x00"+d.OrgID, now, "digest %s failed, attempt %d, next in %s: %v",
+		c.st.Pending.Key, c.attempts, c.due.Sub(now).Round(time.Millisecond), err)
+}
+
+// rechain makes the pending digest, whose key another writer took, again as the first of a new chain of this
+// Store_Dir, to be uploaded at the next round.
+func (g *digester) rechain(d conf.Destination, c *orgChain, now time.Time) {
+	taken, old := c.st.Pending.Key, c.st.Chain
+	id, err := g.newChainID(old)
+	var st digest.ChainState
+	if err == nil {
+		st, err = g.signer.Rechain(c.st, id, now)
+	}
+	if err == nil {
+		err = g.save(d.OrgID, st)
+	}
+	if err != nil {
+		g.retryLater(d, c, fmt.Errorf("its key was already taken by another writer, and no new chain could start: %w", err))
+		return
+	}
+	g.set(c, st)
+	c.attempts, c.due = 0, time.Time{}
+	g.in.log.logf(LevelError, "digest s3://%s/%s was already taken by another writer when first sent: chain %s is not this Store_Dir's alone (a copy of it runs elsewhere, or the state of %s was reset while the clock was behind); %s's digests go on in the new chain %s, from %s",
+		d.Bucket, taken, old, d.OrgID, d.OrgID, id, st.End.Format(time.RFC3339))
+}
+
+// newChainID gives this Store_Dir a new chain id in place of old, unless an organisation's digest did already.
+func (g *digester) newChainID(old string) (string, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.chain != old {
+		return g.chain, nil
+	}
+	id, err := digest.NewChainID()
+	if err == nil {
+		err = g.in.store.WriteFileIn(digestFolder, chainIDFile, []byte(id+"\n"))
+	}
+	if err != nil {
+		return "", fmt.Errorf("a new chain id in %s/%s/%s: %w", g.in.cfg.StoreDir, digestFolder, chainIDFile, err)
+	}
+	g.chain = id
+	return id, nil
+}
+
 // ledgerOptions are the delivery ledger's: with digests, it keeps what no digest written lists yet.
 func (in *Instance) ledgerOptions() buffer.LedgerOptions {
 	opt := buffer.LedgerOptions{Limit: in.cfg.LedgerLimitSize}
 	if in.cfg.DigestSigningKey != "" {
 		opt.KeepFrom = func() time.Time { return in.digests.keepFrom() }
+		opt.Floor = func() time.Time { return in.digests.floor() }
 	}
 	return opt
 }

@@ -130,6 +130,21 @@ func keysOf(d digest.Document) []string {
 	return keys
 }
 
+// startRounds starts an instance whose digest loop is stopped: the test runs the rounds, at the times it gives.
+func startRounds(t *testing.T, cfg *conf.Config, s3 *fakeS3) *testInstance {
+	t.Helper()
+	in := startTest(t, cfg, "test", s3, TestHooks{})
+	in.stopDigests()
+	<-in.digestsDone
+	return in
+}
+
+// nextRound moves the clock by an interval and runs a round then.
+func (ti *testInstance) nextRound() {
+	ti.clock.Advance(10 * time.Second)
+	ti.digests.round(context.Background(), ti.clock.Now())
+}
+
 // TestDigestsEveryInterval: at each interval's end (multiples of Digest_Interval since the epoch) a signed
 // digest lists what the ledger recorded for the organisation's bucket in it, and nothing of other
 // organisations or buckets; empty intervals get one too, and a pause gets one digest spanning it. The state
@@ -223,9 +238,7 @@ func TestDigestChainSurvivesRestarts(t *testing.T) {
 func TestRefusedDigestIsHeld(t *testing.T) {
 	cfg, pub := digestConfig(t, conf.Map{"Hold_Retry_Interval": "60s"})
 	s3 := &fakeS3{refused: "b-1"}
-	in := startTest(t, cfg, "test", s3, TestHooks{})
-	in.stopDigests()
-	<-in.digestsDone
+	in := startRounds(t, cfg, s3)
 	ctx := context.Background()
 	start := in.clock.Now().Truncate(10 * time.Second)
 	failed := start.Add(11 * time.Second)
@@ -299,5 +312,142 @@ func TestDigestKeyErrors(t *testing.T) {
 		if err == nil || !strings.HasPrefix(err.Error(), "Digest_Signing_Key: ") || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), secret) {
 			t.Errorf("%q: %v", tc.want, err)
 		}
+	}
+}
+
+// TestDigestKeyTakenByAnotherWriter: a digest whose key is already taken when it is first sent was not written
+// by this chain (a Store_Dir copied to a second replica, or an organisation's state removed while the clock
+// was behind): its 412 must not count as written. The digest is made again as the first of a new chain,
+// starting where the old one stood, so what was delivered is still listed; the other writer's is left alone.
+// The rounds run here, one by one.
+func TestDigestKeyTakenByAnotherWriter(t *testing.T) {
+	cfg, pub := digestConfig(t, nil)
+	s3 := &fakeS3{}
+	in := startRounds(t, cfg, s3)
+	start := in.clock.Now().Truncate(10 * time.Second)
+	old := in.digests.chain
+	// The other replica, from a copy of this Store_Dir, wrote its digest of the interval first.
+	signer, err := digest.LoadSigner(cfg.DigestSigningKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs, err := signer.Make(digest.NewChain(old, start), digest.Interval{Org: "org-a", End: start.Add(10 * time.Second), Every: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	taken := theirs.Pending.Key
+	s3.mu.Lock()
+	s3.objects, s3.buckets, s3.meta = map[string][]byte{taken: theirs.Pending.Body}, map[string]string{taken: "b-1"},
+		map[string]map[string]string{taken: {digest.MetadataSignature: theirs.Pending.Signature}}
+	s3.mu.Unlock()
+	obj := in.deliveredObject(t, "b-1", "org-a/org-audit-logs-1.json.gz")
+
+	ctx := context.Background()
+	for _, at := range []time.Duration{10, 11, 20} {
+		in.digests.round(ctx, start.Add(at*time.Second))
+	}
+	docs := slices.DeleteFunc(s3.digestsOf(t, "org-a", pub), func(d digest.Document) bool { return d.Chain == old })
+	checkChain(t, docs, start, start.Add(10*time.Second), start.Add(20*time.Second))
+	if len(docs) > 0 && !slices.Equal(keysOf(docs[0]), []string{obj.Key}) {
+		t.Errorf("the new chain lists %v", keysOf(docs[0]))
+	}
+	if string(s3.objects[taken]) != string(theirs.Pending.Body) {
+		t.Errorf("the other writer's digest was replaced")
+	}
+	id, _ := os.ReadFile(filepath.Join(cfg.StoreDir, "digests", "chain-id"))
+	if len(docs) > 0 && strings.TrimSpace(string(id)) != docs[0].Chain {
+		t.Errorf("chain-id %q, the new chain %s", id, docs[0].Chain)
+	}
+	if in.sink.count("already taken by another writer when first sent") != 1 {
+		t.Errorf("not logged once:\n%s", in.sink.joined())
+	}
+}
+
+// TestDigestChainFollowsTheBucket: when an organisation's bucket changes, its digests start a new chain in the
+// new bucket, from where the old one stood, instead of naming as previous a digest the new bucket does not
+// hold (which its verification would report as deleted); a digest made for the old bucket and not uploaded
+// there is not put into the new one. The rounds run here, one by one.
+func TestDigestChainFollowsTheBucket(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "destinations.json")
+	writeDestinations(t, file, map[string]string{"org-a": "bucket-a"})
+	cfg, pub := digestConfig(t, conf.Map{"Org_ID": "", "Bucket": "archive", "Unlisted_Orgs": "archive", "Destinations_File": file})
+	s3 := &fakeS3{}
+	in := startRounds(t, cfg, s3)
+	start := in.clock.Now().Truncate(10 * time.Second)
+	in.nextRound()
+	in.deliveredObject(t, "bucket-a", "org-a/org-audit-logs-1.json.gz")
+	s3.setDown("bucket-a")
+	in.nextRound()
+	in.waitLogged(t, "failed, attempt 1")
+
+	writeDestinations(t, file, map[string]string{"org-a": "bucket-b"})
+	if _, err := in.dests.reload(); err != nil {
+		t.Fatal(err)
+	}
+	s3.setDown("")
+	moved := in.deliveredObject(t, "bucket-b", "org-a/org-audit-logs-2.json.gz")
+	in.nextRound()
+	var inB []digest.Document
+	for _, doc := range s3.digestsOf(t, "org-a", pub) {
+		if s3.buckets[digest.Key("", doc.OrgID, doc.Chain, doc.End)] == "bucket-b" {
+			inB = append(inB, doc)
+		}
+	}
+	checkChain(t, inB, start.Add(10*time.Second), start.Add(30*time.Second))
+	if len(inB) == 1 && !slices.Equal(keysOf(inB[0]), []string{moved.Key}) {
+		t.Errorf("bucket-b's digest lists %v", keysOf(inB[0]))
+	}
+	if in.sink.count("now go to s3://bucket-b/ instead of s3://bucket-a/ (the digest org-a/digests/") != 1 {
+		t.Errorf("the move is not logged once:\n%s", in.sink.joined())
+	}
+}
+
+// TestRemovedOrganisationDoesNotHoldTheLedger: an organisation removed from the destinations file (or whose
+// digests are switched off) makes no more digests, so its chain no longer keeps the ledger's entries: the
+// ledger keeps from where the remaining chains stand, not from the removed one's last digest forever.
+func TestRemovedOrganisationDoesNotHoldTheLedger(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "destinations.json")
+	writeDestinations(t, file, map[string]string{"org-a": "bucket-a", "org-b": "bucket-b"})
+	cfg, _ := digestConfig(t, conf.Map{"Org_ID": "", "Bucket": "archive", "Unlisted_Orgs": "archive", "Destinations_File": file})
+	in := startRounds(t, cfg, &fakeS3{})
+	in.nextRound()
+	writeDestinations(t, file, map[string]string{"org-a": "bucket-a"})
+	if _, err := in.dests.reload(); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		in.nextRound()
+	}
+	if keep, want := in.digests.keepFrom(), in.clock.Now().Truncate(10*time.Second); !keep.Equal(want) {
+		t.Errorf("the ledger keeps entries from %s, want %s", keep, want)
+	}
+}
+
+// TestDigestsThroughClockSteps: a clock set ahead, then back (NTP correcting a host booted with a wrong clock),
+// makes no digest until the clock reaches the last digest's end again, never one with an earlier end under a
+// key the chain already used; what is delivered meanwhile is in the next digest, not left out for being
+// stamped before the interval it starts.
+func TestDigestsThroughClockSteps(t *testing.T) {
+	cfg, pub := digestConfig(t, nil)
+	s3 := &fakeS3{}
+	in := startRounds(t, cfg, s3)
+	ctx := context.Background()
+	start := in.clock.Now().Truncate(10 * time.Second)
+	at := func(d time.Duration) {
+		in.clock.Advance(start.Add(d).Sub(in.clock.Now()))
+		in.digests.round(ctx, in.clock.Now())
+	}
+	at(105 * time.Second) // ahead
+	at(15 * time.Second)  // back
+	late := in.deliveredObject(t, "b-1", "org-a/org-audit-logs-1.json.gz")
+	at(55 * time.Second)
+	if n := len(s3.digestsOf(t, "org-a", pub)); n != 1 {
+		t.Fatalf("%d digests before the clock is back at the last one's end", n)
+	}
+	at(115 * time.Second)
+	docs := s3.digestsOf(t, "org-a", pub)
+	checkChain(t, docs, start, start.Add(100*time.Second), start.Add(110*time.Second))
+	if len(docs) == 2 && !slices.Equal(keysOf(docs[1]), []string{late.Key}) {
+		t.Errorf("the digest after the clock caught up lists %v", keysOf(docs[1]))
 	}
 }
