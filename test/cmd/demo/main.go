@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wiv/out_wivaudit/buffer"
 	"github.com/wiv/out_wivaudit/test/backend"
 	"github.com/wiv/out_wivaudit/test/chunks"
 	"github.com/wiv/out_wivaudit/test/hostrun"
@@ -110,6 +111,16 @@ func run(host, plugin, config, events string) error {
 		step("Rejected records (Store_Dir/deadletter.jsonl)")
 		fmt.Print(string(dead))
 	}
+	step("The delivery ledger (wivaudit store ledger STORE_DIR)")
+	recorded := 0
+	for e, err := range buffer.ReadLedger(filepath.Join(dir, "store"), buffer.LedgerFilter{}) {
+		if err != nil {
+			return err
+		}
+		recorded++
+		fmt.Printf("%s %s s3://%s/%s: %d records, %d bytes, sha256 %s\n", e.Time.Format(time.RFC3339), e.Status, e.Bucket, e.Key, e.Records, e.Bytes, e.SHA256)
+	}
+	fmt.Printf("%d objects\n", recorded)
 	return nil
 }
 
