@@ -228,7 +228,9 @@ func TestDestinationsHealth(t *testing.T) {
 func TestReadiness(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.StoreDirLimitSize = 10_000
-	in := startTest(t, cfg, "test", &fakeS3{}, TestHooks{})
+	// Uploads fail, so that nothing frees space while the flushes below fill the store: with uploads racing
+	// them, the store took minutes to reach 95 % on a loaded machine.
+	in := startTest(t, cfg, "test", &fakeS3{down: "b-1"}, TestHooks{})
 	if why := in.ready(); why != "" {
 		t.Errorf("a started instance is not ready: %s", why)
 	}
