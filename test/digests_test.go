@@ -24,13 +24,8 @@ import (
 
 var digestKey = regexp.MustCompile(`^([^/]+)/digests/([0-9a-f]{16})/([^/]+)-digest-([0-9]{8}T[0-9]{6}Z)\.json$`)
 
-// digestEnds lists the bucket's digests of org by key, with the end of the interval each key names.
-func (e *env) digestEnds(org string) map[string]time.Time {
-	e.t.Helper()
-	keys, err := e.moto.Keys(context.Background(), e.p.Bucket)
-	if err != nil {
-		e.t.Fatal(err)
-	}
+// digestEnds picks org's digests out of a bucket listing, by key, with the end of the interval each key names.
+func digestEnds(keys []string, org string) map[string]time.Time {
 	out := map[string]time.Time{}
 	for _, k := range keys {
 		if m := digestKey.FindStringSubmatch(k); m != nil && m[1] == org {
@@ -41,47 +36,57 @@ func (e *env) digestEnds(org string) map[string]time.Time {
 	return out
 }
 
-// waitDigestAfter polls the bucket until a digest of org ends after t, and returns the digests then.
-func (e *env) waitDigestAfter(org string, t time.Time) map[string]time.Time {
+// pollBucket lists the bucket until done says the keys are what the test waits for, or fails with what it
+// holds after a minute. moto has no change notification: the listing is the state to wait on, and the pause
+// between two listings is only the polling interval.
+func (e *env) pollBucket(what string, done func(keys []string) bool) {
 	e.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		ends := e.digestEnds(org)
-		for _, end := range ends {
-			if end.After(t) {
-				return ends
-			}
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("no digest of %s ends after %s: %v", org, t.UTC().Format(time.RFC3339), ends)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
-// waitObjects polls the bucket until it holds at least n audit log objects, and returns their keys.
-func (e *env) waitObjects(n int) []string {
-	e.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for {
 		keys, err := e.moto.Keys(context.Background(), e.p.Bucket)
 		if err != nil {
 			e.t.Fatal(err)
 		}
-		var objects []string
+		if done(keys) {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("%s: the bucket holds %v", what, keys)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// waitDigestAfter waits until a digest of org ends after t, and returns the digests then.
+func (e *env) waitDigestAfter(org string, t time.Time) map[string]time.Time {
+	e.t.Helper()
+	var ends map[string]time.Time
+	e.pollBucket("no digest of "+org+" ends after "+t.UTC().Format(time.RFC3339), func(keys []string) bool {
+		ends = digestEnds(keys, org)
+		for _, end := range ends {
+			if end.After(t) {
+				return true
+			}
+		}
+		return false
+	})
+	return ends
+}
+
+// waitObjects waits until the bucket holds at least n audit log objects, and returns their keys.
+func (e *env) waitObjects(n int) []string {
+	e.t.Helper()
+	var objects []string
+	e.pollBucket(fmt.Sprintf("%d audit log objects wanted", n), func(keys []string) bool {
+		objects = objects[:0]
 		for _, k := range keys {
 			if keyPattern.MatchString(k) {
 				objects = append(objects, k)
 			}
 		}
-		if len(objects) >= n {
-			return objects
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("%d objects delivered, want %d: %v", len(objects), n, keys)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return len(objects) >= n
+	})
+	return objects
 }
 
 // put writes an object into the bucket as the platform's own credentials may.
