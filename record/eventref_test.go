@@ -56,7 +56,7 @@ func FuzzRefOf(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte) {
 		ev, err := RefOf(in)
 		var m map[string]json.RawMessage
-		if json.Unmarshal(in, &m) != nil {
+		if json.Unmarshal(in, &m) != nil || m == nil { // encoding/json reads null into a map without error
 			return
 		}
 		if err != nil {
