@@ -4,13 +4,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
+	"io/fs"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/wiv/out_wivaudit/record"
+	"github.com/wiv/out_wivaudit/vfs"
 )
 
 // Manifest describes a sealed batch. It is written atomically and read back on every start.
@@ -48,6 +49,7 @@ type Manifest struct {
 type Batch struct {
 	Manifest
 	object, manifest string
+	fs               vfs.FS
 	unmarked         bool // committed, but the log does not yet say its records are sealed
 }
 
@@ -63,18 +65,18 @@ func (b *Batch) Stream() Stream { return Stream{b.Org, b.Kind} }
 func (b *Batch) Files() (object, manifest string) { return b.object, b.manifest }
 
 // OpenObject opens the batch's object for reading.
-func (b *Batch) OpenObject() (*os.File, error) { return os.Open(b.object) }
+func (b *Batch) OpenObject() (vfs.File, error) { return b.fs.OpenFile(b.object, 0, 0) }
 
 func batchBase(dir string, st Stream, ms int64) string {
 	return filepath.Join(dir, st.Org+sep+st.Kind+sep+strconv.FormatInt(ms, 10))
 }
 
-func readBatch(path string) (*Batch, error) {
-	data, err := os.ReadFile(path)
+func readBatch(fsys vfs.FS, path string) (*Batch, error) {
+	data, err := vfs.ReadFile(fsys, path)
 	if err != nil {
 		return nil, err
 	}
-	b := &Batch{manifest: path, object: strings.TrimSuffix(path, manifestSuffix) + objectSuffix}
+	b := &Batch{manifest: path, object: strings.TrimSuffix(path, manifestSuffix) + objectSuffix, fs: fsys}
 	if err := json.Unmarshal(data, &b.Manifest); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -84,7 +86,7 @@ func readBatch(path string) (*Batch, error) {
 	if !safeName(b.Org) || !safeName(b.Kind) || b.Key == "" {
 		return nil, fmt.Errorf("%s: no valid org_id, kind and key", path)
 	}
-	fi, err := os.Stat(b.object)
+	fi, err := fsys.Stat(b.object)
 	if err != nil {
 		return nil, fmt.Errorf("%s has no object: %w", path, err)
 	}
@@ -99,17 +101,12 @@ func (b *Batch) encode() []byte {
 	return data
 }
 
-func fileExists(path string) bool {
-	_, err := os.Lstat(path)
-	return err == nil
-}
-
 // Rekey gives a batch a new key, after the destination said the old one exists, and persists it with its
 // millisecond.
 func (s *Store) Rekey(b *Batch, key string, ms int64) error {
 	old, oldMs := b.Key, b.KeyMs
 	b.Key, b.KeyMs = key, ms
-	if err := replaceFile(b.manifest, b.encode()); err != nil {
+	if err := replaceFile(s.fs, b.manifest, b.encode()); err != nil {
 		b.Key, b.KeyMs = old, oldMs
 		return fmt.Errorf("rekey %s: %w", key, err)
 	}
@@ -119,7 +116,7 @@ func (s *Store) Rekey(b *Batch, key string, ms int64) error {
 // SaveAttempt records one more failed upload attempt in the batch's manifest.
 func (s *Store) SaveAttempt(b *Batch) error {
 	b.Attempts++
-	return replaceFile(b.manifest, b.encode())
+	return replaceFile(s.fs, b.manifest, b.encode())
 }
 
 // Remove deletes a batch once it is delivered. Its records must be marked as sealed in the log first, or the
@@ -130,17 +127,24 @@ func (s *Store) Remove(b *Batch) error {
 	if err := s.markSealed(b); err != nil {
 		return fmt.Errorf("remove %s: its records cannot be marked as sealed in the log: %w", b.Key, err)
 	}
-	if err := os.Remove(b.object); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := s.fs.Remove(b.object); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	if err := os.Remove(b.manifest); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := s.fs.Remove(b.manifest); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
 	s.use.add(-b.ObjectBytes)
 	s.mu.Lock()
 	s.batchGoneLocked(b.Stream())
 	s.mu.Unlock()
-	return syncDir(s.batches)
+	return s.fs.SyncDir(s.batches)
+}
+
+// ObjectGone reports whether a batch's object is known to be gone from the store (deleted while it waited),
+// as opposed to unreadable for now.
+func (s *Store) ObjectGone(b *Batch) bool {
+	_, err := s.fs.Stat(b.object)
+	return errors.Is(err, fs.ErrNotExist)
 }
 
 // Quarantine moves a batch that could not be delivered for too long out of the upload path, into the
@@ -149,16 +153,16 @@ func (s *Store) Quarantine(b *Batch) error {
 	if err := s.use.toQuarantine(b.ObjectBytes); err != nil {
 		return err
 	}
-	base := freeBase(s.quarantine, strings.TrimSuffix(filepath.Base(b.object), objectSuffix))
-	object, err := moveNoReplace(b.object, base+objectSuffix)
+	base := freeBase(s.fs, s.quarantine, strings.TrimSuffix(filepath.Base(b.object), objectSuffix))
+	object, err := moveNoReplace(s.fs, b.object, base+objectSuffix)
 	if err != nil {
 		s.use.fromQuarantine(b.ObjectBytes)
 		return err
 	}
-	manifest, err := moveNoReplace(b.manifest, base+manifestSuffix)
+	manifest, err := moveNoReplace(s.fs, b.manifest, base+manifestSuffix)
 	if err != nil {
-		os.Link(object, b.object)
-		os.Remove(object)
+		s.fs.Link(object, b.object)
+		s.fs.Remove(object)
 		s.use.fromQuarantine(b.ObjectBytes)
 		return err
 	}
@@ -166,17 +170,17 @@ func (s *Store) Quarantine(b *Batch) error {
 	s.mu.Lock()
 	s.batchGoneLocked(b.Stream())
 	s.mu.Unlock()
-	if err := syncDir(s.quarantine); err != nil {
+	if err := s.fs.SyncDir(s.quarantine); err != nil {
 		return err
 	}
-	return syncDir(s.batches)
+	return s.fs.SyncDir(s.batches)
 }
 
 // freeBase is a batch's name in dir free for both its files, so that the pair stays together and no other
 // batch is replaced: name, or name.N.
-func freeBase(dir, name string) string {
+func freeBase(fsys vfs.FS, dir, name string) string {
 	base := filepath.Join(dir, name)
-	for n := 1; fileExists(base+objectSuffix) || fileExists(base+manifestSuffix); n++ {
+	for n := 1; fileExists(fsys, base+objectSuffix) || fileExists(fsys, base+manifestSuffix); n++ {
 		base = filepath.Join(dir, fmt.Sprintf("%s.%d", name, n))
 	}
 	return base
@@ -184,8 +188,8 @@ func freeBase(dir, name string) string {
 
 // ReadFile reads a small file the caller keeps in the store's folder (nil when it does not exist).
 func (s *Store) ReadFile(name string) ([]byte, error) {
-	data, err := os.ReadFile(filepath.Join(s.dir, filepath.Base(name)))
-	if errors.Is(err, os.ErrNotExist) {
+	data, err := vfs.ReadFile(s.fs, filepath.Join(s.dir, filepath.Base(name)))
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	return data, err
@@ -193,5 +197,5 @@ func (s *Store) ReadFile(name string) ([]byte, error) {
 
 // WriteFile replaces a small file in the store's folder atomically.
 func (s *Store) WriteFile(name string, data []byte) error {
-	return replaceFile(filepath.Join(s.dir, filepath.Base(name)), data)
+	return replaceFile(s.fs, filepath.Join(s.dir, filepath.Base(name)), data)
 }

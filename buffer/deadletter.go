@@ -13,7 +13,7 @@ import (
 func (s *Store) DeadLetter(lines []byte) (kept int, err error) {
 	s.deadMu.Lock()
 	defer s.deadMu.Unlock()
-	f, err := os.OpenFile(s.DeadLetterPath(), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	f, err := s.fs.OpenFile(s.DeadLetterPath(), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return 0, err
 	}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"os"
 )
 
 // digester passes writes through while computing the size, the Content-MD5 and the full-object SHA-256 of what
@@ -45,7 +44,7 @@ func (b *Batch) ObjectSHA256() (string, error) {
 	if b.SHA256 != "" {
 		return b.SHA256, nil
 	}
-	f, err := os.Open(b.object)
+	f, err := b.OpenObject()
 	if err != nil {
 		return "", err
 	}

@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/wiv/out_wivaudit/vfs"
 )
 
 const tmpSuffix = ".tmp"
@@ -19,8 +22,8 @@ var writeBuffers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 2
 
 // createSynced creates path, which must not exist, fills it and syncs it. It returns the content's digests and
 // size.
-func createSynced(path string, fill func(io.Writer) error) (digests, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+func createSynced(fsys vfs.FS, path string, fill func(io.Writer) error) (digests, error) {
+	f, err := fsys.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return digests{}, err
 	}
@@ -45,32 +48,27 @@ func createSynced(path string, fill func(io.Writer) error) (digests, error) {
 }
 
 // replaceFile rewrites a file of the store atomically: temporary file, fsync, rename, fsync of the folder.
-func replaceFile(path string, data []byte) error {
+func replaceFile(fsys vfs.FS, path string, data []byte) error {
 	tmp := path + tmpSuffix
-	os.Remove(tmp)
-	if _, err := createSynced(tmp, func(w io.Writer) error { _, err := w.Write(data); return err }); err != nil {
-		os.Remove(tmp)
+	fsys.Remove(tmp)
+	if _, err := createSynced(fsys, tmp, func(w io.Writer) error { _, err := w.Write(data); return err }); err != nil {
+		fsys.Remove(tmp)
 		return err
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := fsys.Rename(tmp, path); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(path))
+	return fsys.SyncDir(filepath.Dir(path))
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
+// syncDir makes a folder's names durable on the operating system's file system: the delivery ledger's, until
+// it goes through the store's FS too.
+func syncDir(dir string) error { return vfs.OS.SyncDir(dir) }
 
 // objectsSize is what the batch objects in dir weigh (manifests and other files are not counted).
-func objectsSize(dir string) int64 {
+func objectsSize(fsys vfs.FS, dir string) int64 {
 	var n int64
-	entries, _ := os.ReadDir(dir)
+	entries, _ := fsys.ReadDir(dir)
 	for _, e := range entries {
 		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() && strings.HasSuffix(e.Name(), objectSuffix) {
 			n += fi.Size()
@@ -83,10 +81,10 @@ func objectsSize(dir string) int64 {
 // reports them. Nothing is deleted.
 func (s *Store) moveAside(why string, paths ...string) (moved []string, err error) {
 	for _, p := range paths {
-		if _, e := os.Lstat(p); errors.Is(e, os.ErrNotExist) {
+		if _, e := s.fs.Lstat(p); errors.Is(e, fs.ErrNotExist) {
 			continue
 		}
-		to, e := moveNoReplace(p, filepath.Join(s.quarantine, why+sep+filepath.Base(p)))
+		to, e := moveNoReplace(s.fs, p, filepath.Join(s.quarantine, why+sep+filepath.Base(p)))
 		if e != nil {
 			err = errors.Join(err, fmt.Errorf("move %s aside: %w", p, e))
 			continue
@@ -94,7 +92,7 @@ func (s *Store) moveAside(why string, paths ...string) (moved []string, err erro
 		moved = append(moved, to)
 	}
 	if len(moved) > 0 {
-		err = errors.Join(err, syncDir(s.quarantine), syncDir(filepath.Dir(paths[0])))
+		err = errors.Join(err, s.fs.SyncDir(s.quarantine), s.fs.SyncDir(filepath.Dir(paths[0])))
 	}
 	return moved, err
 }
@@ -102,15 +100,15 @@ func (s *Store) moveAside(why string, paths ...string) (moved []string, err erro
 // moveNoReplace moves a file to to, or, when that name is taken, to the first free to.N: it never replaces
 // a file (a hard link fails when the name exists). It returns where the file went. Something that cannot be
 // linked (a folder where a file should be) is renamed to a name found free.
-func moveNoReplace(from, to string) (string, error) {
+func moveNoReplace(fsys vfs.FS, from, to string) (string, error) {
 	dest := to
 	for n := 1; ; n++ {
-		err := os.Link(from, dest)
+		err := fsys.Link(from, dest)
 		if err == nil {
-			return dest, os.Remove(from)
+			return dest, fsys.Remove(from)
 		}
-		if errors.Is(err, os.ErrPermission) && !fileExists(dest) {
-			return dest, os.Rename(from, dest)
+		if errors.Is(err, fs.ErrPermission) && !fileExists(fsys, dest) {
+			return dest, fsys.Rename(from, dest)
 		}
 		if !isExist(err) || n > 1000 {
 			return "", err
@@ -120,4 +118,9 @@ func moveNoReplace(from, to string) (string, error) {
 }
 
 // isExist tells whether err says a name is taken.
-func isExist(err error) bool { return errors.Is(err, os.ErrExist) || errors.Is(err, syscall.EEXIST) }
+func isExist(err error) bool { return errors.Is(err, fs.ErrExist) || errors.Is(err, syscall.EEXIST) }
+
+func fileExists(fsys vfs.FS, path string) bool {
+	_, err := fsys.Lstat(path)
+	return err == nil
+}

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
+	"io/fs"
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/wiv/out_wivaudit/vfs"
 )
 
 // Inspection is what a store's folder holds, read without its lock: a snapshot while the plugin runs.
@@ -63,7 +65,11 @@ var ErrNotStore = errors.New("not a Store_Dir: it has no wal, batches or quarant
 // plugin runs. Files that vanish while it reads (a batch uploaded, a segment released) are skipped. The log is
 // read first: a batch sealed meanwhile names the runs it took, so they are not counted twice.
 func Inspect(dir string) (*Inspection, error) {
-	if !isDir(filepath.Join(dir, walFolder)) && !isDir(filepath.Join(dir, batchesFolder)) && !isDir(filepath.Join(dir, quarantineFolder)) {
+	return inspect(vfs.OS, dir)
+}
+
+func inspect(fsys vfs.FS, dir string) (*Inspection, error) {
+	if !isDir(fsys, filepath.Join(dir, walFolder)) && !isDir(fsys, filepath.Join(dir, batchesFolder)) && !isDir(fsys, filepath.Join(dir, quarantineFolder)) {
 		return nil, fmt.Errorf("%s: %w", dir, ErrNotStore)
 	}
 	in := &Inspection{}
@@ -74,12 +80,12 @@ func Inspect(dir string) (*Inspection, error) {
 		}
 		return streams[st]
 	}
-	runs, sealed, err := in.readLog(filepath.Join(dir, walFolder))
+	runs, sealed, err := in.readLog(fsys, filepath.Join(dir, walFolder))
 	if err != nil {
 		return nil, err
 	}
 	legacySealed := map[string]bool{}
-	err = readManifests(filepath.Join(dir, batchesFolder), func(m *Manifest, objectBytes int64, _ string) {
+	err = readManifests(fsys, filepath.Join(dir, batchesFolder), func(m *Manifest, objectBytes int64, _ string) {
 		if m == nil {
 			return // being sealed, or for the next start to set aside
 		}
@@ -90,7 +96,7 @@ func Inspect(dir string) (*Inspection, error) {
 	if err != nil {
 		return nil, err
 	}
-	err = readManifests(filepath.Join(dir, quarantineFolder), func(m *Manifest, objectBytes int64, base string) {
+	err = readManifests(fsys, filepath.Join(dir, quarantineFolder), func(m *Manifest, objectBytes int64, base string) {
 		if m == nil {
 			in.SetAside = append(in.SetAside, base)
 			return
@@ -106,12 +112,12 @@ func Inspect(dir string) (*Inspection, error) {
 			at(r.st).Unsealed.add(0, r.records, r.json, r.at)
 		}
 	}
-	if err := readLegacyLogs(filepath.Join(dir, legacyLogs), legacySealed, func(p *Pending, records int, json int64) {
+	if err := readLegacyLogs(fsys, filepath.Join(dir, legacyLogs), legacySealed, func(p *Pending, records int, json int64) {
 		at(p.Stream).Unsealed.add(0, records, json, p.Opened)
 	}); err != nil {
 		return nil, err
 	}
-	if in.DeadLetters, err = countLines(filepath.Join(dir, DeadLetterFile)); err != nil {
+	if in.DeadLetters, err = countLines(fsys, filepath.Join(dir, DeadLetterFile)); err != nil {
 		return nil, err
 	}
 	for _, sc := range streams {
@@ -135,10 +141,10 @@ type loggedRun struct {
 }
 
 // readLog reads every segment in order and returns their runs and the ranges their sealed entries cover.
-func (in *Inspection) readLog(walDir string) ([]loggedRun, sealedRanges, error) {
+func (in *Inspection) readLog(fsys vfs.FS, walDir string) ([]loggedRun, sealedRanges, error) {
 	sealed := sealedRanges{}
-	entries, err := os.ReadDir(walDir)
-	if errors.Is(err, os.ErrNotExist) {
+	entries, err := fsys.ReadDir(walDir)
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil, sealed, nil
 	}
 	if err != nil {
@@ -153,8 +159,8 @@ func (in *Inspection) readLog(walDir string) ([]loggedRun, sealedRanges, error) 
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 	var runs []loggedRun
 	for _, id := range ids {
-		data, err := os.ReadFile(filepath.Join(walDir, segmentName(id)))
-		if errors.Is(err, os.ErrNotExist) {
+		data, err := vfs.ReadFile(fsys, filepath.Join(walDir, segmentName(id)))
+		if errors.Is(err, fs.ErrNotExist) {
 			continue // released since the folder was listed
 		}
 		if err != nil {
@@ -173,9 +179,9 @@ func (in *Inspection) readLog(walDir string) ([]loggedRun, sealedRanges, error) 
 // readManifests calls found with each batch in dir: its manifest and its object's size. A file that is not
 // part of a readable batch is reported with a nil manifest and its name; a batch that vanishes while it is
 // read is skipped.
-func readManifests(dir string, found func(m *Manifest, objectBytes int64, name string)) error {
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
+func readManifests(fsys vfs.FS, dir string, found func(m *Manifest, objectBytes int64, name string)) error {
+	entries, err := fsys.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
@@ -187,8 +193,8 @@ func readManifests(dir string, found func(m *Manifest, objectBytes int64, name s
 		if !ok {
 			continue
 		}
-		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		if errors.Is(err, os.ErrNotExist) {
+		data, err := vfs.ReadFile(fsys, filepath.Join(dir, e.Name()))
+		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		var m Manifest
@@ -196,8 +202,8 @@ func readManifests(dir string, found func(m *Manifest, objectBytes int64, name s
 			found(nil, 0, e.Name())
 			continue
 		}
-		fi, err := os.Stat(filepath.Join(dir, base+objectSuffix))
-		if errors.Is(err, os.ErrNotExist) && !fileExists(filepath.Join(dir, e.Name())) {
+		fi, err := fsys.Stat(filepath.Join(dir, base+objectSuffix))
+		if errors.Is(err, fs.ErrNotExist) && !fileExists(fsys, filepath.Join(dir, e.Name())) {
 			continue // uploaded (or moved) while this was read
 		}
 		if err != nil {
@@ -209,7 +215,7 @@ func readManifests(dir string, found func(m *Manifest, objectBytes int64, name s
 	}
 	for _, e := range entries {
 		name := e.Name()
-		if !paired[name] && !strings.HasSuffix(name, manifestSuffix) && !strings.HasSuffix(name, tmpSuffix) && fileExists(filepath.Join(dir, name)) {
+		if !paired[name] && !strings.HasSuffix(name, manifestSuffix) && !strings.HasSuffix(name, tmpSuffix) && fileExists(fsys, filepath.Join(dir, name)) {
 			found(nil, 0, name)
 		}
 	}
@@ -218,9 +224,9 @@ func readManifests(dir string, found func(m *Manifest, objectBytes int64, name s
 
 // readLegacyLogs counts the records of the log files a store of the layout before the write-ahead log left,
 // except those a batch already holds.
-func readLegacyLogs(dir string, sealed map[string]bool, found func(p *Pending, records int, json int64)) error {
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
+func readLegacyLogs(fsys vfs.FS, dir string, sealed map[string]bool, found func(p *Pending, records int, json int64)) error {
+	entries, err := fsys.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
@@ -231,8 +237,8 @@ func readLegacyLogs(dir string, sealed map[string]bool, found func(p *Pending, r
 		if !ok || sealed[e.Name()] {
 			continue
 		}
-		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		if errors.Is(err, os.ErrNotExist) {
+		data, err := vfs.ReadFile(fsys, filepath.Join(dir, e.Name()))
+		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
@@ -246,10 +252,10 @@ func readLegacyLogs(dir string, sealed map[string]bool, found func(p *Pending, r
 }
 
 // countLines counts the lines and bytes of a file; a missing file has none.
-func countLines(path string) (FileContents, error) {
+func countLines(fsys vfs.FS, path string) (FileContents, error) {
 	var fc FileContents
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
+	f, err := fsys.OpenFile(path, 0, 0)
+	if errors.Is(err, fs.ErrNotExist) {
 		return fc, nil
 	}
 	if err != nil {
@@ -270,7 +276,7 @@ func countLines(path string) (FileContents, error) {
 	}
 }
 
-func isDir(path string) bool {
-	fi, err := os.Stat(path)
+func isDir(fsys vfs.FS, path string) bool {
+	fi, err := fsys.Stat(path)
 	return err == nil && fi.IsDir()
 }

@@ -3,10 +3,12 @@ package buffer
 import (
 	"errors"
 	"fmt"
-	"os"
+	"io/fs"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/wiv/out_wivaudit/vfs"
 )
 
 // Before the write-ahead log, each stream had its own log files in logs/ (records framed one by one, the
@@ -21,13 +23,13 @@ const (
 // recoverLegacy queues the legacy logs not yet sealed and reads the legacy key milliseconds.
 func (s *Store) recoverLegacy(rc *recovered, sealed map[string]bool) error {
 	logs, state := filepath.Join(s.dir, legacyLogs), filepath.Join(s.dir, legacyState)
-	entries, err := os.ReadDir(state)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
+	entries, err := s.fs.ReadDir(state)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
 	for _, e := range entries {
 		org, kind, ok := strings.Cut(e.Name(), sep)
-		data, err := os.ReadFile(filepath.Join(state, e.Name()))
+		data, err := vfs.ReadFile(s.fs, filepath.Join(state, e.Name()))
 		ms, perr := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
 		if !ok || err != nil || perr != nil || !safeName(org) || !safeName(kind) {
 			continue
@@ -35,8 +37,8 @@ func (s *Store) recoverLegacy(rc *recovered, sealed map[string]bool) error {
 		ss := s.streamLocked(Stream{org, kind})
 		ss.last = max(ss.last, ms)
 	}
-	entries, err = os.ReadDir(logs)
-	if errors.Is(err, os.ErrNotExist) {
+	entries, err = s.fs.ReadDir(logs)
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
@@ -45,7 +47,7 @@ func (s *Store) recoverLegacy(rc *recovered, sealed map[string]bool) error {
 	for _, e := range entries {
 		path := filepath.Join(logs, e.Name())
 		if sealed[e.Name()] {
-			os.Remove(path)
+			s.fs.Remove(path)
 			continue
 		}
 		p, ok := parseLegacyName(e.Name())
@@ -60,7 +62,7 @@ func (s *Store) recoverLegacy(rc *recovered, sealed map[string]bool) error {
 		ss.batches++
 		ss.last = max(ss.last, p.Opened)
 	}
-	return syncDir(logs)
+	return s.fs.SyncDir(logs)
 }
 
 func parseLegacyName(name string) (*Pending, bool) {
@@ -79,7 +81,7 @@ func parseLegacyName(name string) (*Pending, bool) {
 // sealLegacy seals a legacy log: its intact records in order, damaged regions and a torn tail reported.
 func (s *Store) sealLegacy(p *Pending, key func(ms int64) string, destination string, encode Encoder) (*Batch, SealReport, error) {
 	var rep SealReport
-	data, err := os.ReadFile(p.legacy)
+	data, err := vfs.ReadFile(s.fs, p.legacy)
 	if err != nil {
 		return nil, rep, fmt.Errorf("seal %s: %w", p.legacy, err)
 	}
@@ -101,10 +103,10 @@ func (s *Store) sealLegacy(p *Pending, key func(ms int64) string, destination st
 	}
 	// Committed: whatever fails from here on must not have the log sealed again (a restart removes a log
 	// that a manifest names).
-	err = os.Remove(p.legacy)
-	if err == nil || errors.Is(err, os.ErrNotExist) {
+	err = s.fs.Remove(p.legacy)
+	if err == nil || errors.Is(err, fs.ErrNotExist) {
 		s.use.add(-int64(len(data)))
-		err = syncDir(filepath.Dir(p.legacy))
+		err = s.fs.SyncDir(filepath.Dir(p.legacy))
 	}
 	if b == nil {
 		s.mu.Lock()
@@ -121,8 +123,8 @@ func (s *Store) sealLegacy(p *Pending, key func(ms int64) string, destination st
 // removeLegacyFolders removes the legacy folders once their last log is sealed.
 func (s *Store) removeLegacyFolders() {
 	logs := filepath.Join(s.dir, legacyLogs)
-	if entries, err := os.ReadDir(logs); err == nil && len(entries) == 0 {
-		os.Remove(logs)
-		os.RemoveAll(filepath.Join(s.dir, legacyState))
+	if entries, err := s.fs.ReadDir(logs); err == nil && len(entries) == 0 {
+		s.fs.Remove(logs)
+		s.fs.RemoveAll(filepath.Join(s.dir, legacyState))
 	}
 }

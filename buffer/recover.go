@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/wiv/out_wivaudit/vfs"
 )
 
 // Recovery is what Open found of a previous run.
@@ -95,7 +97,7 @@ func (s *Store) recover() (*Recovery, error) {
 // recoverBatches reads the manifests of sealed batches. A manifest that cannot be read, or whose object is
 // missing or of the wrong size, is moved aside with its object. It returns the legacy logs already sealed.
 func (s *Store) recoverBatches(rc *recovered) (map[string]bool, error) {
-	entries, err := os.ReadDir(s.batches)
+	entries, err := s.fs.ReadDir(s.batches)
 	if err != nil {
 		return nil, err
 	}
@@ -106,10 +108,10 @@ func (s *Store) recoverBatches(rc *recovered) (map[string]bool, error) {
 		path := filepath.Join(s.batches, name)
 		switch {
 		case strings.HasSuffix(name, tmpSuffix):
-			os.Remove(path)
+			s.fs.Remove(path)
 		case strings.HasSuffix(name, manifestSuffix):
 			base := strings.TrimSuffix(name, manifestSuffix)
-			b, err := readBatch(path)
+			b, err := readBatch(s.fs, path)
 			if err != nil {
 				moved, merr := s.moveAside("unreadable", path, filepath.Join(s.batches, base+objectSuffix))
 				rc.rep.MovedAside = append(rc.rep.MovedAside, moved...)
@@ -143,16 +145,19 @@ func (s *Store) recoverBatches(rc *recovered) (map[string]bool, error) {
 			}
 		}
 	}
-	return legacySealed, syncDir(s.batches)
+	return legacySealed, s.fs.SyncDir(s.batches)
 }
 
 // recoverQuarantined counts the quarantine's objects against its limit and keeps the key milliseconds of the
 // batches there taken, so that a batch put back from quarantine never meets a new one under the same name.
 func (s *Store) recoverQuarantined() {
-	s.use.quarantined = objectsSize(s.quarantine)
-	paths, _ := filepath.Glob(filepath.Join(s.quarantine, "*"+manifestSuffix))
-	for _, path := range paths {
-		data, err := os.ReadFile(path)
+	s.use.quarantined = objectsSize(s.fs, s.quarantine)
+	entries, _ := s.fs.ReadDir(s.quarantine)
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), manifestSuffix) {
+			continue
+		}
+		data, err := vfs.ReadFile(s.fs, filepath.Join(s.quarantine, e.Name()))
 		var m Manifest
 		if err != nil || json.Unmarshal(data, &m) != nil || !safeName(m.Org) || !safeName(m.Kind) {
 			continue
@@ -164,7 +169,7 @@ func (s *Store) recoverQuarantined() {
 
 // recoverLog reads every segment in order and collects its runs and sealed entries.
 func (s *Store) recoverLog(rc *recovered) error {
-	entries, err := os.ReadDir(s.walDir)
+	entries, err := s.fs.ReadDir(s.walDir)
 	if err != nil {
 		return err
 	}
@@ -190,7 +195,7 @@ func (s *Store) recoverLog(rc *recovered) error {
 
 func (s *Store) recoverSegment(rc *recovered, id uint64) error {
 	path := filepath.Join(s.walDir, segmentName(id))
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	f, err := s.fs.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return fmt.Errorf("recover %s: %w", path, err)
 	}

@@ -4,11 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/wiv/out_wivaudit/vfs"
 )
 
 // Requeued is the outcome of Requeue: the batches put back, and the quarantine's files left there with why.
@@ -22,16 +23,20 @@ type Requeued struct {
 // to quarantine at now. It takes the store's lock: it fails with a *LockedError while the plugin runs on dir.
 // Nothing is overwritten: a batch takes a free name. A batch whose files cannot be read stays where it is.
 func Requeue(dir, org string, now time.Time) (*Requeued, error) {
+	return requeueAll(vfs.OS, dir, org, now)
+}
+
+func requeueAll(fsys vfs.FS, dir, org string, now time.Time) (*Requeued, error) {
 	quarantine, batches := filepath.Join(dir, quarantineFolder), filepath.Join(dir, batchesFolder)
-	if !isDir(quarantine) || !isDir(batches) {
+	if !isDir(fsys, quarantine) || !isDir(fsys, batches) {
 		return nil, fmt.Errorf("%s: %w", dir, ErrNotStore)
 	}
-	lock, err := lockDir(dir)
+	lock, err := lockDir(fsys, dir)
 	if err != nil {
 		return nil, err
 	}
 	defer lock.Close()
-	entries, err := os.ReadDir(quarantine)
+	entries, err := fsys.ReadDir(quarantine)
 	if err != nil {
 		return nil, err
 	}
@@ -41,13 +46,13 @@ func Requeue(dir, org string, now time.Time) (*Requeued, error) {
 		if !ok {
 			continue
 		}
-		b, err := readBatch(filepath.Join(quarantine, e.Name()))
+		b, err := readBatch(fsys, filepath.Join(quarantine, e.Name()))
 		switch {
 		case err != nil:
 			out.Left = append(out.Left, fmt.Sprintf("%s: %v", e.Name(), err))
 		case org != "" && !strings.EqualFold(b.Org, org):
 		default:
-			if err := requeue(b, batches, name, now); err != nil {
+			if err := requeue(fsys, b, batches, name, now); err != nil {
 				return out, fmt.Errorf("requeue %s: %w", e.Name(), err)
 			}
 			out.Batches = append(out.Batches, b.Manifest)
@@ -57,31 +62,31 @@ func Requeue(dir, org string, now time.Time) (*Requeued, error) {
 	if len(out.Batches) == 0 {
 		return out, nil
 	}
-	return out, errors.Join(syncDir(batches), syncDir(quarantine))
+	return out, errors.Join(fsys.SyncDir(batches), fsys.SyncDir(quarantine))
 }
 
 // requeue moves one quarantined batch into the batches folder: its object linked under a free name, its
 // manifest with the requeue time written next to it (through a temporary file, which recovery removes), then
 // the quarantined pair removed, manifest first. A crash leaves the batch in one folder or in both, never in
 // neither.
-func requeue(b *Batch, batches, name string, now time.Time) error {
-	base := freeBase(batches, name)
-	if err := os.Link(b.object, base+objectSuffix); err != nil {
+func requeue(fsys vfs.FS, b *Batch, batches, name string, now time.Time) error {
+	base := freeBase(fsys, batches, name)
+	if err := fsys.Link(b.object, base+objectSuffix); err != nil {
 		return err
 	}
 	b.Requeued = now.UnixMilli()
 	tmp := base + manifestSuffix + tmpSuffix
-	_, err := createSynced(tmp, func(w io.Writer) error { _, err := w.Write(b.encode()); return err })
+	_, err := createSynced(fsys, tmp, func(w io.Writer) error { _, err := w.Write(b.encode()); return err })
 	if err == nil {
-		err = os.Link(tmp, base+manifestSuffix)
+		err = fsys.Link(tmp, base+manifestSuffix)
 	}
-	os.Remove(tmp)
+	fsys.Remove(tmp)
 	if err != nil {
-		os.Remove(base + objectSuffix)
+		fsys.Remove(base + objectSuffix)
 		return err
 	}
-	if err := os.Remove(b.manifest); err != nil {
+	if err := fsys.Remove(b.manifest); err != nil {
 		return err
 	}
-	return os.Remove(b.object)
+	return fsys.Remove(b.object)
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"iter"
-	"os"
 	"path/filepath"
 
 	"github.com/wiv/out_wivaudit/record"
@@ -67,7 +66,7 @@ func (s *Store) Seal(ps []*Pending, name Naming, encode Encoder) []Sealed {
 			frame: appendSealedFrame(nil, p.Stream, b.KeyMs, p.runs[0].pos(), p.runs[len(p.runs)-1].pos())})
 	}
 	if len(marks) > 0 {
-		err := syncDir(s.batches)
+		err := s.fs.SyncDir(s.batches)
 		s.opt.Crash(CrashAfterManifest)
 		s.markMu.Lock()
 		s.unmarked = append(s.unmarked, marks...)
@@ -182,12 +181,12 @@ func (s *Store) commitBatch(p *Pending, key func(ms int64) string, destination s
 	for {
 		base = batchBase(s.batches, p.Stream, ms)
 		var err error
-		sum, err = createSynced(base+objectSuffix, func(w io.Writer) error { return encode(w, fragments) })
+		sum, err = createSynced(s.fs, base+objectSuffix, func(w io.Writer) error { return encode(w, fragments) })
 		if err == nil {
 			break
 		}
 		if !isExist(err) {
-			os.Remove(base + objectSuffix)
+			s.fs.Remove(base + objectSuffix)
 			return nil, err
 		}
 		// Only a store written by something else can hold this name: take the next free millisecond.
@@ -195,11 +194,11 @@ func (s *Store) commitBatch(p *Pending, key func(ms int64) string, destination s
 	}
 	records, jsonLen := counts()
 	if records == 0 {
-		os.Remove(base + objectSuffix)
+		s.fs.Remove(base + objectSuffix)
 		return nil, nil
 	}
 	s.opt.Crash(CrashAfterObject)
-	b := &Batch{object: base + objectSuffix, manifest: base + manifestSuffix}
+	b := &Batch{object: base + objectSuffix, manifest: base + manifestSuffix, fs: s.fs}
 	b.Manifest = Manifest{Key: key(ms), KeyMs: ms, Org: p.Org, Kind: p.Kind, Opened: p.Opened,
 		LastRecord: max(p.Opened, p.LastRecord), Records: records, JSONBytes: jsonLen, ObjectBytes: sum.size,
 		ContentMD5: sum.md5, SHA256: sum.sha256, SealedAt: s.opt.Now().UTC(), Destination: destination}
@@ -212,11 +211,11 @@ func (s *Store) commitBatch(p *Pending, key func(ms int64) string, destination s
 		first, last := p.runs[0].pos(), p.runs[len(p.runs)-1].pos()
 		b.LogRange = &[2][2]int64{{int64(first.seg), first.off}, {int64(last.seg), last.off}}
 	}
-	if _, err := createSynced(b.manifest, func(w io.Writer) error { _, err := w.Write(b.encode()); return err }); err != nil {
+	if _, err := createSynced(s.fs, b.manifest, func(w io.Writer) error { _, err := w.Write(b.encode()); return err }); err != nil {
 		if !isExist(err) {
-			os.Remove(b.manifest)
+			s.fs.Remove(b.manifest)
 		}
-		os.Remove(b.object)
+		s.fs.Remove(b.object)
 		return nil, err
 	}
 	s.use.add(sum.size)

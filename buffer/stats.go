@@ -1,7 +1,5 @@
 package buffer
 
-import "syscall"
-
 // Unsealed is what one stream holds that is not sealed yet: batches closed and waiting to be sealed, and its
 // open batch.
 type Unsealed struct {
@@ -54,7 +52,6 @@ func (s *Store) Present() bool {
 	if f == nil {
 		return false // closed
 	}
-	var st syscall.Stat_t
-	err := syscall.Fstat(int(f.Fd()), &st)
-	return err == nil && st.Nlink > 0
+	n, err := links(f)
+	return err == nil && n > 0
 }

@@ -9,7 +9,6 @@ package buffer
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -17,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/wiv/out_wivaudit/vfs"
 )
 
 // Stream identifies one (organisation, kind) stream.
@@ -39,6 +40,8 @@ type Options struct {
 	KeyClock func() time.Time
 	// Crash, when set, is called at named points of the write and seal paths; tests use it to stop there.
 	Crash func(point string)
+	// FS is the file system of the store's folder: vfs.OS when nil. Tests fail or cut its operations.
+	FS vfs.FS
 }
 
 // DefaultSegmentSize is the size past which the log starts a new segment file.
@@ -66,8 +69,9 @@ var (
 type Store struct {
 	dir, walDir, batches, quarantine string
 	opt                              Options
+	fs                               vfs.FS
 	lockMu                           sync.Mutex
-	lock                             *os.File
+	lock                             vfs.File
 	log                              *wal
 	use                              usage
 
@@ -109,13 +113,16 @@ func Open(dir string, opt Options) (*Store, *Recovery, error) {
 	if opt.Crash == nil {
 		opt.Crash = func(string) {}
 	}
+	if opt.FS == nil {
+		opt.FS = vfs.OS
+	}
 	s := &Store{
 		dir: dir, walDir: filepath.Join(dir, walFolder), batches: filepath.Join(dir, batchesFolder),
-		quarantine: filepath.Join(dir, quarantineFolder), opt: opt, streams: map[Stream]*stream{},
+		quarantine: filepath.Join(dir, quarantineFolder), opt: opt, fs: opt.FS, streams: map[Stream]*stream{},
 	}
 	s.use.limit, s.use.quarantineLimit = opt.Limit, opt.QuarantineLimit
 	for _, d := range []string{dir, s.walDir, s.batches, s.quarantine} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
+		if err := s.fs.MkdirAll(d, 0o700); err != nil {
 			return nil, nil, fmt.Errorf("create %s: %w", d, err)
 		}
 	}
@@ -131,7 +138,7 @@ func Open(dir string, opt Options) (*Store, *Recovery, error) {
 }
 
 func (s *Store) takeLock() error {
-	f, err := lockDir(s.dir)
+	f, err := lockDir(s.fs, s.dir)
 	if err != nil {
 		return err
 	}
@@ -143,16 +150,15 @@ func (s *Store) takeLock() error {
 
 // lockDir takes the exclusive lock of the store in dir, and writes this process's id into the lock file. The
 // lock holds until the file is closed.
-func lockDir(dir string) (*os.File, error) {
+func lockDir(fsys vfs.FS, dir string) (vfs.File, error) {
 	path := filepath.Join(dir, "lock")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", path, err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		owner, _ := io.ReadAll(f)
-		f.Close()
+	f, err := fsys.Lock(path)
+	if errors.Is(err, vfs.ErrLocked) {
+		owner, _ := vfs.ReadFile(fsys, path)
 		return nil, &LockedError{Dir: dir, Holder: strings.TrimSpace(string(owner))}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", dir, err)
 	}
 	if err := f.Truncate(0); err == nil {
 		f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
@@ -198,18 +204,17 @@ var ErrRecreated = errors.New("the store's folder was removed while in use and h
 // creates it again with its lock and a new log segment, and closes every open batch so that the records
 // still held by the removed segments are sealed into the new folder at once.
 func (s *Store) checkDir() error {
-	var st syscall.Stat_t
-	if err := syscall.Fstat(int(s.lockFile().Fd()), &st); err != nil || st.Nlink > 0 {
+	if n, err := links(s.lockFile()); err != nil || n > 0 {
 		return nil
 	}
 	w := s.log
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if err := syscall.Fstat(int(s.lockFile().Fd()), &st); err != nil || st.Nlink > 0 {
+	if n, err := links(s.lockFile()); err != nil || n > 0 {
 		return nil // another flush recreated it meanwhile
 	}
 	for _, d := range []string{s.dir, s.walDir, s.batches, s.quarantine} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
+		if err := s.fs.MkdirAll(d, 0o700); err != nil {
 			return fmt.Errorf("%w, but not its folder %s: %v", ErrRecreated, d, err)
 		}
 	}
@@ -225,8 +230,21 @@ func (s *Store) checkDir() error {
 	return ErrRecreated
 }
 
-func (s *Store) lockFile() *os.File {
+func (s *Store) lockFile() vfs.File {
 	s.lockMu.Lock()
 	defer s.lockMu.Unlock()
 	return s.lock
+}
+
+// links is how many names an open file has: 0 once its folder was removed.
+func links(f vfs.File) (uint64, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, fmt.Errorf("%s: no link count", f.Name())
+	}
+	return uint64(st.Nlink), nil
 }

@@ -1,13 +1,16 @@
 package buffer
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
+
+	"github.com/wiv/out_wivaudit/vfs"
 )
 
 // segment is one file of the log. Entries are only appended to the last segment; older ones are read by
@@ -15,7 +18,7 @@ import (
 type segment struct {
 	id   uint64
 	path string
-	f    *os.File
+	f    vfs.File
 	size int64 // bytes written; the active segment's next offset
 	refs int   // indexed runs not yet sealed; guarded by Store.mu
 }
@@ -112,7 +115,7 @@ func (w *wal) syncRoundLocked() {
 	seg := w.active
 	w.syncing = true
 	w.mu.Unlock()
-	err := syscall.Fdatasync(int(seg.f.Fd()))
+	err := seg.f.Datasync()
 	if err != nil {
 		err = fmt.Errorf("sync %s: %w", seg.path, err)
 	} else {
@@ -171,13 +174,13 @@ func (w *wal) close() {
 // createSegment creates a segment file, makes its name durable and adds it to the live segments.
 func (s *Store) createSegment(id uint64) (*segment, error) {
 	path := filepath.Join(s.walDir, segmentName(id))
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := s.fs.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("create segment: %w", err)
 	}
-	if err := syncDir(s.walDir); err != nil {
+	if err := s.fs.SyncDir(s.walDir); err != nil {
 		f.Close()
-		os.Remove(path)
+		s.fs.Remove(path)
 		return nil, fmt.Errorf("create segment: %w", err)
 	}
 	seg := &segment{id: id, path: path, f: f}
@@ -205,12 +208,12 @@ func (s *Store) releaseSegments() error {
 	var err error
 	for _, seg := range gone {
 		seg.f.Close()
-		if e := os.Remove(seg.path); e != nil && !os.IsNotExist(e) && err == nil {
+		if e := s.fs.Remove(seg.path); e != nil && !errors.Is(e, fs.ErrNotExist) && err == nil {
 			err = e
 		}
 		s.use.add(-seg.size)
 	}
-	if e := syncDir(s.walDir); e != nil && err == nil {
+	if e := s.fs.SyncDir(s.walDir); e != nil && err == nil {
 		err = e
 	}
 	return err

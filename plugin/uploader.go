@@ -6,9 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
 	"math/rand/v2"
-	"os"
 	"time"
 
 	"github.com/wiv/out_wivaudit/buffer"
@@ -202,8 +200,6 @@ func (in *Instance) putFailed(f facts, d conf.Destination, b *buffer.Batch, err 
 // failedStep gathers what every failed step needs: the time, whether the batch's object is still there, and
 // the jitter of a retry.
 func (in *Instance) failedStep(f facts, s step, b *buffer.Batch) facts {
-	object, _ := b.Files()
-	_, err := os.Stat(object)
-	f.step, f.now, f.gone, f.jitter = s, in.now(), errors.Is(err, fs.ErrNotExist), rand.Float64()
+	f.step, f.now, f.gone, f.jitter = s, in.now(), in.store.ObjectGone(b), rand.Float64()
 	return f
 }
