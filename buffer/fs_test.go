@@ -1,6 +1,7 @@
 package buffer
 
 import (
+	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -156,8 +157,15 @@ func (f *hookFile) ReadAt(p []byte, off int64) (int, error) {
 	return f.File.ReadAt(p, off)
 }
 
+// errTorn, returned by a hook for a write, makes the write store the first half of its bytes and fail.
+var errTorn = errors.New("torn write (test)")
+
 func (f *hookFile) Write(p []byte) (int, error) {
 	if err := f.check("write"); err != nil {
+		if errors.Is(err, errTorn) {
+			n, _ := f.File.Write(p[:len(p)/2])
+			return n, err
+		}
 		return 0, err
 	}
 	return f.File.Write(p)
@@ -165,6 +173,10 @@ func (f *hookFile) Write(p []byte) (int, error) {
 
 func (f *hookFile) WriteAt(p []byte, off int64) (int, error) {
 	if err := f.check("writeat"); err != nil {
+		if errors.Is(err, errTorn) {
+			n, _ := f.File.WriteAt(p[:len(p)/2], off)
+			return n, err
+		}
 		return 0, err
 	}
 	return f.File.WriteAt(p, off)

@@ -2,6 +2,7 @@ package buffer
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -91,11 +92,14 @@ func (s *Store) recover() (*Recovery, error) {
 	s.opt.Crash(CrashDuringRecovery)
 	s.Rotate(s.opt.Now())
 	rc.rep.Pending = len(s.closed)
-	return &rc.rep, s.releaseSegments()
+	// A segment that cannot be deleted now is deleted by a later release: it is no reason not to start.
+	s.releaseSegments()
+	return &rc.rep, nil
 }
 
-// recoverBatches reads the manifests of sealed batches. A manifest that cannot be read, or whose object is
-// missing or of the wrong size, is moved aside with its object. It returns the legacy logs already sealed.
+// recoverBatches reads the manifests of sealed batches. A manifest that does not parse, or whose object is
+// missing or of the wrong size, is moved aside with its object; one that a read error keeps from being read
+// fails the recovery, to be tried again. It returns the legacy logs already sealed.
 func (s *Store) recoverBatches(rc *recovered) (map[string]bool, error) {
 	entries, err := s.fs.ReadDir(s.batches)
 	if err != nil {
@@ -112,6 +116,9 @@ func (s *Store) recoverBatches(rc *recovered) (map[string]bool, error) {
 		case strings.HasSuffix(name, manifestSuffix):
 			base := strings.TrimSuffix(name, manifestSuffix)
 			b, err := readBatch(s.fs, path)
+			if err != nil && !errors.Is(err, errBadBatch) {
+				return nil, fmt.Errorf("recover %s: %w", path, err)
+			}
 			if err != nil {
 				moved, merr := s.moveAside("unreadable", path, filepath.Join(s.batches, base+objectSuffix))
 				rc.rep.MovedAside = append(rc.rep.MovedAside, moved...)
@@ -167,7 +174,9 @@ func (s *Store) recoverQuarantined() {
 	}
 }
 
-// recoverLog reads every segment in order and collects its runs and sealed entries.
+// recoverLog reads every segment in order and collects its runs and sealed entries. Something that is not a
+// file where a segment should be is moved aside; a segment that a read error keeps from being read fails the
+// recovery, to be tried again, rather than have its records set aside.
 func (s *Store) recoverLog(rc *recovered) error {
 	entries, err := s.fs.ReadDir(s.walDir)
 	if err != nil {
@@ -182,12 +191,17 @@ func (s *Store) recoverLog(rc *recovered) error {
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 	for _, id := range ids {
 		rc.maxSeg = max(rc.maxSeg, id)
-		if err := s.recoverSegment(rc, id); err != nil {
-			moved, merr := s.moveAside("unreadable", filepath.Join(s.walDir, segmentName(id)))
+		path := filepath.Join(s.walDir, segmentName(id))
+		if fi, err := s.fs.Lstat(path); err == nil && !fi.Mode().IsRegular() {
+			moved, err := s.moveAside("unreadable", path)
 			rc.rep.MovedAside = append(rc.rep.MovedAside, moved...)
-			if merr != nil {
-				return fmt.Errorf("%w (and it cannot be moved aside: %v)", err, merr)
+			if err != nil {
+				return fmt.Errorf("recover %s, not a file: it cannot be moved aside: %w", path, err)
 			}
+			continue
+		}
+		if err := s.recoverSegment(rc, id); err != nil {
+			return err
 		}
 	}
 	return nil

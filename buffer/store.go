@@ -9,8 +9,10 @@ package buffer
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -80,6 +82,8 @@ type Store struct {
 	closed   []*Pending
 	segments []*segment // live segments, oldest first; the last one is being written
 
+	releaseMu sync.Mutex // one release at a time, so that segments are deleted in order
+
 	markMu   sync.Mutex // guards unmarked, and orders the "sealed" entries' appends
 	unmarked []unmarked
 
@@ -121,10 +125,8 @@ func Open(dir string, opt Options) (*Store, *Recovery, error) {
 		quarantine: filepath.Join(dir, quarantineFolder), opt: opt, fs: opt.FS, streams: map[Stream]*stream{},
 	}
 	s.use.limit, s.use.quarantineLimit = opt.Limit, opt.QuarantineLimit
-	for _, d := range []string{dir, s.walDir, s.batches, s.quarantine} {
-		if err := s.fs.MkdirAll(d, 0o700); err != nil {
-			return nil, nil, fmt.Errorf("create %s: %w", d, err)
-		}
+	if err := s.makeDirs(); err != nil {
+		return nil, nil, err
 	}
 	if err := s.takeLock(); err != nil {
 		return nil, nil, err
@@ -135,6 +137,45 @@ func Open(dir string, opt Options) (*Store, *Recovery, error) {
 		return nil, nil, err
 	}
 	return s, rep, nil
+}
+
+// makeDirs creates the store's folders that do not exist, with their missing parents, and makes their names
+// durable: it syncs each folder in which it created one, and Store_Dir.
+func (s *Store) makeDirs() error {
+	var created, sync []string
+	for _, d := range []string{s.walDir, s.batches, s.quarantine} {
+		var missing []string
+		for p := d; ; p = filepath.Dir(p) {
+			_, err := s.fs.Stat(p)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, fs.ErrNotExist) || filepath.Dir(p) == p {
+				return fmt.Errorf("create %s: %w", d, err)
+			}
+			missing = append(missing, p)
+		}
+		for i := len(missing) - 1; i >= 0; i-- {
+			if err := s.fs.Mkdir(missing[i], 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+				return fmt.Errorf("create %s: %w", missing[i], err)
+			}
+			created = append(created, missing[i])
+			if parent := filepath.Dir(missing[i]); !slices.Contains(sync, parent) {
+				sync = append(sync, parent)
+			}
+		}
+	}
+	if !slices.Contains(sync, s.dir) {
+		sync = append(sync, s.dir)
+	}
+	for _, d := range sync {
+		// A folder that was there before may be one this process cannot read, and so cannot sync: then
+		// the system's own writeback has to do.
+		if err := s.fs.SyncDir(d); err != nil && (slices.Contains(created, d) || !errors.Is(err, fs.ErrPermission)) {
+			return fmt.Errorf("sync %s: %w", d, err)
+		}
+	}
+	return nil
 }
 
 func (s *Store) takeLock() error {
@@ -213,10 +254,8 @@ func (s *Store) checkDir() error {
 	if n, err := links(s.lockFile()); err != nil || n > 0 {
 		return nil // another flush recreated it meanwhile
 	}
-	for _, d := range []string{s.dir, s.walDir, s.batches, s.quarantine} {
-		if err := s.fs.MkdirAll(d, 0o700); err != nil {
-			return fmt.Errorf("%w, but not its folder %s: %v", ErrRecreated, d, err)
-		}
+	if err := s.makeDirs(); err != nil {
+		return fmt.Errorf("%w, but not its folders: %v", ErrRecreated, err)
 	}
 	old := s.lockFile()
 	if err := s.takeLock(); err != nil {

@@ -127,9 +127,20 @@ func (w *wal) syncRoundLocked() {
 	}
 	w.mu.Lock()
 	if err != nil {
-		// What the kernel did with the pages is unknown after a failed sync: the appenders retry, into a
-		// new segment.
+		// Linux reports a failed writeback once and may drop the pages: nothing written to the segment and not
+		// yet acknowledged is known to be on disk, whatever a later sync of it would say. So the appends
+		// written meanwhile fail too (their callers retry), the segment is never synced again, and the log
+		// goes on in a new one.
 		w.needRoll = true
+		kept := w.queue[:0]
+		for _, r := range w.queue {
+			if r.seg == seg {
+				batch = append(batch, r)
+			} else {
+				kept = append(kept, r)
+			}
+		}
+		w.queue = kept
 	}
 	for _, r := range batch {
 		r.done, r.err = true, err
@@ -146,11 +157,12 @@ func (w *wal) rollLocked() error {
 	if len(w.queue) > 0 {
 		w.syncRoundLocked()
 	}
+	// A failed creation may leave its file behind: the next try takes the next name.
 	seg, err := w.s.createSegment(w.nextID)
+	w.nextID++
 	if err != nil {
 		return err
 	}
-	w.nextID++
 	w.active, w.needRoll = seg, false
 	return nil
 }
@@ -192,29 +204,39 @@ func (s *Store) createSegment(id uint64) (*segment, error) {
 
 // releaseSegments deletes the oldest segments while nothing in them is left unsealed. Deleting strictly in
 // order keeps every sealed entry at least as long as the runs it covers, so recovery never gathers a sealed
-// run again.
+// run again: a segment that cannot be deleted stays, with every later one, until the next release.
 func (s *Store) releaseSegments() error {
+	s.releaseMu.Lock()
+	defer s.releaseMu.Unlock()
 	active := s.log.activeID()
 	s.mu.Lock()
 	var gone []*segment
-	for len(s.segments) > 0 && s.segments[0].id != active && s.segments[0].refs == 0 {
-		gone = append(gone, s.segments[0])
-		s.segments = s.segments[1:]
+	for _, seg := range s.segments {
+		if seg.id == active || seg.refs > 0 {
+			break
+		}
+		gone = append(gone, seg)
 	}
 	s.mu.Unlock()
 	if len(gone) == 0 {
 		return nil
 	}
 	var err error
+	deleted := 0
 	for _, seg := range gone {
-		seg.f.Close()
-		if e := s.fs.Remove(seg.path); e != nil && !errors.Is(e, fs.ErrNotExist) && err == nil {
-			err = e
+		if err = s.fs.Remove(seg.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			err = fmt.Errorf("delete %s: %w", seg.path, err)
+			break
 		}
+		err = nil
+		seg.f.Close()
 		s.use.add(-seg.size)
+		deleted++
 	}
-	if e := s.fs.SyncDir(s.walDir); e != nil && err == nil {
-		err = e
+	if deleted > 0 {
+		s.mu.Lock()
+		s.segments = s.segments[deleted:]
+		s.mu.Unlock()
 	}
-	return err
+	return errors.Join(err, s.fs.SyncDir(s.walDir))
 }
