@@ -516,3 +516,116 @@ func TestSameAsOS(t *testing.T) {
 		}
 	}
 }
+
+func TestSpans(t *testing.T) {
+	tests := []struct {
+		name string
+		do   func(s *spans)
+		want spans
+	}{
+		{"empty range", func(s *spans) { s.add(3, 3) }, nil},
+		{"appends merge", func(s *spans) { s.add(0, 2); s.add(2, 5); s.add(5, 6) }, spans{{0, 6}}},
+		{"apart", func(s *spans) { s.add(6, 8); s.add(0, 2); s.add(3, 4) }, spans{{0, 2}, {3, 4}, {6, 8}}},
+		{"one covering several", func(s *spans) { s.add(0, 2); s.add(3, 4); s.add(6, 8); s.add(1, 7) },
+			spans{{0, 8}}},
+		{"inside one", func(s *spans) { s.add(0, 10); s.add(2, 3) }, spans{{0, 10}}},
+		{"touching the next", func(s *spans) { s.add(5, 8); s.add(2, 5) }, spans{{2, 8}}},
+		{"clip through one", func(s *spans) { s.add(0, 2); s.add(4, 8); s.clip(6) }, spans{{0, 2}, {4, 6}}},
+		{"clip between", func(s *spans) { s.add(0, 2); s.add(4, 8); s.clip(3) }, spans{{0, 2}}},
+		{"clip at a start", func(s *spans) { s.add(0, 2); s.add(4, 8); s.clip(4) }, spans{{0, 2}}},
+		{"clip at an end", func(s *spans) { s.add(0, 2); s.add(4, 8); s.clip(2) }, spans{{0, 2}}},
+		{"clip to nothing", func(s *spans) { s.add(1, 2); s.clip(0) }, spans{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var s spans
+			tt.do(&s)
+			if fmt.Sprint(s) != fmt.Sprint(tt.want) {
+				t.Errorf("%v, want %v", s, tt.want)
+			}
+		})
+	}
+}
+
+// TestMemFSRootAndNames covers what TestSameAsOS cannot do on the real root.
+func TestMemFSRootAndNames(t *testing.T) {
+	m := NewMemFS()
+	if err := m.Mkdir("a", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		err  error
+		want syscall.Errno
+	}{
+		{"a relative name is from the root", func() error { _, err := m.Stat("/a"); return err }(), 0},
+		{"Stat of nothing", func() error { _, err := m.Stat(""); return err }(), syscall.ENOENT},
+		{"Mkdir the root", m.Mkdir("/", 0o755), syscall.EEXIST},
+		{"MkdirAll the root", m.MkdirAll("/", 0o755), 0},
+		{"Remove the root", m.Remove("/"), syscall.EBUSY},
+		{"RemoveAll the root", m.RemoveAll("/"), syscall.EBUSY},
+		{"Rename the root", m.Rename("/", "/b"), syscall.EBUSY},
+		{"Rename onto the root", m.Rename("/a", "/"), syscall.EEXIST},
+		{"Link onto the root", m.Link("/a", "/"), syscall.EEXIST},
+		{"SyncDir the root", m.SyncDir("/"), 0},
+	} {
+		if tt.want == 0 && tt.err != nil || tt.want != 0 && !errors.Is(tt.err, tt.want) {
+			t.Errorf("%s: %v, want %v", tt.name, tt.err, tt.want)
+		}
+	}
+	fi, err := m.Stat("/")
+	if err != nil || fi.Name() != "/" || !fi.IsDir() {
+		t.Errorf("Stat(/): %v %v", fi, err)
+	}
+	if got := tree(t, m, "/"); got != "/a/" {
+		t.Errorf("tree %s, want /a/", got)
+	}
+}
+
+func TestMemFSRemoveAllWithOpenFiles(t *testing.T) {
+	m := NewMemFS()
+	play(t, m, "mkdir /a; mkdir /a/b; write /a/b/f data; write /a/g x; link /a/b/f /kept")
+	f, g := openFile(t, m, "/a/b/f", os.O_RDWR), openFile(t, m, "/a/g", os.O_RDWR)
+	if err := m.RemoveAll("/a"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		file  File
+		nlink uint64
+	}{{f, 1}, {g, 0}} {
+		fi, err := c.file.Stat()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := fi.Sys().(*syscall.Stat_t).Nlink; n != c.nlink {
+			t.Errorf("%s: Nlink %d, want %d", c.file.Name(), n, c.nlink)
+		}
+	}
+	if _, err := g.Write([]byte("more")); err != nil {
+		t.Errorf("writing a removed file: %v", err)
+	}
+	if got, want := tree(t, m, "/"), `/kept="data"`; got != want {
+		t.Errorf("tree %s, want %s", got, want)
+	}
+}
+
+func TestMemFSModTime(t *testing.T) {
+	stat := func(m *MemFS) fs.FileInfo {
+		fi, err := m.Stat("/f")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi
+	}
+	m, same := NewMemFS(), NewMemFS()
+	play(t, m, "write /f a")
+	play(t, same, "write /f a")
+	before := stat(m).ModTime()
+	if !before.Equal(stat(same).ModTime()) {
+		t.Errorf("the same operations gave %v and %v", before, stat(same).ModTime())
+	}
+	play(t, m, "write /f b")
+	if after := stat(m).ModTime(); !after.After(before) {
+		t.Errorf("ModTime after a write %v, not after %v", after, before)
+	}
+}
