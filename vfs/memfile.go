@@ -28,6 +28,8 @@ var (
 	errWriteAtAppend  = errors.New("os: invalid use of WriteAt on file opened with O_APPEND")
 )
 
+// lock takes the MemFS's mutex, which the caller releases with unlock even when lock returns the error of a
+// closed file.
 func (f *memFile) lock(op string) error {
 	f.fs.mu.Lock()
 	if f.closed {
@@ -41,8 +43,9 @@ func (f *memFile) unlock() { f.fs.mu.Unlock() }
 func (f *memFile) Name() string { return f.name }
 
 func (f *memFile) Read(p []byte) (int, error) {
+	err := f.lock("read")
 	defer f.unlock()
-	if err := f.lock("read"); err != nil {
+	if err != nil {
 		return 0, err
 	}
 	n, err := f.readAt("read", p, f.off)
@@ -51,8 +54,9 @@ func (f *memFile) Read(p []byte) (int, error) {
 }
 
 func (f *memFile) ReadAt(p []byte, off int64) (int, error) {
+	err := f.lock("read")
 	defer f.unlock()
-	if err := f.lock("read"); err != nil {
+	if err != nil {
 		return 0, err
 	}
 	if off < 0 {
@@ -80,8 +84,9 @@ func (f *memFile) readAt(op string, p []byte, off int64) (int, error) {
 }
 
 func (f *memFile) Write(p []byte) (int, error) {
+	err := f.lock("write")
 	defer f.unlock()
-	if err := f.lock("write"); err != nil {
+	if err != nil {
 		return 0, err
 	}
 	if !writable(f.flag) {
@@ -96,8 +101,9 @@ func (f *memFile) Write(p []byte) (int, error) {
 }
 
 func (f *memFile) WriteAt(p []byte, off int64) (int, error) {
+	err := f.lock("write")
 	defer f.unlock()
-	if err := f.lock("write"); err != nil {
+	if err != nil {
 		return 0, err
 	}
 	switch {
@@ -129,8 +135,9 @@ func (f *memFile) writeAt(p []byte, off int64) {
 }
 
 func (f *memFile) Seek(offset int64, whence int) (int64, error) {
+	err := f.lock("seek")
 	defer f.unlock()
-	if err := f.lock("seek"); err != nil {
+	if err != nil {
 		return 0, err
 	}
 	off := offset
@@ -151,16 +158,18 @@ func (f *memFile) Seek(offset int64, whence int) (int64, error) {
 }
 
 func (f *memFile) Stat() (fs.FileInfo, error) {
+	err := f.lock("stat")
 	defer f.unlock()
-	if err := f.lock("stat"); err != nil {
+	if err != nil {
 		return nil, err
 	}
 	return f.fs.info(path.Base(f.name), f.node), nil
 }
 
 func (f *memFile) Truncate(size int64) error {
+	err := f.lock("truncate")
 	defer f.unlock()
-	if err := f.lock("truncate"); err != nil {
+	if err != nil {
 		return err
 	}
 	if size < 0 || !writable(f.flag) {
@@ -177,8 +186,9 @@ func (f *memFile) Sync() error { return f.sync("sync") }
 func (f *memFile) Datasync() error { return f.sync("fdatasync") }
 
 func (f *memFile) sync(op string) error {
+	err := f.lock(op)
 	defer f.unlock()
-	if err := f.lock(op); err != nil {
+	if err != nil {
 		return err
 	}
 	f.node.sync()
@@ -186,8 +196,9 @@ func (f *memFile) sync(op string) error {
 }
 
 func (f *memFile) Close() error {
+	err := f.lock("close")
 	defer f.unlock()
-	if err := f.lock("close"); err != nil {
+	if err != nil {
 		return err
 	}
 	f.closed = true
