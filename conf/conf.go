@@ -140,7 +140,7 @@ const (
 
 // Compression_Level is a klauspost/compress gzip level: 1 (fastest) to 9 (smallest). 0 (stored) and HuffmanOnly
 // are refused: their objects are larger than Fluent Bit's out_s3 makes. The default comes from the measurement
-// in the README (Compression_Level).
+// in docs/configuration.md (Compression_Level).
 const (
 	DefaultCompressionLevel = 1
 	minCompressionLevel     = 1
