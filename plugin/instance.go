@@ -62,7 +62,7 @@ type Instance struct {
 	closing       atomic.Bool
 	crash         func(point string) // the test hooks' crash points past the store's
 
-	accepted, rejected, discarded, delivered, objects, conflicts, reassumed, quarantined, lost atomic.Int64
+	accepted, rejected, discarded, delivered, objects, conflicts, reassumed, quarantined, corrupt, lost atomic.Int64
 
 	failed       [upload.Classes]atomic.Int64 // failed upload attempts by class
 	rejects      [record.Reasons]atomic.Int64 // rejected records by class

@@ -56,7 +56,7 @@ type collector struct {
 	perOrg bool
 
 	accepted, rejected, deadLettered, discarded, delivered          *prometheus.Desc
-	uploads, uploadErrors, quarantined, lost                        *prometheus.Desc
+	uploads, uploadErrors, quarantined, corrupt, lost               *prometheus.Desc
 	assumed, renewed, reassumed, digests                            *prometheus.Desc
 	storeUsed, storeLimit, batches, records, bytes, oldest, byState *prometheus.Desc
 }
@@ -78,7 +78,8 @@ func newCollector(in *Instance, name string) *collector {
 		delivered:    desc("records_delivered_total", "Records delivered to S3.", org...),
 		uploads:      desc("uploads_total", "Upload attempts by outcome: delivered, retriable, key_conflict (412: the key existed), credentials, refused.", append(org, "outcome")...),
 		uploadErrors: desc("upload_errors_total", "Failed upload attempts by error class (the problem the log line and /destinations name).", append(org, "class")...),
-		quarantined:  desc("batches_quarantined_total", "Batches moved to quarantine after being refused for Quarantine_After."),
+		quarantined:  desc("batches_quarantined_total", "Batches moved to quarantine: refused for Quarantine_After, or altered in Store_Dir (batches_corrupt_total)."),
+		corrupt:      desc("batches_corrupt_total", "Batches whose object no longer matched its manifest (SHA-256, size, MD5) before an upload: quarantined without being sent."),
 		lost:         desc("batches_lost_total", "Batches whose files were deleted from Store_Dir before their upload."),
 		assumed:      desc("role_assumptions_total", "AssumeRole calls, by result.", "result"),
 		renewed:      desc("role_renewals_total", "AssumeRole calls that renewed a session's credentials (before they expired, or after they were refused)."),
@@ -96,7 +97,7 @@ func newCollector(in *Instance, name string) *collector {
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.accepted, c.rejected, c.deadLettered, c.discarded, c.delivered, c.uploads,
-		c.uploadErrors, c.quarantined, c.lost, c.assumed, c.renewed, c.reassumed, c.digests, c.storeUsed, c.storeLimit, c.batches,
+		c.uploadErrors, c.quarantined, c.corrupt, c.lost, c.assumed, c.renewed, c.reassumed, c.digests, c.storeUsed, c.storeLimit, c.batches,
 		c.records, c.bytes, c.oldest, c.byState} {
 		ch <- d
 	}
@@ -120,6 +121,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	count(c.deadLettered, in.deadLettered.Load())
 	count(c.discarded, in.discarded.Load())
 	count(c.quarantined, in.quarantined.Load())
+	count(c.corrupt, in.corrupt.Load())
 	count(c.lost, in.lost.Load())
 	used, limit := in.store.Usage()
 	gauge(c.storeUsed, float64(used))
