@@ -23,6 +23,7 @@ const (
 	putFailed                    // the upload failed: see facts.class
 	rekeyFailed                  // the store could not give the batch a new key
 	quarantineFailed             // the quarantine folder has no room for the batch
+	panicked                     // the attempt panicked
 )
 
 // facts is what an attempt knows about its batch at one step.
@@ -117,7 +118,7 @@ func decide(f facts, p policy) outcome {
 	case f.step == putFailed && f.class == upload.Misconfigured:
 		o.do, o.at = refused, f.now.Add(p.holdRetry)
 	default: // retriable, credentials that may not be dropped yet, a key the store could not change, an object
-		// that could not be read (not corruption: its bytes were not seen)
+		// that could not be read (not corruption: its bytes were not seen), a panic
 		o.do, o.attempts = retry, f.attempts+1
 		o.at = f.now.Add(backoff(o.attempts, f.jitter))
 	}

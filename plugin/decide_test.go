@@ -31,6 +31,8 @@ func TestDecide(t *testing.T) {
 		{"unreadable: not corruption, backoff of the 3rd attempt", facts{step: readFailed, jitter: 0.5},
 			outcome{do: retry, at: now.Add(4500 * time.Millisecond), attempts: 3}},
 		{"unreadable: gone", facts{step: readFailed, gone: true}, outcome{do: drop, attempts: 2}},
+		{"the attempt panicked: backoff of the 3rd attempt", facts{step: panicked, jitter: 0.5},
+			outcome{do: retry, at: now.Add(4500 * time.Millisecond), attempts: 3}},
 		{"uploaded", facts{step: uploaded}, outcome{do: done, attempts: 2}},
 		{"retriable: backoff of the 3rd attempt", facts{step: putFailed, class: upload.Retriable, jitter: 0.5},
 			outcome{do: retry, at: now.Add(4500 * time.Millisecond), attempts: 3}},

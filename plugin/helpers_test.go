@@ -308,13 +308,28 @@ type logSink struct {
 	mu    sync.Mutex
 	lines []string
 	added events
+	// panicOn makes the next line that contains it panic instead of being logged: a panic in whichever
+	// goroutine logs that line.
+	panicOn string
 }
 
 func (l *logSink) log(level Level, msg string) {
 	l.mu.Lock()
+	if l.panicOn != "" && strings.Contains(msg, l.panicOn) {
+		l.panicOn = ""
+		l.mu.Unlock()
+		panic("injected: the log function panicked")
+	}
 	l.lines = append(l.lines, msg)
 	l.mu.Unlock()
 	l.added.fire()
+}
+
+// panicAt arms panicOn.
+func (l *logSink) panicAt(s string) {
+	l.mu.Lock()
+	l.panicOn = s
+	l.mu.Unlock()
 }
 
 func (l *logSink) joined() string {
@@ -347,8 +362,14 @@ func startTest(t *testing.T, cfg *conf.Config, name string, s3 *fakeS3, hooks Te
 // clock is.
 func startOn(t *testing.T, clk *fakeClock, cfg *conf.Config, name string, s3 *fakeS3, hooks TestHooks) *testInstance {
 	t.Helper()
-	ti := &testInstance{clock: clk, s3: s3, sink: &logSink{}}
-	in, err := start(cfg, name, ti.sink.log, deps{send: s3, clock: ti.clock, hooks: hooks})
+	return startWith(t, cfg, name, &testInstance{clock: clk, s3: s3, sink: &logSink{}}, deps{send: s3, clock: clk, hooks: hooks})
+}
+
+// startWith starts ti's instance with cfg and the dependencies given: a sender other than ti's fake S3, or
+// test hooks of the package's own.
+func startWith(t *testing.T, cfg *conf.Config, name string, ti *testInstance, with deps) *testInstance {
+	t.Helper()
+	in, err := start(cfg, name, ti.sink.log, with)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,14 +31,28 @@ type sender interface {
 
 // uploader takes due batches while take lasts and uploads them under requests, which can end sooner or later.
 func (in *Instance) uploader(take, requests context.Context) {
-	defer in.uploadersWG.Done()
 	for {
 		it, ok := in.queue.pop(take)
 		if !ok {
 			return
 		}
-		in.queue.done(it, in.attempt(requests, it))
+		in.uploadOne(requests, it)
 	}
+}
+
+// uploadOne makes an attempt at a batch and ends it in the queue. When the attempt panics, the batch goes
+// back to its lane, due as after a failed attempt.
+func (in *Instance) uploadOne(ctx context.Context, it *item) {
+	again, ended := true, false
+	defer func() {
+		if !ended {
+			o := decide(facts{step: panicked, now: in.now(), attempts: it.attempts, jitter: rand.Float64()}, in.policy)
+			it.attempts, it.due = o.attempts, o.at
+		}
+		in.queue.done(it, again)
+	}()
+	again = in.attempt(ctx, it)
+	ended = true
 }
 
 // attempt takes one batch through the steps decide chooses, doing each: the store, S3 and the log. It
