@@ -2,7 +2,7 @@ package buffer
 
 import (
 	"bytes"
-	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,74 +12,160 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wiv/out_wivaudit/vfs"
 )
 
-// Each test here makes one file operation fail (through a hookFS) where the store used to lose, duplicate or
-// strand records, or leave them at the mercy of a power loss; each failed before its fix.
+// The store under file-system faults (vfs.Faults over a vfs.MemFS). Each defect test here makes one file
+// operation fail where the store used to lose, duplicate or strand records, or leave them to a power loss;
+// each failed before its fix.
 
-// faulty opens a store in a new folder on a hookFS; the test sets the hook.
-func faulty(t *testing.T, o Options) (*Store, *hookFS, string) {
+// memStore opens a store in a folder of a new MemFS behind a Faults; the test sets the rules.
+func memStore(t *testing.T, o Options) (*Store, *vfs.Faults, *vfs.MemFS, string) {
 	t.Helper()
-	dir := t.TempDir()
-	h := &hookFS{}
-	o.FS = h
-	return open(t, dir, o), h, dir
+	m := vfs.NewMemFS()
+	f := vfs.NewFaults(m)
+	o.FS = f
+	return open(t, "/store", o), f, m, "/store"
+}
+
+// rule looks at an operation before it runs; an error fails it.
+type rule func(op vfs.Op) error
+
+// on makes f apply the rules to every operation, in turn (none: every operation goes through).
+func on(f *vfs.Faults, rules ...rule) {
+	f.Hook(func(op vfs.Op) error {
+		for _, r := range rules {
+			if err := r(op); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// once fails with fault the first operation of kind whose path match accepts.
+func once(f *vfs.Faults, kind vfs.OpKind, match func(string) bool, fault vfs.Fault) rule {
+	var done atomic.Bool
+	return func(op vfs.Op) error {
+		if op.Kind == kind && match(op.Path) && done.CompareAndSwap(false, true) {
+			f.FailAt(op.Index, fault)
+		}
+		return nil
+	}
+}
+
+// recorder keeps every operation, in order.
+type recorder struct {
+	mu  sync.Mutex
+	ops []vfs.Op
+}
+
+func (r *recorder) rule(op vfs.Op) error {
+	r.mu.Lock()
+	r.ops = append(r.ops, op)
+	r.mu.Unlock()
+	return nil
+}
+
+// index is the position of the first operation of kind whose path match accepts, or -1.
+func (r *recorder) index(kind vfs.OpKind, match func(string) bool) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.IndexFunc(r.ops, func(op vfs.Op) bool { return op.Kind == kind && match(op.Path) })
 }
 
 func isSegment(path string) bool {
 	return strings.HasSuffix(path, segSuffix) && filepath.Base(filepath.Dir(path)) == walFolder
 }
 
-// once fails the first op on a path that match accepts with err.
-func once(op string, match func(string) bool, err error) func(string, string) error {
-	var done atomic.Bool
-	return func(o, p string) error {
-		if o == op && match(p) && done.CompareAndSwap(false, true) {
-			return err
-		}
-		return nil
-	}
-}
-
-// recorder keeps every operation as "op path", in order.
-type recorder struct {
-	mu  sync.Mutex
-	ops []string
-}
-
-func (r *recorder) hook(op, path string) error {
-	r.mu.Lock()
-	r.ops = append(r.ops, op+" "+path)
-	r.mu.Unlock()
-	return nil
-}
-
-// index is the position of the first operation from from on that is op on a path match accepts, or -1.
-func (r *recorder) index(from int, op string, match func(string) bool) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for i := from; i < len(r.ops); i++ {
-		o, p, _ := strings.Cut(r.ops[i], " ")
-		if o == op && match(p) {
-			return i
-		}
-	}
-	return -1
-}
-
-func in(dir string) func(string) bool {
-	return func(p string) bool { return filepath.Dir(p) == dir }
-}
+func in(dir string) func(string) bool { return func(p string) bool { return filepath.Dir(p) == dir } }
 
 func is(path string) func(string) bool { return func(p string) bool { return p == path } }
 
-func segmentFiles(t *testing.T, dir string) []string {
+func hasSuffix(suffix string) func(string) bool {
+	return func(p string) bool { return strings.HasSuffix(p, suffix) }
+}
+
+func segmentFiles(t *testing.T, fsys vfs.FS, dir string) []string {
 	t.Helper()
-	m, err := filepath.Glob(filepath.Join(dir, walFolder, "*"+segSuffix))
+	entries, err := fsys.ReadDir(filepath.Join(dir, walFolder))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return m
+	var out []string
+	for _, e := range entries {
+		out = append(out, filepath.Join(dir, walFolder, e.Name()))
+	}
+	return out
+}
+
+// TestEveryFileOperationGoesThroughTheFS runs the store in a MemFS, under a name that does not exist on the
+// disk: an operation that bypassed the FS would fail, or leave the name on the disk.
+func TestEveryFileOperationGoesThroughTheFS(t *testing.T) {
+	root := "/no-such-folder/store"
+	if _, err := os.Stat(filepath.Dir(root)); err == nil {
+		t.Skip(filepath.Dir(root) + " exists here")
+	}
+	f := vfs.NewFaults(vfs.NewMemFS())
+	o := opts(1<<20, &clock{t: t0})
+	o.FS = f
+	s := open(t, root, o)
+	commit(t, s, "a/org:1", "b/org:2", "c/org:3")
+	s.Rotate(time.Time{})
+	var batches []*Batch
+	for _, r := range s.Seal(s.TakeClosed(), naming, joinLines) {
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+		batches = append(batches, r.Batch)
+	}
+	if got := readObject(t, batches[0]); got == "" {
+		t.Error("empty object")
+	}
+	if _, err := batches[0].ObjectSHA256(); err != nil {
+		t.Error(err)
+	}
+	if s.ObjectGone(batches[0]) {
+		t.Error("ObjectGone for an object in place")
+	}
+	for _, step := range []func() error{
+		func() error { return s.Rekey(batches[0], "other", batches[0].KeyMs) },
+		func() error { return s.SaveAttempt(batches[0]) },
+		func() error { return s.Remove(batches[0]) },
+		func() error { return s.Quarantine(batches[1]) },
+		func() error { _, err := s.DeadLetter([]byte("{}\n")); return err },
+		func() error { return s.WriteFileIn("digests", "x", []byte("x")) },
+		func() error { _, err := s.ReadFileIn("digests", "x"); return err },
+		func() error { return s.WriteFile("y", []byte("y")) },
+		func() error { _, err := s.ReadFile("y"); return err },
+	} {
+		if err := step(); err != nil {
+			t.Error(err)
+		}
+	}
+	if !s.ObjectGone(batches[0]) || !s.Present() {
+		t.Error("ObjectGone or Present is wrong")
+	}
+	commit(t, s, "a/org:4")
+	s.Close()
+	s2, rec, err := Open(root, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if len(rec.Batches) != 1 || rec.Pending != 1 {
+		t.Errorf("recovered %d batches, %d pending; want 1 and 1", len(rec.Batches), rec.Pending)
+	}
+	for _, k := range []vfs.OpKind{vfs.OpOpen, vfs.OpCreate, vfs.OpLock, vfs.OpRead, vfs.OpWrite, vfs.OpDatasync, vfs.OpSync,
+		vfs.OpSyncDir, vfs.OpReadDir, vfs.OpRename, vfs.OpLink, vfs.OpRemove, vfs.OpStat, vfs.OpMkdir} {
+		if f.Count(k) == 0 {
+			t.Errorf("no %s went through the FS", k)
+		}
+	}
+	if _, err := os.Stat(filepath.Dir(root)); err == nil {
+		t.Errorf("%s was created on the disk", filepath.Dir(root))
+	}
 }
 
 // Defect 1: a failed fdatasync retires its segment. Append B, written into the segment while append A's sync
@@ -95,26 +181,26 @@ func TestFailedSyncFailsEveryAppendOfItsSegment(t *testing.T) {
 			close(bWritten)
 		}
 	}
-	s, h, _ := faulty(t, o)
+	s, f, m, dir := memStore(t, o)
 	syncing, fail := make(chan struct{}), make(chan struct{})
 	var syncs atomic.Int32
 	var mu sync.Mutex
 	var failed string
 	var later []string
-	h.setHook(func(op, path string) error {
-		if op != "datasync" {
+	on(f, func(op vfs.Op) error {
+		if op.Kind != vfs.OpDatasync {
 			return nil
 		}
 		if syncs.Add(1) == 1 {
 			mu.Lock()
-			failed = path
+			failed = op.Path
 			mu.Unlock()
 			close(syncing)
 			<-fail
-			return syscall.EIO
+			return &fs.PathError{Op: "fdatasync", Path: op.Path, Err: syscall.EIO}
 		}
 		mu.Lock()
-		later = append(later, path)
+		later = append(later, op.Path)
 		mu.Unlock()
 		return nil
 	})
@@ -131,19 +217,19 @@ func TestFailedSyncFailsEveryAppendOfItsSegment(t *testing.T) {
 		t.Error("append B, written into the segment whose sync failed, was acknowledged")
 	}
 	commit(t, s, "c/org:C")
-	h.setHook(nil)
+	on(f)
 	mu.Lock()
-	defer mu.Unlock()
 	if len(later) == 0 {
 		t.Fatal("the next append was not synced")
 	}
-	for _, p := range later {
-		if p == failed {
-			t.Errorf("%s was synced again after its sync failed", p)
-		}
+	if slices.Contains(later, failed) {
+		t.Errorf("%s was synced again after its sync failed: %v", failed, later)
 	}
-	if got := everything(t, s, &Recovery{}); !slices.Equal(got, []string{"C"}) {
-		t.Errorf("records %v, want the acknowledged one only", got)
+	mu.Unlock()
+	// What an acknowledgement promises survives a power cut.
+	s2 := open(t, dir, Options{MaxBatch: 1 << 20, Now: o.Now, FS: m.Crash(vfs.CrashOptions{})})
+	if got := everything(t, s2, &Recovery{}); !slices.Contains(got, "C") {
+		t.Errorf("records after a power cut %v: the acknowledged one is missing", got)
 	}
 }
 
@@ -151,13 +237,13 @@ func TestFailedSyncFailsEveryAppendOfItsSegment(t *testing.T) {
 // is released or reported damaged, and the retry seals every record. Only a checksum failure is damage, and
 // it is reported with the damaged bytes.
 func TestReadErrorWhileSealingPutsTheBatchBack(t *testing.T) {
-	s, h, dir := faulty(t, opts(1<<20, &clock{t: t0}))
+	s, f, m, dir := memStore(t, opts(1<<20, &clock{t: t0}))
 	commit(t, s, "a/org:1", "a/org:2")
 	commit(t, s, "a/org:3")
-	commit(t, s, "b/org:damaged")
+	commit(t, s, "b/org:b")
 	s.Rotate(time.Time{})
-	segs := segmentFiles(t, dir)
-	h.setHook(once("readat", isSegment, syscall.EIO))
+	segs := segmentFiles(t, m, dir)
+	on(f, once(f, vfs.OpRead, isSegment, vfs.EIO))
 	var failed []*Pending
 	for _, r := range s.Seal(s.TakeClosed(), naming, joinLines) {
 		if r.Err != nil {
@@ -170,7 +256,7 @@ func TestReadErrorWhileSealingPutsTheBatchBack(t *testing.T) {
 	if len(failed) != 1 || failed[0].Org != "a" {
 		t.Fatalf("batches not sealed: %v, want a/org's", failed)
 	}
-	if got := segmentFiles(t, dir); !slices.Equal(got, segs) {
+	if got := segmentFiles(t, m, dir); !slices.Equal(got, segs) {
 		t.Errorf("segments %v after the failed seal, had %v", got, segs)
 	}
 	s.PutBack(failed[0])
@@ -183,12 +269,12 @@ func TestReadErrorWhileSealingPutsTheBatchBack(t *testing.T) {
 	commit(t, s, "c/org:intact")
 	commit(t, s, "c/org:flipped")
 	s.Rotate(time.Time{})
-	seg := segmentFiles(t, dir)
-	data, _ := os.ReadFile(seg[len(seg)-1])
-	at := bytes.Index(data, []byte("flipped"))
-	f, _ := os.OpenFile(seg[len(seg)-1], os.O_WRONLY, 0)
-	f.WriteAt([]byte("F"), int64(at))
-	f.Close()
+	seg := segmentFiles(t, m, dir)
+	last := seg[len(seg)-1]
+	data, _ := vfs.ReadFile(m, last)
+	file, _ := m.OpenFile(last, os.O_WRONLY, 0)
+	file.WriteAt([]byte("F"), int64(bytes.Index(data, []byte("flipped"))))
+	file.Close()
 	objects, reps = sealAll(t, s)
 	if got := lines(objects); !slices.Equal(got, []string{"intact"}) || len(reps) != 1 || len(reps[0].Damaged) != 1 || !bytes.Contains(reps[0].Damaged[0], []byte("Flipped")) {
 		t.Errorf("sealed %v, damaged %q; want the intact record, and the damaged run's bytes", got, reps[0].Damaged)
@@ -200,11 +286,11 @@ func TestReadErrorWhileSealingPutsTheBatchBack(t *testing.T) {
 func TestRemoveFreesTheSegmentsItReleases(t *testing.T) {
 	o := opts(1<<20, &clock{t: t0})
 	o.Limit, o.SegmentSize = 1<<20, 64
-	s, h, dir := faulty(t, o)
+	s, f, m, dir := memStore(t, o)
 	commit(t, s, "a/org:"+strings.Repeat("x", 60))
 	commit(t, s, "a/org:"+strings.Repeat("y", 60))
 	s.Rotate(time.Time{})
-	h.setHook(once("writeat", isSegment, syscall.ENOSPC))
+	on(f, once(f, vfs.OpWrite, isSegment, vfs.ENOSPC))
 	r := s.Seal(s.TakeClosed(), naming, joinLines)[0]
 	if r.Err != nil || r.Report.Unreleased == nil {
 		t.Fatalf("seal: %v, unreleased %v; want the batch sealed and its records not yet released", r.Err, r.Report.Unreleased)
@@ -212,33 +298,36 @@ func TestRemoveFreesTheSegmentsItReleases(t *testing.T) {
 	if err := s.Remove(r.Batch); err != nil {
 		t.Fatal(err)
 	}
-	segs := segmentFiles(t, dir)
+	segs := segmentFiles(t, m, dir)
 	if len(segs) != 1 {
 		t.Fatalf("segments %v after Remove, want the active one only", segs)
 	}
-	fi, _ := os.Stat(segs[0])
+	fi, _ := m.Stat(segs[0])
 	if used, _ := s.Usage(); used != fi.Size() {
 		t.Errorf("usage %d, want the active segment's %d", used, fi.Size())
 	}
 }
 
-// Open makes the folders it creates durable: Store_Dir once its subfolders are in it, and each folder that
-// holds one it created.
-func TestOpenSyncsTheFoldersItCreates(t *testing.T) {
-	root := t.TempDir()
-	dir := filepath.Join(root, "new", "store")
-	var r recorder
-	o := opts(1<<20, &clock{t: t0})
-	o.FS = &hookFS{hook: r.hook}
-	open(t, dir, o)
-	created := 0
-	for _, sub := range []string{walFolder, batchesFolder, quarantineFolder} {
-		created = max(created, r.index(0, "mkdirall", is(filepath.Join(dir, sub))), r.index(0, "mkdir", is(filepath.Join(dir, sub))))
+// Open makes the folders it creates durable, Store_Dir with its subfolders and each folder above it that it
+// created: an acknowledged record survives a power cut.
+func TestOpenMakesTheFoldersItCreatesDurable(t *testing.T) {
+	m := vfs.NewMemFS()
+	if err := m.Mkdir("/data", 0o700); err != nil {
+		t.Fatal(err)
 	}
-	for _, d := range []string{root, filepath.Dir(dir), dir} {
-		if r.index(created, "syncdir", is(d)) < 0 {
-			t.Errorf("%s is not synced after the folders were created", d)
-		}
+	m.SyncDir("/")
+	o := opts(1<<20, &clock{t: t0})
+	o.FS = m
+	s := open(t, "/data/new/store", o)
+	commit(t, s, "a/org:1")
+	o.FS = m.Crash(vfs.CrashOptions{})
+	s2, rec, err := Open("/data/new/store", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if got := everything(t, s2, rec); !slices.Equal(got, []string{"1"}) {
+		t.Errorf("records after a power cut: %v", got)
 	}
 }
 
@@ -247,7 +336,7 @@ func TestOpenSyncsTheFoldersItCreates(t *testing.T) {
 func TestSegmentsAreDeletedInOrderWhenADeleteFails(t *testing.T) {
 	o := opts(1<<20, &clock{t: t0})
 	o.SegmentSize = 64
-	s, h, dir := faulty(t, o)
+	s, f, _, dir := memStore(t, o)
 	round := func(recs ...string) {
 		for _, r := range recs {
 			commit(t, s, r+strings.Repeat("x", 60))
@@ -262,11 +351,12 @@ func TestSegmentsAreDeletedInOrderWhenADeleteFails(t *testing.T) {
 			}
 		}
 	}
-	h.setHook(once("remove", isSegment, syscall.EIO))
+	on(f, once(f, vfs.OpRemove, isSegment, vfs.EIO))
 	round("a/org:1", "b/org:2")
-	h.setHook(nil)
+	on(f)
 	round("c/org:3", "d/org:4")
 	s.Close()
+	o.FS = f
 	s2, rec, err := Open(dir, o)
 	if err != nil {
 		t.Fatal(err)
@@ -279,29 +369,29 @@ func TestSegmentsAreDeletedInOrderWhenADeleteFails(t *testing.T) {
 
 // A batch that cannot be moved into the quarantine stays whole where it was; the move can be tried again.
 func TestFailedQuarantineKeepsTheBatch(t *testing.T) {
-	s, h, dir := faulty(t, opts(1<<20, &clock{t: t0}))
+	s, f, m, dir := memStore(t, opts(1<<20, &clock{t: t0}))
 	commit(t, s, "a/org:1")
 	s.Rotate(time.Time{})
 	b := s.Seal(s.TakeClosed(), naming, joinLines)[0].Batch
 	var links atomic.Int32
-	h.setHook(func(op, path string) error {
-		if op == "link" && links.Add(1) > 2 { // each link is seen twice, from and to: the second link fails
-			return syscall.EIO
+	on(f, func(op vfs.Op) error {
+		if op.Kind == vfs.OpLink && links.Add(1) > 1 {
+			return &fs.PathError{Op: "link", Path: op.Path, Err: syscall.EIO}
 		}
 		return nil
 	})
 	if err := s.Quarantine(b); err == nil {
 		t.Fatal("Quarantine succeeded")
 	}
-	h.setHook(nil)
+	on(f)
 	if got := readObject(t, b); got != "1\n" {
 		t.Errorf("the object after a failed quarantine: %q", got)
 	}
 	if err := s.Quarantine(b); err != nil {
 		t.Fatal(err)
 	}
-	if m, _ := filepath.Glob(filepath.Join(dir, quarantineFolder, "*")); len(m) != 2 {
-		t.Errorf("the quarantine holds %v, want the batch's two files", m)
+	if entries, _ := m.ReadDir(filepath.Join(dir, quarantineFolder)); len(entries) != 2 {
+		t.Errorf("the quarantine holds %v, want the batch's two files", entries)
 	}
 	if got := readObject(t, b); got != "1\n" {
 		t.Errorf("the quarantined object: %q", got)
@@ -313,34 +403,40 @@ func TestFailedQuarantineKeepsTheBatch(t *testing.T) {
 func TestMovesSyncTheNewFolderBeforeTheOldNameGoes(t *testing.T) {
 	t.Run("quarantine", func(t *testing.T) {
 		var r recorder
-		s, h, dir := faulty(t, opts(1<<20, &clock{t: t0}))
+		s, f, _, dir := memStore(t, opts(1<<20, &clock{t: t0}))
 		commit(t, s, "a/org:1")
 		s.Rotate(time.Time{})
 		b := s.Seal(s.TakeClosed(), naming, joinLines)[0].Batch
-		h.setHook(r.hook)
+		on(f, r.rule)
 		if err := s.Quarantine(b); err != nil {
 			t.Fatal(err)
 		}
 		checkMove(t, &r, filepath.Join(dir, batchesFolder), filepath.Join(dir, quarantineFolder))
 	})
 	t.Run("requeue", func(t *testing.T) {
-		dir := t.TempDir()
-		s := storeWithEverything(t, dir, &clock{t: t0})
+		s, f, _, dir := memStore(t, opts(1<<20, &clock{t: t0}))
+		commit(t, s, "a/org:1")
+		s.Rotate(time.Time{})
+		if err := s.Quarantine(s.Seal(s.TakeClosed(), naming, joinLines)[0].Batch); err != nil {
+			t.Fatal(err)
+		}
 		s.Close()
 		var r recorder
-		if _, err := requeueAll(&hookFS{hook: r.hook}, dir, "", t0); err != nil {
-			t.Fatal(err)
+		on(f, r.rule)
+		if got, err := requeueAll(f, dir, "", t0); err != nil || len(got.Batches) != 1 {
+			t.Fatalf("requeue: %+v, %v", got, err)
 		}
 		checkMove(t, &r, filepath.Join(dir, quarantineFolder), filepath.Join(dir, batchesFolder))
 	})
 	t.Run("set aside", func(t *testing.T) {
-		dir := t.TempDir()
-		s := open(t, dir, opts(1<<20, &clock{t: t0}))
+		s, f, m, dir := memStore(t, opts(1<<20, &clock{t: t0}))
 		s.Close()
-		os.WriteFile(filepath.Join(dir, batchesFolder, "a~org~1"+objectSuffix), []byte("x"), 0o600)
+		file, _ := m.OpenFile(filepath.Join(dir, batchesFolder, "a~org~1"+objectSuffix), os.O_WRONLY|os.O_CREATE, 0o600)
+		file.Close()
 		var r recorder
+		on(f, r.rule)
 		o := opts(1<<20, &clock{t: t0})
-		o.FS = &hookFS{hook: r.hook}
+		o.FS = f
 		open(t, dir, o)
 		checkMove(t, &r, filepath.Join(dir, batchesFolder), filepath.Join(dir, quarantineFolder))
 	})
@@ -348,23 +444,23 @@ func TestMovesSyncTheNewFolderBeforeTheOldNameGoes(t *testing.T) {
 
 func checkMove(t *testing.T, r *recorder, from, to string) {
 	t.Helper()
-	gone := r.index(0, "remove", in(from))
+	gone := r.index(vfs.OpRemove, in(from))
 	if gone < 0 {
-		t.Fatalf("nothing left %s: %q", from, r.ops)
+		t.Fatalf("nothing left %s: %v", from, r.ops)
 	}
-	if synced := r.index(0, "syncdir", is(to)); synced < 0 || synced > gone {
-		t.Errorf("a file left %s before %s was synced: %q", from, to, r.ops)
+	if synced := r.index(vfs.OpSyncDir, is(to)); synced < 0 || synced > gone {
+		t.Errorf("a file left %s before %s was synced: %v", from, to, r.ops)
 	}
 }
 
 // A batch whose manifest cannot be removed after its object was has its room counted free at once.
 func TestRemoveCountsTheObjectGoneWhenTheManifestStays(t *testing.T) {
-	s, h, _ := faulty(t, opts(1<<20, &clock{t: t0}))
+	s, f, _, _ := memStore(t, opts(1<<20, &clock{t: t0}))
 	commit(t, s, "a/org:1")
 	s.Rotate(time.Time{})
 	b := s.Seal(s.TakeClosed(), naming, joinLines)[0].Batch
 	before, _ := s.Usage()
-	h.setHook(once("remove", func(p string) bool { return strings.HasSuffix(p, manifestSuffix) }, syscall.EIO))
+	on(f, once(f, vfs.OpRemove, hasSuffix(manifestSuffix), vfs.EIO))
 	if err := s.Remove(b); err == nil {
 		t.Fatal("Remove succeeded")
 	}
@@ -382,39 +478,37 @@ func TestRemoveCountsTheObjectGoneWhenTheManifestStays(t *testing.T) {
 // The "sealed" entries are appended only once the manifests they stand for are durable: when the seal round
 // could not sync the batches folder, the append that Remove makes syncs it first.
 func TestSealedEntriesFollowASyncOfTheBatchesFolder(t *testing.T) {
-	s, h, dir := faulty(t, opts(1<<20, &clock{t: t0}))
+	s, f, _, dir := memStore(t, opts(1<<20, &clock{t: t0}))
 	commit(t, s, "a/org:1")
 	s.Rotate(time.Time{})
 	batches := filepath.Join(dir, batchesFolder)
-	h.setHook(once("syncdir", is(batches), syscall.EIO))
+	on(f, once(f, vfs.OpSyncDir, is(batches), vfs.EIO))
 	r := s.Seal(s.TakeClosed(), naming, joinLines)[0]
 	if r.Report.Unreleased == nil {
 		t.Fatal("the seal reports its records released though the batches folder was not synced")
 	}
 	var rec recorder
-	h.setHook(rec.hook)
+	on(f, rec.rule)
 	if err := s.Remove(r.Batch); err != nil {
 		t.Fatal(err)
 	}
-	appended := rec.index(0, "writeat", isSegment)
-	if synced := rec.index(0, "syncdir", is(batches)); appended < 0 || synced < 0 || synced > appended {
-		t.Errorf("the sealed entries were appended before the batches folder was synced: %q", rec.ops)
+	appended := rec.index(vfs.OpWrite, isSegment)
+	if synced := rec.index(vfs.OpSyncDir, is(batches)); appended < 0 || synced < 0 || synced > appended {
+		t.Errorf("the sealed entries were appended before the batches folder was synced: %v", rec.ops)
 	}
 }
 
 // A segment that cannot be deleted during recovery does not fail Open; it goes later.
 func TestOpenSucceedsWhenAFreedSegmentCannotBeDeleted(t *testing.T) {
-	dir := t.TempDir()
-	h := &hookFS{}
 	o := opts(1<<20, &clock{t: t0})
-	o.FS = h
-	s := open(t, dir, o)
+	s, f, m, dir := memStore(t, o)
 	commit(t, s, "a/org:1")
 	s.Rotate(time.Time{})
 	sealAll(t, s)
 	s.Close()
-	old := segmentFiles(t, dir)
-	h.setHook(once("remove", isSegment, syscall.EIO))
+	old := segmentFiles(t, m, dir)
+	on(f, once(f, vfs.OpRemove, isSegment, vfs.EIO))
+	o.FS = f
 	s2, _, err := Open(dir, o)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
@@ -424,7 +518,7 @@ func TestOpenSucceedsWhenAFreedSegmentCannotBeDeleted(t *testing.T) {
 	s2.Rotate(time.Time{})
 	sealAll(t, s2)
 	for _, p := range old {
-		if _, err := os.Stat(p); err == nil {
+		if _, err := m.Stat(p); err == nil {
 			t.Errorf("%s is still there", p)
 		}
 	}
@@ -435,11 +529,9 @@ func TestOpenSucceedsWhenAFreedSegmentCannotBeDeleted(t *testing.T) {
 func TestFailedSegmentCreationIsNotRetriedUnderTheSameName(t *testing.T) {
 	o := opts(1<<20, &clock{t: t0})
 	o.SegmentSize = 64
-	s, h, dir := faulty(t, o)
+	s, f, _, dir := memStore(t, o)
 	commit(t, s, "a/org:"+strings.Repeat("x", 60))
-	wal := filepath.Join(dir, walFolder)
-	syncFails, removeFails := once("syncdir", is(wal), syscall.EIO), once("remove", isSegment, syscall.EIO)
-	h.setHook(func(op, path string) error { return errors.Join(syncFails(op, path), removeFails(op, path)) })
+	on(f, once(f, vfs.OpSyncDir, is(filepath.Join(dir, walFolder)), vfs.EIO), once(f, vfs.OpRemove, isSegment, vfs.EIO))
 	if err := tryCommit(s, "a/org:2"+strings.Repeat("x", 60)); err == nil {
 		t.Fatal("the append went to a segment whose name is not durable")
 	}
@@ -452,22 +544,22 @@ func TestFailedSegmentCreationIsNotRetriedUnderTheSameName(t *testing.T) {
 // run into, nothing kept twice when the chunk is retried.
 func TestFailedDeadLetterLeavesTheFileAsItWas(t *testing.T) {
 	for _, fault := range []struct {
-		op  string
-		err error
-	}{{"write", errTorn}, {"sync", syscall.EIO}} {
-		t.Run(fault.op, func(t *testing.T) {
-			s, h, _ := faulty(t, opts(1<<20, &clock{t: t0}))
+		op    vfs.OpKind
+		fault vfs.Fault
+	}{{vfs.OpWrite, vfs.ShortWrite}, {vfs.OpSync, vfs.EIO}} {
+		t.Run(fault.op.String(), func(t *testing.T) {
+			s, f, m, _ := memStore(t, opts(1<<20, &clock{t: t0}))
 			if _, err := s.DeadLetter([]byte(`{"a":1}` + "\n")); err != nil {
 				t.Fatal(err)
 			}
-			h.setHook(once(fault.op, func(p string) bool { return strings.HasSuffix(p, DeadLetterFile) }, fault.err))
+			on(f, once(f, fault.op, hasSuffix(DeadLetterFile), fault.fault))
 			if _, err := s.DeadLetter([]byte(`{"b":2}` + "\n")); err == nil {
 				t.Fatal("DeadLetter succeeded")
 			}
 			if _, err := s.DeadLetter([]byte(`{"b":2}` + "\n")); err != nil {
 				t.Fatal(err)
 			}
-			if got, _ := os.ReadFile(s.DeadLetterPath()); string(got) != `{"a":1}`+"\n"+`{"b":2}`+"\n" {
+			if got, _ := vfs.ReadFile(m, s.DeadLetterPath()); string(got) != `{"a":1}`+"\n"+`{"b":2}`+"\n" {
 				t.Errorf("dead-letter file %q", got)
 			}
 		})
@@ -478,19 +570,17 @@ func TestFailedDeadLetterLeavesTheFileAsItWas(t *testing.T) {
 // without it, and once the fault is gone every record is there once.
 func TestRecoveryReadErrorsSetNothingAside(t *testing.T) {
 	for _, fault := range []struct {
-		name, op string
-		match    func(string) bool
+		name  string
+		op    vfs.OpKind
+		match func(string) bool
 	}{
-		{"segment", "read", isSegment},
-		{"manifest", "read", func(p string) bool { return strings.HasSuffix(p, manifestSuffix) }},
-		{"object", "stat", func(p string) bool { return strings.HasSuffix(p, objectSuffix) }},
+		{"segment", vfs.OpRead, isSegment},
+		{"manifest", vfs.OpRead, hasSuffix(manifestSuffix)},
+		{"object", vfs.OpStat, hasSuffix(objectSuffix)},
 	} {
 		t.Run(fault.name, func(t *testing.T) {
-			dir := t.TempDir()
-			h := &hookFS{}
 			o := opts(1<<20, &clock{t: t0})
-			o.FS = h
-			s := open(t, dir, o)
+			s, f, m, dir := memStore(t, o)
 			commit(t, s, "a/org:1", "b/org:2")
 			s.Rotate(time.Time{})
 			for _, p := range s.TakeClosed() {
@@ -502,11 +592,12 @@ func TestRecoveryReadErrorsSetNothingAside(t *testing.T) {
 			}
 			commit(t, s, "a/org:3")
 			s.Close()
-			h.setHook(once(fault.op, fault.match, syscall.EIO))
+			o.FS = f
+			on(f, once(f, fault.op, fault.match, vfs.EIO))
 			if s2, _, err := Open(dir, o); err == nil {
 				s2.Close()
 			}
-			h.setHook(nil)
+			on(f)
 			s3, rec, err := Open(dir, o)
 			if err != nil {
 				t.Fatal(err)
@@ -515,7 +606,7 @@ func TestRecoveryReadErrorsSetNothingAside(t *testing.T) {
 			if got := everything(t, s3, rec); !slices.Equal(got, []string{"1", "2", "3"}) {
 				t.Errorf("records %v, want each once", got)
 			}
-			if aside, _ := os.ReadDir(filepath.Join(dir, quarantineFolder)); len(aside) > 0 {
+			if aside, _ := m.ReadDir(filepath.Join(dir, quarantineFolder)); len(aside) > 0 {
 				t.Errorf("set aside: %v", aside)
 			}
 		})
@@ -531,13 +622,15 @@ func TestSealLeavesFilesItDidNotCreate(t *testing.T) {
 		createFails bool
 	}{{objectSuffix, true}, {manifestSuffix, false}} {
 		t.Run(tc.suffix, func(t *testing.T) {
-			s, h, dir := faulty(t, opts(1<<20, &clock{t: t0}))
+			s, f, m, dir := memStore(t, opts(1<<20, &clock{t: t0}))
 			commit(t, s, "a/org:1")
 			s.Rotate(time.Time{})
 			taken := batchBase(filepath.Join(dir, batchesFolder), Stream{"a", "org"}, t0.UnixMilli()) + tc.suffix
-			os.WriteFile(taken, []byte("someone else's"), 0o600)
+			file, _ := m.OpenFile(taken, os.O_WRONLY|os.O_CREATE, 0o600)
+			file.Write([]byte("someone else's"))
+			file.Close()
 			if tc.createFails {
-				h.setHook(once("open", is(taken), syscall.EIO))
+				on(f, once(f, vfs.OpCreate, is(taken), vfs.EIO))
 			}
 			r := s.Seal(s.TakeClosed(), naming, joinLines)[0]
 			if tc.createFails != (r.Err != nil) {
@@ -546,7 +639,7 @@ func TestSealLeavesFilesItDidNotCreate(t *testing.T) {
 			if r.Err == nil && (r.Batch.KeyMs == t0.UnixMilli() || readObject(t, r.Batch) != "1\n") {
 				t.Errorf("sealed at %d: %q", r.Batch.KeyMs, readObject(t, r.Batch))
 			}
-			if got, _ := os.ReadFile(taken); string(got) != "someone else's" {
+			if got, _ := vfs.ReadFile(m, taken); string(got) != "someone else's" {
 				t.Errorf("the file that was there: %q", got)
 			}
 		})
@@ -558,35 +651,34 @@ func TestSealLeavesFilesItDidNotCreate(t *testing.T) {
 // segment, and recovery finds every acknowledged record and no damage.
 func TestTornWriteThatCannotBeCutBackRetiresTheSegment(t *testing.T) {
 	o := opts(1<<20, &clock{t: t0})
-	s, h, dir := faulty(t, o)
+	s, f, _, dir := memStore(t, o)
 	commit(t, s, "a/org:1")
-	torn, cut := once("writeat", isSegment, errTorn), once("truncate", isSegment, syscall.EIO)
 	var mu sync.Mutex
 	var tornAt string
 	var after []string
-	h.setHook(func(op, path string) error {
-		err := errors.Join(torn(op, path), cut(op, path))
+	on(f, once(f, vfs.OpWrite, isSegment, vfs.ShortWrite), once(f, vfs.OpTruncate, isSegment, vfs.EIO), func(op vfs.Op) error {
 		mu.Lock()
 		defer mu.Unlock()
-		if op == "writeat" && isSegment(path) {
+		if op.Kind == vfs.OpWrite && isSegment(op.Path) {
 			if tornAt == "" {
-				tornAt = path
+				tornAt = op.Path
 			} else {
-				after = append(after, path)
+				after = append(after, op.Path)
 			}
 		}
-		return err
+		return nil
 	})
 	if err := tryCommit(s, "a/org:x", "b/org:y", "c/org:"+strings.Repeat("z", 200)); err == nil {
 		t.Fatal("a torn append was acknowledged")
 	}
 	commit(t, s, "a/org:2")
 	commit(t, s, "a/org:3")
-	h.setHook(nil)
+	on(f)
 	if slices.Contains(after, tornAt) {
 		t.Errorf("%s was written again after a torn write: %v", tornAt, after)
 	}
 	s.Close()
+	o.FS = f
 	s2, rec, err := Open(dir, o)
 	if err != nil {
 		t.Fatal(err)
