@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/wiv/out_wivaudit/vfs"
+	"github.com/wiv/out_wivaudit/wal"
 )
 
 // The store under file-system faults (vfs.Faults over a vfs.MemFS). Each defect test here makes one file
@@ -76,7 +77,8 @@ func (r *recorder) index(kind vfs.OpKind, match func(string) bool) int {
 }
 
 func isSegment(path string) bool {
-	return strings.HasSuffix(path, segSuffix) && filepath.Base(filepath.Dir(path)) == walFolder
+	_, ok := wal.ParseSegmentName(filepath.Base(path))
+	return ok && filepath.Base(filepath.Dir(path)) == walFolder
 }
 
 func in(dir string) func(string) bool { return func(p string) bool { return filepath.Dir(p) == dir } }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/wiv/out_wivaudit/record"
+	"github.com/wiv/out_wivaudit/wal"
 )
 
 // Encoder writes the object for a batch. Each fragment is one or more records joined by Separator; the
@@ -64,7 +65,7 @@ func (s *Store) Seal(ps []*Pending, name Naming, encode Encoder) []Sealed {
 		}
 		b.unmarked = true
 		marks = append(marks, unmarked{p: p, b: b,
-			frame: appendSealedFrame(nil, p.Stream, b.KeyMs, p.runs[0].pos(), p.runs[len(p.runs)-1].pos())})
+			entry: appendSealed(nil, p.Stream, b.KeyMs, p.runs[0].pos(), p.runs[len(p.runs)-1].pos())})
 	}
 	if len(marks) > 0 {
 		s.opt.Crash(CrashAfterManifest)
@@ -96,7 +97,7 @@ func (s *Store) Seal(ps []*Pending, name Naming, encode Encoder) []Sealed {
 type unmarked struct {
 	p     *Pending
 	b     *Batch
-	frame []byte
+	entry []byte
 }
 
 // markLocked appends the "sealed" entries still missing, in one append, and lets go of their records in the
@@ -109,12 +110,12 @@ func (s *Store) markLocked() error {
 	if err := s.fs.SyncDir(s.batches); err != nil {
 		return err
 	}
-	err := s.log.append(0, func(dst []byte) ([]byte, error) {
-		for _, m := range s.unmarked {
-			dst = append(dst, m.frame...)
-		}
-		return dst, nil
-	}, nil)
+	entries := make([][]byte, len(s.unmarked))
+	for i, m := range s.unmarked {
+		entries[i] = m.entry
+	}
+	written, err := s.log.Append(entries, nil)
+	s.use.add(written)
 	if err != nil {
 		return err
 	}
@@ -166,18 +167,15 @@ func (s *Store) readRuns(p *Pending, rep *SealReport) *runReader {
 		rr.records, rr.jsonLen, rr.err = 0, 0, nil
 		rep.Damaged = rep.Damaged[:0]
 		for i, r := range p.runs {
-			buf = append(buf[:0], make([]byte, r.size)...)
-			n, err := r.seg.f.ReadAt(buf, r.off)
-			if n < len(buf) && !errors.Is(err, io.EOF) {
-				rr.err = fmt.Errorf("read the run at %s offset %d: %w", r.seg.path, r.off, err)
+			frame, record, err := s.log.Read(r.pos(), int(r.size), buf)
+			buf = frame
+			if err != nil && !errors.Is(err, wal.ErrCorrupt) {
+				rr.err = err
 				return
 			}
-			// A run cut short by the end of its segment is damage too: what is there is reported.
-			buf = buf[:n]
-			payload, ok := frameAt(buf)
-			e, err := parseEntry(payload)
-			if !ok || err != nil || e.typ != runEntry || e.st != p.Stream || e.records != int(r.records) {
-				rep.Damaged = append(rep.Damaged, append([]byte(nil), buf...))
+			e, perr := parseEntry(record)
+			if err != nil || perr != nil || e.typ != runEntry || e.st != p.Stream || e.records != int(r.records) {
+				rep.Damaged = append(rep.Damaged, bytes.Clone(frame))
 				continue
 			}
 			rr.records += e.records
@@ -242,7 +240,7 @@ func (s *Store) commitBatch(p *Pending, key func(ms int64) string, destination s
 		b.SourceLog = filepath.Base(p.legacy)
 	} else {
 		first, last := p.runs[0].pos(), p.runs[len(p.runs)-1].pos()
-		b.LogRange = &[2][2]int64{{int64(first.seg), first.off}, {int64(last.seg), last.off}}
+		b.LogRange = &[2][2]int64{{int64(first.Seg), first.Off}, {int64(last.Seg), last.Off}}
 	}
 	if _, err := createSynced(s.fs, b.manifest, func(w io.Writer) error { _, err := w.Write(b.encode()); return err }); err != nil {
 		s.fs.Remove(b.object)
@@ -273,19 +271,10 @@ func endsOf(fragments iter.Seq[[]byte], first, last *[]byte) iter.Seq[[]byte] {
 	}
 }
 
-// appendSealedFrame adds a frame recording that a stream's runs from first to last are in a committed batch.
-func appendSealedFrame(dst []byte, st Stream, keyMs int64, first, last pos) []byte {
-	start := len(dst)
-	dst = append(dst, make([]byte, headerLen)...)
-	dst = appendSealed(dst, st, keyMs, first, last)
-	putHeader(dst[start:])
-	return dst
-}
-
 // releaseLocked lets go of a sealed batch's runs in the log. empty: the batch came to nothing and is gone.
 func (s *Store) releaseLocked(p *Pending, empty bool) {
 	for _, r := range p.runs {
-		r.seg.refs--
+		s.unrefLocked(r)
 	}
 	if empty {
 		s.batchGoneLocked(p.Stream)

@@ -1,9 +1,11 @@
 // Package buffer is the durable disk store. Every flush appends its records, whatever their organisation, to
-// one write-ahead log of segment files with one write and one fdatasync (group commit across concurrent
-// flushes). An in-memory index says what each (organisation, kind) stream holds; sealing gathers a stream's
-// records into a batch (an object file with its manifest) waiting for upload, and a segment is deleted once
-// nothing in it, or in the segments before it, is left unsealed. Everything an append acknowledged survives a
-// crash of the process until the batch that holds it is removed after its upload.
+// one write-ahead log (package wal) with one write and one fdatasync (group commit across concurrent
+// flushes). An in-memory index says what each (organisation, kind) stream holds and which log segments its
+// records are in; sealing gathers a stream's records into a batch (an object file with its manifest) waiting
+// for upload, and the index lets the log delete a segment once nothing in it, or in the segments before it,
+// is left unsealed. Batches that cannot be delivered go to a quarantine folder, rejected records to a
+// dead-letter file. Everything an append acknowledged survives a crash of the process until the batch that
+// holds it is removed after its upload.
 package buffer
 
 import (
@@ -20,6 +22,7 @@ import (
 	"time"
 
 	"github.com/wiv/out_wivaudit/vfs"
+	"github.com/wiv/out_wivaudit/wal"
 )
 
 // Stream identifies one (organisation, kind) stream.
@@ -74,15 +77,14 @@ type Store struct {
 	fs                               vfs.FS
 	lockMu                           sync.Mutex
 	lock                             vfs.File
-	log                              *wal
+	dirMu                            sync.Mutex // one flush at a time creates the folder again
+	log                              *wal.Log
 	use                              usage
 
-	mu       sync.Mutex // guards the index: streams, closed, segments' references
-	streams  map[Stream]*stream
-	closed   []*Pending
-	segments []*segment // live segments, oldest first; the last one is being written
-
-	releaseMu sync.Mutex // one release at a time, so that segments are deleted in order
+	mu      sync.Mutex // guards the index: streams, closed, refs
+	streams map[Stream]*stream
+	closed  []*Pending
+	refs    map[uint64]int // runs not yet sealed, by log segment
 
 	markMu   sync.Mutex // guards unmarked, and orders the "sealed" entries' appends
 	unmarked []unmarked
@@ -123,6 +125,7 @@ func Open(dir string, opt Options) (*Store, *Recovery, error) {
 	s := &Store{
 		dir: dir, walDir: filepath.Join(dir, walFolder), batches: filepath.Join(dir, batchesFolder),
 		quarantine: filepath.Join(dir, quarantineFolder), opt: opt, fs: opt.FS, streams: map[Stream]*stream{},
+		refs: map[uint64]int{},
 	}
 	s.use.limit, s.use.quarantineLimit = opt.Limit, opt.QuarantineLimit
 	if err := s.makeDirs(); err != nil {
@@ -222,13 +225,8 @@ func (e *LockedError) Unwrap() error { return ErrLocked }
 // Close closes the log and releases the store's lock. Appends and seals must have stopped.
 func (s *Store) Close() {
 	if s.log != nil {
-		s.log.close()
+		s.log.Close()
 	}
-	s.mu.Lock()
-	for _, seg := range s.segments {
-		seg.f.Close()
-	}
-	s.mu.Unlock()
 	s.lockMu.Lock()
 	if s.lock != nil {
 		s.lock.Close()
@@ -248,9 +246,8 @@ func (s *Store) checkDir() error {
 	if n, err := links(s.lockFile()); err != nil || n > 0 {
 		return nil
 	}
-	w := s.log
-	w.mu.Lock()
-	defer w.mu.Unlock()
+	s.dirMu.Lock()
+	defer s.dirMu.Unlock()
 	if n, err := links(s.lockFile()); err != nil || n > 0 {
 		return nil // another flush recreated it meanwhile
 	}
@@ -262,7 +259,8 @@ func (s *Store) checkDir() error {
 		return fmt.Errorf("%w, but not its lock: %v", ErrRecreated, err)
 	}
 	old.Close()
-	if err := w.rollLocked(); err != nil {
+	// The records appended to the removed segments are all indexed once the log has moved on.
+	if err := s.log.Roll(); err != nil {
 		return fmt.Errorf("%w, but not its log: %v", ErrRecreated, err)
 	}
 	s.Rotate(time.Time{})
