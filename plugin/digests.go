@@ -16,6 +16,7 @@ import (
 	"github.com/wiv/out_wivaudit/buffer"
 	"github.com/wiv/out_wivaudit/conf"
 	"github.com/wiv/out_wivaudit/digest"
+	"github.com/wiv/out_wivaudit/ledger"
 	"github.com/wiv/out_wivaudit/upload"
 )
 
@@ -29,9 +30,9 @@ const (
 
 var chainIDPattern = regexp.MustCompile(`^[0-9a-f]{16}$`)
 
-// ledgerReader reads the delivery ledger: *buffer.Ledger.
+// ledgerReader reads the delivery ledger: *ledger.Ledger.
 type ledgerReader interface {
-	Entries(f buffer.LedgerFilter) iter.Seq2[buffer.LedgerEntry, error]
+	Entries(f ledger.Filter) iter.Seq2[ledger.Entry, error]
 }
 
 // digester writes, every Digest_Interval, one signed digest per organisation whose destination has digests on:
@@ -297,8 +298,8 @@ func (g *digester) makeDigests(ws []work, now time.Time) []work {
 			from = w.c.st.End
 		}
 	}
-	byOrg := map[string][]buffer.LedgerEntry{}
-	for e, err := range g.ledger.Entries(buffer.LedgerFilter{From: from, To: end}) {
+	byOrg := map[string][]ledger.Entry{}
+	for e, err := range g.ledger.Entries(ledger.Filter{From: from, To: end}) {
 		if err != nil {
 			g.in.log.limitedf(LevelError, "digest-ledger", now, "cannot read the delivery ledger, so no digest is made until it can be: %v", err)
 			return nil
@@ -456,8 +457,8 @@ func (g *digester) newChainID(old string) (string, error) {
 }
 
 // ledgerOptions are the delivery ledger's: with digests, it keeps what no digest written lists yet.
-func (in *Instance) ledgerOptions() buffer.LedgerOptions {
-	opt := buffer.LedgerOptions{Limit: in.cfg.LedgerLimitSize}
+func (in *Instance) ledgerOptions() ledger.Options {
+	opt := ledger.Options{Limit: in.cfg.LedgerLimitSize}
 	if in.cfg.DigestSigningKey != "" {
 		opt.KeepFrom = func() time.Time { return in.digests.keepFrom() }
 		opt.Floor = func() time.Time { return in.digests.floor() }

@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wiv/out_wivaudit/buffer"
 	"github.com/wiv/out_wivaudit/conf"
 	"github.com/wiv/out_wivaudit/digest"
+	"github.com/wiv/out_wivaudit/ledger"
 	"github.com/wiv/out_wivaudit/record"
 )
 
@@ -42,10 +42,10 @@ func digestConfig(t *testing.T, more conf.Map) (*conf.Config, ed25519.PublicKey)
 }
 
 // delivered records in the instance's ledger, at its clock's time, an object delivered for org.
-func (ti *testInstance) deliveredObject(t *testing.T, bucket, key string) buffer.LedgerEntry {
+func (ti *testInstance) deliveredObject(t *testing.T, bucket, key string) ledger.Entry {
 	t.Helper()
 	sum := sha256.Sum256([]byte(key))
-	e := buffer.LedgerEntry{Status: buffer.LedgerDelivered, Org: strings.Split(key, "/")[0], Kind: "org", Bucket: bucket, Key: key,
+	e := ledger.Entry{Status: ledger.Delivered, Org: strings.Split(key, "/")[0], Kind: "org", Bucket: bucket, Key: key,
 		Bytes: 100, SHA256: hex.EncodeToString(sum[:]), Records: 2,
 		First: record.EventRef{ID: json.RawMessage(`"ev-1"`)}, Last: record.EventRef{ID: json.RawMessage(`"ev-2"`)}}
 	if err := ti.ledger.Record(e); err != nil {

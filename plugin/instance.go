@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -17,9 +18,11 @@ import (
 
 	"github.com/wiv/out_wivaudit/buffer"
 	"github.com/wiv/out_wivaudit/conf"
+	"github.com/wiv/out_wivaudit/ledger"
 	"github.com/wiv/out_wivaudit/metrics"
 	"github.com/wiv/out_wivaudit/record"
 	"github.com/wiv/out_wivaudit/upload"
+	"github.com/wiv/out_wivaudit/vfs"
 )
 
 // Instance is one [OUTPUT] wivaudit section. Flush is safe for concurrent use (Fluent Bit's Workers).
@@ -28,7 +31,7 @@ type Instance struct {
 	log    *logger
 	dec    *record.Decoder
 	store  *buffer.Store
-	ledger *buffer.Ledger // every object delivered
+	ledger *ledger.Ledger // every object delivered
 	dests  *destinations
 	send   sender
 	queue  *queue
@@ -93,11 +96,12 @@ var limitMemory = sync.OnceFunc(func() {
 })
 
 // deps are what an instance works with besides its settings: S3 and the counts of its role sessions, the
-// clock, the test hooks, and the objects' encoder.
+// clock, the file system, the test hooks, and the objects' encoder.
 type deps struct {
 	send   sender
 	roles  *upload.RoleCounts // nil: none
 	clock  clock
+	fs     vfs.FS // nil: vfs.OS
 	hooks  TestHooks
 	encode buffer.Encoder // nil: gzip at Compression_Level
 }
@@ -139,7 +143,11 @@ func start(cfg *conf.Config, name string, out LogFunc, with deps) (*Instance, er
 	if in.crash == nil {
 		in.crash = func(string) {}
 	}
-	if in.ledger, err = store.OpenLedger(in.ledgerOptions()); err != nil {
+	fsys := with.fs
+	if fsys == nil {
+		fsys = vfs.OS
+	}
+	if in.ledger, err = ledger.Open(fsys, filepath.Join(cfg.StoreDir, ledger.Folder), with.clock.Now, in.ledgerOptions()); err != nil {
 		store.Close()
 		return nil, fmt.Errorf("Store_Dir: %w", err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/wiv/out_wivaudit/buffer"
 	"github.com/wiv/out_wivaudit/conf"
+	"github.com/wiv/out_wivaudit/ledger"
 	"github.com/wiv/out_wivaudit/upload"
 )
 
@@ -107,7 +108,7 @@ func (in *Instance) attempt(ctx context.Context, it *item) bool {
 			f.wrongKey = false
 		case done:
 			in.crash(CrashAfterUpload)
-			in.record(buffer.LedgerDelivered, d, b, version, f.now)
+			in.record(ledger.Delivered, d, b, version, f.now)
 			if err := in.store.Remove(b); err != nil {
 				in.log.limitedf(LevelError, "remove", f.now, "uploaded %s but cannot remove it from the buffer: %v", b.Key, err)
 			}
@@ -117,7 +118,7 @@ func (in *Instance) attempt(ctx context.Context, it *item) bool {
 			in.log.logf(LevelDebug, "uploaded s3://%s/%s (%d records, %d bytes)", d.Bucket, b.Key, b.Records, b.ObjectBytes)
 			return false
 		case nextKey:
-			in.record(buffer.LedgerUnconfirmed, d, b, "", f.now)
+			in.record(ledger.Unconfirmed, d, b, "", f.now)
 			old, ms := b.Key, in.store.NextMs(b.Stream())
 			if err := in.store.Rekey(b, destKey(d, b, ms), ms); err != nil {
 				in.log.limitedf(LevelError, "rekey\x00"+b.Org, f.now, "%s exists in S3 and the batch cannot take a new key: %v", old, err)
@@ -210,7 +211,7 @@ func (in *Instance) attempt(ctx context.Context, it *item) bool {
 // record notes an object in the delivery ledger: delivered (S3 answered 200), or unconfirmed (S3 answered that
 // the batch's key exists: an earlier attempt whose answer was lost may have stored it, or another writer did).
 func (in *Instance) record(status string, d conf.Destination, b *buffer.Batch, version string, now time.Time) {
-	e := buffer.LedgerEntry{Status: status, Org: d.OrgID, Kind: b.Kind, Bucket: d.Bucket, Key: b.Key, Bytes: b.ObjectBytes,
+	e := ledger.Entry{Status: status, Org: d.OrgID, Kind: b.Kind, Bucket: d.Bucket, Key: b.Key, Bytes: b.ObjectBytes,
 		Records: b.Records, First: b.FirstEvent, Last: b.LastEvent, VersionID: version}
 	sum, err := b.ObjectSHA256()
 	if err == nil {
@@ -219,7 +220,7 @@ func (in *Instance) record(status string, d conf.Destination, b *buffer.Batch, v
 	if err == nil {
 		err = in.ledger.Record(e)
 	}
-	if errors.Is(err, buffer.ErrLedgerOverflow) {
+	if errors.Is(err, ledger.ErrOverflow) {
 		in.log.limitedf(LevelWarn, "ledger-overflow", now, "the delivery ledger outgrew twice Ledger_Limit_Size: its oldest entries were deleted before a digest covered them")
 	} else if err != nil {
 		in.log.limitedf(LevelError, "ledger\x00"+rootCause(err), now, "cannot record %s in the delivery ledger: %v", b.Key, err)
