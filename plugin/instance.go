@@ -199,6 +199,7 @@ func (in *Instance) now() time.Time { return in.clock.Now() }
 
 // recovered queues what the store recovered and reports what it could not use.
 func (in *Instance) recovered(rec *buffer.Recovery) {
+	rec.Batches = in.removeDelivered(rec.Batches)
 	for _, b := range rec.Batches {
 		in.queue.push(&item{batch: b, due: in.now()})
 	}

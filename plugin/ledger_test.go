@@ -3,7 +3,9 @@ package plugin
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -135,5 +137,102 @@ func TestLedgerLineFailingAfterUploadIsRetried(t *testing.T) {
 	}
 	if calls, left := in.s3.callCount(), batchFiles(t, cfg); calls != 1 || len(left) != 0 || in.delivered.Load() != 2 {
 		t.Errorf("%d uploads, %d records counted, left in Store_Dir: %v; want 1 upload, 2 records, nothing left", calls, in.delivered.Load(), left)
+	}
+}
+
+// TestDeliveredBatchLeftOnDiskIsRemovedAtStart: a batch that S3 stored and the ledger recorded, but whose
+// removal from Store_Dir failed, is removed at the next start and not uploaded again (S3 would answer 412, and
+// it would land a second time under a new key, the first one listed as unconfirmed). One whose ledger line is
+// missing (a crash between S3's answer and the ledger) is uploaded again as before: its key is listed as
+// unconfirmed and it lands under the next one.
+func TestDeliveredBatchLeftOnDiskIsRemovedAtStart(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		lineLost bool
+		uploads  int
+		statuses []string
+		removed  int // lines saying the batch was removed at start
+	}{
+		{"removal failed", false, 0, []string{ledger.Delivered}, 1},
+		{"ledger line lost", true, 2, []string{ledger.Unconfirmed, ledger.Delivered}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig(t)
+			clk := newFakeClock()
+			fake := &fakeS3{down: "b-1"}
+			in := startOn(t, clk, cfg, "test", fake, TestHooks{})
+			in.Flush(cat(event("org-a", "1"), event("org-a", "2")), "audit.org")
+			in.sealDue()
+			in.waitPuts(t, 1)
+			in.shutDown(t)
+			kept := map[string][]byte{}
+			for _, name := range batchFiles(t, cfg) {
+				data, err := os.ReadFile(name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				kept[name] = data
+			}
+
+			fake.setDown("")
+			in = startOn(t, clk, cfg, "test", fake, TestHooks{})
+			in.waitSettled(t)
+			in.shutDown(t)
+			// Delivered and recorded; its removal failed, leaving its files.
+			for name, data := range kept {
+				if err := os.WriteFile(name, data, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.lineLost {
+				if err := os.RemoveAll(filepath.Join(cfg.StoreDir, ledger.Folder)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			calls := fake.callCount()
+
+			in = startOn(t, clk, cfg, "test", fake, TestHooks{})
+			in.waitSettled(t)
+			in.shutDown(t)
+			if n := fake.callCount() - calls; n != tc.uploads {
+				t.Errorf("%d uploads after the restart, want %d:\n%s", n, tc.uploads, in.sink.joined())
+			}
+			var statuses []string
+			for _, e := range readLedger(t, cfg) {
+				statuses = append(statuses, e.Status)
+			}
+			if !slices.Equal(statuses, tc.statuses) {
+				t.Errorf("the ledger lists %v, want %v", statuses, tc.statuses)
+			}
+			if left := batchFiles(t, cfg); len(left) != 0 {
+				t.Errorf("left in Store_Dir: %v", left)
+			}
+			if removed := in.sink.count("removed 1 batches the delivery ledger lists as delivered"); removed != tc.removed {
+				t.Errorf("%d lines say the batch was removed at start:\n%s", removed, in.sink.joined())
+			}
+		})
+	}
+}
+
+func TestListsDelivery(t *testing.T) {
+	const key, sum = "org-a/org-audit-logs-1.json.gz", "ab12"
+	for _, tc := range []struct {
+		name string
+		e    ledger.Entry
+		want bool
+	}{
+		{"delivered, same key and SHA-256", ledger.Entry{Status: ledger.Delivered, Key: key, SHA256: sum}, true},
+		{"unconfirmed", ledger.Entry{Status: ledger.Unconfirmed, Key: key, SHA256: sum}, false},
+		{"another object at the key", ledger.Entry{Status: ledger.Delivered, Key: key, SHA256: "cd34"}, false},
+		{"another key", ledger.Entry{Status: ledger.Delivered, Key: "org-a/org-audit-logs-2.json.gz", SHA256: sum}, false},
+		{"no SHA-256", ledger.Entry{Status: ledger.Delivered, Key: key}, false},
+	} {
+		batchSum := sum
+		if tc.e.SHA256 == "" {
+			batchSum = ""
+		}
+		if got := listsDelivery(tc.e, key, batchSum); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }
