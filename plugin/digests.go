@@ -44,8 +44,9 @@ type digester struct {
 	every  time.Duration
 	ledger ledgerReader
 
-	mu     sync.Mutex
-	chains map[string]*orgChain // by conf.OrgKey; written by the loop only, under mu
+	mu      sync.Mutex
+	chains  map[string]*orgChain // by conf.OrgKey; written by the loop only, under mu
+	reading time.Time            // the end of the digests being made, raised before the ledger is read for them
 
 	written, failed atomic.Int64
 }
@@ -192,12 +193,12 @@ func (g *digester) keepFrom() time.Time {
 	return from
 }
 
-// floor is the latest interval end of the digests made: after a clock step back, what is delivered is stamped
-// no earlier in the ledger, so that the next digest lists it.
+// floor is the latest interval end of the digests made or being made: after a clock step back, what is
+// delivered is stamped no earlier in the ledger, so that the next digest lists it.
 func (g *digester) floor() time.Time {
-	var floor time.Time
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	floor := g.reading
 	for _, c := range g.chains {
 		end := c.st.End
 		if c.st.Pending != nil {
@@ -298,6 +299,13 @@ func (g *digester) makeDigests(ws []work, now time.Time) []work {
 			from = w.c.st.End
 		}
 	}
+	// The floor goes up to end before the ledger is read: an entry recorded after the read is then stamped at
+	// end or later, for the next digests, never before end, where the digests made now would not list it.
+	g.mu.Lock()
+	if end.After(g.reading) {
+		g.reading = end
+	}
+	g.mu.Unlock()
 	byOrg := map[string][]ledger.Entry{}
 	for e, err := range g.ledger.Entries(ledger.Filter{From: from, To: end}) {
 		if err != nil {
