@@ -68,10 +68,6 @@ func replaceFile(fsys vfs.FS, path string, data []byte) error {
 	return fsys.SyncDir(filepath.Dir(path))
 }
 
-// syncDir makes a folder's names durable on the operating system's file system: the delivery ledger's, until
-// it goes through the store's FS too.
-func syncDir(dir string) error { return vfs.OS.SyncDir(dir) }
-
 // objectsSize is what the batch objects in dir weigh (manifests and other files are not counted).
 func objectsSize(fsys vfs.FS, dir string) int64 {
 	var n int64

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -17,9 +18,11 @@ import (
 
 	"github.com/wiv/out_wivaudit/buffer"
 	"github.com/wiv/out_wivaudit/conf"
+	"github.com/wiv/out_wivaudit/ledger"
 	"github.com/wiv/out_wivaudit/metrics"
 	"github.com/wiv/out_wivaudit/record"
 	"github.com/wiv/out_wivaudit/upload"
+	"github.com/wiv/out_wivaudit/vfs"
 )
 
 // Instance is one [OUTPUT] wivaudit section. Flush is safe for concurrent use (Fluent Bit's Workers).
@@ -28,7 +31,7 @@ type Instance struct {
 	log    *logger
 	dec    *record.Decoder
 	store  *buffer.Store
-	ledger *buffer.Ledger // every object delivered
+	ledger *ledger.Ledger // every object delivered
 	dests  *destinations
 	send   sender
 	queue  *queue
@@ -93,11 +96,12 @@ var limitMemory = sync.OnceFunc(func() {
 })
 
 // deps are what an instance works with besides its settings: S3 and the counts of its role sessions, the
-// clock, the test hooks, and the objects' encoder.
+// clock, the file system, the test hooks, and the objects' encoder.
 type deps struct {
 	send   sender
 	roles  *upload.RoleCounts // nil: none
 	clock  clock
+	fs     vfs.FS // Store_Dir's file system, the store's and the ledger's; nil: vfs.OS
 	hooks  TestHooks
 	encode buffer.Encoder // nil: gzip at Compression_Level
 }
@@ -128,7 +132,7 @@ func start(cfg *conf.Config, name string, out LogFunc, with deps) (*Instance, er
 	in.chunks.New = func() any { return buffer.NewChunk() }
 	store, rec, err := buffer.Open(cfg.StoreDir, buffer.Options{MaxBatch: cfg.TotalFileSize, Limit: cfg.StoreDirLimitSize,
 		QuarantineLimit: cfg.QuarantineLimitSize, DeadLetterLimit: cfg.DeadLetterLimitSize, Now: with.clock.Now,
-		KeyClock: with.hooks.keyClock, Crash: with.hooks.crash})
+		KeyClock: with.hooks.keyClock, Crash: with.hooks.crash, FS: with.fs})
 	if errors.Is(err, buffer.ErrLocked) {
 		return nil, fmt.Errorf("Store_Dir: %w; give every [OUTPUT] its own Store_Dir", err)
 	}
@@ -139,7 +143,11 @@ func start(cfg *conf.Config, name string, out LogFunc, with deps) (*Instance, er
 	if in.crash == nil {
 		in.crash = func(string) {}
 	}
-	if in.ledger, err = store.OpenLedger(in.ledgerOptions()); err != nil {
+	fsys := with.fs
+	if fsys == nil {
+		fsys = vfs.OS
+	}
+	if in.ledger, err = ledger.Open(fsys, filepath.Join(cfg.StoreDir, ledger.Folder), with.clock.Now, in.ledgerOptions()); err != nil {
 		store.Close()
 		return nil, fmt.Errorf("Store_Dir: %w", err)
 	}
@@ -191,6 +199,7 @@ func (in *Instance) now() time.Time { return in.clock.Now() }
 
 // recovered queues what the store recovered and reports what it could not use.
 func (in *Instance) recovered(rec *buffer.Recovery) {
+	rec.Batches = in.removeDelivered(rec.Batches)
 	for _, b := range rec.Batches {
 		in.queue.push(&item{batch: b, due: in.now()})
 	}
