@@ -19,7 +19,7 @@ type OpKind uint8
 
 // The operations Faults counts. OpenFile is OpCreate with O_CREATE, OpOpen without; Read and ReadAt are
 // OpRead, Write and WriteAt OpWrite; Stat and Lstat of a name and Stat of an open file are OpStat; MkdirAll
-// is one OpMkdir. Seek, Name and Close are not counted and never fail.
+// is one OpMkdir; Free is OpStatfs. Seek, Name and Close are not counted and never fail.
 const (
 	OpOpen OpKind = iota + 1
 	OpCreate
@@ -37,11 +37,12 @@ const (
 	OpReadDir
 	OpStat
 	OpLock
+	OpStatfs
 	opKinds
 )
 
 var opNames = [opKinds]string{"", "open", "create", "read", "write", "truncate", "sync", "datasync", "syncdir",
-	"rename", "link", "remove", "removeall", "mkdir", "readdir", "stat", "lock"}
+	"rename", "link", "remove", "removeall", "mkdir", "readdir", "stat", "lock", "statfs"}
 
 func (k OpKind) String() string {
 	if k == 0 || k >= opKinds {
@@ -345,6 +346,13 @@ func (f *Faults) Lock(name string) (File, error) {
 		return nil, err
 	}
 	return f.wrap(f.inner.Lock(name))
+}
+
+func (f *Faults) Free(name string) (int64, error) {
+	if err := f.run(OpStatfs, name, ""); err != nil {
+		return 0, err
+	}
+	return f.inner.Free(name)
 }
 
 // faultFile is an open file of a Faults.

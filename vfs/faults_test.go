@@ -88,6 +88,10 @@ var faultWorkload = []faultStep{
 		return err
 	}},
 	{OpLock, "/lock", func(f *Faults, _ File) error { return closeOpened(f.Lock("/lock")) }},
+	{OpStatfs, "/s", func(f *Faults, _ File) error {
+		_, err := f.Free("/s")
+		return err
+	}},
 }
 
 // setupWorkload returns a MemFS ready for faultWorkload, a Faults over it and the handle of /w it opened
@@ -142,7 +146,7 @@ func TestFaultsNumbersEveryOperation(t *testing.T) {
 		t.Errorf("Count(OpWrite) = %d, want %d", got, want)
 	}
 	want := "open=2 create=1 read=2 write=2 truncate=1 sync=1 datasync=1 syncdir=1 rename=1 link=1 remove=1 " +
-		"removeall=1 mkdir=2 readdir=1 stat=3 lock=1"
+		"removeall=1 mkdir=2 readdir=1 stat=3 lock=1 statfs=1"
 	if got := f.Breakdown(); got != want {
 		t.Errorf("Breakdown() = %q, want %q", got, want)
 	}

@@ -19,12 +19,16 @@ type CrashOptions struct {
 // file surviving has its durable data (see CrashOptions.TornTail) and keeps its inode: two durable names of
 // one file are still hard links. A file renamed between two folders of which only the target was synced has
 // both names; a folder reached twice that way keeps the first name in sorted order. Open files and locks are
-// not carried over; m is unchanged.
+// not carried over; the capacity is. m is unchanged.
 func (m *MemFS) Crash(opt CrashOptions) *MemFS {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	c := &MemFS{locks: map[*memNode]*memFile{}, ino: m.ino, clock: m.clock}
-	c.root = crashCopy(m.root, map[*memNode]*memNode{}, opt)
+	c := &MemFS{locks: map[*memNode]*memFile{}, ino: m.ino, clock: m.clock, capacity: m.capacity}
+	copies := map[*memNode]*memNode{}
+	c.root = crashCopy(m.root, copies, opt)
+	for _, n := range copies {
+		c.used += int64(len(n.data))
+	}
 	return c
 }
 

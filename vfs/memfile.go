@@ -95,9 +95,9 @@ func (f *memFile) Write(p []byte) (int, error) {
 	if f.flag&os.O_APPEND != 0 {
 		f.off = int64(len(f.node.data))
 	}
-	f.writeAt(p, f.off)
-	f.off += int64(len(p))
-	return len(p), nil
+	n, err := f.writeAt(p, f.off)
+	f.off += int64(n)
+	return n, err
 }
 
 func (f *memFile) WriteAt(p []byte, off int64) (int, error) {
@@ -116,22 +116,33 @@ func (f *memFile) WriteAt(p []byte, off int64) (int, error) {
 	case !writable(f.flag):
 		return 0, pathErr("write", f.name, syscall.EBADF)
 	}
-	f.writeAt(p, off)
-	return len(p), nil
+	return f.writeAt(p, off)
 }
 
-func (f *memFile) writeAt(p []byte, off int64) {
+// writeAt writes p at off. Past the file system's capacity it writes the bytes that fit, as a full disk
+// does, and fails with ENOSPC.
+func (f *memFile) writeAt(p []byte, off int64) (int, error) {
 	if len(p) == 0 {
-		return
+		return 0, nil
 	}
 	n := f.node
+	var err error
+	if m := f.fs; m.capacity > 0 {
+		if room := int(m.capacity-m.used) + len(n.data) - int(off); room < len(p) {
+			p, err = p[:max(room, 0)], pathErr("write", f.name, syscall.ENOSPC)
+		}
+	}
+	if len(p) == 0 {
+		return 0, err
+	}
 	end := int(off) + len(p)
 	if end > len(n.data) {
-		n.resize(end)
+		f.fs.resize(n, end)
 	}
 	copy(n.data[off:], p)
 	n.dirty.add(int(off), end)
 	f.fs.touch(n)
+	return len(p), err
 }
 
 func (f *memFile) Seek(offset int64, whence int) (int64, error) {
@@ -175,7 +186,9 @@ func (f *memFile) Truncate(size int64) error {
 	if size < 0 || !writable(f.flag) {
 		return pathErr("truncate", f.name, syscall.EINVAL)
 	}
-	f.node.resize(int(size))
+	if errno := f.fs.resize(f.node, int(size)); errno != 0 {
+		return pathErr("truncate", f.name, errno)
+	}
 	f.fs.touch(f.node)
 	return nil
 }
@@ -205,10 +218,13 @@ func (f *memFile) Close() error {
 	if f.fs.locks[f.node] == f {
 		delete(f.fs.locks, f.node)
 	}
+	f.node.handles--
+	f.fs.freeIfGone(f.node)
 	return nil
 }
 
-// resize sets the size of a file's live data; bytes it adds are zeros, dirty until synced.
+// resize sets the size of a file's live data; bytes it adds are zeros, dirty until synced. MemFS.resize
+// counts them.
 func (n *memNode) resize(size int) {
 	old := len(n.data)
 	if size <= old {

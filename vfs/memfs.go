@@ -3,6 +3,7 @@ package vfs
 import (
 	"io/fs"
 	"maps"
+	"math"
 	"os"
 	"path"
 	"slices"
@@ -15,12 +16,17 @@ import (
 // MemFS is an FS in memory for tests, with the POSIX semantics the store relies on and a model of what a
 // power cut keeps (Crash). Names are absolute slash paths; a relative name is taken from "/". Safe for
 // concurrent use: one mutex guards the whole tree and every open file.
+//
+// It holds any amount of data unless SetCapacity bounds it: then the bytes of its files (each file's size,
+// while it has a name or is open) may not grow past the capacity, as on a full disk.
 type MemFS struct {
-	mu    sync.Mutex
-	root  *memNode
-	locks map[*memNode]*memFile
-	ino   uint64
-	clock int64
+	mu       sync.Mutex
+	root     *memNode
+	locks    map[*memNode]*memFile
+	ino      uint64
+	clock    int64
+	capacity int64 // 0: none
+	used     int64 // bytes of the files that have a name or are open
 }
 
 // memNode is an inode: a file or a folder.
@@ -30,6 +36,8 @@ type memNode struct {
 	modTime int64
 	// links counts the live names of a file; a folder has 1 while it is named, 0 once removed.
 	links int
+	// handles counts the open files of the node: a file without a name keeps its bytes while one is open.
+	handles int
 
 	// A file: data is what reads see; durable what the last successful sync made durable; dirty the ranges of
 	// data written since, which the next sync makes durable.
@@ -134,6 +142,47 @@ func (m *MemFS) unlink(dir *memNode, base string) {
 	delete(dir.entries, base)
 	n.links--
 	m.touch(dir)
+	m.freeIfGone(n)
+}
+
+// freeIfGone gives back the bytes of a file that has no name left and is not open.
+func (m *MemFS) freeIfGone(n *memNode) {
+	if n.links == 0 && n.handles == 0 {
+		m.used -= int64(len(n.data))
+	}
+}
+
+// resize sets the size of a file that has a name or is open, counting its bytes. Past the capacity it
+// fails with ENOSPC and changes nothing.
+func (m *MemFS) resize(n *memNode, size int) syscall.Errno {
+	grow := int64(size - len(n.data))
+	if grow > 0 && m.capacity > 0 && m.used+grow > m.capacity {
+		return syscall.ENOSPC
+	}
+	m.used += grow
+	n.resize(size)
+	return 0
+}
+
+// SetCapacity bounds the bytes of the files (0: no bound). Writes that would take them past it write what
+// fits and fail with ENOSPC; Free reports what is left.
+func (m *MemFS) SetCapacity(n int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.capacity = n
+}
+
+// Free is what is left under the capacity, or math.MaxInt64 without one. name must exist.
+func (m *MemFS) Free(name string) (int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, err := m.find("statfs", name); err != nil {
+		return 0, err
+	}
+	if m.capacity == 0 {
+		return math.MaxInt64, nil
+	}
+	return max(0, m.capacity-m.used), nil
 }
 
 // unlinkTree removes everything below folder n, as RemoveAll does name by name.
@@ -180,9 +229,10 @@ func (m *MemFS) open(name string, flag int, perm fs.FileMode) (*memFile, syscall
 	case n.isDir() && (writable(flag) || flag&(os.O_CREATE|os.O_TRUNC) != 0):
 		return nil, syscall.EISDIR
 	case flag&os.O_TRUNC != 0:
-		n.resize(0)
+		m.resize(n, 0)
 		m.touch(n)
 	}
+	n.handles++
 	return &memFile{fs: m, node: n, name: name, flag: flag}, 0
 }
 

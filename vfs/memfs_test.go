@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path"
 	"strconv"
@@ -627,5 +628,56 @@ func TestMemFSModTime(t *testing.T) {
 	play(t, m, "write /f b")
 	if after := stat(m).ModTime(); !after.After(before) {
 		t.Errorf("ModTime after a write %v, not after %v", after, before)
+	}
+}
+
+// A MemFS with a capacity is a disk that fills: a write past it stores what fits and fails with ENOSPC, Free
+// says what is left, and the bytes of a file come back when it has no name and is no longer open.
+func TestMemFSCapacity(t *testing.T) {
+	m := NewMemFS()
+	if free, err := m.Free("/"); free != math.MaxInt64 || err != nil {
+		t.Errorf("Free without a capacity = %d, %v", free, err)
+	}
+	m.SetCapacity(10)
+	free := func(want int64) {
+		t.Helper()
+		if got, err := m.Free("/"); got != want || err != nil {
+			t.Errorf("Free = %d, %v; want %d", got, err, want)
+		}
+	}
+	play(t, m, "write /a 123456")
+	free(4)
+	f := openFile(t, m, "/a", os.O_RDWR)
+	if n, err := f.WriteAt([]byte("abcdefgh"), 4); n != 6 || !errors.Is(err, syscall.ENOSPC) {
+		t.Errorf("WriteAt past the capacity = %d, %v; want 6, ENOSPC", n, err)
+	}
+	free(0)
+	if n, err := f.WriteAt([]byte("xy"), 0); n != 2 || err != nil {
+		t.Errorf("an overwrite on a full disk = %d, %v", n, err)
+	}
+	if err := f.Truncate(11); !errors.Is(err, syscall.ENOSPC) {
+		t.Errorf("Truncate past the capacity: %v", err)
+	}
+	if got := tree(t, m, "/"); got != `/a="xy34abcdef"` {
+		t.Errorf("tree %s", got)
+	}
+	if err := f.Truncate(2); err != nil {
+		t.Fatal(err)
+	}
+	free(8)
+	play(t, m, "write /b 1234567; write /b 8")
+	free(0)
+	play(t, m, "remove /a")
+	free(0) // still open
+	f.Close()
+	free(2)
+	play(t, m, "syncdir /; sync /b")
+	if got, err := m.Crash(CrashOptions{}).Free("/"); got != 2 || err != nil {
+		t.Errorf("Free after a crash = %d, %v; want 2", got, err)
+	}
+	play(t, m, "remove /b")
+	free(10)
+	if _, err := m.Free("/none"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Free of a missing name: %v", err)
 	}
 }

@@ -47,6 +47,19 @@ func (osFS) SyncDir(name string) error {
 	return errors.Join(d.Sync(), d.Close())
 }
 
+func (osFS) Free(name string) (int64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(name, &st); err != nil {
+		return 0, &os.PathError{Op: "statfs", Path: name, Err: err}
+	}
+	// The block counts are in fragments (f_frsize), which Linux sets to the block size when it has none.
+	unit := st.Frsize
+	if unit == 0 {
+		unit = st.Bsize
+	}
+	return int64(st.Bavail) * unit, nil
+}
+
 func (osFS) Lock(name string) (File, error) {
 	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {

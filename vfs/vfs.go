@@ -51,6 +51,9 @@ type FS interface {
 	// Lock opens name (creating it) for reading and writing and takes an exclusive lock on it, held until
 	// the file is closed. When another holder has it, the error is ErrLocked.
 	Lock(name string) (File, error)
+	// Free is how many bytes an unprivileged process may still write to the file system holding name
+	// (statfs: the blocks available times their size).
+	Free(name string) (int64, error)
 }
 
 // ErrLocked means another holder has the lock.
