@@ -4,10 +4,12 @@
 // records back in order. The caller tells the log which segments it may delete (Release): the log knows
 // nothing of what its records mean, and holds nothing of its caller's.
 //
-// A failed write or fdatasync retires the segment: Linux reports a failed writeback once and may drop the
-// failed pages, so nothing written to the segment and not yet acknowledged is known to be on disk, whatever
-// a later fdatasync of it would say. Every append written to it and not yet acknowledged fails (its caller
-// retries), the segment is never written or synced again, and the log goes on in a new one.
+// A failed fdatasync retires the segment: Linux reports a failed writeback once and may drop the failed
+// pages, so nothing written to the segment and not yet acknowledged is known to be on disk, whatever a later
+// fdatasync of it would say. Every append written to it and not yet acknowledged fails (its caller retries),
+// the segment is never written or synced again, and the log goes on in a new one. A failed write retires it
+// too when what it may have stored cannot be cut off; cut off, the segment is as it was and stays in use (a
+// full disk refuses append after append: each moving on would leave an empty segment behind).
 //
 // A frame cut short at a segment's end is an append that was never acknowledged (a torn tail). Open reports
 // it and leaves it: appends always go to a new segment after Open or a failure, so nothing ever follows it.
@@ -66,7 +68,7 @@ type Log struct {
 	queue    []*request // written, not yet synced, in log order
 	syncing  bool
 	rolling  bool // a roll completes the active segment's appends: no new ones go into it meanwhile
-	needRoll bool // the active segment saw a failed write or sync, or there is none
+	needRoll bool // the active segment saw a failed sync or a write not cut back, or there is none
 	buf      []byte
 
 	segMu sync.RWMutex
@@ -138,9 +140,9 @@ func (l *Log) Append(records [][]byte, apply func(at []Pos)) (int64, error) {
 	}
 	l.buf = data[:0]
 	if _, err := seg.f.WriteAt(data, seg.size); err != nil {
-		// Leave no partial frame behind if it can be helped; the segment is not written again either way.
-		seg.f.Truncate(seg.size)
-		l.needRoll = true
+		if seg.f.Truncate(seg.size) != nil {
+			l.needRoll = true // a partial frame may be left: nothing may follow it
+		}
 		return 0, fmt.Errorf("write %s: %w", seg.path, err)
 	}
 	seg.size += int64(len(data))

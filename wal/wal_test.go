@@ -223,6 +223,34 @@ func TestFailedWriteRetiresTheSegment(t *testing.T) {
 	}
 }
 
+// A write the disk refuses, cut back, leaves the segment as it was: a full disk refusing append after append
+// leaves no new segment files behind (each used to move the log on to a new, empty one), and once there is
+// room the log goes on in the same segment, with everything acknowledged read back and no damage.
+func TestRefusedWriteCutBackKeepsTheSegment(t *testing.T) {
+	f, m := newFS(t)
+	l, _, _ := openLog(t, f, Options{SegmentSize: 1 << 20})
+	first := appendOne(t, l, "1")[0].Seg
+	before := segments(t, f)
+	m.SetCapacity(1)
+	for range 20 {
+		if _, err := l.Append([][]byte{[]byte("refused")}, nil); !errors.Is(err, syscall.ENOSPC) {
+			t.Fatalf("Append on a full disk: %v", err)
+		}
+	}
+	if got := segments(t, f); !slices.Equal(got, before) {
+		t.Errorf("segments %v after 20 refused appends, want %v", got, before)
+	}
+	m.SetCapacity(0)
+	if at := appendOne(t, l, "2"); at[0].Seg != first {
+		t.Errorf("the append after the disk was freed went to segment %d, want %d", at[0].Seg, first)
+	}
+	l.Close()
+	_, r, rep := openLog(t, f, Options{SegmentSize: 1 << 20})
+	if !slices.Equal(r.records, []string{"1", "2"}) || len(r.damaged) > 0 || rep.TornTail > 0 {
+		t.Errorf("read back %q, damaged %q, torn tail %d", r.records, r.damaged, rep.TornTail)
+	}
+}
+
 // A segment whose creation could not be made durable nor undone leaves its name taken: the next roll takes
 // the next one.
 func TestFailedCreationTakesTheNextName(t *testing.T) {
