@@ -160,7 +160,7 @@ func TestEveryFileOperationGoesThroughTheFS(t *testing.T) {
 		t.Errorf("recovered %d batches, %d pending; want 1 and 1", len(rec.Batches), rec.Pending)
 	}
 	for _, k := range []vfs.OpKind{vfs.OpOpen, vfs.OpCreate, vfs.OpLock, vfs.OpRead, vfs.OpWrite, vfs.OpDatasync, vfs.OpSync,
-		vfs.OpSyncDir, vfs.OpReadDir, vfs.OpRename, vfs.OpLink, vfs.OpRemove, vfs.OpStat, vfs.OpMkdir} {
+		vfs.OpSyncDir, vfs.OpReadDir, vfs.OpRename, vfs.OpLink, vfs.OpRemove, vfs.OpStat, vfs.OpMkdir, vfs.OpStatfs} {
 		if f.Count(k) == 0 {
 			t.Errorf("no %s went through the FS", k)
 		}

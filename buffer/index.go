@@ -158,12 +158,24 @@ func (s *Store) Rotate(cutoff time.Time) {
 }
 
 // Relieve closes the open batches that hold runs in the oldest segment of the log that holds any, so that
-// sealing them lets the segment go: for when the store is at its limit.
+// sealing them lets the segment go: for when the store is at its limit or its disk is full. When no segment
+// before the active one holds runs, the active segment is what holds the space: the log moves on from it
+// first, so that it can go too.
 func (s *Store) Relieve() {
 	active := s.log.Active()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	oldest := s.oldestRefLocked()
+	s.mu.Unlock()
+	if oldest >= active {
+		if rolled, err := s.log.RollIfWritten(); err != nil || !rolled {
+			return
+		}
+		s.releaseSegments() // a segment that holds no runs at all goes at once
+		active = s.log.Active()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	oldest = s.oldestRefLocked()
 	if oldest >= active {
 		return
 	}

@@ -54,6 +54,9 @@ func (s *Store) Seal(ps []*Pending, name Naming, encode Encoder) []Sealed {
 		b, err := s.commitBatch(p, key, dest, encode, runs.fragments, runs.counts)
 		if err != nil {
 			out[i].Err = fmt.Errorf("seal %s batch of %d: %w", p.Stream, p.Opened, err)
+			if noSpace(err) {
+				s.splitOff(p)
+			}
 			continue
 		}
 		out[i].Batch = b
@@ -91,6 +94,35 @@ func (s *Store) Seal(ps []*Pending, name Naming, encode Encoder) []Sealed {
 		}
 	}
 	return out
+}
+
+// splitOff leaves a batch whose runs lie in more than one segment the runs of the first, and queues the
+// others as a batch of its own with the stream's next key millisecond: for a disk too full for the whole
+// object. The part is at most about a segment, which the disk's reserve holds, and sealing it lets the
+// segment go.
+func (s *Store) splitOff(p *Pending) {
+	n := 1
+	for n < len(p.runs) && p.runs[n].seg == p.runs[0].seg {
+		n++
+	}
+	if n == len(p.runs) {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ss := s.streamLocked(p.Stream)
+	rest := &Pending{Stream: p.Stream, Opened: s.nextMsLocked(ss, s.opt.KeyClock().UnixMilli()),
+		LastRecord: p.LastRecord, firstAt: p.firstAt, runs: p.runs[n:]}
+	p.runs = p.runs[:n:n]
+	p.Records, rest.Records = 0, 0
+	for _, r := range p.runs {
+		p.Records += int(r.records)
+	}
+	for _, r := range rest.runs {
+		rest.Records += int(r.records)
+	}
+	ss.batches++
+	s.closed = append(s.closed, rest)
 }
 
 // unmarked is a committed batch whose "sealed" entry is not yet in the log.

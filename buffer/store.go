@@ -113,7 +113,7 @@ func Open(dir string, opt Options) (*Store, *Recovery, error) {
 		opt.SegmentSize = DefaultSegmentSize
 		if opt.Limit > 0 {
 			// Segments go whole: a small limit needs small segments to free room in time.
-			opt.SegmentSize = min(opt.SegmentSize, max(opt.Limit/8, 1024))
+			opt.SegmentSize = min(opt.SegmentSize, max(opt.Limit/8, minSegmentSize))
 		}
 	}
 	if opt.Crash == nil {
@@ -139,6 +139,11 @@ func Open(dir string, opt Options) (*Store, *Recovery, error) {
 		s.Close()
 		return nil, nil, err
 	}
+	// The first reading of the free space sizes the segments and the reserve, now that what the store holds
+	// is counted.
+	s.use.mu.Lock()
+	s.freeLocked(0)
+	s.use.mu.Unlock()
 	return s, rep, nil
 }
 

@@ -11,9 +11,11 @@ import (
 type usage struct {
 	mu              sync.Mutex
 	used, reserved  int64 // log segments and batch objects; room claimed by appends under way
+	claimed         int64 // room ever claimed by appends
 	limit           int64 // 0: none
 	quarantined     int64
 	quarantineLimit int64
+	disk            disk
 }
 
 func (u *usage) add(n int64) {
@@ -22,22 +24,31 @@ func (u *usage) add(n int64) {
 	u.mu.Unlock()
 }
 
-// ErrFull means the store is at its limit: an append was refused, and nothing of it written.
+// ErrFull means the store is at its limit, or its file system is full: an append was refused, and nothing of
+// it written.
 var ErrFull = errors.New("the store is at its size limit")
 
-// FullError is ErrFull with the numbers.
+// FullError is ErrFull with the numbers. Disk says that the file system holding the store is what is full,
+// not its limit: Free bytes are free on it, fewer than Need and the Reserve kept for delivery.
 type FullError struct {
 	Used, Limit, Need int64
+	Disk              bool
+	Free, Reserve     int64
 }
 
 func (e *FullError) Error() string {
+	if e.Disk {
+		return fmt.Sprintf("the file system holding the store is full: %d bytes free, %d needed and %d kept free for delivery",
+			e.Free, e.Need, e.Reserve)
+	}
 	return fmt.Sprintf("%v: %d of %d bytes used, %d more needed", ErrFull, e.Used, e.Limit, e.Need)
 }
 
 func (e *FullError) Unwrap() error { return ErrFull }
 
-// reserve claims room for n bytes under the limit, all or nothing, so that concurrent appends cannot together
-// overshoot it. commitReserved turns the claim into use.
+// reserve claims room for n bytes under the limit and on the disk, all or nothing, so that concurrent appends
+// cannot together overshoot either. On the disk, the claims under way count as written, whether or not the
+// free space read shows them yet. commitReserved turns the claim into use.
 func (s *Store) reserve(n int64) error {
 	u := &s.use
 	u.mu.Lock()
@@ -45,7 +56,11 @@ func (s *Store) reserve(n int64) error {
 	if u.limit > 0 && u.used+u.reserved+n > u.limit {
 		return &FullError{Used: u.used, Limit: u.limit, Need: n}
 	}
+	if free, ok := s.freeLocked(n); ok && free-u.reserved-n < u.disk.keep {
+		return &FullError{Used: u.used, Limit: u.limit, Need: n, Disk: true, Free: free, Reserve: u.disk.keep}
+	}
 	u.reserved += n
+	u.claimed += n
 	return nil
 }
 

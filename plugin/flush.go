@@ -52,14 +52,20 @@ func (in *Instance) Flush(chunk []byte, tag string) Result {
 		}
 		return nil
 	})
+	in.checkDiskKnown()
 	var full *buffer.FullError
 	switch {
 	case errors.As(err, &full):
 		in.store.Relieve()
 		signal(in.sealNow)
 		if ok, _ := in.fullReport.allow(in.now()); ok {
-			in.log.logf(LevelWarn, "Store_Dir_Limit_Size reached: %d of %d bytes used, the chunk needs %d; asking Fluent Bit to retry it until uploads free space",
-				full.Used, full.Limit, full.Need)
+			if full.Disk {
+				in.log.logf(LevelWarn, "Store_Dir's file system is full: %d bytes free, the chunk needs %d and %d are kept for sealing and delivery; asking Fluent Bit to retry it until uploads free space",
+					full.Free, full.Need, full.Reserve)
+			} else {
+				in.log.logf(LevelWarn, "Store_Dir_Limit_Size reached: %d of %d bytes used, the chunk needs %d; asking Fluent Bit to retry it until uploads free space",
+					full.Used, full.Limit, full.Need)
+			}
 		}
 		in.checkUsage()
 		return Retry

@@ -54,6 +54,7 @@ type Instance struct {
 	fullReport   every
 	deadFull     every
 	usageLevel   atomic.Int32
+	diskUnknown  atomic.Bool // the free space of Store_Dir's file system could not be read, and that was logged
 	closeOnce    sync.Once
 
 	policy policy // of the upload decisions

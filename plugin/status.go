@@ -86,3 +86,11 @@ func (in *Instance) checkUsage() {
 		in.log.logf(LevelInfo, "Store_Dir is back under 80%% of Store_Dir_Limit_Size (%d of %d bytes)", used, limit)
 	}
 }
+
+// checkDiskKnown logs, once, that the free space of Store_Dir's file system cannot be read: flushes are then not
+// refused before the disk is full, and a full disk shows as write errors.
+func (in *Instance) checkDiskKnown() {
+	if n, first := in.store.DiskErrors(); n > 0 && in.diskUnknown.CompareAndSwap(false, true) {
+		in.log.logf(LevelWarn, "cannot read the free space of Store_Dir's file system (%v); flushes are not refused before it is full, and its reserve for delivery is not kept", first)
+	}
+}

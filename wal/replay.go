@@ -38,6 +38,7 @@ func Open(dir string, opt Options, r Replay) (*Log, Replayed, error) {
 		opt.FS = vfs.OS
 	}
 	l := &Log{fs: opt.FS, dir: dir, opt: opt, nextID: max(opt.MinID, 1)}
+	l.segSize.Store(opt.SegmentSize)
 	l.cond = sync.NewCond(&l.mu)
 	var rep Replayed
 	ids, err := segmentIDs(l.fs, dir)

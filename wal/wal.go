@@ -26,6 +26,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/wiv/out_wivaudit/vfs"
 )
@@ -57,9 +58,10 @@ var ErrCorrupt = errors.New("damaged log record")
 
 // Log is safe for concurrent use.
 type Log struct {
-	fs  vfs.FS
-	dir string
-	opt Options
+	fs      vfs.FS
+	dir     string
+	opt     Options
+	segSize atomic.Int64 // Options.SegmentSize, or what SetSegmentSize made it
 
 	mu       sync.Mutex // guards the appending state below
 	cond     *sync.Cond
@@ -126,7 +128,7 @@ func (l *Log) Append(records [][]byte, apply func(at []Pos)) (int64, error) {
 		}
 		size += HeaderLen + len(r)
 	}
-	if l.needRoll || l.active.size > 0 && l.active.size+int64(size) > l.opt.SegmentSize {
+	if l.needRoll || l.active.size > 0 && l.active.size+int64(size) > l.segSize.Load() {
 		if err := l.rollLocked(); err != nil {
 			return 0, err
 		}
@@ -239,6 +241,24 @@ func (l *Log) rollLocked() error {
 	l.active, l.needRoll = seg, false
 	return nil
 }
+
+// RollIfWritten starts a new segment when the active one holds anything, so that Release can delete it once
+// nothing in it is needed: for a full disk whose space the active segment holds. It never leaves an empty
+// segment behind.
+func (l *Log) RollIfWritten() (bool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for l.rolling {
+		l.cond.Wait()
+	}
+	if l.active != nil && l.active.size == 0 && !l.needRoll {
+		return false, nil
+	}
+	return true, l.rollLocked()
+}
+
+// SetSegmentSize changes the size past which an append goes to a new segment.
+func (l *Log) SetSegmentSize(n int64) { l.segSize.Store(n) }
 
 // create creates a segment file and makes its name durable.
 func (l *Log) create(id uint64) (*segment, error) {

@@ -251,6 +251,22 @@ func TestRefusedWriteCutBackKeepsTheSegment(t *testing.T) {
 	}
 }
 
+// RollIfWritten moves on from a segment that holds anything, and never from an empty one.
+func TestRollIfWritten(t *testing.T) {
+	f, _ := newFS(t)
+	l, _, _ := openLog(t, f, Options{SegmentSize: 1 << 20})
+	if rolled, err := l.RollIfWritten(); rolled || err != nil || l.Active() != 1 {
+		t.Errorf("RollIfWritten on an empty segment = %v, %v; active %d", rolled, err, l.Active())
+	}
+	appendOne(t, l, "1")
+	if rolled, err := l.RollIfWritten(); !rolled || err != nil || l.Active() != 2 {
+		t.Errorf("RollIfWritten on a written segment = %v, %v; active %d", rolled, err, l.Active())
+	}
+	if got := segments(t, f); !slices.Equal(got, []uint64{1, 2}) {
+		t.Errorf("segments %v", got)
+	}
+}
+
 // A segment whose creation could not be made durable nor undone leaves its name taken: the next roll takes
 // the next one.
 func TestFailedCreationTakesTheNextName(t *testing.T) {
