@@ -112,12 +112,15 @@ func (b *Batch) encode() []byte {
 }
 
 // Rekey gives a batch a new key, after the destination said the old one exists, and persists it with its
-// millisecond.
+// millisecond. When it fails, the batch keeps the key its manifest holds: the old one, or the new one when
+// only the sync of the folder failed (a restart reads that one).
 func (s *Store) Rekey(b *Batch, key string, ms int64) error {
 	old, oldMs := b.Key, b.KeyMs
 	b.Key, b.KeyMs = key, ms
 	if err := replaceFile(s.fs, b.manifest, b.encode()); err != nil {
-		b.Key, b.KeyMs = old, oldMs
+		if !errors.Is(err, errUnsynced) {
+			b.Key, b.KeyMs = old, oldMs
+		}
 		return fmt.Errorf("rekey %s: %w", key, err)
 	}
 	return nil

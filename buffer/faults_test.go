@@ -696,3 +696,41 @@ func TestTornWriteThatCannotBeCutBackRetiresTheSegment(t *testing.T) {
 		t.Errorf("damaged %q", rec.Damaged)
 	}
 }
+
+// A re-key that fails leaves the batch with the key its manifest holds, which is what a restart uses: the old
+// key when the new manifest did not replace the old one, the new key when only the sync of the folder failed
+// (before, the batch went back to its old key while its manifest held the new one).
+func TestFailedRekeyKeepsTheKeyOfTheManifest(t *testing.T) {
+	for _, tc := range []struct {
+		op      vfs.OpKind
+		match   func(string) bool
+		wantNew bool
+	}{
+		{vfs.OpCreate, hasSuffix(tmpSuffix), false},
+		{vfs.OpRename, hasSuffix(tmpSuffix), false},
+		{vfs.OpSyncDir, hasSuffix(batchesFolder), true},
+	} {
+		t.Run(tc.op.String(), func(t *testing.T) {
+			s, f, m, _ := memStore(t, opts(1<<20, &clock{t: t0}))
+			commit(t, s, "a/org:1")
+			s.Rotate(time.Time{})
+			b, _, err := sealOne(s, s.TakeClosed()[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			old := b.Key
+			on(f, once(f, tc.op, tc.match, vfs.EIO))
+			if err := s.Rekey(b, "new-key", b.KeyMs+1); err == nil {
+				t.Fatal("Rekey succeeded")
+			}
+			_, manifest := b.Files()
+			onDisk, err := readBatch(m, manifest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := map[bool]string{false: old, true: "new-key"}[tc.wantNew]; onDisk.Key != want || b.Key != want || b.KeyMs != onDisk.KeyMs {
+				t.Errorf("the batch has key %s (ms %d), its manifest %s (ms %d); want %s for both", b.Key, b.KeyMs, onDisk.Key, onDisk.KeyMs, want)
+			}
+		})
+	}
+}

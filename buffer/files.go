@@ -55,7 +55,12 @@ func fillSynced(f vfs.File, fill func(io.Writer) error) (digests, error) {
 	return h.sums(), f.Sync()
 }
 
+// errUnsynced says that a file was replaced, but its folder could not be synced: the name holds the new
+// content, which a restart reads, but may not survive a power cut.
+var errUnsynced = errors.New("replaced, but its folder could not be synced")
+
 // replaceFile rewrites a file of the store atomically: temporary file, fsync, rename, fsync of the folder.
+// When only the folder's fsync fails, the error is errUnsynced.
 func replaceFile(fsys vfs.FS, path string, data []byte) error {
 	tmp := path + tmpSuffix
 	fsys.Remove(tmp)
@@ -65,7 +70,10 @@ func replaceFile(fsys vfs.FS, path string, data []byte) error {
 	if err := fsys.Rename(tmp, path); err != nil {
 		return err
 	}
-	return fsys.SyncDir(filepath.Dir(path))
+	if err := fsys.SyncDir(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("%w: %w", errUnsynced, err)
+	}
+	return nil
 }
 
 // objectsSize is what the batch objects in dir weigh (manifests and other files are not counted).
