@@ -100,7 +100,7 @@ func (s *Store) sealLegacy(p *Pending, key func(ms int64) string, destination st
 			}
 		}, func(bad []byte) { rep.Damaged = append(rep.Damaged, append([]byte(nil), bad...)) })
 	}
-	b, err := s.commitBatch(p, key, destination, encode, fragments, func() (int, int64, error) { return records, jsonLen, nil })
+	b, err := s.commitBatch(p, key, destination, encode, fragments, func() (int, int64, error) { return records, jsonLen, nil }, &rep)
 	if err != nil {
 		return nil, rep, fmt.Errorf("seal %s: %w", p.legacy, err)
 	}

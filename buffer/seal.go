@@ -18,7 +18,7 @@ type Encoder func(w io.Writer, fragments iter.Seq[[]byte]) error
 
 // SealReport says what sealing found besides intact records.
 type SealReport struct {
-	Damaged  [][]byte // regions that failed their checksum (disk corruption), left out of the batch
+	Damaged  [][]byte // regions that failed their checksum (disk corruption), left out of the batch; KeepDamaged had them
 	TornTail int      // bytes of an interrupted, unacknowledged append at the end of a legacy log
 	// Unreleased is set when the batch is committed but its records could not be marked as sealed in the log;
 	// they stay referenced there, and the log keeps them until the next start.
@@ -51,7 +51,7 @@ func (s *Store) Seal(ps []*Pending, name Naming, encode Encoder) []Sealed {
 			continue
 		}
 		runs := s.readRuns(p, &out[i].Report)
-		b, err := s.commitBatch(p, key, dest, encode, runs.fragments, runs.counts)
+		b, err := s.commitBatch(p, key, dest, encode, runs.fragments, runs.counts, &out[i].Report)
 		if err != nil {
 			out[i].Err = fmt.Errorf("seal %s batch of %d: %w", p.Stream, p.Opened, err)
 			if noSpace(err) {
@@ -225,9 +225,10 @@ func (s *Store) readRuns(p *Pending, rep *SealReport) *runReader {
 
 // commitBatch writes a batch's object, then its manifest, under the first free millisecond from p.Opened on.
 // The manifest is the commit. counts gives the records and JSON bytes once the object is written, or why the
-// fragments are incomplete.
+// fragments are incomplete; rep then holds the damage the object leaves out, which is kept (KeepDamaged)
+// before the commit lets the log or the legacy file go.
 func (s *Store) commitBatch(p *Pending, key func(ms int64) string, destination string, encode Encoder,
-	fragments iter.Seq[[]byte], counts func() (int, int64, error)) (*Batch, error) {
+	fragments iter.Seq[[]byte], counts func() (int, int64, error), rep *SealReport) (*Batch, error) {
 	ms := p.Opened
 	var base string
 	var sum digests
@@ -254,6 +255,12 @@ func (s *Store) commitBatch(p *Pending, key func(ms int64) string, destination s
 		// Only a store written by something else, or a seal that could not clear its files, can hold this
 		// name: take the next free millisecond.
 		ms = s.NextMs(p.Stream)
+	}
+	if len(rep.Damaged) > 0 && s.opt.KeepDamaged != nil {
+		if err := s.opt.KeepDamaged(p.Stream, rep.Damaged); err != nil {
+			s.fs.Remove(base + objectSuffix)
+			return nil, fmt.Errorf("cannot keep its %d damaged regions: %w", len(rep.Damaged), err)
+		}
 	}
 	records, jsonLen, _ := counts()
 	if records == 0 {

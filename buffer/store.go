@@ -43,6 +43,10 @@ type Options struct {
 	// KeyClock gives the milliseconds of new batches (and so of keys); Now when nil. Tests freeze it to force
 	// two processes onto the same keys.
 	KeyClock func() time.Time
+	// KeepDamaged, when set, is given the damaged regions (their bytes) that sealing a batch found and left out
+	// of its object, before the batch is committed and the log lets go of them; its error fails the seal, and
+	// the batch is sealed again later. Without it they are only reported.
+	KeepDamaged func(st Stream, regions [][]byte) error
 	// Crash, when set, is called at named points of the write and seal paths; tests use it to stop there.
 	Crash func(point string)
 	// FS is the file system of the store's folder: vfs.OS when nil. Tests fail or cut its operations.

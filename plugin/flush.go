@@ -152,14 +152,24 @@ func (l deadLetterLine) append(dst []byte, now time.Time) []byte {
 	return append(append(dst, b...), '\n')
 }
 
-// deadLetterDamaged keeps the damaged regions that reading where (the log, or a batch's buffer) found.
-func (in *Instance) deadLetterDamaged(where string, regions [][]byte) {
+// deadLetterDamaged keeps the damaged regions that reading where (the log, or a batch's buffer) found in the
+// dead-letter file. When it cannot write them it returns why, and the store keeps them: a seal fails and is
+// tried again. Past Dead_Letter_Limit_Size those that do not fit are discarded, loudly, as rejected records
+// are.
+func (in *Instance) deadLetterDamaged(where string, regions [][]byte) error {
 	var lines []byte
 	for _, r := range regions {
 		lines = deadLetterLine{Reason: "damaged in " + where, Buffer: r}.append(lines, in.now())
 	}
-	in.log.logf(LevelError, "%d damaged regions in %s (disk corruption?) moved to %s", len(regions), where, in.store.DeadLetterPath())
-	if _, err := in.store.DeadLetter(lines); err != nil {
-		in.log.logf(LevelError, "cannot write all damaged buffer regions to the dead-letter file: %v", err)
+	n, err := in.store.DeadLetter(lines)
+	switch {
+	case errors.Is(err, buffer.ErrDeadLetterFull):
+		in.log.logf(LevelError, "%d damaged regions in %s (disk corruption?); %s is full (%v): kept %d bytes of them, discarded the rest",
+			len(regions), where, in.store.DeadLetterPath(), err, n)
+	case err != nil:
+		return fmt.Errorf("write %d damaged regions to %s: %w", len(regions), in.store.DeadLetterPath(), err)
+	default:
+		in.log.logf(LevelError, "%d damaged regions in %s (disk corruption?) moved to %s", len(regions), where, in.store.DeadLetterPath())
 	}
+	return nil
 }

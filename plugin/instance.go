@@ -133,7 +133,10 @@ func start(cfg *conf.Config, name string, out LogFunc, with deps) (*Instance, er
 	in.chunks.New = func() any { return buffer.NewChunk() }
 	store, rec, err := buffer.Open(cfg.StoreDir, buffer.Options{MaxBatch: cfg.TotalFileSize, Limit: cfg.StoreDirLimitSize,
 		QuarantineLimit: cfg.QuarantineLimitSize, DeadLetterLimit: cfg.DeadLetterLimitSize, Now: with.clock.Now,
-		KeyClock: with.hooks.keyClock, Crash: with.hooks.crash, FS: with.fs})
+		KeyClock: with.hooks.keyClock, Crash: with.hooks.crash, FS: with.fs,
+		KeepDamaged: func(st buffer.Stream, regions [][]byte) error {
+			return in.deadLetterDamaged("the buffer of "+st.String(), regions)
+		}})
 	if errors.Is(err, buffer.ErrLocked) {
 		return nil, fmt.Errorf("Store_Dir: %w; give every [OUTPUT] its own Store_Dir", err)
 	}
@@ -215,7 +218,9 @@ func (in *Instance) recovered(rec *buffer.Recovery) {
 		in.log.logf(LevelInfo, "recovery dropped %d bytes of appends cut short by a crash; they were never acknowledged, so Fluent Bit sends them again", rec.TornTail)
 	}
 	if len(rec.Damaged) > 0 {
-		in.deadLetterDamaged("the log", rec.Damaged)
+		if err := in.deadLetterDamaged("the log", rec.Damaged); err != nil {
+			in.log.logf(LevelError, "cannot keep the damaged regions recovery found: %v", err)
+		}
 	}
 }
 

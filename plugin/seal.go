@@ -98,9 +98,6 @@ func (in *Instance) report(r buffer.Sealed) {
 		in.log.logf(LevelWarn, "%s: dropped the last %d bytes of its buffer, an append interrupted by a crash; it was never acknowledged, so Fluent Bit sends it again",
 			p.Stream, r.Report.TornTail)
 	}
-	if len(r.Report.Damaged) > 0 {
-		in.deadLetterDamaged("the buffer of "+p.Stream.String(), r.Report.Damaged)
-	}
 	if r.Report.Unreleased != nil {
 		in.log.limitedf(LevelError, "release\x00"+rootCause(r.Report.Unreleased), in.now(), "sealed %s but cannot mark its records as sealed in the log (%v); the log keeps them until the next start", p.Stream, r.Report.Unreleased)
 	}
