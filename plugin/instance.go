@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"runtime/debug"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"github.com/wiv/out_wivaudit/metrics"
 	"github.com/wiv/out_wivaudit/record"
 	"github.com/wiv/out_wivaudit/upload"
+	"github.com/wiv/out_wivaudit/vfs"
 )
 
 // Instance is one [OUTPUT] wivaudit section. Flush is safe for concurrent use (Fluent Bit's Workers).
@@ -61,6 +63,7 @@ type Instance struct {
 	member        *metrics.Member // on the listener of Metrics_Listen; nil without one
 	closing       atomic.Bool
 	crash         func(point string) // the test hooks' crash points past the store's
+	jitter        func() float64     // where in its backoff window a retry falls
 
 	accepted, rejected, discarded, delivered, objects, conflicts, reassumed, quarantined, lost atomic.Int64
 
@@ -92,12 +95,15 @@ var limitMemory = sync.OnceFunc(func() {
 })
 
 // deps are what an instance works with besides its settings: S3 and the counts of its role sessions, the
-// clock and the test hooks.
+// clock, Store_Dir's file system, the jitter of retries and the test hooks. The fault matrix fixes the jitter, so
+// that its runs number their file operations alike.
 type deps struct {
-	send  sender
-	roles *upload.RoleCounts // nil: none
-	clock clock
-	hooks TestHooks
+	send   sender
+	roles  *upload.RoleCounts // nil: none
+	clock  clock
+	fs     vfs.FS         // nil: vfs.OS
+	jitter func() float64 // where a retry falls in its backoff window, in [0, 1); nil: random
+	hooks  TestHooks
 }
 
 func start(cfg *conf.Config, name string, out LogFunc, with deps) (*Instance, error) {
@@ -114,6 +120,9 @@ func start(cfg *conf.Config, name string, out LogFunc, with deps) (*Instance, er
 		deadFull:     every{interval: 10 * time.Second},
 	}
 	in.queue = newQueue(with.clock)
+	if in.jitter = with.jitter; in.jitter == nil {
+		in.jitter = rand.Float64
+	}
 	in.health, in.roles, in.uploadSeconds = newHealth(cfg, in.log.redact), with.roles, newUploadSeconds(name)
 	if in.roles == nil {
 		in.roles = &upload.RoleCounts{}
@@ -123,7 +132,7 @@ func start(cfg *conf.Config, name string, out LogFunc, with deps) (*Instance, er
 	in.chunks.New = func() any { return buffer.NewChunk() }
 	store, rec, err := buffer.Open(cfg.StoreDir, buffer.Options{MaxBatch: cfg.TotalFileSize, Limit: cfg.StoreDirLimitSize,
 		QuarantineLimit: cfg.QuarantineLimitSize, DeadLetterLimit: cfg.DeadLetterLimitSize, Now: with.clock.Now,
-		KeyClock: with.hooks.keyClock, Crash: with.hooks.crash})
+		KeyClock: with.hooks.keyClock, Crash: with.hooks.crash, FS: with.fs})
 	if errors.Is(err, buffer.ErrLocked) {
 		return nil, fmt.Errorf("Store_Dir: %w; give every [OUTPUT] its own Store_Dir", err)
 	}

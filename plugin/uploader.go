@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
 	"github.com/wiv/out_wivaudit/buffer"
@@ -200,6 +199,6 @@ func (in *Instance) putFailed(f facts, d conf.Destination, b *buffer.Batch, err 
 // failedStep gathers what every failed step needs: the time, whether the batch's object is still there, and
 // the jitter of a retry.
 func (in *Instance) failedStep(f facts, s step, b *buffer.Batch) facts {
-	f.step, f.now, f.gone, f.jitter = s, in.now(), in.store.ObjectGone(b), rand.Float64()
+	f.step, f.now, f.gone, f.jitter = s, in.now(), in.store.ObjectGone(b), in.jitter()
 	return f
 }
