@@ -1,5 +1,5 @@
 # Fluent Bit with the wivaudit plugin. FLUENT_BIT_VERSION picks the Fluent Bit image (tested: 4.2.8; see the
-# README for the versions the plugin works with):
+# docs/configuration.md for the versions the plugin works with):
 #   docker build --build-arg FLUENT_BIT_VERSION=4.2.8 -t wivaudit-fluent-bit:4.2.8 .
 # The plugin is built on the same Debian release as the Fluent Bit image (Fluent Bit 3.2-4.x images are
 # Debian 12, glibc 2.36): a .so built against a newer glibc does not load there.

@@ -42,6 +42,13 @@ demo:
 ## test: formatting, vet, unit tests (with -race), a short fuzz run and the integration tests through the real .so
 test: lint unit fuzz integration
 
+# filtered runs the command $(1) with its output (stdout and stderr) through the filter $(2), and exits with the
+# command's status, not the filter's (POSIX sh has no pipefail).
+filtered = rc=$$(mktemp) && { { $(1); echo $$? >$$rc; } 2>&1 | $(2); s=$$(cat $$rc); rm -f $$rc; exit $$s; }
+
+# The fuzzer reports every 3 s; one line in 10 (about every 30 s) is progress enough.
+FUZZFILTER := awk '/^fuzz: elapsed: / { if (++n % 10) next } { print; fflush() }'
+
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -69,19 +76,24 @@ faults:
 ## ("context deadline exceeded" with no failing input, golang/go#75804, fixed in Go 1.27), which a count avoids.
 FUZZTIME ?= 200000x
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./record
-	$(GO) test -run '^$$' -fuzz '^FuzzRecordJSON$$' -fuzztime $(FUZZTIME) ./record
-	$(GO) test -run '^$$' -fuzz '^FuzzRefOf$$' -fuzztime $(FUZZTIME) ./record
+	@for target in FuzzDecode FuzzRecordJSON FuzzRefOf; do \
+		echo "==> $$target, -fuzztime $(FUZZTIME)"; \
+		( $(call filtered,$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) ./record,$(FUZZFILTER)) ) || exit 1; \
+	done
 
+## integration: the tests in test/ through the real .so; a line as each test starts and ends, the whole output of
+## those that fail (test/progress.awk)
 integration: build host versitygw
-	WIVAUDIT_PLUGIN=$(abspath $(SO)) WIVAUDIT_HOST=$(abspath $(HOST)) WIVAUDIT_CMD=$(abspath $(CMD)) WIVAUDIT_VERSITYGW=$(abspath $(VERSITYGW)) \
-		$(GO) test -count=1 -timeout 20m ./test/...
+	@echo "==> Integration tests (several minutes; each test's name as it starts, and its time as it ends)"
+	@$(call filtered,WIVAUDIT_PLUGIN=$(abspath $(SO)) WIVAUDIT_HOST=$(abspath $(HOST)) WIVAUDIT_CMD=$(abspath $(CMD)) WIVAUDIT_VERSITYGW=$(abspath $(VERSITYGW)) \
+		$(GO) test -v -count=1 -timeout 20m ./test/...,awk -f test/progress.awk)
 
 ## versitygw: the S3 server that checks what moto does not (bucket owner, checksums), pinned in tools/go.mod;
 ## the first build takes about 100 s
 versitygw: $(VERSITYGW)
 
 $(VERSITYGW): tools/go.mod tools/go.sum
+	@echo "==> Building versitygw from tools/go.mod (the first time: about 100 s)"
 	GOBIN=$(abspath $(BUILD)/bin) $(GO) -C tools install github.com/versity/versitygw/cmd/versitygw
 
 ## bench: one table, every figure from the same run (about 3 minutes): the Go benchmarks of decode, append,

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -139,7 +140,7 @@ const (
 
 // Compression_Level is a klauspost/compress gzip level: 1 (fastest) to 9 (smallest). 0 (stored) and HuffmanOnly
 // are refused: their objects are larger than Fluent Bit's out_s3 makes. The default comes from the measurement
-// in the README (Compression_Level).
+// in docs/configuration.md (Compression_Level).
 const (
 	DefaultCompressionLevel = 1
 	minCompressionLevel     = 1
@@ -174,18 +175,36 @@ var (
 	hostnamePattern    = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9.-]{0,251}[a-zA-Z0-9])?$`)
 )
 
-// Canned ACLs we accept. Public and any-AWS-account ACLs are refused: these objects are audit trails.
-var cannedACLs = map[string]bool{
-	"private":                   true,
-	"bucket-owner-read":         true,
-	"bucket-owner-full-control": true,
-}
+// Canned ACLs we accept, and none for no ACL header. Public and any-AWS-account ACLs are refused: these
+// objects are audit trails.
+var cannedACLs = []string{"bucket-owner-full-control", "bucket-owner-read", "private", "none"}
+
+// unlistedOrgs are the values of Unlisted_Orgs.
+var unlistedOrgs = []string{UnlistedHold, UnlistedDeadLetter, UnlistedArchive}
 
 // Parse reads every setting from src, applies defaults and validates. The error lists every problem found,
 // each naming the key, the value (never a secret) and what to do.
 func Parse(src Source) (*Config, error) {
 	p := parser{src: src}
-	c := &Config{
+	c := p.read()
+	p.validate(c)
+	if len(p.errs) > 0 {
+		return nil, problems(p.errs)
+	}
+	c.settings = "settings: " + strings.Join(p.set, " ") + "; defaults: " + strings.Join(p.defaults, " ")
+	return c, nil
+}
+
+// Keys lists every key Parse reads, in the order it reads them, with its default and the values it accepts.
+func Keys() []Key {
+	p := parser{src: Map{}}
+	p.read()
+	return p.keys
+}
+
+// read reads every setting, with its default and range; validate checks what involves several settings.
+func (p *parser) read() *Config {
+	return &Config{
 		OrgID:           p.str("Org_ID", ""),
 		Bucket:          p.str("Bucket", ""),
 		Region:          p.str("Region", DefaultRegion),
@@ -201,11 +220,11 @@ func Parse(src Source) (*Config, error) {
 		OrgIDKey:        p.str("Org_ID_Key", DefaultOrgIDKey),
 		KindKey:         p.str("Kind_Key", ""),
 		KeyPrefix:       p.str("Key_Prefix", ""),
-		CannedACL:       p.str("Canned_ACL", DefaultCannedACL),
+		CannedACL:       p.choice("Canned_ACL", DefaultCannedACL, cannedACLs),
 		UploadWorkers:   p.integer("Upload_Workers", DefaultUploadWorkers, 1, maxUploadWorkers),
 		ShutdownTimeout: p.duration("Shutdown_Timeout", DefaultShutdownTimeout, 0, maxShutdown),
 
-		StoreDirLimitSize:   p.size("Store_Dir_Limit_Size", "0", 0, maxBytes),
+		StoreDirLimitSize:   p.limit("Store_Dir_Limit_Size", "0", 10*minFileSize, "to hold a batch"),
 		ConditionalWrites:   p.boolean("Conditional_Writes", true),
 		RequestTimeout:      p.duration("Request_Timeout", DefaultRequestTimeout, time.Second, 10*time.Minute),
 		SessionDuration:     p.duration("Role_Session_Duration", DefaultSession, minSession, maxSession),
@@ -220,12 +239,12 @@ func Parse(src Source) (*Config, error) {
 		CompressionLevel:    p.integer("Compression_Level", DefaultCompressionLevel, minCompressionLevel, maxCompressionLevel),
 
 		DestinationsFile:    p.str("Destinations_File", ""),
-		UnlistedOrgs:        strings.ToLower(p.str("Unlisted_Orgs", UnlistedHold)),
+		UnlistedOrgs:        strings.ToLower(p.choice("Unlisted_Orgs", UnlistedHold, unlistedOrgs)),
 		DestinationsRefresh: p.duration("Destinations_Refresh_Interval", "10s", time.Second, time.Hour),
 
 		StatusInterval: p.duration("Status_Interval", DefaultStatusInterval, 0, 24*time.Hour),
 
-		LedgerLimitSize: p.size("Ledger_Limit_Size", DefaultLedgerLimit, 0, maxBytes),
+		LedgerLimitSize: p.limit("Ledger_Limit_Size", DefaultLedgerLimit, 1_000_000, "for the delivery ledger"),
 
 		MetricsListen: p.str("Metrics_Listen", ""),
 		MetricsPerOrg: p.boolean("Metrics_Per_Org", false),
@@ -234,12 +253,6 @@ func Parse(src Source) (*Config, error) {
 		DigestInterval:   p.duration("Digest_Interval", DefaultDigestInterval, minDigestInterval, maxDigestInterval),
 		DigestSigningKey: p.str("Digest_Signing_Key", ""),
 	}
-	p.validate(c)
-	if len(p.errs) > 0 {
-		return nil, problems(p.errs)
-	}
-	c.settings = "settings: " + strings.Join(p.set, " ") + "; defaults: " + strings.Join(p.defaults, " ")
-	return c, nil
 }
 
 // problems joins errors into one line, so that each reaches the log as a single line with its level.
@@ -259,14 +272,53 @@ type parser struct {
 	src           Source
 	errs          []error
 	set, defaults []string // key=value as in effect, for the settings line
+	keys          []Key    // every key read, for Keys
 }
+
+// Key is one setting as Parse reads it: its name, its type, its default and the values it accepts.
+type Key struct {
+	Name    string
+	Type    KeyType
+	Default string // as written in the settings line when the key is not set; "" for none
+	// Min and Max bound a size (bytes), a duration (nanoseconds) or an integer. Off: 0 is accepted too, below
+	// Min, and means none.
+	Min, Max int64
+	Off      bool
+	Values   []string // the words a choice accepts, in any case
+}
+
+// KeyType is the kind of value a key takes.
+type KeyType string
+
+// Key types.
+const (
+	TypeString   KeyType = "string"
+	TypeSecret   KeyType = "secret" // a string never shown
+	TypeChoice   KeyType = "choice"
+	TypeSwitch   KeyType = "switch"
+	TypeInteger  KeyType = "integer"
+	TypeSize     KeyType = "size"
+	TypeDuration KeyType = "duration"
+)
 
 func (p *parser) fail(key, format string, args ...any) {
 	p.errs = append(p.errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
 }
 
-// str reads a setting and notes it for the settings line.
+// str reads a string setting.
 func (p *parser) str(key, def string) string {
+	p.keys = append(p.keys, Key{Name: key, Type: TypeString, Default: def})
+	return p.value(key, def)
+}
+
+// choice reads a setting that takes one of values; validate checks it against them.
+func (p *parser) choice(key, def string, values []string) string {
+	p.keys = append(p.keys, Key{Name: key, Type: TypeChoice, Default: def, Values: values})
+	return p.value(key, def)
+}
+
+// value reads a setting and notes it for the settings line.
+func (p *parser) value(key, def string) string {
 	v := strings.TrimSpace(p.src.Get(key))
 	if v != "" {
 		p.set = append(p.set, key+"="+shown(v))
@@ -278,6 +330,7 @@ func (p *parser) str(key, def string) string {
 
 // secret reads a setting whose value the settings line never shows.
 func (p *parser) secret(key string) string {
+	p.keys = append(p.keys, Key{Name: key, Type: TypeSecret})
 	v := strings.TrimSpace(p.src.Get(key))
 	if v != "" {
 		p.set = append(p.set, key+"=(hidden)")
@@ -301,7 +354,22 @@ func shown(v string) string {
 func (p *parser) isSet(key string) bool { return strings.TrimSpace(p.src.Get(key)) != "" }
 
 func (p *parser) size(key, def string, lo, hi int64) int64 {
-	v := p.str(key, def)
+	p.keys = append(p.keys, Key{Name: key, Type: TypeSize, Default: def, Min: lo, Max: hi})
+	return p.sizeIn(key, def, lo, hi)
+}
+
+// limit reads a size that bounds something: 0 for no limit, else at least lo, which is too small otherwise.
+func (p *parser) limit(key, def string, lo int64, tooSmall string) int64 {
+	p.keys = append(p.keys, Key{Name: key, Type: TypeSize, Default: def, Min: lo, Max: maxBytes, Off: true})
+	n := p.sizeIn(key, def, 0, maxBytes)
+	if n > 0 && n < lo {
+		p.fail(key, "%d bytes is too small %s; use 0 (no limit) or at least %d bytes", n, tooSmall, lo)
+	}
+	return n
+}
+
+func (p *parser) sizeIn(key, def string, lo, hi int64) int64 {
+	v := p.value(key, def)
 	n, err := ParseSize(v)
 	if err != nil {
 		p.fail(key, "%q is not a size: %v; write a number with an optional K, M or G suffix, such as 50M", v, err)
@@ -314,7 +382,8 @@ func (p *parser) size(key, def string, lo, hi int64) int64 {
 }
 
 func (p *parser) duration(key, def string, lo, hi time.Duration) time.Duration {
-	v := p.str(key, def)
+	p.keys = append(p.keys, Key{Name: key, Type: TypeDuration, Default: def, Min: int64(lo), Max: int64(hi)})
+	v := p.value(key, def)
 	d, err := ParseDuration(v)
 	if err != nil {
 		p.fail(key, "%q is not a duration: %v; write whole seconds with an optional s, m, h or d suffix, such as 10m", v, err)
@@ -329,7 +398,8 @@ func (p *parser) duration(key, def string, lo, hi time.Duration) time.Duration {
 // boolean reads a switch as Fluent Bit does: true/on/yes or false/off/no, in any case.
 func (p *parser) boolean(key string, def bool) bool {
 	word := map[bool]string{true: "on", false: "off"}[def]
-	v := strings.ToLower(p.str(key, word))
+	p.keys = append(p.keys, Key{Name: key, Type: TypeSwitch, Default: word, Values: []string{"on", "off"}})
+	v := strings.ToLower(p.value(key, word))
 	switch v {
 	case "true", "on", "yes":
 		return true
@@ -341,7 +411,8 @@ func (p *parser) boolean(key string, def bool) bool {
 }
 
 func (p *parser) integer(key string, def, lo, hi int) int {
-	v := p.str(key, strconv.Itoa(def))
+	p.keys = append(p.keys, Key{Name: key, Type: TypeInteger, Default: strconv.Itoa(def), Min: int64(lo), Max: int64(hi)})
+	v := p.value(key, strconv.Itoa(def))
 	n, err := strconv.Atoi(v)
 	if err != nil || n < lo || n > hi {
 		p.fail(key, "%q is not a whole number from %d to %d", v, lo, hi)
@@ -391,12 +462,6 @@ func (p *parser) validate(c *Config) {
 	if c.KeyPrefix != "" {
 		p.check("Key_Prefix", keyPrefixProblem(c.KeyPrefix))
 	}
-	if c.StoreDirLimitSize > 0 && c.StoreDirLimitSize < 10*minFileSize {
-		p.fail("Store_Dir_Limit_Size", "%d bytes is too small to hold a batch; use 0 (no limit) or at least 10K", c.StoreDirLimitSize)
-	}
-	if c.LedgerLimitSize > 0 && c.LedgerLimitSize < 1_000_000 {
-		p.fail("Ledger_Limit_Size", "%d bytes is too small for the delivery ledger; use 0 (no limit) or at least 1M", c.LedgerLimitSize)
-	}
 	if c.RefreshWindow >= c.SessionDuration {
 		p.fail("Credential_Refresh_Window", "%s must be shorter than Role_Session_Duration (%s)", c.RefreshWindow, c.SessionDuration)
 	}
@@ -414,7 +479,7 @@ func (p *parser) validate(c *Config) {
 	switch {
 	case acl == "none":
 		c.CannedACL = ""
-	case cannedACLs[acl]:
+	case slices.Contains(cannedACLs, acl):
 		c.CannedACL = acl
 	default:
 		p.fail("Canned_ACL", "%q is not accepted; use bucket-owner-full-control (default), bucket-owner-read, private, or none to send no ACL header", c.CannedACL)
@@ -425,9 +490,9 @@ func (p *parser) validate(c *Config) {
 // organisation's destination (Org_ID with Bucket), a destinations file, or the platform's archive
 // (Unlisted_Orgs archive with Bucket), never a Bucket that would take every organisation's records by default.
 func (p *parser) destination(c *Config) {
-	switch c.UnlistedOrgs {
-	case UnlistedHold, UnlistedDeadLetter, UnlistedArchive:
-	case "default":
+	switch {
+	case slices.Contains(unlistedOrgs, c.UnlistedOrgs):
+	case c.UnlistedOrgs == "default":
 		p.fail("Unlisted_Orgs", "default is no longer accepted: it sent every unlisted organisation to Bucket; set archive if Bucket is the platform's own archive bucket (never a customer's), or hold")
 		return
 	default:

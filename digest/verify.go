@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"path"
 	"slices"
 	"strings"
@@ -68,6 +69,7 @@ func (s Severity) String() string { return [...]string{"PROBLEM", "CANNOT VERIFY
 // Kinds of findings.
 const (
 	BadSignature   = "bad-signature"   // a digest's signature does not verify, or it has none
+	UnknownKey     = "unknown-key"     // digests name a signing key other than the public keys given
 	BadDigest      = "bad-digest"      // a digest verifies but its content is not what its key says
 	MissingDigest  = "missing-digest"  // a digest named by the next one's link is not in the bucket
 	BrokenChain    = "broken-chain"    // two digests of a chain do not link (sequence, signature, interval)
@@ -123,13 +125,22 @@ type verified struct {
 }
 
 type verifier struct {
-	q    Query
-	r    Reader
-	base string
-	to   time.Time
+	q     Query
+	r     Reader
+	base  string
+	to    time.Time
+	given map[string]bool // the fingerprints of the keys given
 
 	mu       sync.Mutex
 	findings []Finding
+	unknown  map[string]*unknownKey // by the fingerprint the digests name
+}
+
+// unknownKey is what digests whose signature fails say of the key that signed them, when it is not a key
+// given: a customer holding the wrong public key would otherwise see every digest as forged.
+type unknownKey struct {
+	digests []string
+	objects []string // what they list, unchecked
 }
 
 func (v *verifier) add(sev Severity, kind, key, format string, args ...any) {
@@ -151,7 +162,10 @@ func Verify(ctx context.Context, r Reader, q Query) Report {
 	if q.Workers <= 0 {
 		q.Workers = 8
 	}
-	v := &verifier{q: q, r: r, base: q.Prefix + q.Org + "/", to: q.To}
+	v := &verifier{q: q, r: r, base: q.Prefix + q.Org + "/", to: q.To, given: map[string]bool{}, unknown: map[string]*unknownKey{}}
+	for _, k := range q.Keys {
+		v.given[Fingerprint(k)] = true
+	}
 	if v.to.IsZero() || v.to.After(q.Now) {
 		v.to = q.Now
 	}
@@ -185,11 +199,12 @@ func Verify(ctx context.Context, r Reader, q Query) Report {
 	digests := v.readDigests(ctx, selected)
 	rep.Digests = len(digests)
 	if len(selected) == 0 {
-		v.add(Problem, NoDigest, v.base+"digests/", "no digest covers %s to %s", fmtTime(q.From), fmtTime(v.to))
+		v.add(Problem, NoDigest, v.base+"digests/", "no digest covers %s to %s%s", fmtTime(q.From), fmtTime(v.to), v.elsewhere(ctx, len(chains) == 0))
 	}
 	horizon := v.checkChains(chains, digests, v.readDigests(ctx, tails), present)
 	rep.Objects = v.checkObjects(ctx, digests, present)
 	v.checkUnlisted(listing, digests, horizon)
+	v.reportUnknownKeys()
 	slices.SortFunc(v.findings, func(a, b Finding) int {
 		return cmp.Or(cmp.Compare(a.Severity, b.Severity), strings.Compare(a.Key, b.Key), strings.Compare(a.Kind, b.Kind))
 	})
@@ -205,12 +220,16 @@ type digestName struct {
 
 // parseName reads {base}digests/{chain}/{org}-digest-{end}.json.
 func (v *verifier) parseName(key string) (digestName, bool) {
-	rest, ok := strings.CutPrefix(key, v.base+"digests/")
+	return parseName(v.q.Prefix, v.q.Org, key)
+}
+
+func parseName(prefix, org, key string) (digestName, bool) {
+	rest, ok := strings.CutPrefix(key, prefix+org+"/digests/")
 	if !ok {
 		return digestName{}, false
 	}
 	chain, file, ok := strings.Cut(rest, "/")
-	stamp, ok2 := strings.CutPrefix(file, v.q.Org+"-digest-")
+	stamp, ok2 := strings.CutPrefix(file, org+"-digest-")
 	stamp, ok3 := strings.CutSuffix(stamp, ".json")
 	if !ok || !ok2 || !ok3 || chain == "" {
 		return digestName{}, false
@@ -297,7 +316,9 @@ func (v *verifier) readDigest(ctx context.Context, n digestName) *verified {
 		return nil
 	}
 	if !slices.ContainsFunc(v.q.Keys, func(k ed25519.PublicKey) bool { return ed25519.Verify(k, body, raw) }) {
-		v.add(Problem, BadSignature, n.key, "the signature does not verify with the public key given: the digest or its signature was altered, or another key signed it")
+		if !v.signedByUnknownKey(n.key, body) {
+			v.add(Problem, BadSignature, n.key, "the signature does not verify with the public key given: the digest or its signature was altered, or another key signed it")
+		}
 		return nil
 	}
 	var doc Document
@@ -312,6 +333,91 @@ func (v *verifier) readDigest(ctx context.Context, n digestName) *verified {
 		return nil
 	}
 	return &verified{key: n.key, sig: sig, doc: doc}
+}
+
+// signedByUnknownKey notes a digest whose signature failed and which names a signing key other than the keys
+// given, and reports whether it does. What it says is not trusted: it only tells a wrong public key from an
+// altered digest, and either way nothing it lists counts as verified.
+func (v *verifier) signedByUnknownKey(key string, body []byte) bool {
+	var claim struct {
+		Fingerprint string `json:"public_key_fingerprint"`
+		Objects     []struct {
+			Key string `json:"key"`
+		} `json:"objects"`
+	}
+	if json.Unmarshal(body, &claim) != nil || claim.Fingerprint == "" || v.given[claim.Fingerprint] {
+		return false
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	u := v.unknown[claim.Fingerprint]
+	if u == nil {
+		u = &unknownKey{}
+		v.unknown[claim.Fingerprint] = u
+	}
+	u.digests = append(u.digests, key)
+	for _, o := range claim.Objects {
+		u.objects = append(u.objects, o.Key)
+	}
+	return true
+}
+
+// reportUnknownKeys says once per signing key that digests name a key not given, instead of one bad
+// signature per digest.
+func (v *verifier) reportUnknownKeys() {
+	given := "the public key given has fingerprint "
+	if len(v.given) > 1 {
+		given = "the public keys given have fingerprints "
+	}
+	given += strings.Join(slices.Sorted(maps.Keys(v.given)), ", ")
+	for fp, u := range v.unknown {
+		slices.Sort(u.digests)
+		which, its, they := "this digest names", "its signature", "it was"
+		if n := len(u.digests); n > 1 {
+			which, its, they = fmt.Sprintf("this and %d more digests, to %s, name", n-1, u.digests[n-1]), "their signatures", "they were"
+		}
+		v.add(Problem, UnknownKey, u.digests[0], "%s the signing key of fingerprint %s, but %s, so %s cannot verify: verify with the public key of fingerprint %s "+
+			"(after a key rotation, keep the old and the new key in one file); if wivaudit never gave you that key, %s not written by wivaudit. "+
+			"%d objects listed there are not checked", which, fp, given, its, fp, they, len(u.objects))
+	}
+}
+
+// elsewhere looks, when the organisation's place holds no digest at all, for its digests under another key
+// prefix, and says which prefix to verify with.
+func (v *verifier) elsewhere(ctx context.Context, noneHere bool) string {
+	if !noneHere {
+		return ""
+	}
+	all, err := v.r.List(ctx, "")
+	if err != nil {
+		return ""
+	}
+	found := map[string]bool{}
+	for _, o := range all {
+		i := strings.Index("/"+o.Key, "/"+v.q.Org+"/digests/")
+		if i < 0 {
+			continue
+		}
+		if prefix := o.Key[:i]; prefix != v.q.Prefix {
+			if _, ok := parseName(prefix, v.q.Org, o.Key); ok {
+				found[prefix] = true
+			}
+		}
+	}
+	if len(found) == 0 {
+		return ""
+	}
+	var places, flags []string
+	for _, p := range slices.Sorted(maps.Keys(found)) {
+		places = append(places, p+v.q.Org+"/digests/")
+		if p == "" {
+			flags = append(flags, "without --prefix")
+		} else {
+			flags = append(flags, "with --prefix "+p)
+		}
+	}
+	return fmt.Sprintf(", but the bucket holds digests of %s under %s: the delivery uses another key prefix; verify %s",
+		v.q.Org, strings.Join(places, " and "), strings.Join(flags, ", or "))
 }
 
 // checkChains checks each chain's links and that it reaches the end of the period; tails are the last
@@ -463,6 +569,12 @@ func (v *verifier) checkUnlisted(objects []ObjectInfo, digests map[string]*verif
 		listed[d.key] = true
 		for _, o := range d.doc.Objects {
 			listed[o.Key] = true
+		}
+	}
+	// What digests signed with an unknown key list is reported with them, once.
+	for _, u := range v.unknown {
+		for _, k := range u.objects {
+			listed[k] = true
 		}
 	}
 	for _, o := range objects {

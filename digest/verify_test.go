@@ -240,7 +240,7 @@ func TestVerifyFindsTampering(t *testing.T) {
 			r := newReplica(t, h.b, testSigner(t), "org-a", "00000000000000aa")
 			h.b.now = t0.Add(hour + 2*time.Second)
 			r.digest()
-			return []Finding{{Problem, BadSignature, h.digests[0], ""}}
+			return []Finding{{Problem, UnknownKey, h.digests[0], ""}}
 		}},
 		{"foreign object in a covered interval", func(t *testing.T, h *history) []Finding {
 			k := prefix + "org-a/org-audit-logs-1769700000000.json.gz"
@@ -435,4 +435,72 @@ func TestVerifyChainStoppedBeforeThePeriod(t *testing.T) {
 
 	q.From = t0.Add(3 * hour)
 	expect(t, Verify(context.Background(), b, q), 0, Finding{Notice, StoppedChain, kept, ""})
+}
+
+// TestVerifyWithAnotherKey: verifying with a public key other than the one that signed the digests says so
+// once, naming both fingerprints, rather than one bad signature per digest and one unlisted object per object.
+func TestVerifyWithAnotherKey(t *testing.T) {
+	h := newHistory(t)
+	wrong, other := testSigner(t), testSigner(t)
+	for _, keys := range [][]*Signer{{wrong}, {wrong, other}} {
+		q := Query{Org: "org-a", Prefix: prefix, Now: h.b.now}
+		for _, k := range keys {
+			q.Keys = append(q.Keys, k.PublicKey())
+		}
+		r := Verify(context.Background(), h.b, q)
+		expect(t, r, 1, Finding{Problem, UnknownKey, h.digests[0], ""})
+		if len(r.Findings) != 1 {
+			t.Fatalf("%d findings, want one", len(r.Findings))
+		}
+		d := r.Findings[0].Detail
+		for _, want := range []string{"this and 3 more digests, to " + h.digests[3], "the signing key of fingerprint " + h.s.Fingerprint(),
+			"5 objects listed there are not checked", wrong.Fingerprint()} {
+			if !strings.Contains(d, want) {
+				t.Errorf("%q lacks %q", d, want)
+			}
+		}
+		if len(keys) == 2 && (!strings.Contains(d, "the public keys given have fingerprints ") || !strings.Contains(d, other.Fingerprint())) {
+			t.Errorf("%q does not name every key given", d)
+		}
+	}
+	// The right key among others verifies.
+	q := Query{Org: "org-a", Prefix: prefix, Now: h.b.now, Keys: []ed25519.PublicKey{wrong.PublicKey(), h.s.PublicKey()}}
+	expect(t, Verify(context.Background(), h.b, q), 0)
+}
+
+// TestVerifyNamesThePrefix: with nothing under {prefix}{org}/, digests of the organisation under another key
+// prefix are named, with the prefix to verify with.
+func TestVerifyNamesThePrefix(t *testing.T) {
+	h := newHistory(t)
+	noDigest := func(q Query) string {
+		t.Helper()
+		q.Org, q.Keys = "org-a", []ed25519.PublicKey{h.s.PublicKey()}
+		if q.Now.IsZero() {
+			q.Now = h.b.now
+		}
+		r := Verify(context.Background(), h.b, q)
+		expect(t, r, 1, Finding{Problem, NoDigest, q.Prefix + "org-a/digests/", ""})
+		return r.Findings[0].Detail
+	}
+	for _, p := range []string{"", "other/"} {
+		if d := noDigest(Query{Prefix: p}); !strings.Contains(d, "the bucket holds digests of org-a under logs/org-a/digests/: the delivery uses another key prefix; verify with --prefix logs/") {
+			t.Errorf("prefix %q: %s", p, d)
+		}
+	}
+	// Also at the top of the bucket, and under two prefixes.
+	for k, o := range h.b.objects {
+		h.b.objects[strings.TrimPrefix(k, prefix)] = o
+	}
+	if d := noDigest(Query{Prefix: "other/"}); !strings.Contains(d, "under org-a/digests/ and logs/org-a/digests/: the delivery uses another key prefix; verify without --prefix, or with --prefix logs/") {
+		t.Errorf("two prefixes: %s", d)
+	}
+	// Digests of the organisation under its place, none in the period: no other place to name.
+	if d := noDigest(Query{Prefix: prefix, From: t0.Add(4 * hour), Now: t0.Add(6 * hour)}); strings.Contains(d, "--prefix") {
+		t.Errorf("digests under the prefix, none in the period: %s", d)
+	}
+	// A bucket that cannot be listed whole: no hint, the problem stays.
+	h.b.denied[""] = true
+	if d := noDigest(Query{Prefix: "other/"}); strings.Contains(d, "--prefix") {
+		t.Errorf("bucket not listable: %s", d)
+	}
 }

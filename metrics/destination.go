@@ -11,7 +11,7 @@ const (
 	Retrying    State = "retrying"    // its last upload failed in a way that passes (network, throttling, credentials)
 	Refused     State = "refused"     // its last upload was refused by its setup: see ErrorClass and GuideStep
 	Held        State = "held"        // no usable destination now (not in Destinations_File): see HeldReason
-	Quarantined State = "quarantined" // its last batch was refused for Quarantine_After and set aside
+	Quarantined State = "quarantined" // its last batch was refused for Quarantine_After, or found altered, and set aside
 )
 
 // Destination is one organisation of one output, as GET /destinations shows it. It never holds a secret.

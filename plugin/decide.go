@@ -1,8 +1,11 @@
 package plugin
 
 import (
+	"fmt"
+	"strings"
 	"time"
 
+	"github.com/wiv/out_wivaudit/buffer"
 	"github.com/wiv/out_wivaudit/upload"
 )
 
@@ -14,10 +17,13 @@ type step int
 
 const (
 	starting         step = iota // nothing done yet
+	checked                      // its object was read and checked against its manifest: see facts.altered
+	readFailed                   // its object could not be read
 	uploaded                     // S3 stored the object
 	putFailed                    // the upload failed: see facts.class
 	rekeyFailed                  // the store could not give the batch a new key
 	quarantineFailed             // the quarantine folder has no room for the batch
+	panicked                     // the attempt panicked
 )
 
 // facts is what an attempt knows about its batch at one step.
@@ -31,6 +37,7 @@ type facts struct {
 	held        string    // why its destination cannot be used now; "" when it can
 	wrongKey    bool      // its key is not the one its destination gives it (prefix, spelling of the organisation)
 	gone        bool      // its object is missing from Store_Dir
+	altered     string    // how its object differs from its manifest ("": it does not)
 	mayReassume bool      // its destination's role session may be dropped now
 	jitter      float64   // in [0, 1): where in its backoff window a retry falls
 }
@@ -45,8 +52,9 @@ type policy struct {
 type action int
 
 const (
-	send       action = iota // upload it
-	moveKey                  // give it its destination's key at the same millisecond, then send it
+	check      action = iota // read its object and check it against its manifest
+	send                     // upload what was read
+	moveKey                  // give it its destination's key at the same millisecond, then check it
 	done                     // delivered: remove it from Store_Dir
 	retry                    // back off: try again at outcome.at
 	nextKey                  // 412: give it the stream's next free millisecond, and send it again at once
@@ -54,6 +62,7 @@ const (
 	hold                     // its destination cannot be used now: look again at outcome.at
 	refused                  // its destination refuses it: try again at outcome.at
 	quarantine               // refused for Quarantine_After: move it out of the upload path
+	setAside                 // its object is not the one sealed: quarantine it without sending it
 	drop                     // its files are gone from Store_Dir: it can never be delivered
 )
 
@@ -82,7 +91,13 @@ func decide(f facts, p policy) outcome {
 		case f.wrongKey:
 			o.do = moveKey
 		default:
-			o.do = send
+			o.do = check
+		}
+		return o
+	case checked:
+		o.do = send
+		if f.altered != "" {
+			o.do = setAside
 		}
 		return o
 	case uploaded:
@@ -102,11 +117,43 @@ func decide(f facts, p policy) outcome {
 		o.do = quarantine
 	case f.step == putFailed && f.class == upload.Misconfigured:
 		o.do, o.at = refused, f.now.Add(p.holdRetry)
-	default: // retriable, credentials that may not be dropped yet, a key the store could not change
+	default: // retriable, credentials that may not be dropped yet, a key the store could not change, an object
+		// that could not be read (not corruption: its bytes were not seen), a panic
 		o.do, o.attempts = retry, f.attempts+1
 		o.at = f.now.Add(backoff(o.attempts, f.jitter))
 	}
 	return o
+}
+
+// objectSums are the size and checksums of an object as read for its upload.
+type objectSums struct {
+	size        int64
+	sha256, md5 string // base64, as the manifest keeps them
+}
+
+// altered says how an object read for its upload differs from what its manifest recorded when it was sealed,
+// or "" when it does not: its SHA-256 (missing from the manifests of older versions), its size and its
+// Content-MD5, which S3 checks too.
+func altered(m buffer.Manifest, got objectSums) string {
+	var diffs []string
+	if m.SHA256 != "" && got.sha256 != m.SHA256 {
+		diffs = append(diffs, fmt.Sprintf("its SHA-256 is %s where its manifest says %s", hexSum(got.sha256), hexSum(m.SHA256)))
+	}
+	if got.size != m.ObjectBytes {
+		diffs = append(diffs, fmt.Sprintf("it has %d bytes where its manifest says %d", got.size, m.ObjectBytes))
+	}
+	if got.md5 != m.ContentMD5 {
+		diffs = append(diffs, fmt.Sprintf("its MD5 is %s where its manifest says %s", hexSum(got.md5), hexSum(m.ContentMD5)))
+	}
+	return strings.Join(diffs, ", ")
+}
+
+// hexSum writes a base64 checksum in hex, as sha256sum and md5sum print it; one that is not base64 as it is.
+func hexSum(sum string) string {
+	if h, err := hexOfBase64(sum); err == nil {
+		return h
+	}
+	return fmt.Sprintf("%q", sum)
 }
 
 // refusedSince is when the batch's quarantine clock started: its first record's arrival, or its requeue.

@@ -1,9 +1,14 @@
 package plugin
 
 import (
+	"crypto/md5"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"testing"
 	"time"
 
+	"github.com/wiv/out_wivaudit/buffer"
 	"github.com/wiv/out_wivaudit/upload"
 )
 
@@ -18,7 +23,16 @@ func TestDecide(t *testing.T) {
 	}{
 		{"held", facts{held: "organisation org-a has no entry yet", wrongKey: true}, outcome{do: hold, at: now.Add(time.Minute), attempts: 2}},
 		{"its destination gives it another key", facts{wrongKey: true}, outcome{do: moveKey, attempts: 2}},
-		{"ready", facts{}, outcome{do: send, attempts: 2}},
+		{"ready: its object is read and checked first", facts{}, outcome{do: check, attempts: 2}},
+		{"checked: intact", facts{step: checked}, outcome{do: send, attempts: 2}},
+		{"checked: altered in Store_Dir", facts{step: checked, altered: "its SHA-256 is 1 where its manifest says 2"}, outcome{do: setAside, attempts: 2}},
+		{"altered, and the quarantine is full", facts{step: quarantineFailed, altered: "its SHA-256 is 1 where its manifest says 2"},
+			outcome{do: refused, at: now.Add(time.Minute), attempts: 2}},
+		{"unreadable: not corruption, backoff of the 3rd attempt", facts{step: readFailed, jitter: 0.5},
+			outcome{do: retry, at: now.Add(4500 * time.Millisecond), attempts: 3}},
+		{"unreadable: gone", facts{step: readFailed, gone: true}, outcome{do: drop, attempts: 2}},
+		{"the attempt panicked: backoff of the 3rd attempt", facts{step: panicked, jitter: 0.5},
+			outcome{do: retry, at: now.Add(4500 * time.Millisecond), attempts: 3}},
 		{"uploaded", facts{step: uploaded}, outcome{do: done, attempts: 2}},
 		{"retriable: backoff of the 3rd attempt", facts{step: putFailed, class: upload.Retriable, jitter: 0.5},
 			outcome{do: retry, at: now.Add(4500 * time.Millisecond), attempts: 3}},
@@ -55,6 +69,37 @@ func TestDecide(t *testing.T) {
 		}
 		if got := decide(f, p); got != tc.want {
 			t.Errorf("%s: %+v, want %+v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestAltered(t *testing.T) {
+	b64 := func(sum []byte) string { return base64.StdEncoding.EncodeToString(sum) }
+	sealedSHA, alteredSHA := sha256.Sum256([]byte("sealed")), sha256.Sum256([]byte("altered"))
+	sealedMD5, alteredMD5 := md5.Sum([]byte("sealed")), md5.Sum([]byte("altered"))
+	m := buffer.Manifest{ObjectBytes: 100, SHA256: b64(sealedSHA[:]), ContentMD5: b64(sealedMD5[:])}
+	old := buffer.Manifest{ObjectBytes: 100, ContentMD5: m.ContentMD5} // of a version that did not record the SHA-256
+	shaDiffers := "its SHA-256 is " + hex.EncodeToString(alteredSHA[:]) + " where its manifest says " + hex.EncodeToString(sealedSHA[:])
+	md5Differs := "its MD5 is " + hex.EncodeToString(alteredMD5[:]) + " where its manifest says " + hex.EncodeToString(sealedMD5[:])
+	cases := []struct {
+		name string
+		m    buffer.Manifest
+		got  objectSums
+		want string
+	}{
+		{"intact", m, objectSums{100, m.SHA256, m.ContentMD5}, ""},
+		{"a byte flipped", m, objectSums{100, b64(alteredSHA[:]), b64(alteredMD5[:])}, shaDiffers + ", " + md5Differs},
+		{"cut short", m, objectSums{60, b64(alteredSHA[:]), b64(alteredMD5[:])},
+			shaDiffers + ", it has 60 bytes where its manifest says 100, " + md5Differs},
+		{"only the manifest's MD5 altered: S3 would refuse it too", m, objectSums{100, m.SHA256, b64(alteredMD5[:])}, md5Differs},
+		{"an older manifest: intact", old, objectSums{100, b64(alteredSHA[:]), m.ContentMD5}, ""},
+		{"an older manifest: altered", old, objectSums{100, b64(alteredSHA[:]), b64(alteredMD5[:])}, md5Differs},
+		{"a manifest checksum that is not base64", buffer.Manifest{ObjectBytes: 100, SHA256: "not base64!", ContentMD5: m.ContentMD5},
+			objectSums{100, b64(alteredSHA[:]), m.ContentMD5}, "its SHA-256 is " + hex.EncodeToString(alteredSHA[:]) + ` where its manifest says "not base64!"`},
+	}
+	for _, tc := range cases {
+		if got := altered(tc.m, tc.got); got != tc.want {
+			t.Errorf("%s:\n got %s\nwant %s", tc.name, got, tc.want)
 		}
 	}
 }

@@ -213,9 +213,7 @@ func (g *digester) floor() time.Time {
 
 // loop makes and uploads digests at each tick until ctx ends; a digest under way then stays pending in
 // Store_Dir for the next start.
-func (g *digester) loop(ctx context.Context, tick <-chan time.Time, stop func(), done chan<- struct{}) {
-	defer close(done)
-	defer stop()
+func (g *digester) loop(ctx context.Context, tick <-chan time.Time) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -342,7 +340,9 @@ func (g *digester) uploadAll(ctx context.Context, ws []work) {
 	for range min(len(ws), g.in.cfg.UploadWorkers) {
 		wg.Go(func() {
 			for w := range next {
-				g.upload(ctx, w.d, w.c)
+				if p := g.in.contain(digestsLoop, func() { g.upload(ctx, w.d, w.c) }); p != nil {
+					g.in.logPanic(p, fmt.Sprintf("the digest of %s stays pending, tried again at the next round", w.d.OrgID))
+				}
 			}
 		})
 	}
@@ -477,5 +477,5 @@ func (in *Instance) startDigests(clk clock) {
 		return
 	}
 	tick, stopTick := clk.Every(time.Second)
-	go in.digests.loop(ctx, tick, stopTick, in.digestsDone)
+	in.background(ctx, digestsLoop, func() { in.digests.loop(ctx, tick) }, func() { stopTick(); close(in.digestsDone) })
 }

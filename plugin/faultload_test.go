@@ -367,16 +367,26 @@ func (r *faultRun) start() (ok bool) {
 	return true
 }
 
-// waitIdle waits until the uploader has nothing due, and returns when its next batch is due.
+// waitIdle waits until the uploader has nothing due, and returns when its next batch is due. A panic in a
+// loop ends the wait too: the uploader waits to start again.
 func (r *faultRun) waitIdle() time.Time {
 	r.t.Helper()
 	var next time.Time
 	waitFor(r.t, &r.clock.used, func() bool {
 		var idle bool
 		idle, next = r.in.queue.idle(r.now())
-		return idle
+		return idle || panics(r.in) > 0
 	}, func() string { return "the uploader never stopped:\n" + r.logTail() })
 	return next
+}
+
+// panics counts the panics an instance's loops contained.
+func panics(in *Instance) int64 {
+	var n int64
+	for i := range in.panics {
+		n += in.panics[i].Load()
+	}
+	return n
 }
 
 func (r *faultRun) logTail() string { return strings.Join(r.sink.tail(40), "\n") }
@@ -457,11 +467,10 @@ func (r *faultRun) flushPair(a, b int) {
 }
 
 // seal does what the sealer does at a tick, for the batches opened up to cutoff (zero: all), sealing them in
-// the order of their streams: Rotate's order is a map's.
+// the order of their streams: Rotate's order is a map's. (sealClosed queues a round's batches once the round
+// is sealed: the uploader starts on them when the store is done.)
 func (r *faultRun) seal(cutoff time.Time) {
 	defer r.caught("seal")
-	r.s3.gate.Lock()
-	defer r.s3.gate.Unlock()
 	r.in.store.Rotate(cutoff)
 	closed := r.in.store.TakeClosed()
 	slices.SortStableFunc(closed, func(a, b *buffer.Pending) int {
@@ -566,7 +575,7 @@ func (r *faultRun) stop() {
 			}
 			idle := false
 			idle, next = in.queue.idle(r.now())
-			return idle && in.queue.len() > 0 && r.clock.waitsFor(deadline)
+			return (idle || panics(in) > 0) && in.queue.len() > 0 && r.clock.waitsFor(deadline)
 		}, func() string { return "Close did not return:\n" + r.logTail() })
 		if isClosed() {
 			break
@@ -575,6 +584,9 @@ func (r *faultRun) stop() {
 			next = deadline
 		}
 		r.clock.Advance(next.Sub(r.now()))
+	}
+	if n := panics(in); n > 0 {
+		r.fail("%d panics in the instance's loops (contained, logged with their stacks)", n)
 	}
 	r.in = nil
 }

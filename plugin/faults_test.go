@@ -215,7 +215,7 @@ func TestFaultMatrix(t *testing.T) {
 		all += cases[kind.name]
 		if f := failed[kind.name]; len(f) > 0 {
 			nFailed += len(f)
-			failures = append(failures, fmt.Sprintf("%s %v", kind.name, f))
+			failures = append(failures, kind.name+" "+ranges(f))
 		}
 	}
 	summary := fmt.Sprintf("fault matrix: T=%d operations (%s); %d cases (%s); %d failed%s; %d records delivered more than once in %d cases; %d uploads refused as already stored; %s",
@@ -228,6 +228,22 @@ func TestFaultMatrix(t *testing.T) {
 			f.Close()
 		}
 	}
+}
+
+// ranges writes sorted numbers as runs: "3 7-9 12".
+func ranges(ns []int64) string {
+	var parts []string
+	for i := 0; i < len(ns); {
+		j := i
+		for j+1 < len(ns) && ns[j+1] == ns[j]+1 {
+			j++
+		}
+		if parts = append(parts, strconv.FormatInt(ns[i], 10)); j > i {
+			parts[len(parts)-1] += "-" + strconv.FormatInt(ns[j], 10)
+		}
+		i = j + 1
+	}
+	return strings.Join(parts, " ")
 }
 
 func listOrNothing(items []string) string {

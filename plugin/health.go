@@ -100,7 +100,7 @@ func (h *health) decided(org string, a action, records int, now time.Time) {
 	case done:
 		o.lastSuccess = now
 		o.delivered += int64(records)
-	case quarantine:
+	case quarantine, setAside:
 		o.quarantined++
 	}
 }
@@ -117,7 +117,7 @@ func stateAfter(a action) (metrics.State, bool) {
 		return metrics.Refused, true
 	case hold:
 		return metrics.Held, true
-	case quarantine:
+	case quarantine, setAside:
 		return metrics.Quarantined, true
 	}
 	return "", false

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/md5"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -190,32 +191,23 @@ type fakeS3 struct {
 	refused string // a bucket whose role refuses to be assumed, as STS does with a wrong External ID
 	// script, when set, fails the calls for which it returns an error (the nth call since the first, to key).
 	script func(n int, key string) error
-	taken  int          // uploads refused because their key was stored already
-	gate   sync.RWMutex // held by a test, it stops uploads before they read their object
-	puts   events       // fired after each call
+	taken  int    // uploads refused because their key was stored already
+	puts   events // fired after each call
 }
 
-// Put stores the object, its version "v<n>" for the nth object stored.
-func (f *fakeS3) Put(_ context.Context, d conf.Destination, b *buffer.Batch) (string, error) {
+// Put stores the object, its version "v<n>" for the nth object stored. Like S3, it refuses a body that does
+// not match its checksums (BadDigest).
+func (f *fakeS3) Put(_ context.Context, d conf.Destination, b *buffer.Batch, body []byte, sum string) (string, error) {
 	defer f.puts.fire()
-	f.gate.RLock()
-	f.gate.RUnlock()
-	obj, err := b.OpenObject()
-	if err != nil {
-		return "", err
-	}
-	body, err := io.ReadAll(obj)
-	obj.Close()
-	if err != nil {
-		return "", err
-	}
+	body = slices.Clone(body) // the caller reuses its buffer
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.refuse(d, b.Key); err != nil {
 		return "", err
 	}
-	if sum := md5.Sum(body); base64.StdEncoding.EncodeToString(sum[:]) != b.ContentMD5 || int64(len(body)) != b.ObjectBytes {
-		return "", fmt.Errorf("%s: the object does not match its manifest", b.Key)
+	if md, sha := md5.Sum(body), sha256.Sum256(body); base64.StdEncoding.EncodeToString(md[:]) != b.ContentMD5 ||
+		base64.StdEncoding.EncodeToString(sha[:]) != sum {
+		return "", &smithy.GenericAPIError{Code: "BadDigest", Message: "The Content-MD5 or checksum value that you specified did not match what the server received."}
 	}
 	if f.objects == nil {
 		f.objects = map[string][]byte{}
@@ -325,13 +317,28 @@ type logSink struct {
 	mu    sync.Mutex
 	lines []string
 	added events
+	// panicOn makes the next line that contains it panic instead of being logged: a panic in whichever
+	// goroutine logs that line.
+	panicOn string
 }
 
 func (l *logSink) log(level Level, msg string) {
 	l.mu.Lock()
+	if l.panicOn != "" && strings.Contains(msg, l.panicOn) {
+		l.panicOn = ""
+		l.mu.Unlock()
+		panic("injected: the log function panicked")
+	}
 	l.lines = append(l.lines, msg)
 	l.mu.Unlock()
 	l.added.fire()
+}
+
+// panicAt arms panicOn.
+func (l *logSink) panicAt(s string) {
+	l.mu.Lock()
+	l.panicOn = s
+	l.mu.Unlock()
 }
 
 func (l *logSink) joined() string {
@@ -364,8 +371,14 @@ func startTest(t *testing.T, cfg *conf.Config, name string, s3 *fakeS3, hooks Te
 // clock is.
 func startOn(t *testing.T, clk *fakeClock, cfg *conf.Config, name string, s3 *fakeS3, hooks TestHooks) *testInstance {
 	t.Helper()
-	ti := &testInstance{clock: clk, s3: s3, sink: &logSink{}}
-	in, err := start(cfg, name, ti.sink.log, deps{send: s3, clock: ti.clock, hooks: hooks})
+	return startWith(t, cfg, name, &testInstance{clock: clk, s3: s3, sink: &logSink{}}, deps{send: s3, clock: clk, hooks: hooks})
+}
+
+// startWith starts ti's instance with cfg and the dependencies given: a sender other than ti's fake S3, or
+// test hooks of the package's own.
+func startWith(t *testing.T, cfg *conf.Config, name string, ti *testInstance, with deps) *testInstance {
+	t.Helper()
+	in, err := start(cfg, name, ti.sink.log, with)
 	if err != nil {
 		t.Fatal(err)
 	}

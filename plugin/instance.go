@@ -65,11 +65,12 @@ type Instance struct {
 	crash         func(point string) // the test hooks' crash points past the store's
 	jitter        func() float64     // where in its backoff window a retry falls
 
-	accepted, rejected, discarded, delivered, objects, conflicts, reassumed, quarantined, lost atomic.Int64
+	accepted, rejected, discarded, delivered, objects, conflicts, reassumed, quarantined, corrupt, lost atomic.Int64
 
 	failed       [upload.Classes]atomic.Int64 // failed upload attempts by class
 	rejects      [record.Reasons]atomic.Int64 // rejected records by class
 	deadLettered atomic.Int64                 // rejected records kept in the dead-letter file
+	panics       [loops]atomic.Int64          // panics contained, by loop
 }
 
 // New opens the store, recovers what it holds and starts sealing and uploading. name prefixes log lines;
@@ -95,8 +96,8 @@ var limitMemory = sync.OnceFunc(func() {
 })
 
 // deps are what an instance works with besides its settings: S3 and the counts of its role sessions, the
-// clock, Store_Dir's file system, the jitter of retries and the test hooks. The fault matrix fixes the jitter, so
-// that its runs number their file operations alike.
+// clock, Store_Dir's file system, the jitter of retries, the test hooks, and the objects' encoder. The fault
+// matrix fixes the jitter, so that its runs number their file operations alike.
 type deps struct {
 	send   sender
 	roles  *upload.RoleCounts // nil: none
@@ -104,6 +105,7 @@ type deps struct {
 	fs     vfs.FS         // nil: vfs.OS
 	jitter func() float64 // where a retry falls in its backoff window, in [0, 1); nil: random
 	hooks  TestHooks
+	encode buffer.Encoder // nil: gzip at Compression_Level
 }
 
 func start(cfg *conf.Config, name string, out LogFunc, with deps) (*Instance, error) {
@@ -128,7 +130,10 @@ func start(cfg *conf.Config, name string, out LogFunc, with deps) (*Instance, er
 		in.roles = &upload.RoleCounts{}
 	}
 	in.policy = policy{holdRetry: cfg.HoldRetryInterval, quarantineAfter: cfg.QuarantineAfter}
-	in.encode = objectEncoder(cfg.CompressionLevel)
+	in.encode = with.encode
+	if in.encode == nil {
+		in.encode = objectEncoder(cfg.CompressionLevel)
+	}
 	in.chunks.New = func() any { return buffer.NewChunk() }
 	store, rec, err := buffer.Open(cfg.StoreDir, buffer.Options{MaxBatch: cfg.TotalFileSize, Limit: cfg.StoreDirLimitSize,
 		QuarantineLimit: cfg.QuarantineLimitSize, DeadLetterLimit: cfg.DeadLetterLimitSize, Now: with.clock.Now,
@@ -175,17 +180,17 @@ func start(cfg *conf.Config, name string, out LogFunc, with deps) (*Instance, er
 	in.stopSealer, in.stopUploads, in.abortUploads, in.stopReloader = stopSealer, stopUploads, abortUploads, stopReloader
 	// The tickers start here, not in their goroutines: a fake clock moved after start reaches them.
 	sealTick, stopSealTick := with.clock.Every(min(time.Second, cfg.UploadTimeout/4))
-	go in.sealer(sealCtx, sealTick, stopSealTick)
+	in.background(sealCtx, sealerLoop, func() { in.sealer(sealCtx, sealTick) }, func() { stopSealTick(); close(in.sealerDone) })
 	var reloadTick <-chan time.Time // nil without a destinations file: no reloads
 	stopReloadTick := func() {}
 	if cfg.DestinationsFile != "" {
 		reloadTick, stopReloadTick = with.clock.Every(cfg.DestinationsRefresh)
 	}
-	go in.reloader(reloadCtx, reloadTick, stopReloadTick)
+	in.background(reloadCtx, reloaderLoop, func() { in.reloader(reloadCtx, reloadTick) }, func() { stopReloadTick(); close(in.reloaderDone) })
 	in.startDigests(with.clock)
 	for range cfg.UploadWorkers {
 		in.uploadersWG.Add(1)
-		go in.uploader(upCtx, reqCtx)
+		in.background(upCtx, uploaderLoop, func() { in.uploader(upCtx, reqCtx) }, in.uploadersWG.Done)
 	}
 	in.log.logf(LevelInfo, "delivering to %s, buffering in %s", in.dests.describe(), cfg.StoreDir)
 	return in, nil
@@ -215,9 +220,7 @@ func (in *Instance) recovered(rec *buffer.Recovery) {
 
 // reloader rereads Destinations_File when it changes. An invalid version keeps the current destinations and
 // is reported once; a valid one takes effect at once, and held batches are tried again.
-func (in *Instance) reloader(ctx context.Context, tick <-chan time.Time, stop func()) {
-	defer close(in.reloaderDone)
-	defer stop()
+func (in *Instance) reloader(ctx context.Context, tick <-chan time.Time) {
 	for {
 		select {
 		case <-ctx.Done():

@@ -31,7 +31,15 @@ func (in *Instance) joinMetrics(name string) error {
 		return nil
 	}
 	m, err := metrics.Join(in.cfg.MetricsListen, metrics.Output{Name: metricsName(name), Collector: newCollector(in, name),
-		Destinations: in.destinations, Ready: in.ready})
+		Destinations: func() (list []metrics.Destination) {
+			in.scraped(func() { list = in.destinations() }, "/destinations answered without them")
+			return list
+		},
+		Ready: func() (why string) {
+			why = "its readiness could not be told"
+			in.scraped(func() { why = in.ready() }, "/healthz answered not ready")
+			return why
+		}})
 	in.member = m
 	return err
 }
@@ -50,13 +58,21 @@ func (in *Instance) ready() string {
 	return ""
 }
 
+// scraped runs f for the metrics listener, which runs it in a goroutine of its own, and logs a panic in it
+// with what the request got instead.
+func (in *Instance) scraped(f func(), instead string) {
+	if p := in.contain(metricsLoop, f); p != nil {
+		in.logPanic(p, instead)
+	}
+}
+
 // collector reads the instance's counters and state when Prometheus scrapes: nothing is counted twice.
 type collector struct {
 	in     *Instance
 	perOrg bool
 
 	accepted, rejected, deadLettered, discarded, delivered          *prometheus.Desc
-	uploads, uploadErrors, quarantined, lost                        *prometheus.Desc
+	uploads, uploadErrors, quarantined, corrupt, lost, panics       *prometheus.Desc
 	assumed, renewed, reassumed, digests                            *prometheus.Desc
 	storeUsed, storeLimit, batches, records, bytes, oldest, byState *prometheus.Desc
 }
@@ -78,7 +94,9 @@ func newCollector(in *Instance, name string) *collector {
 		delivered:    desc("records_delivered_total", "Records delivered to S3.", org...),
 		uploads:      desc("uploads_total", "Upload attempts by outcome: delivered, retriable, key_conflict (412: the key existed), credentials, refused.", append(org, "outcome")...),
 		uploadErrors: desc("upload_errors_total", "Failed upload attempts by error class (the problem the log line and /destinations name).", append(org, "class")...),
-		quarantined:  desc("batches_quarantined_total", "Batches moved to quarantine after being refused for Quarantine_After."),
+		quarantined:  desc("batches_quarantined_total", "Batches moved to quarantine: refused for Quarantine_After, or altered in Store_Dir (batches_corrupt_total)."),
+		corrupt:      desc("batches_corrupt_total", "Batches whose object no longer matched its manifest (SHA-256, size, MD5) before an upload: quarantined without being sent."),
+		panics:       desc("panics_total", "Panics contained in the plugin's background work, by loop; each was logged with its stack.", "loop"),
 		lost:         desc("batches_lost_total", "Batches whose files were deleted from Store_Dir before their upload."),
 		assumed:      desc("role_assumptions_total", "AssumeRole calls, by result.", "result"),
 		renewed:      desc("role_renewals_total", "AssumeRole calls that renewed a session's credentials (before they expired, or after they were refused)."),
@@ -96,7 +114,7 @@ func newCollector(in *Instance, name string) *collector {
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.accepted, c.rejected, c.deadLettered, c.discarded, c.delivered, c.uploads,
-		c.uploadErrors, c.quarantined, c.lost, c.assumed, c.renewed, c.reassumed, c.digests, c.storeUsed, c.storeLimit, c.batches,
+		c.uploadErrors, c.quarantined, c.corrupt, c.lost, c.panics, c.assumed, c.renewed, c.reassumed, c.digests, c.storeUsed, c.storeLimit, c.batches,
 		c.records, c.bytes, c.oldest, c.byState} {
 		ch <- d
 	}
@@ -105,7 +123,13 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 
 var states = []metrics.State{metrics.OK, metrics.Retrying, metrics.Refused, metrics.Held, metrics.Quarantined}
 
+// Collect sends the metrics. Prometheus would turn a panic here into a scrape error that says nothing in the
+// log; it is logged and counted instead, and the scrape gets what was sent before it.
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	c.in.scraped(func() { c.collect(ch) }, "the scrape got what was collected before it")
+}
+
+func (c *collector) collect(ch chan<- prometheus.Metric) {
 	in := c.in
 	count := func(d *prometheus.Desc, v int64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
@@ -120,7 +144,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	count(c.deadLettered, in.deadLettered.Load())
 	count(c.discarded, in.discarded.Load())
 	count(c.quarantined, in.quarantined.Load())
+	count(c.corrupt, in.corrupt.Load())
 	count(c.lost, in.lost.Load())
+	for l := range loops {
+		count(c.panics, in.panics[l].Load(), loopLabels[l])
+	}
 	used, limit := in.store.Usage()
 	gauge(c.storeUsed, float64(used))
 	gauge(c.storeLimit, float64(limit))

@@ -2,6 +2,8 @@ package plugin
 
 import (
 	"context"
+	"io"
+	"iter"
 	"time"
 
 	"github.com/wiv/out_wivaudit/buffer"
@@ -9,9 +11,7 @@ import (
 
 // sealer closes batches older than Upload_Timeout at each tick, and seals closed batches then and whenever a
 // flush asks.
-func (in *Instance) sealer(ctx context.Context, tick <-chan time.Time, stop func()) {
-	defer close(in.sealerDone)
-	defer stop()
+func (in *Instance) sealer(ctx context.Context, tick <-chan time.Time) {
 	var st statusReport
 	for {
 		select {
@@ -33,20 +33,42 @@ const sealRound = 64
 // set) it stops: the batches left are durable in the log and sealed at the next start.
 func (in *Instance) sealClosed(deadline time.Time) {
 	closed := in.store.TakeClosed()
+	var sealed []buffer.Sealed // of the round being queued
+	// After a panic, what the store sealed is queued and what it was not given goes back to it. A round it was
+	// sealing when the panic struck is left to the next start, which finds its records in the log or its
+	// batches sealed: putting them back could seal them twice.
+	defer func() {
+		for _, r := range sealed {
+			in.keep(r)
+		}
+		for _, p := range closed {
+			in.store.PutBack(p)
+		}
+	}()
 	for len(closed) > 0 {
 		if !deadline.IsZero() && in.now().After(deadline) {
-			for _, rest := range closed {
-				in.store.PutBack(rest)
-			}
 			in.log.logf(LevelInfo, "%d batches left unsealed at shutdown; they are sealed at the next start", len(closed))
 			return
 		}
 		round := closed[:min(len(closed), sealRound)]
 		closed = closed[len(round):]
-		for _, r := range in.store.Seal(round, in.naming, in.encode) {
-			in.sealed(r)
+		sealed = in.store.Seal(round, in.naming, in.sealEncode)
+		for len(sealed) > 0 {
+			r := sealed[0]
+			sealed = sealed[1:]
+			in.keep(r)
+			in.report(r)
 		}
 	}
+}
+
+// sealEncode is the objects' encoder, a panic in it turned into the batch's seal error: the store takes back
+// what it wrote, and the batch is put back to be sealed again.
+func (in *Instance) sealEncode(w io.Writer, fragments iter.Seq[[]byte]) (err error) {
+	if p := in.contain(sealerLoop, func() { err = in.encode(w, fragments) }); p != nil {
+		return p
+	}
+	return err
 }
 
 // naming gives a closed batch its destination and key, fixed at seal time.
@@ -55,12 +77,21 @@ func (in *Instance) naming(p *buffer.Pending) (string, func(int64) string) {
 	return dest, func(ms int64) string { return objectKey(prefix, p.Org, p.Kind, ms) }
 }
 
-// sealed reports what sealing one batch found and queues the batch.
-func (in *Instance) sealed(r buffer.Sealed) {
+// keep queues a sealed batch, or puts back one that could not be sealed.
+func (in *Instance) keep(r buffer.Sealed) {
+	switch {
+	case r.Err != nil:
+		in.store.PutBack(r.Pending)
+	case r.Batch != nil:
+		in.queue.push(&item{batch: r.Batch, due: in.now()})
+	}
+}
+
+// report says what sealing one batch found.
+func (in *Instance) report(r buffer.Sealed) {
 	p := r.Pending
 	if r.Err != nil {
 		in.log.limitedf(LevelError, "seal\x00"+rootCause(r.Err), in.now(), "%v; will try again", r.Err)
-		in.store.PutBack(p)
 		return
 	}
 	if r.Report.TornTail > 0 {
@@ -72,8 +103,5 @@ func (in *Instance) sealed(r buffer.Sealed) {
 	}
 	if r.Report.Unreleased != nil {
 		in.log.limitedf(LevelError, "release\x00"+rootCause(r.Report.Unreleased), in.now(), "sealed %s but cannot mark its records as sealed in the log (%v); the log keeps them until the next start", p.Stream, r.Report.Unreleased)
-	}
-	if r.Batch != nil {
-		in.queue.push(&item{batch: r.Batch, due: in.now()})
 	}
 }

@@ -15,8 +15,9 @@ import (
 
 // sender uploads sealed batches and digests to their destinations: upload.Clients.
 type sender interface {
-	// Put returns the version S3 gave the object ("" unversioned).
-	Put(ctx context.Context, d conf.Destination, b *buffer.Batch) (string, error)
+	// Put uploads body, b's object as read and checked, whose base64 SHA-256 is sum; it returns the version
+	// S3 gave the object ("" unversioned).
+	Put(ctx context.Context, d conf.Destination, b *buffer.Batch, body []byte, sum string) (string, error)
 	// PutDigest uploads a signed digest to d, its signature in the user metadata under metaKey.
 	PutDigest(ctx context.Context, d conf.Destination, key string, body []byte, metaKey, signature string) error
 	// MayReassume reports whether d's role session may be dropped at now; Reassume drops it, unless that is
@@ -27,14 +28,28 @@ type sender interface {
 
 // uploader takes due batches while take lasts and uploads them under requests, which can end sooner or later.
 func (in *Instance) uploader(take, requests context.Context) {
-	defer in.uploadersWG.Done()
 	for {
 		it, ok := in.queue.pop(take)
 		if !ok {
 			return
 		}
-		in.queue.done(it, in.attempt(requests, it))
+		in.uploadOne(requests, it)
 	}
+}
+
+// uploadOne makes an attempt at a batch and ends it in the queue. When the attempt panics, the batch goes
+// back to its lane, due as after a failed attempt.
+func (in *Instance) uploadOne(ctx context.Context, it *item) {
+	again, ended := true, false
+	defer func() {
+		if !ended {
+			o := decide(facts{step: panicked, now: in.now(), attempts: it.attempts, jitter: in.jitter()}, in.policy)
+			it.attempts, it.due = o.attempts, o.at
+		}
+		in.queue.done(it, again)
+	}()
+	again = in.attempt(ctx, it)
+	ended = true
 }
 
 // attempt takes one batch through the steps decide chooses, doing each: the store, S3 and the log. It
@@ -45,16 +60,31 @@ func (in *Instance) attempt(ctx context.Context, it *item) bool {
 	f := facts{now: in.now(), opened: time.UnixMilli(b.Opened), attempts: it.attempts, held: held,
 		requeued: time.UnixMilli(b.Requeued),
 		wrongKey: held == "" && destKey(d, b, b.KeyMs) != b.Key}
-	var err error      // why the upload failed
+	var err error      // why the step failed
 	var version string // of the object S3 stored
+	var body *[]byte   // the object as read and checked, until it is sent
+	var sums objectSums
 	for {
 		o := decide(f, in.policy)
 		it.attempts = o.attempts
 		in.health.decided(b.Org, o.do, b.Records, f.now)
 		switch o.do {
+		case check:
+			if body, sums, err = readObject(b); err != nil {
+				f = in.failedStep(f, readFailed, b)
+				continue
+			}
+			f.step, f.altered = checked, altered(b.Manifest, sums)
 		case send:
 			start := in.now()
-			if version, err = in.send.Put(ctx, d, b); err != nil && ctx.Err() != nil {
+			version, err = in.send.Put(ctx, d, b, *body, sums.sha256)
+			if err == nil {
+				// Only after a 200 is the body known to be read whole: after an error the HTTP transport may
+				// still be writing it, so that buffer is left to the collector.
+				objectBuffers.Put(body)
+			}
+			body = nil
+			if err != nil && ctx.Err() != nil {
 				return true // shutting down: the batch stays on disk
 			}
 			in.uploadSeconds.Observe(in.now().Sub(start).Seconds())
@@ -121,6 +151,22 @@ func (in *Instance) attempt(ctx context.Context, it *item) bool {
 			in.log.limitedf(LevelError, "quarantined\x00"+b.Org, f.now, "upload of %s (%d records) refused for %s: moved to quarantine (%s, %s); to replay it after fixing the cause, stop Fluent Bit, run wivaudit store requeue %s and start it again. Cause: %s",
 				b.Key, b.Records, age, object, manifest, in.cfg.StoreDir, upload.Explain(err, d, in.cfg))
 			return false
+		case setAside:
+			objectBuffers.Put(body)
+			body = nil
+			if qerr := in.store.Quarantine(b); qerr != nil {
+				in.log.limitedf(LevelError, "quarantine\x00"+b.Org, f.now, "batch %s was altered in Store_Dir since it was sealed (%s) and it cannot be quarantined (%v); not sent, next look in %s",
+					b.Key, f.altered, qerr, in.cfg.HoldRetryInterval)
+				f = in.failedStep(f, quarantineFailed, b)
+				continue
+			}
+			in.corrupt.Add(1)
+			in.quarantined.Add(1)
+			in.checkUsage()
+			object, manifest := b.Files()
+			in.log.logf(LevelError, "batch %s (%d records of %s) was altered in Store_Dir since it was sealed: %s; not sent, moved to quarantine (%s, %s), its records undelivered; the stream goes on with its next batch",
+				b.Key, b.Records, b.Stream(), f.altered, object, manifest)
+			return false
 		case drop:
 			object, _ := b.Files()
 			left := ""
@@ -145,9 +191,13 @@ func (in *Instance) attempt(ctx context.Context, it *item) bool {
 			return true
 		case retry:
 			it.due = o.at
-			if f.step == putFailed {
+			switch f.step {
+			case putFailed:
 				in.log.limitedf(LevelWarn, "retry\x00"+d.Bucket, f.now, "upload of %s (%d records) failed, attempt %d, next in %s; the batch stays buffered: %s",
 					b.Key, b.Records, b.Attempts, o.at.Sub(f.now).Round(time.Millisecond), upload.Explain(err, d, in.cfg))
+			case readFailed:
+				in.log.limitedf(LevelError, "read\x00"+rootCause(err), f.now, "cannot read the object of %s (%d records) to upload it: %v; not sent, next try in %s",
+					b.Key, b.Records, err, o.at.Sub(f.now).Round(time.Millisecond))
 			}
 			return true
 		}

@@ -138,10 +138,10 @@ func (c *Clients) assumer(d conf.Destination) *stscreds.AssumeRoleProvider {
 	})
 }
 
-// Put uploads one sealed batch to d, signed by d's role session when d has a role, and returns the object's
-// version ("" in an unversioned bucket).
-func (c *Clients) Put(ctx context.Context, d conf.Destination, b *buffer.Batch) (string, error) {
-	return send(ctx, c.s3For(d.Region), c.cfg, d, b, c.signedBy(d)...)
+// Put uploads one sealed batch to d, body its object as read and checked and sum its SHA-256 (base64), signed
+// by d's role session when d has a role, and returns the object's version ("" in an unversioned bucket).
+func (c *Clients) Put(ctx context.Context, d conf.Destination, b *buffer.Batch, body []byte, sum string) (string, error) {
+	return send(ctx, c.s3For(d.Region), c.cfg, d, b, body, sum, c.signedBy(d)...)
 }
 
 // signedBy are the options that sign d's requests with d's role session, when d has a role.

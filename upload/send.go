@@ -1,6 +1,7 @@
 package upload
 
 import (
+	"bytes"
 	"context"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -16,25 +17,18 @@ type putter interface {
 	PutObject(ctx context.Context, in *s3.PutObjectInput, opts ...func(*s3.Options)) (*s3.PutObjectOutput, error)
 }
 
-// send uploads one sealed batch with PutObject and returns the version S3 gave it ("" unversioned): gzip-encoded JSON, its Content-MD5 (which Object Lock buckets
-// require) and full-object SHA-256 from the seal, which S3 checks the body against and keeps with the object, the
-// account that must own the bucket, the canned ACL and, unless switched off, If-None-Match: * so that an existing
-// object is never overwritten. With a checksum given, the SDK computes none of its own.
-func send(ctx context.Context, p putter, c *conf.Config, d conf.Destination, b *buffer.Batch, opts ...func(*s3.Options)) (versionID string, err error) {
-	sum, err := b.ObjectSHA256()
-	if err != nil {
-		return "", err
-	}
-	f, err := b.OpenObject()
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
+// send uploads one sealed batch with PutObject and returns the version S3 gave it ("" unversioned): body, its
+// gzip-encoded JSON object as read and checked against its manifest, with the Content-MD5 (which Object Lock
+// buckets require) from the seal and sum, the body's full-object SHA-256 (base64), which S3 checks the body
+// against and keeps with the object; the account that must own the bucket, the canned ACL and, unless switched
+// off, If-None-Match: * so that an existing object is never overwritten. With a checksum given, the SDK
+// computes none of its own.
+func send(ctx context.Context, p putter, c *conf.Config, d conf.Destination, b *buffer.Batch, body []byte, sum string, opts ...func(*s3.Options)) (versionID string, err error) {
 	in := &s3.PutObjectInput{
 		Bucket:          aws.String(d.Bucket),
 		Key:             aws.String(b.Key),
-		Body:            f,
-		ContentLength:   aws.Int64(b.ObjectBytes),
+		Body:            bytes.NewReader(body),
+		ContentLength:   aws.Int64(int64(len(body))),
 		ContentMD5:      aws.String(b.ContentMD5),
 		ChecksumSHA256:  aws.String(sum),
 		ContentType:     aws.String("application/json"),

@@ -5,9 +5,7 @@ import (
 	"crypto/md5"
 	"crypto/sha256"
 	"encoding/base64"
-	"errors"
 	"io"
-	"io/fs"
 	"iter"
 	"net/http"
 	"net/http/httptest"
@@ -58,6 +56,21 @@ func sealedBatch(t *testing.T) *buffer.Batch {
 	return sealed[0].Batch
 }
 
+// objectOf is a sealed batch's object and its SHA-256, as the uploader reads and checks them.
+func objectOf(t *testing.T, b *buffer.Batch) ([]byte, string) {
+	t.Helper()
+	object, _ := b.Files()
+	body, err := os.ReadFile(object)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := b.ObjectSHA256()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return body, sum
+}
+
 // recorder keeps the request it is given and its body.
 type recorder struct {
 	in   *s3.PutObjectInput
@@ -72,6 +85,7 @@ func (r *recorder) PutObject(_ context.Context, in *s3.PutObjectInput, _ ...func
 
 func TestSendRequest(t *testing.T) {
 	b := sealedBatch(t)
+	body, sha := objectOf(t, b)
 	const role = "arn:aws:iam::111122223333:role/wiv-audit-logs-sync"
 	cases := []struct {
 		settings                conf.Map
@@ -90,7 +104,7 @@ func TestSendRequest(t *testing.T) {
 		}
 		d, _ := c.Output()
 		r := &recorder{}
-		if version, err := send(context.Background(), r, c, d, b); err != nil || version != "v-1" {
+		if version, err := send(context.Background(), r, c, d, b, body, sha); err != nil || version != "v-1" {
 			t.Fatalf("send: version %q, %v; want the version S3 returned", version, err)
 		}
 		sum, sha := md5.Sum(r.body), sha256.Sum256(r.body)
@@ -115,13 +129,13 @@ func TestSendRequest(t *testing.T) {
 // expected bucket owner, and no checksum the SDK would add by default (CRC32).
 func TestSendHeadersOnTheWire(t *testing.T) {
 	b := sealedBatch(t)
+	body, sha := objectOf(t, b)
 	c, client, got := wire(t)
 	d, _ := c.Output()
-	if _, err := send(context.Background(), client, c, d, b); err != nil {
+	if _, err := send(context.Background(), client, c, d, b, body, sha); err != nil {
 		t.Fatal(err)
 	}
 	h := (<-got).h
-	sha, _ := b.ObjectSHA256()
 	if h.Get("X-Amz-Checksum-Sha256") != sha || sha == "" || h.Get("Content-Md5") != b.ContentMD5 || h.Get("X-Amz-Expected-Bucket-Owner") != "111122223333" {
 		t.Errorf("checksum %q (want %q), Content-MD5 %q (want %q), expected owner %q", h.Get("X-Amz-Checksum-Sha256"), sha,
 			h.Get("Content-Md5"), b.ContentMD5, h.Get("X-Amz-Expected-Bucket-Owner"))
@@ -159,18 +173,4 @@ func wire(t *testing.T) (*conf.Config, *s3.Client, <-chan request) {
 		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenSupported},
 		func(o *s3.Options) { o.BaseEndpoint, o.UsePathStyle = aws.String(srv.URL), true })
 	return c, client, got
-}
-
-func TestSendWithoutItsObject(t *testing.T) {
-	b := sealedBatch(t)
-	object, _ := b.Files()
-	if err := os.Remove(object); err != nil {
-		t.Fatal(err)
-	}
-	c, _ := conf.Parse(conf.Map{"Org_ID": "org-a", "Bucket": "bucket-a"})
-	r := &recorder{}
-	_, err := send(context.Background(), r, c, conf.Destination{Bucket: "bucket-a"}, b)
-	if !errors.Is(err, fs.ErrNotExist) || r.in != nil {
-		t.Errorf("send of a batch without its object: %v, request %+v", err, r.in)
-	}
 }

@@ -21,7 +21,8 @@ var checkFlags = map[string]string{
 	"Org_ID": "--org", "Bucket": "--bucket", "Role_ARN": "--role-arn", "External_ID": "--external-id",
 	"Region": "--region", "Key_Prefix": "--key-prefix", "Endpoint": "--endpoint", "STS_Endpoint": "--sts-endpoint",
 	"Canned_ACL": "--canned-acl", "Request_Timeout": "--request-timeout", "Conditional_Writes": "--conditional-writes",
-	"Destinations_File": "--destinations", "Role_Session_Name": "--role-session-name",
+	"Destinations_File": "--destinations", "Role_Session_Name": "--role-session-name", "Account_ID": "--account-id",
+	"Allow_Plain_HTTP": "--allow-plain-http",
 }
 
 func runCheck(e *env, c *command, args []string) int {
@@ -31,6 +32,7 @@ func runCheck(e *env, c *command, args []string) int {
 		{"Org_ID", "org", "", "the organisation's org_id (required)"},
 		{"Bucket", "bucket", "", "the bucket_name the customer submitted"},
 		{"Role_ARN", "role-arn", "", "the role_arn the customer submitted; none: this process's own credentials write"},
+		{"Account_ID", "account-id", "", "the 12-digit account that must own the bucket, as Account_ID (default: the account in --role-arn)"},
 		{"Region", "region", "", "the bucket's region (default " + conf.DefaultRegion + "; with --destinations, for entries without one)"},
 		{"Key_Prefix", "key-prefix", "", "the key prefix, ending in / (with --destinations, for entries without one)"},
 		{"Endpoint", "endpoint", "", "S3 endpoint URL, as the plugin's Endpoint"},
@@ -73,8 +75,8 @@ func checkDestination(e *env, fs *flag.FlagSet, v map[string]*string, externalID
 		settings[key] = *val
 	}
 	if file != "" {
-		if *v["Bucket"] != "" || *v["Role_ARN"] != "" || secret != "" {
-			return nil, conf.Destination{}, usageError(e, fs, "--destinations takes bucket, role and External ID from the file: drop --bucket, --role-arn and the External ID (--external-id, --external-id-file, $"+externalIDEnv+")")
+		if *v["Bucket"] != "" || *v["Role_ARN"] != "" || *v["Account_ID"] != "" || secret != "" {
+			return nil, conf.Destination{}, usageError(e, fs, "--destinations takes bucket, role, account and External ID from the file: drop --bucket, --role-arn, --account-id and the External ID (--external-id, --external-id-file, $"+externalIDEnv+")")
 		}
 		settings["Org_ID"] = ""
 		if settings["Destinations_File"], err = filepath.Abs(file); err != nil {
@@ -89,7 +91,7 @@ func checkDestination(e *env, fs *flag.FlagSet, v map[string]*string, externalID
 	cfg, err := conf.Parse(settings)
 	if err != nil {
 		for _, p := range problems(err) {
-			fmt.Fprintf(e.stderr, "%s: %s\n", fs.Name(), flagOf(p, checkFlags))
+			fmt.Fprintf(e.stderr, "%s: %s\n", fs.Name(), inFlags(p.Error(), checkFlags))
 		}
 		return nil, conf.Destination{}, exitUsage
 	}
@@ -157,8 +159,12 @@ func check(e *env, cfg *conf.Config, d conf.Destination, probe bool) int {
 		}
 		fmt.Fprintf(out, "assume role: ok, %s with the External ID (not shown), session %s\n", d.RoleARN, cfg.RoleSessionName)
 	}
+	owner := "no bucket owner named (no role ARN, no --account-id)"
+	if o := d.BucketOwner(); o != "" {
+		owner = "bucket owner " + o
+	}
 	if !probe {
-		fmt.Fprintln(out, "write: not tried; add --write-probe to write one small object into the bucket")
+		fmt.Fprintf(out, "write: not tried; add --write-probe to write one small object into the bucket (%s)\n", owner)
 		fmt.Fprintln(out, "result: ok")
 		return exitOK
 	}
@@ -172,8 +178,8 @@ func check(e *env, cfg *conf.Config, d conf.Destination, probe bool) int {
 	if acl == "" {
 		acl = "none"
 	}
-	fmt.Fprintf(out, "write: ok, s3://%s/%s (If-None-Match: %s, ACL %s); it holds no audit data and may be deleted\n",
-		d.Bucket, key, map[bool]string{true: "*", false: "not sent"}[cfg.ConditionalWrites], acl)
+	fmt.Fprintf(out, "write: ok, s3://%s/%s (If-None-Match: %s, ACL %s, %s); it holds no audit data and may be deleted\n",
+		d.Bucket, key, map[bool]string{true: "*", false: "not sent"}[cfg.ConditionalWrites], acl, owner)
 	fmt.Fprintln(out, "result: ok")
 	return exitOK
 }
@@ -196,7 +202,7 @@ func failed(e *env, step string, err error, a upload.Advice, d conf.Destination)
 	fmt.Fprintf(out, "%s: FAILED: %s\n", step, answer)
 	fmt.Fprintf(out, "problem: %s\n", a.Problem)
 	if a.Check != "" {
-		fmt.Fprintf(out, "check: %s\n", a.Check)
+		fmt.Fprintf(out, "check: %s\n", inFlags(a.Check, checkFlags))
 	}
 	if a.Step != "" {
 		fmt.Fprintf(out, "guide: %s step %s\n", upload.GuideFile, a.Step)

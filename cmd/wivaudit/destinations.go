@@ -25,7 +25,7 @@ func runValidate(e *env, c *command, args []string) int {
 	cfg, err := conf.Parse(conf.Map{"Destinations_File": abs, "Region": *region, "Key_Prefix": *prefix})
 	if err != nil {
 		for _, p := range problems(err) {
-			fmt.Fprintf(e.stderr, "%s: %s\n", fs.Name(), flagOf(p, checkFlags))
+			fmt.Fprintf(e.stderr, "%s: %s\n", fs.Name(), inFlags(p.Error(), checkFlags))
 		}
 		return exitUsage
 	}

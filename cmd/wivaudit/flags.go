@@ -4,8 +4,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
+
+	"github.com/wiv/out_wivaudit/conf"
 )
 
 // flags returns c's flag set: its errors and -h go to stderr.
@@ -58,14 +61,37 @@ func problems(err error) []error {
 	return []error{err}
 }
 
-// flagOf names the flag that gives a setting, so that a settings problem says what to change on the command
-// line.
-func flagOf(settingProblem error, flagBySetting map[string]string) string {
-	msg := settingProblem.Error()
-	if key, rest, ok := strings.Cut(msg, ": "); ok && flagBySetting[key] != "" {
-		return flagBySetting[key] + ": " + rest
+// settingName is a setting's name in a message, with the on or off after it: "Allow_Plain_HTTP on".
+var settingName = regexp.MustCompile(`\b[A-Z][A-Za-z0-9]*(?:_[A-Z][A-Za-z0-9]*)*\b(?: (?:on|off)\b)?`)
+
+// switches are the settings that are switched on or off.
+var switches = func() map[string]bool {
+	m := map[string]bool{}
+	for _, k := range conf.Keys() {
+		m[k.Name] = k.Type == conf.TypeSwitch
 	}
-	return msg
+	return m
+}()
+
+// inFlags says a message about settings (a settings problem, or what to check after a failed call) in the
+// command's own terms: each setting a flag gives becomes the flag, and a switch's "on" or "off" the flag's
+// value ("set Allow_Plain_HTTP on" becomes "set --allow-plain-http").
+func inFlags(msg string, flagBySetting map[string]string) string {
+	return settingName.ReplaceAllStringFunc(msg, func(m string) string {
+		key, word, _ := strings.Cut(m, " ")
+		flag := flagBySetting[key]
+		switch {
+		case flag == "":
+			return m
+		case switches[key] && word == "on":
+			return flag
+		case switches[key] && word == "off":
+			return flag + "=false"
+		case word != "":
+			return flag + " " + word
+		}
+		return flag
+	})
 }
 
 func onOff(b bool) string {

@@ -62,7 +62,7 @@ func TestArguments(t *testing.T) {
 		{[]string{"check", "--org", "org-a", "--bucket", "b-1", "extra"}, exitUsage, `wivaudit check: takes no arguments, got "extra"; give values with flags`},
 		{[]string{"check", "--org", "org-a", "--bucket", "B_1", "--region", "mars", "--role-arn", role, "--external-id-file", idFile},
 			exitUsage, "--region: \"mars\" is not an AWS region name"},
-		{[]string{"check", "--org", "org-a", "--bucket", "b-1", "--role-arn", role}, exitUsage, "--external-id: not set although Role_ARN is"},
+		{[]string{"check", "--org", "org-a", "--bucket", "b-1", "--role-arn", role}, exitUsage, "--external-id: not set although --role-arn is"},
 		{[]string{"check", "--org", "org-a", "--bucket", "b-1", "--role-arn", role, "--external-id", "x", "--external-id-file", idFile},
 			exitUsage, "give the External ID once"},
 		{[]string{"check", "--org", "org-a", "--bucket", "b-1", "--role-arn", role, "--endpoint", "http://127.0.0.1:1"}, exitUsage, "--endpoint: \"http://127.0.0.1:1\" uses plain HTTP"},
