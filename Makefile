@@ -55,9 +55,9 @@ lint:
 	$(GO) vet ./...
 
 # The unit tests include a sample of the fault matrix (plugin/faults_test.go): for each fault kind, the first and
-# last 20 file operations N of its workload and every 27th in between (shifted by one per kind, so that the kinds
-# together cover other N), sized so that it takes about a minute with -race on 2 cores. Its summary line (T,
-# cases, failures, duplicates) is printed after the tests.
+# last 10 file operations N of its workload and every 40th in between (shifted by one per kind, so that the kinds
+# together try other N), sized to take about a minute with -race on 2 cores. Its summary line (T, cases,
+# failures, duplicates) is printed after the tests.
 unit:
 	@mkdir -p $(BUILD) && rm -f $(BUILD)/faults.txt
 	WIVAUDIT_FAULTS_REPORT=$(abspath $(BUILD))/faults.txt $(GO) test -race -count=1 $(PKGS_PURE)
