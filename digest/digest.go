@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/wiv/out_wivaudit/buffer"
+	"github.com/wiv/out_wivaudit/ledger"
 	"github.com/wiv/out_wivaudit/record"
 )
 
@@ -227,7 +227,7 @@ func (s *Signer) Rechain(st ChainState, chain string, madeAt time.Time) (ChainSt
 }
 
 // FromLedger is the digest's listing of a ledger entry.
-func FromLedger(e buffer.LedgerEntry) Object {
+func FromLedger(e ledger.Entry) Object {
 	return Object{Key: e.Key, SHA256: e.SHA256, Bytes: e.Bytes, Records: e.Records, First: e.First, Last: e.Last,
-		VersionID: e.VersionID, DeliveredAt: e.Time, Unconfirmed: e.Status == buffer.LedgerUnconfirmed}
+		VersionID: e.VersionID, DeliveredAt: e.Time, Unconfirmed: e.Status == ledger.Unconfirmed}
 }

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wiv/out_wivaudit/buffer"
+	"github.com/wiv/out_wivaudit/ledger"
 	"github.com/wiv/out_wivaudit/record"
 )
 
@@ -121,13 +121,13 @@ func TestMakeRefuses(t *testing.T) {
 }
 
 func TestFromLedger(t *testing.T) {
-	e := buffer.LedgerEntry{Time: t0, Status: buffer.LedgerUnconfirmed, Key: "k", SHA256: "s", Bytes: 3, Records: 2,
+	e := ledger.Entry{Time: t0, Status: ledger.Unconfirmed, Key: "k", SHA256: "s", Bytes: 3, Records: 2,
 		First: record.EventRef{ID: json.RawMessage(`1`)}, Last: record.EventRef{ID: json.RawMessage(`2`)}, VersionID: "v"}
 	o := FromLedger(e)
 	if fmt.Sprint(o) != fmt.Sprint(Object{Key: "k", SHA256: "s", Bytes: 3, Records: 2, First: e.First, Last: e.Last, VersionID: "v", DeliveredAt: t0, Unconfirmed: true}) {
 		t.Fatalf("%+v", o)
 	}
-	e.Status = buffer.LedgerDelivered
+	e.Status = ledger.Delivered
 	if FromLedger(e).Unconfirmed {
 		t.Fatal("a delivered entry is unconfirmed")
 	}

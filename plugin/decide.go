@@ -24,6 +24,7 @@ const (
 	rekeyFailed                  // the store could not give the batch a new key
 	quarantineFailed             // the quarantine folder has no room for the batch
 	panicked                     // the attempt panicked
+	recordFailed                 // the delivery ledger could not record what S3 answered (200 or 412)
 )
 
 // facts is what an attempt knows about its batch at one step.
@@ -40,6 +41,7 @@ type facts struct {
 	altered     string    // how its object differs from its manifest ("": it does not)
 	mayReassume bool      // its destination's role session may be dropped now
 	jitter      float64   // in [0, 1): where in its backoff window a retry falls
+	recording   bool      // S3 stored it at an earlier attempt, and its ledger line is still to be recorded
 }
 
 // policy is the settings the decisions follow.
@@ -55,7 +57,8 @@ const (
 	check      action = iota // read its object and check it against its manifest
 	send                     // upload what was read
 	moveKey                  // give it its destination's key at the same millisecond, then check it
-	done                     // delivered: remove it from Store_Dir
+	done                     // delivered: record it in the ledger and remove it from Store_Dir
+	finish                   // S3 stored it at an earlier attempt: record it in the ledger and remove it, never send it again
 	retry                    // back off: try again at outcome.at
 	nextKey                  // 412: give it the stream's next free millisecond, and send it again at once
 	reassume                 // drop its destination's role session, and send it again at once
@@ -86,6 +89,8 @@ func decide(f facts, p policy) outcome {
 	switch f.step {
 	case starting:
 		switch {
+		case f.recording:
+			o.do = finish
 		case f.held != "":
 			o.do, o.at = hold, f.now.Add(p.holdRetry)
 		case f.wrongKey:
@@ -105,7 +110,7 @@ func decide(f facts, p policy) outcome {
 		return o
 	}
 	switch {
-	case f.gone:
+	case f.gone && f.step != recordFailed:
 		o.do = drop
 	case f.step == quarantineFailed:
 		o.do, o.at = refused, f.now.Add(p.holdRetry)
@@ -118,7 +123,7 @@ func decide(f facts, p policy) outcome {
 	case f.step == putFailed && f.class == upload.Misconfigured:
 		o.do, o.at = refused, f.now.Add(p.holdRetry)
 	default: // retriable, credentials that may not be dropped yet, a key the store could not change, an object
-		// that could not be read (not corruption: its bytes were not seen), a panic
+		// that could not be read (not corruption: its bytes were not seen), a panic, a ledger line
 		o.do, o.attempts = retry, f.attempts+1
 		o.at = f.now.Add(backoff(o.attempts, f.jitter))
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/wiv/out_wivaudit/buffer"
 	"github.com/wiv/out_wivaudit/conf"
 	"github.com/wiv/out_wivaudit/digest"
+	"github.com/wiv/out_wivaudit/ledger"
 	"github.com/wiv/out_wivaudit/upload"
 )
 
@@ -29,9 +30,9 @@ const (
 
 var chainIDPattern = regexp.MustCompile(`^[0-9a-f]{16}$`)
 
-// ledgerReader reads the delivery ledger: *buffer.Ledger.
+// ledgerReader reads the delivery ledger: *ledger.Ledger.
 type ledgerReader interface {
-	Entries(f buffer.LedgerFilter) iter.Seq2[buffer.LedgerEntry, error]
+	Entries(f ledger.Filter) iter.Seq2[ledger.Entry, error]
 }
 
 // digester writes, every Digest_Interval, one signed digest per organisation whose destination has digests on:
@@ -43,8 +44,9 @@ type digester struct {
 	every  time.Duration
 	ledger ledgerReader
 
-	mu     sync.Mutex
-	chains map[string]*orgChain // by conf.OrgKey; written by the loop only, under mu
+	mu      sync.Mutex
+	chains  map[string]*orgChain // by conf.OrgKey; written by the loop only, under mu
+	reading time.Time            // the end of the digests being made, raised before the ledger is read for them
 
 	written, failed atomic.Int64
 }
@@ -193,12 +195,12 @@ func (g *digester) keepFrom() time.Time {
 	return from
 }
 
-// floor is the latest interval end of the digests made: after a clock step back, what is delivered is stamped
-// no earlier in the ledger, so that the next digest lists it.
+// floor is the latest interval end of the digests made or being made: after a clock step back, what is
+// delivered is stamped no earlier in the ledger, so that the next digest lists it.
 func (g *digester) floor() time.Time {
-	var floor time.Time
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	floor := g.reading
 	for _, c := range g.chains {
 		end := c.st.End
 		if c.st.Pending != nil {
@@ -299,8 +301,15 @@ func (g *digester) makeDigests(ws []work, now time.Time) []work {
 			from = w.c.st.End
 		}
 	}
-	byOrg := map[string][]buffer.LedgerEntry{}
-	for e, err := range g.ledger.Entries(buffer.LedgerFilter{From: from, To: end}) {
+	// The floor goes up to end before the ledger is read: an entry recorded after the read is then stamped at
+	// end or later, for the next digests, never before end, where the digests made now would not list it.
+	g.mu.Lock()
+	if end.After(g.reading) {
+		g.reading = end
+	}
+	g.mu.Unlock()
+	byOrg := map[string][]ledger.Entry{}
+	for e, err := range g.ledger.Entries(ledger.Filter{From: from, To: end}) {
 		if err != nil {
 			g.in.log.limitedf(LevelError, "digest-ledger", now, "cannot read the delivery ledger, so no digest is made until it can be: %v", err)
 			return nil
@@ -458,8 +467,8 @@ func (g *digester) newChainID(old string) (string, error) {
 }
 
 // ledgerOptions are the delivery ledger's: with digests, it keeps what no digest written lists yet.
-func (in *Instance) ledgerOptions() buffer.LedgerOptions {
-	opt := buffer.LedgerOptions{Limit: in.cfg.LedgerLimitSize}
+func (in *Instance) ledgerOptions() ledger.Options {
+	opt := ledger.Options{Limit: in.cfg.LedgerLimitSize}
 	if in.cfg.DigestSigningKey != "" {
 		opt.KeepFrom = func() time.Time { return in.digests.keepFrom() }
 		opt.Floor = func() time.Time { return in.digests.floor() }

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"iter"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,9 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wiv/out_wivaudit/buffer"
 	"github.com/wiv/out_wivaudit/conf"
 	"github.com/wiv/out_wivaudit/digest"
+	"github.com/wiv/out_wivaudit/ledger"
 	"github.com/wiv/out_wivaudit/record"
 )
 
@@ -42,10 +43,10 @@ func digestConfig(t *testing.T, more conf.Map) (*conf.Config, ed25519.PublicKey)
 }
 
 // delivered records in the instance's ledger, at its clock's time, an object delivered for org.
-func (ti *testInstance) deliveredObject(t *testing.T, bucket, key string) buffer.LedgerEntry {
+func (ti *testInstance) deliveredObject(t *testing.T, bucket, key string) ledger.Entry {
 	t.Helper()
 	sum := sha256.Sum256([]byte(key))
-	e := buffer.LedgerEntry{Status: buffer.LedgerDelivered, Org: strings.Split(key, "/")[0], Kind: "org", Bucket: bucket, Key: key,
+	e := ledger.Entry{Status: ledger.Delivered, Org: strings.Split(key, "/")[0], Kind: "org", Bucket: bucket, Key: key,
 		Bytes: 100, SHA256: hex.EncodeToString(sum[:]), Records: 2,
 		First: record.EventRef{ID: json.RawMessage(`"ev-1"`)}, Last: record.EventRef{ID: json.RawMessage(`"ev-2"`)}}
 	if err := ti.ledger.Record(e); err != nil {
@@ -449,5 +450,49 @@ func TestDigestsThroughClockSteps(t *testing.T) {
 	checkChain(t, docs, start, start.Add(100*time.Second), start.Add(110*time.Second))
 	if len(docs) == 2 && !slices.Equal(keysOf(docs[1]), []string{late.Key}) {
 		t.Errorf("the digest after the clock caught up lists %v", keysOf(docs[1]))
+	}
+}
+
+// readThen is the ledger as the digests read it, calling then once, right after the first read.
+type readThen struct {
+	ledgerReader
+	then func()
+}
+
+func (r *readThen) Entries(f ledger.Filter) iter.Seq2[ledger.Entry, error] {
+	return func(yield func(ledger.Entry, error) bool) {
+		for e, err := range r.ledgerReader.Entries(f) {
+			if !yield(e, err) {
+				return
+			}
+		}
+		if then := r.then; then != nil {
+			r.then = nil
+			then()
+		}
+	}
+}
+
+// TestDigestListsWhatIsRecordedWhileItIsMade: an object recorded after the ledger was read for a digest and
+// before the chain's end moved, with the clock just set back before that end, is listed by the next digest.
+// Before, the ledger's floor rose only once the digest was made: the object was stamped before the end, and
+// the next digest, which starts there, did not list it.
+func TestDigestListsWhatIsRecordedWhileItIsMade(t *testing.T) {
+	cfg, pub := digestConfig(t, nil)
+	s3 := &fakeS3{}
+	in := startRounds(t, cfg, s3)
+	start := in.clock.Now().Truncate(10 * time.Second)
+	var late ledger.Entry
+	in.digests.ledger = &readThen{ledgerReader: in.digests.ledger, then: func() {
+		in.clock.Advance(start.Add(9 * time.Second).Sub(in.clock.Now())) // set back, before the end being made
+		late = in.deliveredObject(t, "b-1", "org-a/org-audit-logs-1.json.gz")
+		in.clock.Advance(start.Add(15 * time.Second).Sub(in.clock.Now()))
+	}}
+	in.nextRound()
+	in.nextRound()
+	docs := s3.digestsOf(t, "org-a", pub)
+	checkChain(t, docs, start, start.Add(10*time.Second), start.Add(20*time.Second))
+	if len(docs) == 2 && (len(docs[0].Objects) != 0 || !slices.Equal(keysOf(docs[1]), []string{late.Key})) {
+		t.Errorf("the digests list %v and %v, want the late object in the second", keysOf(docs[0]), keysOf(docs[1]))
 	}
 }

@@ -36,7 +36,7 @@ var (
 func matrixBucket(org string) string { return "bucket-" + strings.TrimPrefix(org, "org-") }
 
 // matrixConfig is the workload's output: the three organisations from a destinations file, digests on, one
-// upload worker and batches of at most 1000 bytes. The ledger lands in storeDir/ledger.
+// upload worker and batches of at most 1000 bytes.
 func matrixConfig(t *testing.T, storeDir string) (*conf.Config, ed25519.PublicKey) {
 	t.Helper()
 	dir := t.TempDir()
@@ -297,7 +297,8 @@ type faultRun struct {
 
 	// between runs before each step of the workload: it repairs a persistent fault.
 	between func()
-	dead    int // warnings and errors logged by Close after a power cut: no process would be left to log them
+	dead    int  // warnings and errors logged by Close after a power cut: no process would be left to log them
+	crashed bool // the power was cut, and the run went on on what survived
 }
 
 // s3Script fails every 4th call, and answers the 6th upload of a batch that its key is taken.
@@ -328,8 +329,6 @@ func newFaultRun(t *testing.T, w *matrixLoad, cfg *conf.Config) *faultRun {
 		}
 	}
 	r.faults = vfs.NewFaults(&tapFS{FS: r.mem, gate: &r.gate})
-	// Until the delivery ledger goes through the store's FS, it is on the OS, in Store_Dir/ledger there.
-	os.RemoveAll(filepath.Join(cfg.StoreDir, "ledger"))
 	return r
 }
 

@@ -20,9 +20,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wiv/out_wivaudit/buffer"
 	"github.com/wiv/out_wivaudit/conf"
 	"github.com/wiv/out_wivaudit/digest"
+	"github.com/wiv/out_wivaudit/ledger"
 	"github.com/wiv/out_wivaudit/vfs"
 )
 
@@ -153,7 +153,7 @@ func opName(storeDir string, op vfs.Op) string {
 func TestFaultMatrix(t *testing.T) {
 	began := time.Now()
 	w := newMatrixLoad()
-	cfg, pub := matrixConfig(t, filepath.Join(t.TempDir(), "store"))
+	cfg, pub := matrixConfig(t, conf.DefaultStoreDir)
 
 	clean, ops := cleanRun(t, w, cfg)
 	total := int64(len(ops))
@@ -301,6 +301,7 @@ func (r *faultRun) finish(crash *vfs.CrashOptions) {
 	r.stop()
 	if crash != nil {
 		r.dead = len(r.sink.warnings()) - before // Close without a disk, which the power cut would have spared
+		r.crashed = true
 		r.mem = r.mem.Crash(*crash)
 		r.faults = vfs.NewFaults(&tapFS{FS: r.mem, gate: &r.gate})
 	}
@@ -392,25 +393,30 @@ func (r *faultRun) check(pub ed25519.PublicKey, maxErrors int) caseResult {
 		}
 	}
 
-	// Every object is in the ledger as delivered, with the SHA-256 of what S3 holds, and so is nothing else.
-	ledger := map[string]buffer.LedgerEntry{}
-	for e, err := range buffer.ReadLedger(r.cfg.StoreDir, buffer.LedgerFilter{}) {
+	// Every object is in the ledger as delivered, with the SHA-256 of what S3 holds, and so is nothing else. After
+	// a power cut between S3's 200 and the ledger line, the next start finds the key taken: the line then says
+	// unconfirmed, with the same SHA-256.
+	entries := map[string][]ledger.Entry{}
+	for e, err := range ledger.Read(r.mem, filepath.Join(r.cfg.StoreDir, ledger.Folder), ledger.Filter{}) {
 		if err != nil {
 			problem("ledger: %v", err)
 			continue
 		}
-		if e.Status == buffer.LedgerDelivered {
-			ledger[e.Key] = e
-		}
+		entries[e.Key] = append(entries[e.Key], e)
 	}
 	for key, sum := range sums {
-		if e, ok := ledger[key]; !ok || e.SHA256 != sum || e.Bucket != buckets[key] {
-			problem("%s (SHA-256 %s) is not in the ledger as delivered to %s: %+v", key, sum, buckets[key], e)
+		found := slices.ContainsFunc(entries[key], func(e ledger.Entry) bool {
+			return e.SHA256 == sum && e.Bucket == buckets[key] && (e.Status == ledger.Delivered || r.crashed && e.Status == ledger.Unconfirmed)
+		})
+		if !found {
+			problem("%s (SHA-256 %s) is not in the ledger as delivered to %s: %+v", key, sum, buckets[key], entries[key])
 		}
 	}
-	for key, e := range ledger {
-		if sums[key] != e.SHA256 {
-			problem("the ledger says %s was delivered with SHA-256 %s; S3 holds %q", key, e.SHA256, sums[key])
+	for key, es := range entries {
+		for _, e := range es {
+			if e.Status == ledger.Delivered && sums[key] != e.SHA256 {
+				problem("the ledger says %s was delivered with SHA-256 %s; S3 holds %q", key, e.SHA256, sums[key])
+			}
 		}
 	}
 

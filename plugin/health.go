@@ -109,7 +109,7 @@ func (h *health) decided(org string, a action, records int, now time.Time) {
 // key after a 412, a batch whose files are gone, the steps on the way).
 func stateAfter(a action) (metrics.State, bool) {
 	switch a {
-	case done:
+	case done, finish:
 		return metrics.OK, true
 	case retry, reassume:
 		return metrics.Retrying, true

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/wiv/out_wivaudit/buffer"
 	"github.com/wiv/out_wivaudit/conf"
+	"github.com/wiv/out_wivaudit/ledger"
 	"github.com/wiv/out_wivaudit/metrics"
 	"github.com/wiv/out_wivaudit/record"
 	"github.com/wiv/out_wivaudit/upload"
@@ -30,7 +32,7 @@ type Instance struct {
 	log    *logger
 	dec    *record.Decoder
 	store  *buffer.Store
-	ledger *buffer.Ledger // every object delivered
+	ledger *ledger.Ledger // every object delivered
 	dests  *destinations
 	send   sender
 	queue  *queue
@@ -148,7 +150,11 @@ func start(cfg *conf.Config, name string, out LogFunc, with deps) (*Instance, er
 	if in.crash == nil {
 		in.crash = func(string) {}
 	}
-	if in.ledger, err = store.OpenLedger(in.ledgerOptions()); err != nil {
+	fsys := with.fs
+	if fsys == nil {
+		fsys = vfs.OS
+	}
+	if in.ledger, err = ledger.Open(fsys, filepath.Join(cfg.StoreDir, ledger.Folder), with.clock.Now, in.ledgerOptions()); err != nil {
 		store.Close()
 		return nil, fmt.Errorf("Store_Dir: %w", err)
 	}
@@ -200,6 +206,7 @@ func (in *Instance) now() time.Time { return in.clock.Now() }
 
 // recovered queues what the store recovered and reports what it could not use.
 func (in *Instance) recovered(rec *buffer.Recovery) {
+	rec.Batches = in.removeDelivered(rec.Batches)
 	for _, b := range rec.Batches {
 		in.queue.push(&item{batch: b, due: in.now()})
 	}

@@ -13,7 +13,8 @@ import (
 type item struct {
 	batch    *buffer.Batch
 	due      time.Time
-	attempts int // failed attempts in this process, for the backoff
+	attempts int   // failed attempts in this process, for the backoff
+	sent     *sent // S3 stored the batch, and its ledger line is still to be recorded; nil before
 }
 
 // lane holds one stream's batches, oldest first. At most one of them is in flight, so a stream's objects

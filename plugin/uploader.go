@@ -10,6 +10,7 @@ import (
 
 	"github.com/wiv/out_wivaudit/buffer"
 	"github.com/wiv/out_wivaudit/conf"
+	"github.com/wiv/out_wivaudit/ledger"
 	"github.com/wiv/out_wivaudit/upload"
 )
 
@@ -57,13 +58,16 @@ func (in *Instance) uploadOne(ctx context.Context, it *item) {
 func (in *Instance) attempt(ctx context.Context, it *item) bool {
 	b := it.batch
 	d, held := in.dests.resolve(b)
-	f := facts{now: in.now(), opened: time.UnixMilli(b.Opened), attempts: it.attempts, held: held,
-		requeued: time.UnixMilli(b.Requeued),
-		wrongKey: held == "" && destKey(d, b, b.KeyMs) != b.Key}
 	var err error      // why the step failed
 	var version string // of the object S3 stored
 	var body *[]byte   // the object as read and checked, until it is sent
 	var sums objectSums
+	if it.sent != nil {
+		d, version = it.sent.dest, it.sent.version // where S3 stored it, whatever the destinations say now
+	}
+	f := facts{now: in.now(), opened: time.UnixMilli(b.Opened), attempts: it.attempts, held: held,
+		requeued: time.UnixMilli(b.Requeued), recording: it.sent != nil,
+		wrongKey: held == "" && destKey(d, b, b.KeyMs) != b.Key}
 	for {
 		o := decide(f, in.policy)
 		it.attempts = o.attempts
@@ -102,9 +106,13 @@ func (in *Instance) attempt(ctx context.Context, it *item) bool {
 				continue
 			}
 			f.wrongKey = false
-		case done:
+		case done, finish:
 			in.crash(CrashAfterUpload)
-			in.record(buffer.LedgerDelivered, d, b, version, f.now)
+			if err := in.record(ledger.Delivered, d, b, version, f.now); err != nil {
+				it.sent = &sent{dest: d, version: version}
+				f = in.failedStep(f, recordFailed, b)
+				continue
+			}
 			if err := in.store.Remove(b); err != nil {
 				in.log.limitedf(LevelError, "remove", f.now, "uploaded %s but cannot remove it from the buffer: %v", b.Key, err)
 			}
@@ -114,7 +122,10 @@ func (in *Instance) attempt(ctx context.Context, it *item) bool {
 			in.log.logf(LevelDebug, "uploaded s3://%s/%s (%d records, %d bytes)", d.Bucket, b.Key, b.Records, b.ObjectBytes)
 			return false
 		case nextKey:
-			in.record(buffer.LedgerUnconfirmed, d, b, "", f.now)
+			if err := in.record(ledger.Unconfirmed, d, b, "", f.now); err != nil {
+				f = in.failedStep(f, recordFailed, b)
+				continue
+			}
 			old, ms := b.Key, in.store.NextMs(b.Stream())
 			if err := in.store.Rekey(b, destKey(d, b, ms), ms); err != nil {
 				in.log.limitedf(LevelError, "rekey\x00"+b.Org, f.now, "%s exists in S3 and the batch cannot take a new key: %v", old, err)
@@ -204,10 +215,18 @@ func (in *Instance) attempt(ctx context.Context, it *item) bool {
 	}
 }
 
+// sent is where S3 stored a batch whose ledger line is still to be recorded.
+type sent struct {
+	dest    conf.Destination
+	version string
+}
+
 // record notes an object in the delivery ledger: delivered (S3 answered 200), or unconfirmed (S3 answered that
 // the batch's key exists: an earlier attempt whose answer was lost may have stored it, or another writer did).
-func (in *Instance) record(status string, d conf.Destination, b *buffer.Batch, version string, now time.Time) {
-	e := buffer.LedgerEntry{Status: status, Org: d.OrgID, Kind: b.Kind, Bucket: d.Bucket, Key: b.Key, Bytes: b.ObjectBytes,
+// An error means the line is not recorded: the batch stays until it is, or the object would be in no ledger
+// line and no digest.
+func (in *Instance) record(status string, d conf.Destination, b *buffer.Batch, version string, now time.Time) error {
+	e := ledger.Entry{Status: status, Org: d.OrgID, Kind: b.Kind, Bucket: d.Bucket, Key: b.Key, Bytes: b.ObjectBytes,
 		Records: b.Records, First: b.FirstEvent, Last: b.LastEvent, VersionID: version}
 	sum, err := b.ObjectSHA256()
 	if err == nil {
@@ -216,11 +235,14 @@ func (in *Instance) record(status string, d conf.Destination, b *buffer.Batch, v
 	if err == nil {
 		err = in.ledger.Record(e)
 	}
-	if errors.Is(err, buffer.ErrLedgerOverflow) {
+	switch {
+	case errors.Is(err, ledger.ErrOverflow):
 		in.log.limitedf(LevelWarn, "ledger-overflow", now, "the delivery ledger outgrew twice Ledger_Limit_Size: its oldest entries were deleted before a digest covered them")
-	} else if err != nil {
-		in.log.limitedf(LevelError, "ledger\x00"+rootCause(err), now, "cannot record %s in the delivery ledger: %v", b.Key, err)
+	case err != nil:
+		in.log.limitedf(LevelError, "ledger\x00"+rootCause(err), now, "cannot record %s in the delivery ledger; the batch stays in Store_Dir and its line is tried again: %v", b.Key, err)
+		return err
 	}
+	return nil
 }
 
 // hexOfBase64 turns a base64 SHA-256 (as S3 takes it) into lower-case hex (as sha256sum prints it).

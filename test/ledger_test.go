@@ -10,8 +10,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/wiv/out_wivaudit/buffer"
+	"github.com/wiv/out_wivaudit/ledger"
 	"github.com/wiv/out_wivaudit/plugin"
+	"github.com/wiv/out_wivaudit/vfs"
 )
 
 // TestLedgerListsWhatTheBucketHolds kills the plugin right after S3 stored an object and before the delivery
@@ -35,13 +36,13 @@ func TestLedgerListsWhatTheBucketHolds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	listed := map[string]buffer.LedgerEntry{}
+	listed := map[string]ledger.Entry{}
 	unconfirmed := 0
-	for entry, err := range buffer.ReadLedger(store, buffer.LedgerFilter{}) {
+	for entry, err := range ledger.Read(vfs.OS, filepath.Join(store, ledger.Folder), ledger.Filter{}) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if entry.Status == buffer.LedgerUnconfirmed {
+		if entry.Status == ledger.Unconfirmed {
 			unconfirmed++
 		}
 		if entry.Bucket != e.p.Bucket || entry.Records == 0 || entry.First.ID == nil || entry.Last.ID == nil {

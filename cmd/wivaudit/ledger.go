@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
-	"github.com/wiv/out_wivaudit/buffer"
+	"github.com/wiv/out_wivaudit/ledger"
+	"github.com/wiv/out_wivaudit/vfs"
 )
 
 // ledgerRows is how many table rows are aligned together: the table is written as it is read, so that a
@@ -62,7 +64,7 @@ func runLedger(e *env, c *command, args []string) int {
 	if !ok {
 		return code
 	}
-	filter := buffer.LedgerFilter{Org: *org}
+	filter := ledger.Filter{Org: *org}
 	if code, ok := parseTimes(e, fs, timeFlag{"--from", *from, &filter.From}, timeFlag{"--to", *to, &filter.To}); !ok {
 		return code
 	}
@@ -74,7 +76,7 @@ func runLedger(e *env, c *command, args []string) int {
 		tw.add("TIME", "STATUS", "ORG", "KIND", "BUCKET", "KEY", "RECORDS", "BYTES", "SHA256", "VERSION")
 	}
 	n := 0
-	for entry, err := range buffer.ReadLedger(pos[0], filter) {
+	for entry, err := range ledger.Read(vfs.OS, filepath.Join(pos[0], ledger.Folder), filter) {
 		if err != nil {
 			fmt.Fprintf(e.stderr, "%s: %v\n", fs.Name(), err)
 			continue

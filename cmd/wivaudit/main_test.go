@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/wiv/out_wivaudit/buffer"
+	"github.com/wiv/out_wivaudit/ledger"
 	"github.com/wiv/out_wivaudit/upload"
 )
 
@@ -289,7 +290,7 @@ func TestLedgerTableIsWrittenAsRead(t *testing.T) {
 	var lines bytes.Buffer
 	const entries = 20000
 	for i := range entries {
-		line, _ := json.Marshal(buffer.LedgerEntry{Time: t0.Add(time.Duration(i) * time.Second), Status: buffer.LedgerDelivered,
+		line, _ := json.Marshal(ledger.Entry{Time: t0.Add(time.Duration(i) * time.Second), Status: ledger.Delivered,
 			Org: fmt.Sprintf("org-%05d", i), Kind: "org", Bucket: "your-company-audit-logs", Records: 12, Bytes: 1130,
 			Key:    fmt.Sprintf("org-%05d/org-audit-logs-%d.json.gz", i, t0.UnixMilli()+int64(i)),
 			SHA256: strings.Repeat("9f2c", 16), VersionID: "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY"})

@@ -18,10 +18,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/wiv/out_wivaudit/buffer"
+	"github.com/wiv/out_wivaudit/ledger"
 	"github.com/wiv/out_wivaudit/test/backend"
 	"github.com/wiv/out_wivaudit/test/chunks"
 	"github.com/wiv/out_wivaudit/test/hostrun"
+	"github.com/wiv/out_wivaudit/vfs"
 )
 
 func main() {
@@ -113,7 +114,7 @@ func run(host, plugin, config, events string) error {
 	}
 	step("The delivery ledger (wivaudit store ledger STORE_DIR)")
 	recorded := 0
-	for e, err := range buffer.ReadLedger(filepath.Join(dir, "store"), buffer.LedgerFilter{}) {
+	for e, err := range ledger.Read(vfs.OS, filepath.Join(filepath.Join(dir, ledger.Folder), "store"), ledger.Filter{}) {
 		if err != nil {
 			return err
 		}

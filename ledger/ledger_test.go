@@ -1,4 +1,4 @@
-package buffer
+package ledger
 
 import (
 	"encoding/json"
@@ -8,23 +8,39 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/wiv/out_wivaudit/record"
+	"github.com/wiv/out_wivaudit/vfs"
 )
 
-func ledgerEntry(org string, n int) LedgerEntry {
-	return LedgerEntry{Status: LedgerDelivered, Org: org, Kind: "org", Bucket: "bkt",
+// clock is a clock the test sets.
+type clock struct{ t atomic.Pointer[time.Time] }
+
+func at(t time.Time) *clock {
+	c := &clock{}
+	c.set(t)
+	return c
+}
+
+func (c *clock) now() time.Time  { return *c.t.Load() }
+func (c *clock) set(t time.Time) { c.t.Store(&t) }
+
+var t0 = time.UnixMilli(1769611845000)
+
+func ledgerEntry(org string, n int) Entry {
+	return Entry{Status: Delivered, Org: org, Kind: "org", Bucket: "bkt",
 		Key: fmt.Sprintf("%s/org-audit-logs-%d.json.gz", org, 1769611845000+n), Bytes: 100 + int64(n),
 		SHA256: strings.Repeat("ab", 32), Records: 3,
 		First: record.EventRef{ID: json.RawMessage(`"e-1"`), CreatedAt: json.RawMessage(`1769611845`)},
 		Last:  record.EventRef{ID: json.RawMessage(`7`), CreatedAt: json.RawMessage(`"2026-01-28T14:50:45Z"`)}}
 }
 
-func openLedger(t *testing.T, s *Store, opt LedgerOptions) *Ledger {
+func openLedger(t *testing.T, fsys vfs.FS, dir string, c *clock, opt Options) *Ledger {
 	t.Helper()
-	l, err := s.OpenLedger(opt)
+	l, err := Open(fsys, dir, c.now, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,10 +48,10 @@ func openLedger(t *testing.T, s *Store, opt LedgerOptions) *Ledger {
 	return l
 }
 
-func readAll(t *testing.T, dir string, f LedgerFilter) []LedgerEntry {
+func readAll(t *testing.T, dir string, f Filter) []Entry {
 	t.Helper()
-	var out []LedgerEntry
-	for e, err := range ReadLedger(dir, f) {
+	var out []Entry
+	for e, err := range Read(vfs.OS, dir, f) {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -46,9 +62,8 @@ func readAll(t *testing.T, dir string, f LedgerFilter) []LedgerEntry {
 
 func TestLedgerRecordsAndFilters(t *testing.T) {
 	dir := t.TempDir()
-	c := &clock{t: t0.In(time.FixedZone("X", 3600))}
-	s := open(t, dir, opts(1<<20, c))
-	l := openLedger(t, s, LedgerOptions{})
+	c := at(t0.In(time.FixedZone("X", 3600)))
+	l := openLedger(t, vfs.OS, dir, c, Options{})
 	if err := l.Record(ledgerEntry("Org-A", 1), ledgerEntry("org-b", 2)); err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +74,7 @@ func TestLedgerRecordsAndFilters(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	all := readAll(t, dir, LedgerFilter{})
+	all := readAll(t, dir, Filter{})
 	if len(all) != 3 {
 		t.Fatalf("read %d entries, want 3", len(all))
 	}
@@ -68,7 +83,7 @@ func TestLedgerRecordsAndFilters(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) || got.Time.Location() != time.UTC {
 		t.Fatalf("read back\n%+v\nwant\n%+v", got, want)
 	}
-	line, _ := os.ReadFile(filepath.Join(dir, "ledger", "0000000000000001.jsonl"))
+	line, _ := os.ReadFile(filepath.Join(dir, "0000000000000001.jsonl"))
 	for _, s := range []string{`"time":"2026-01-28T14:50:45Z"`, `"first_event":{"id":"e-1","created_at":1769611845}`, `"last_event":{"id":7,"created_at":"2026-01-28T14:50:45Z"}`} {
 		if !strings.Contains(string(line), s) {
 			t.Errorf("the ledger line does not hold %s:\n%s", s, line)
@@ -76,22 +91,22 @@ func TestLedgerRecordsAndFilters(t *testing.T) {
 	}
 
 	for _, tc := range []struct {
-		f    LedgerFilter
+		f    Filter
 		keys int
 	}{
-		{LedgerFilter{Org: "ORG-A"}, 2},
-		{LedgerFilter{Org: "org-b"}, 1},
-		{LedgerFilter{From: t0.Add(time.Hour)}, 1},
-		{LedgerFilter{To: t0.Add(time.Hour)}, 2},
-		{LedgerFilter{Org: "org-a", From: t0, To: t0.Add(time.Minute)}, 1},
-		{LedgerFilter{Org: "org-c"}, 0},
+		{Filter{Org: "ORG-A"}, 2},
+		{Filter{Org: "org-b"}, 1},
+		{Filter{From: t0.Add(time.Hour)}, 1},
+		{Filter{To: t0.Add(time.Hour)}, 2},
+		{Filter{Org: "org-a", From: t0, To: t0.Add(time.Minute)}, 1},
+		{Filter{Org: "org-c"}, 0},
 	} {
 		if n := len(readAll(t, dir, tc.f)); n != tc.keys {
 			t.Errorf("%+v: %d entries, want %d", tc.f, n, tc.keys)
 		}
 	}
 	n := 0
-	for _, err := range l.Entries(LedgerFilter{Org: "org-a"}) {
+	for _, err := range l.Entries(Filter{Org: "org-a"}) {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -104,26 +119,25 @@ func TestLedgerRecordsAndFilters(t *testing.T) {
 
 func TestLedgerTornLine(t *testing.T) {
 	dir := t.TempDir()
-	c := &clock{t: t0}
-	s := open(t, dir, opts(1<<20, c))
-	l := openLedger(t, s, LedgerOptions{})
+	c := at(t0)
+	l := openLedger(t, vfs.OS, dir, c, Options{})
 	if err := l.Record(ledgerEntry("a", 1)); err != nil {
 		t.Fatal(err)
 	}
 	l.Close()
-	seg := filepath.Join(dir, "ledger", "0000000000000001.jsonl")
+	seg := filepath.Join(dir, "0000000000000001.jsonl")
 	f, _ := os.OpenFile(seg, os.O_WRONLY|os.O_APPEND, 0)
 	f.WriteString(`{"time":"2026-01-28T14:50:45Z","status":"deliv`)
 	f.Close()
-	if n := len(readAll(t, dir, LedgerFilter{})); n != 1 {
+	if n := len(readAll(t, dir, Filter{})); n != 1 {
 		t.Fatalf("read %d entries with a torn last line, want 1", n)
 	}
 
-	l = openLedger(t, s, LedgerOptions{})
+	l = openLedger(t, vfs.OS, dir, c, Options{})
 	if err := l.Record(ledgerEntry("a", 2)); err != nil {
 		t.Fatal(err)
 	}
-	got := readAll(t, dir, LedgerFilter{})
+	got := readAll(t, dir, Filter{})
 	if len(got) != 2 || got[1].Key != ledgerEntry("a", 2).Key {
 		t.Fatalf("after reopening: %+v", got)
 	}
@@ -135,15 +149,15 @@ func TestLedgerTornLine(t *testing.T) {
 
 func TestLedgerDamagedLineIsReportedAndSkipped(t *testing.T) {
 	dir := t.TempDir()
-	s := open(t, dir, opts(1<<20, &clock{t: t0}))
-	l := openLedger(t, s, LedgerOptions{})
+	c := at(t0)
+	l := openLedger(t, vfs.OS, dir, c, Options{})
 	l.Record(ledgerEntry("a", 1))
-	f, _ := os.OpenFile(filepath.Join(dir, "ledger", "0000000000000001.jsonl"), os.O_WRONLY|os.O_APPEND, 0)
+	f, _ := os.OpenFile(filepath.Join(dir, "0000000000000001.jsonl"), os.O_WRONLY|os.O_APPEND, 0)
 	f.WriteString("not json\n")
 	f.Close()
 	l.Record(ledgerEntry("a", 2))
 	var keys, errs int
-	for _, err := range ReadLedger(dir, LedgerFilter{}) {
+	for _, err := range Read(vfs.OS, dir, Filter{}) {
 		if err != nil {
 			errs++
 			if !strings.Contains(err.Error(), "line 2") {
@@ -166,7 +180,7 @@ func fillLedger(t *testing.T, l *Ledger, c *clock, from int, n int64) (next int,
 	next = from
 	for written < n {
 		c.set(t0.Add(time.Duration(next) * time.Second))
-		var batch []LedgerEntry
+		var batch []Entry
 		for range 16 {
 			e := ledgerEntry("a", next)
 			data, _ := json.Marshal(e)
@@ -182,19 +196,18 @@ func fillLedger(t *testing.T, l *Ledger, c *clock, from int, n int64) (next int,
 }
 
 func TestLedgerLimit(t *testing.T) {
-	const limit = 8 * ledgerMinSeg
+	const limit = 8 * minSeg
 	dir := t.TempDir()
-	c := &clock{t: t0}
-	s := open(t, dir, opts(1<<20, c))
-	l := openLedger(t, s, LedgerOptions{Limit: limit})
+	c := at(t0)
+	l := openLedger(t, vfs.OS, dir, c, Options{Limit: limit})
 	n, err := fillLedger(t, l, c, 0, 3*limit)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if u := l.Usage(); u > limit || u < limit-2*ledgerMinSeg {
+	if u := l.Usage(); u > limit || u < limit-2*minSeg {
 		t.Fatalf("the ledger weighs %d bytes, want at most the limit %d and near it", u, limit)
 	}
-	got := readAll(t, dir, LedgerFilter{})
+	got := readAll(t, dir, Filter{})
 	if got[len(got)-1].Key != ledgerEntry("a", n-1).Key {
 		t.Fatal("the newest entry is gone")
 	}
@@ -208,26 +221,25 @@ func TestLedgerLimit(t *testing.T) {
 	}
 
 	l.Close()
-	l = openLedger(t, s, LedgerOptions{Limit: limit})
+	l = openLedger(t, vfs.OS, dir, c, Options{Limit: limit})
 	if u := l.Usage(); u > limit {
 		t.Fatalf("reopened, the ledger weighs %d bytes", u)
 	}
 }
 
 func TestLedgerKeepsUndigestedUpToTwiceTheLimit(t *testing.T) {
-	const limit = 8 * ledgerMinSeg
+	const limit = 8 * minSeg
 	dir := t.TempDir()
-	c := &clock{t: t0}
-	s := open(t, dir, opts(1<<20, c))
+	c := at(t0)
 	var mu sync.Mutex
 	keepFrom := t0
-	l := openLedger(t, s, LedgerOptions{Limit: limit, KeepFrom: func() time.Time { mu.Lock(); defer mu.Unlock(); return keepFrom }})
+	l := openLedger(t, vfs.OS, dir, c, Options{Limit: limit, KeepFrom: func() time.Time { mu.Lock(); defer mu.Unlock(); return keepFrom }})
 
-	n, err := fillLedger(t, l, c, 0, 2*limit-2*ledgerMinSeg)
+	n, err := fillLedger(t, l, c, 0, 2*limit-2*minSeg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := readAll(t, dir, LedgerFilter{}); len(got) != n {
+	if got := readAll(t, dir, Filter{}); len(got) != n {
 		t.Fatalf("%d of %d undigested entries kept", len(got), n)
 	}
 
@@ -245,8 +257,8 @@ func TestLedgerKeepsUndigestedUpToTwiceTheLimit(t *testing.T) {
 
 	// Digests stall: past twice the limit, undigested segments go and Record says so.
 	m, err := fillLedger(t, l, c, n+1, 3*limit)
-	if !errors.Is(err, ErrLedgerOverflow) || !strings.Contains(err.Error(), "no digest lists yet") {
-		t.Fatalf("after %d more entries: %v, want ErrLedgerOverflow", m-n-1, err)
+	if !errors.Is(err, ErrOverflow) || !strings.Contains(err.Error(), "no digest lists yet") {
+		t.Fatalf("after %d more entries: %v, want ErrOverflow", m-n-1, err)
 	}
 	if u := l.Usage(); u > 2*limit {
 		t.Fatalf("the ledger weighs %d bytes, over twice the limit", u)
@@ -255,8 +267,8 @@ func TestLedgerKeepsUndigestedUpToTwiceTheLimit(t *testing.T) {
 
 func TestLedgerConcurrentRecordAndRead(t *testing.T) {
 	dir := t.TempDir()
-	s := open(t, dir, opts(1<<20, &clock{t: t0}))
-	l := openLedger(t, s, LedgerOptions{Limit: 8 * ledgerMinSeg})
+	c := at(t0)
+	l := openLedger(t, vfs.OS, dir, c, Options{Limit: 8 * minSeg})
 	var wg sync.WaitGroup
 	for w := range 4 {
 		wg.Go(func() {
@@ -272,7 +284,7 @@ func TestLedgerConcurrentRecordAndRead(t *testing.T) {
 	go func() {
 		defer close(done)
 		for range 20 {
-			for _, err := range ReadLedger(dir, LedgerFilter{}) {
+			for _, err := range Read(vfs.OS, dir, Filter{}) {
 				if err != nil {
 					t.Error(err)
 					return
@@ -282,19 +294,7 @@ func TestLedgerConcurrentRecordAndRead(t *testing.T) {
 	}()
 	wg.Wait()
 	<-done
-	if n := len(readAll(t, dir, LedgerFilter{})); n != 800 {
+	if n := len(readAll(t, dir, Filter{})); n != 800 {
 		t.Fatalf("%d entries, want 800", n)
-	}
-}
-
-func TestFragmentEnds(t *testing.T) {
-	for _, tc := range []struct{ in, first, last string }{
-		{`{"id":1}`, `{"id":1}`, `{"id":1}`},
-		{`{"id":1}` + Separator + `{"id":2}` + Separator + `{"id":3}`, `{"id":1}`, `{"id":3}`},
-	} {
-		first, last := FragmentEnds([]byte(tc.in))
-		if string(first) != tc.first || string(last) != tc.last {
-			t.Errorf("%q: %s and %s", tc.in, first, last)
-		}
 	}
 }
