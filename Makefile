@@ -56,15 +56,15 @@ lint:
 
 # The unit tests include a sample of the fault matrix (plugin/faults_test.go): for each fault kind, the first and
 # last 10 file operations N of its workload and every 40th in between (shifted by one per kind, so that the kinds
-# together try other N), sized to take about a minute with -race on 2 cores. Its summary line (T, cases,
+# together try other N): about 500 cases, under a minute with -race on 2 cores. Its summary line (T, cases,
 # failures, duplicates) is printed after the tests.
 unit:
 	@mkdir -p $(BUILD) && rm -f $(BUILD)/faults.txt
 	WIVAUDIT_FAULTS_REPORT=$(abspath $(BUILD))/faults.txt $(GO) test -race -count=1 $(PKGS_PURE)
 	@cat $(BUILD)/faults.txt 2>/dev/null || true
 
-## faults: the fault matrix at every file operation N of its workload, for every fault kind (without -race: a few
-## minutes); one case reruns alone with WIVAUDIT_FAULTS=<N> go test ./plugin/ -run 'TestFaultMatrix/^<kind>$/^N=<N>$' -v
+## faults: the fault matrix at every file operation N of its workload, for every fault kind (some 11,000 cases,
+## without -race: about 2 minutes); one case reruns alone with WIVAUDIT_FAULTS=<N> go test ./plugin/ -run 'TestFaultMatrix/^<kind>$/^N=<N>$' -v
 faults:
 	@mkdir -p $(BUILD) && rm -f $(BUILD)/faults.txt
 	WIVAUDIT_FAULTS=all WIVAUDIT_FAULTS_REPORT=$(abspath $(BUILD))/faults.txt $(GO) test -count=1 -timeout 60m -run '^TestFaultMatrix$$' ./plugin/

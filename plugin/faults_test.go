@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -109,9 +110,9 @@ func matrixSample(t *testing.T, total int64, i int) []int64 {
 	return ns
 }
 
-// The default sample: with T about 800, some 40 cases per kind, 480 in all, which take about 10 s, and about a
-// minute with -race, on 2 cores (a case takes some 20 ms, 130 ms with -race). The 12 kinds together try 30% of
-// the N in the middle.
+// The default sample: with T about 900, some 42 cases per kind, 505 in all, which take about 5 s, and 40 s with
+// -race, on 2 cores (a case takes some 10 ms, 80 ms with -race; every N, 11,000 cases, about 2 minutes). The 12
+// kinds together try 30% of the N in the middle.
 const (
 	matrixEnds   = 10
 	matrixStride = 40
@@ -471,4 +472,95 @@ func objectRecords(body []byte) ([]json.RawMessage, error) {
 	}
 	var recs []json.RawMessage
 	return recs, json.Unmarshal(plain, &recs)
+}
+
+// TestFaultMatrixInvariants: the matrix's check finds each way S3, the ledger and the log can be wrong, on the
+// outcome of a clean run altered one way at a time.
+func TestFaultMatrixInvariants(t *testing.T) {
+	w := newMatrixLoad()
+	cfg, pub := matrixConfig(t, conf.DefaultStoreDir)
+	r, _ := cleanRun(t, w, cfg)
+	r.finish(nil)
+	if res := r.check(pub, 100); len(res.problems) > 0 {
+		t.Fatalf("the clean run fails: %s", strings.Join(res.problems, "\n"))
+	}
+	objects := maps.Clone(r.s3.objects)
+	// An object, and one of its records.
+	var key string
+	for k := range objects {
+		if !strings.Contains(k, "/digests/") && (key == "" || k < key) {
+			key = k
+		}
+	}
+	recs, err := objectRecords(objects[key])
+	if err != nil {
+		t.Fatal(err)
+	}
+	rewrite := func(recs []json.RawMessage) []byte {
+		var plain bytes.Buffer
+		plain.WriteString("[\n")
+		for i, rec := range recs {
+			if i > 0 {
+				plain.WriteString(",\n")
+			}
+			plain.Write(rec)
+		}
+		plain.WriteString("\n]\n")
+		var z bytes.Buffer
+		zw := gzip.NewWriter(&z)
+		zw.Write(plain.Bytes())
+		zw.Close()
+		return z.Bytes()
+	}
+	org, _, _ := strings.Cut(key, "/")
+	other := map[string]string{"org-a": "org-b", "org-b": "org-c", "org-c": "org-a"}[org]
+	for _, tc := range []struct {
+		name  string
+		alter func(objects map[string][]byte, sink *lineSink)
+		want  []string
+	}{
+		{"a record lost", func(o map[string][]byte, _ *lineSink) { o[key] = rewrite(recs[1:]) },
+			[]string{"was not delivered", "is not in the ledger as delivered", "the ledger says", "is in no digest"}},
+		{"a record altered", func(o map[string][]byte, _ *lineSink) {
+			o[key] = rewrite(append([]json.RawMessage{json.RawMessage(strings.Replace(string(recs[0]), `"id"`, `"id" `, 1))}, recs[1:]...))
+		}, []string{"altered"}},
+		{"a record invented", func(o map[string][]byte, _ *lineSink) {
+			o[key] = rewrite(append([]json.RawMessage{json.RawMessage(`{"org_id":"` + org + `","id":"never"}`)}, recs...))
+		}, []string{"holds a record never flushed"}},
+		{"tenants mixed", func(o map[string][]byte, _ *lineSink) {
+			o[other+"/"+strings.TrimPrefix(key, org+"/")] = o[key]
+		}, []string{"holds a record of " + org, "is not in the ledger", "is in no digest"}},
+		{"a digest lost", func(o map[string][]byte, _ *lineSink) {
+			for k := range o {
+				if strings.HasPrefix(k, org+"/digests/") {
+					delete(o, k)
+				}
+			}
+		}, []string{key + " is in no digest"}},
+		{"a digest forged", func(o map[string][]byte, _ *lineSink) {
+			for k, body := range o {
+				if strings.HasPrefix(k, org+"/digests/") {
+					o[k] = bytes.Replace(body, []byte(`"sequence":`), []byte(`"sequence": `), 1)
+				}
+			}
+		}, []string{"its signature does not verify"}},
+		{"the log flooded", func(_ map[string][]byte, sink *lineSink) {
+			for range 101 {
+				sink.log(LevelWarn, "again")
+			}
+		}, []string{"warnings and errors logged, more than 100"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			altered := &faultRun{t: t, w: w, cfg: cfg, mem: r.mem, acked: r.acked,
+				s3: &fakeS3{objects: maps.Clone(objects), buckets: maps.Clone(r.s3.buckets), meta: r.s3.meta}}
+			altered.s3.buckets[other+"/"+strings.TrimPrefix(key, org+"/")] = matrixBucket(other)
+			tc.alter(altered.s3.objects, &altered.sink)
+			got := strings.Join(altered.check(pub, 100).problems, "\n")
+			for _, want := range tc.want {
+				if !strings.Contains(got, want) {
+					t.Errorf("no problem says %q:\n%s", want, got)
+				}
+			}
+		})
+	}
 }
