@@ -116,8 +116,7 @@ func newMatrixLoad() *matrixLoad {
 	return w
 }
 
-// tapFS passes every operation to its FS, and tells the pair gate about writes and data syncs once they are
-// done.
+// tapFS passes every operation to its FS, and tells the pair gate about each write once it is done.
 type tapFS struct {
 	vfs.FS
 	gate *pairGate
@@ -142,14 +141,6 @@ func (f *tapFile) WriteAt(p []byte, off int64) (int, error) {
 	return n, err
 }
 
-func (f *tapFile) Datasync() error {
-	err := f.File.Datasync()
-	if err == nil {
-		f.gate.synced(f.Name())
-	}
-	return err
-}
-
 // DropDirty passes a failed sync's loss on to the MemFS's file.
 func (f *tapFile) DropDirty() {
 	if d, ok := f.File.(vfs.DirtyDropper); ok {
@@ -158,15 +149,16 @@ func (f *tapFile) DropDirty() {
 }
 
 // pairGate orders the concurrent pair of flushes: once armed, the first data sync of a log segment holds,
-// after it is done, until the next write to a log segment is done (the other flush's, written while the first
-// one syncs: group commit) or the test opens the gate. So the second write is never in the first sync, and the
-// operations are numbered alike in every run.
+// numbered but not yet done, until a write to a log segment is done (the other flush's, written while the
+// first one syncs: group commit) or the test opens the gate. So the operations are numbered alike in every
+// run, and the first sync, which covers the second write, can fail after it (issue 15's defect 1).
 type pairGate struct {
-	mu      sync.Mutex
-	armed   bool
-	holding bool
-	held    chan struct{} // closed when the sync holds
-	release chan struct{}
+	mu         sync.Mutex
+	armed      bool
+	holding    bool
+	held       chan struct{} // closed when the sync holds
+	release    chan struct{}
+	overlapped int // pairs whose second write was done while the first sync held
 }
 
 func isSegment(path string) bool {
@@ -179,9 +171,10 @@ func (g *pairGate) arm() {
 	g.mu.Unlock()
 }
 
-func (g *pairGate) synced(path string) {
+// before runs before every operation (the Faults' hook).
+func (g *pairGate) before(op vfs.Op) {
 	g.mu.Lock()
-	if !g.armed || !isSegment(path) {
+	if !g.armed || op.Kind != vfs.OpDatasync || !isSegment(op.Path) {
 		g.mu.Unlock()
 		return
 	}
@@ -193,8 +186,15 @@ func (g *pairGate) synced(path string) {
 }
 
 func (g *pairGate) wrote(path string) {
-	if isSegment(path) {
-		g.open()
+	if !isSegment(path) {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.holding {
+		g.holding = false
+		g.overlapped++
+		close(g.release)
 	}
 }
 
@@ -293,7 +293,9 @@ type faultRun struct {
 	sent  map[int]bool // chunks flushed at least once
 
 	mu       sync.Mutex
-	failures []string // what went wrong: panics, start failing after the fault was cleared, ...
+	failures []string      // what went wrong: panics, start failing after the fault was cleared, ...
+	onOp     func(vfs.Op)  // see watch
+	sealing  chan struct{} // closed when seal returns; until then an upload waits to read its object
 
 	// between runs before each step of the workload: it repairs a persistent fault.
 	between func()
@@ -328,8 +330,38 @@ func newFaultRun(t *testing.T, w *matrixLoad, cfg *conf.Config) *faultRun {
 			break
 		}
 	}
-	r.faults = vfs.NewFaults(&tapFS{FS: r.mem, gate: &r.gate})
+	r.useDisk(r.mem)
 	return r
+}
+
+// useDisk puts the store on disk, through the pair gate and the Faults, whose hook also tells onOp.
+func (r *faultRun) useDisk(disk *vfs.MemFS) {
+	r.mem = disk
+	r.faults = vfs.NewFaults(&tapFS{FS: disk, gate: &r.gate})
+	r.faults.Hook(func(op vfs.Op) error {
+		r.gate.before(op)
+		r.mu.Lock()
+		sealing := r.sealing
+		if r.onOp != nil {
+			r.onOp(op)
+		}
+		r.mu.Unlock()
+		if sealing != nil && op.Kind == vfs.OpOpen && isObject(op.Path) {
+			<-sealing
+		}
+		return nil
+	})
+}
+
+func isObject(path string) bool {
+	return filepath.Base(filepath.Dir(path)) == "batches" && strings.HasSuffix(path, ".json.gz")
+}
+
+// watch has f see every operation from now on, before it runs (nil: none); f runs under r.mu.
+func (r *faultRun) watch(f func(vfs.Op)) {
+	r.mu.Lock()
+	r.onOp = f
+	r.mu.Unlock()
 }
 
 func (r *faultRun) now() time.Time { return r.clock.fakeClock.Now() }
@@ -466,10 +498,21 @@ func (r *faultRun) flushPair(a, b int) {
 }
 
 // seal does what the sealer does at a tick, for the batches opened up to cutoff (zero: all), sealing them in
-// the order of their streams: Rotate's order is a map's. (sealClosed queues a round's batches once the round
-// is sealed: the uploader starts on them when the store is done.)
+// the order of their streams: Rotate's order is a map's. sealClosed queues a round's batches one by one once
+// the round is sealed; an upload that starts meanwhile waits to read its object until all are queued, so that
+// the uploader takes the next ones from the whole round.
 func (r *faultRun) seal(cutoff time.Time) {
 	defer r.caught("seal")
+	sealing := make(chan struct{})
+	r.mu.Lock()
+	r.sealing = sealing
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.sealing = nil
+		r.mu.Unlock()
+		close(sealing)
+	}()
 	r.in.store.Rotate(cutoff)
 	closed := r.in.store.TakeClosed()
 	slices.SortStableFunc(closed, func(a, b *buffer.Pending) int {

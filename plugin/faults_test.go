@@ -61,6 +61,15 @@ func faultKinds() []faultKind {
 			}
 		}})
 	}
+	// A failed operation, then the power cut at the next step: what a failed fsync dropped is gone (fsyncgate).
+	kinds = append(kinds, faultKind{name: "EIO-then-power", crash: &vfs.CrashOptions{}, arm: func(f *vfs.Faults, n int64) func() {
+		f.FailAt(n, vfs.EIO)
+		return func() {
+			if f.Ops() >= n {
+				f.PowerCut(n)
+			}
+		}
+	}})
 	for _, torn := range []bool{false, true} {
 		name := "power"
 		if torn {
@@ -131,18 +140,11 @@ type caseResult struct {
 // cleanRun runs the workload without a fault and returns it, with the operations it numbered, in order.
 func cleanRun(t *testing.T, w *matrixLoad, cfg *conf.Config) (*faultRun, []string) {
 	r := newFaultRun(t, w, cfg)
-	var mu sync.Mutex
 	var ops []string
-	r.faults.Hook(func(op vfs.Op) error {
-		mu.Lock()
-		ops = append(ops, opName(cfg.StoreDir, op))
-		mu.Unlock()
-		return nil
-	})
+	r.watch(func(op vfs.Op) { ops = append(ops, opName(cfg.StoreDir, op)) })
 	r.run()
-	mu.Lock()
-	defer mu.Unlock()
-	return r, slices.Clone(ops)
+	r.watch(nil)
+	return r, ops
 }
 
 // opName is an operation as the matrix reports it: its kind and path in Store_Dir.
@@ -166,6 +168,9 @@ func TestFaultMatrix(t *testing.T) {
 	}
 	if len(w.chunks) != len(clean.acked) {
 		t.Fatalf("the clean run took %d of %d chunks", len(clean.acked), len(w.chunks))
+	}
+	if clean.gate.overlapped != 1 {
+		t.Fatalf("in the clean run, %d pairs of flushes wrote while the other synced, want 1", clean.gate.overlapped)
 	}
 	if _, again := cleanRun(t, w, cfg); !slices.Equal(ops, again) {
 		i := 0
@@ -265,15 +270,14 @@ func listOrNothing(items []string) string {
 func runCase(t *testing.T, w *matrixLoad, cfg *conf.Config, pub ed25519.PublicKey, kind faultKind, n int64, want string, maxErrors int) caseResult {
 	r := newFaultRun(t, w, cfg)
 	var got string
-	r.faults.Hook(func(op vfs.Op) error {
+	r.watch(func(op vfs.Op) {
 		if op.Index == n {
 			got = opName(cfg.StoreDir, op)
 		}
-		return nil
 	})
 	r.between = kind.arm(r.faults, n)
 	r.run()
-	r.faults.Hook(nil)
+	r.watch(nil)
 	if got != want {
 		r.fail("harness: operation %d is %q, in the clean run %q", n, got, want)
 	}
