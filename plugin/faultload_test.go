@@ -339,13 +339,13 @@ func (r *faultRun) useDisk(disk *vfs.MemFS) {
 	r.mem = disk
 	r.faults = vfs.NewFaults(&tapFS{FS: disk, gate: &r.gate})
 	r.faults.Hook(func(op vfs.Op) error {
-		r.gate.before(op)
 		r.mu.Lock()
 		sealing := r.sealing
 		if r.onOp != nil {
 			r.onOp(op)
 		}
 		r.mu.Unlock()
+		r.gate.before(op)
 		if sealing != nil && op.Kind == vfs.OpOpen && isObject(op.Path) {
 			<-sealing
 		}

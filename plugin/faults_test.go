@@ -137,11 +137,16 @@ type caseResult struct {
 	taken      int // uploads S3 refused because the key was stored already
 }
 
-// cleanRun runs the workload without a fault and returns it, with the operations it numbered, in order.
+// cleanRun runs the workload without a fault and returns it, with the operations it numbered, by number.
 func cleanRun(t *testing.T, w *matrixLoad, cfg *conf.Config) (*faultRun, []string) {
 	r := newFaultRun(t, w, cfg)
 	var ops []string
-	r.watch(func(op vfs.Op) { ops = append(ops, opName(cfg.StoreDir, op)) })
+	r.watch(func(op vfs.Op) {
+		for int64(len(ops)) < op.Index {
+			ops = append(ops, "")
+		}
+		ops[op.Index-1] = opName(cfg.StoreDir, op)
+	})
 	r.run()
 	r.watch(nil)
 	return r, ops
