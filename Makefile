@@ -7,7 +7,7 @@ HOST  := $(BUILD)/flbhost
 NULLOUT := $(BUILD)/nullout.so
 CMD   := $(BUILD)/wivaudit
 VERSITYGW := $(BUILD)/bin/versitygw
-PKGS_PURE := ./conf/... ./record/... ./plugin/... ./upload/... ./lru/... ./buffer/... ./digest/... ./cmd/... ./metrics/...
+PKGS_PURE := ./conf/... ./record/... ./plugin/... ./upload/... ./lru/... ./buffer/... ./wal/... ./ledger/... ./vfs/... ./digest/... ./cmd/... ./metrics/...
 GO_SOURCES := $(shell find . -name '*.go' -not -path './test/*' -not -name '*_test.go') go.mod go.sum
 
 .PHONY: all build host demo test unit faults fuzz integration lint bench clean versitygw

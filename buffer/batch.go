@@ -50,7 +50,9 @@ type Batch struct {
 	Manifest
 	object, manifest string
 	fs               vfs.FS
-	unmarked         bool // committed, but the log does not yet say its records are sealed
+	unmarked         bool     // committed, but the log does not yet say its records are sealed
+	objectGone       bool     // Remove deleted the object
+	leftIn           []string // quarantined, and these names in batches/ are still to be removed
 }
 
 const (
@@ -71,6 +73,11 @@ func batchBase(dir string, st Stream, ms int64) string {
 	return filepath.Join(dir, st.Org+sep+st.Kind+sep+strconv.FormatInt(ms, 10))
 }
 
+// errBadBatch means a batch's manifest was read, but it or its object cannot be used.
+var errBadBatch = errors.New("unusable batch")
+
+// readBatch reads a batch's manifest and checks its object. Its error is errBadBatch when the manifest does
+// not parse or the object is missing or of another size, and a read error otherwise.
 func readBatch(fsys vfs.FS, path string) (*Batch, error) {
 	data, err := vfs.ReadFile(fsys, path)
 	if err != nil {
@@ -78,20 +85,23 @@ func readBatch(fsys vfs.FS, path string) (*Batch, error) {
 	}
 	b := &Batch{manifest: path, object: strings.TrimSuffix(path, manifestSuffix) + objectSuffix, fs: fsys}
 	if err := json.Unmarshal(data, &b.Manifest); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%w: %s: %v", errBadBatch, path, err)
 	}
 	if b.KeyMs == 0 {
 		b.KeyMs = b.Opened
 	}
 	if !safeName(b.Org) || !safeName(b.Kind) || b.Key == "" {
-		return nil, fmt.Errorf("%s: no valid org_id, kind and key", path)
+		return nil, fmt.Errorf("%w: %s: no valid org_id, kind and key", errBadBatch, path)
 	}
 	fi, err := fsys.Stat(b.object)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s has no object", errBadBatch, path)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("%s has no object: %w", path, err)
+		return nil, err
 	}
 	if fi.Size() != b.ObjectBytes {
-		return nil, fmt.Errorf("%s: its object has %d bytes, the manifest says %d", path, fi.Size(), b.ObjectBytes)
+		return nil, fmt.Errorf("%w: %s: its object has %d bytes, the manifest says %d", errBadBatch, path, fi.Size(), b.ObjectBytes)
 	}
 	return b, nil
 }
@@ -122,22 +132,32 @@ func (s *Store) SaveAttempt(b *Batch) error {
 // Remove deletes a batch once it is delivered. Its records must be marked as sealed in the log first, or the
 // next start would gather them again. The object goes before the manifest: an object without a manifest is
 // never a delivered batch, so recovery keeps it (in quarantine), while a manifest left without its object by
-// a crash here is set aside and named.
+// a crash here is set aside and named. When it fails it can be called again.
 func (s *Store) Remove(b *Batch) error {
-	if err := s.markSealed(b); err != nil {
+	released, err := s.markSealed(b)
+	if err != nil {
 		return fmt.Errorf("remove %s: its records cannot be marked as sealed in the log: %w", b.Key, err)
 	}
-	if err := s.fs.Remove(b.object); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
+	if !b.objectGone {
+		if err := s.fs.Remove(b.object); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove %s: %w", b.Key, err)
+		}
+		b.objectGone = true
+		s.use.add(-b.ObjectBytes)
+		s.mu.Lock()
+		s.batchGoneLocked(b.Stream())
+		s.mu.Unlock()
 	}
 	if err := s.fs.Remove(b.manifest); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
+		return fmt.Errorf("remove %s: %w", b.Key, err)
 	}
-	s.use.add(-b.ObjectBytes)
-	s.mu.Lock()
-	s.batchGoneLocked(b.Stream())
-	s.mu.Unlock()
-	return s.fs.SyncDir(s.batches)
+	if err := s.fs.SyncDir(s.batches); err != nil {
+		return fmt.Errorf("remove %s: %w", b.Key, err)
+	}
+	if released != nil {
+		return fmt.Errorf("removed %s, but the log segments it freed are not deleted yet: %w", b.Key, released)
+	}
+	return nil
 }
 
 // ObjectGone reports whether a batch's object is known to be gone from the store (deleted while it waited),
@@ -148,32 +168,36 @@ func (s *Store) ObjectGone(b *Batch) bool {
 }
 
 // Quarantine moves a batch that could not be delivered for too long out of the upload path, into the
-// quarantine folder, within its own size limit. Moving its two files back into batches/ replays it.
+// quarantine folder, within its own size limit. Moving its two files back into batches/ replays it. The batch
+// is linked into the quarantine and made durable there before it leaves batches/: a crash leaves it in one
+// folder or both. When it fails, the batch is where it was, or quarantined with its old names left in
+// batches/, which a second call removes.
 func (s *Store) Quarantine(b *Batch) error {
-	if err := s.use.toQuarantine(b.ObjectBytes); err != nil {
-		return err
+	if b.leftIn == nil {
+		if err := s.use.toQuarantine(b.ObjectBytes); err != nil {
+			return err
+		}
+		base := freeBase(s.fs, s.quarantine, strings.TrimSuffix(filepath.Base(b.object), objectSuffix))
+		from, to := []string{b.object, b.manifest}, []string{base + objectSuffix, base + manifestSuffix}
+		if err := linkAll(s.fs, s.quarantine, from, to); err != nil {
+			s.use.fromQuarantine(b.ObjectBytes)
+			return fmt.Errorf("quarantine %s: %w", b.Key, err)
+		}
+		b.object, b.manifest, b.leftIn = to[0], to[1], from
+		s.mu.Lock()
+		s.batchGoneLocked(b.Stream())
+		s.mu.Unlock()
 	}
-	base := freeBase(s.fs, s.quarantine, strings.TrimSuffix(filepath.Base(b.object), objectSuffix))
-	object, err := moveNoReplace(s.fs, b.object, base+objectSuffix)
-	if err != nil {
-		s.use.fromQuarantine(b.ObjectBytes)
-		return err
+	for _, p := range b.leftIn {
+		if err := s.fs.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("quarantined %s, but it is left in %s too: %w", b.Key, s.batches, err)
+		}
 	}
-	manifest, err := moveNoReplace(s.fs, b.manifest, base+manifestSuffix)
-	if err != nil {
-		s.fs.Link(object, b.object)
-		s.fs.Remove(object)
-		s.use.fromQuarantine(b.ObjectBytes)
-		return err
+	if err := s.fs.SyncDir(s.batches); err != nil {
+		return fmt.Errorf("quarantined %s: %w", b.Key, err)
 	}
-	b.object, b.manifest = object, manifest
-	s.mu.Lock()
-	s.batchGoneLocked(b.Stream())
-	s.mu.Unlock()
-	if err := s.fs.SyncDir(s.quarantine); err != nil {
-		return err
-	}
-	return s.fs.SyncDir(s.batches)
+	b.leftIn = nil
+	return nil
 }
 
 // freeBase is a batch's name in dir free for both its files, so that the pair stays together and no other

@@ -4,22 +4,24 @@ import (
 	"encoding/binary"
 	"fmt"
 	"strings"
+
+	"github.com/wiv/out_wivaudit/wal"
 )
 
-// Chunk gathers one flush's records by stream, already framed as log runs, so that Commit writes them with
+// Chunk gathers one flush's records by stream, already encoded as log runs, so that Append writes them with
 // one write. Reuse a Chunk with Reset: it keeps its buffers.
 type Chunk struct {
 	runs    []chunkRun
 	n       int // runs in use
 	index   map[Stream]int
-	offsets []int64 // each run's offset in the bytes of one commit
-	last    int     // the run the previous record went to, checked first: chunks carry runs of one organisation
+	entries [][]byte // the runs' entries, as one append takes them
+	last    int      // the run the previous record went to, checked first: chunks carry runs of one organisation
 	size    int64
 }
 
 type chunkRun struct {
 	st      Stream
-	frame   []byte // header room, then the run's payload
+	entry   []byte // the run's log entry
 	records int
 }
 
@@ -43,13 +45,13 @@ func (c *Chunk) Add(st Stream, record []byte) {
 		c.last = i
 	}
 	r := &c.runs[i]
-	before := len(r.frame)
+	before := len(r.entry)
 	if r.records > 0 {
-		r.frame = append(r.frame, Separator...)
+		r.entry = append(r.entry, Separator...)
 	}
-	r.frame = append(r.frame, record...)
+	r.entry = append(r.entry, record...)
 	r.records++
-	c.size += int64(len(r.frame) - before)
+	c.size += int64(len(r.entry) - before)
 }
 
 func (c *Chunk) newRun(st Stream) int {
@@ -61,16 +63,15 @@ func (c *Chunk) newRun(st Stream) int {
 	c.index[st] = i
 	r := &c.runs[i]
 	r.st, r.records = st, 0
-	r.frame = append(r.frame[:0], make([]byte, headerLen)...)
-	r.frame = appendStreamHead(r.frame, runEntry, st)
-	r.frame = append(r.frame, make([]byte, 8+4)...) // arrival and count, filled by seal
-	c.size += int64(len(r.frame))
+	r.entry = appendStreamHead(r.entry[:0], runEntry, st)
+	r.entry = append(r.entry, make([]byte, 8+4)...) // arrival and count, filled by encode
+	c.size += int64(wal.HeaderLen + len(r.entry))
 	return i
 }
 
 // body is the run's records, joined by Separator.
 func (r *chunkRun) body() []byte {
-	return r.frame[headerLen+3+len(r.st.Kind)+len(r.st.Org)+8+4:]
+	return r.entry[3+len(r.st.Kind)+len(r.st.Org)+8+4:]
 }
 
 // Size is what the chunk takes in the log.
@@ -85,24 +86,22 @@ func (c *Chunk) Records() int {
 	return n
 }
 
-// frames fills in each run's arrival, count and header, and returns the runs' frames as one buffer with
-// each run's offset in it.
-func (c *Chunk) frames(dst []byte, arrival int64, offsets []int64) ([]byte, []int64, error) {
+// encode fills in each run's arrival and count, and returns the runs' entries.
+func (c *Chunk) encode(arrival int64) ([][]byte, error) {
+	c.entries = c.entries[:0]
 	for _, r := range c.runs[:c.n] {
 		if !safeName(r.st.Org) || !safeName(r.st.Kind) || len(r.st.Kind) > maxKind {
-			return dst, offsets, fmt.Errorf("buffer %s: unsafe stream name", r.st)
+			return nil, fmt.Errorf("buffer %s: unsafe stream name", r.st)
 		}
-		if len(r.frame)-headerLen > maxFrameLen {
-			return dst, offsets, fmt.Errorf("buffer %s: %d bytes of records in one chunk, more than %d", r.st, len(r.frame), maxFrameLen)
+		if len(r.entry) > wal.MaxRecord {
+			return nil, fmt.Errorf("buffer %s: %d bytes of records in one chunk, more than %d", r.st, len(r.entry), wal.MaxRecord)
 		}
-		fixed := headerLen + 3 + len(r.st.Kind) + len(r.st.Org)
-		binary.LittleEndian.PutUint64(r.frame[fixed:], uint64(arrival))
-		binary.LittleEndian.PutUint32(r.frame[fixed+8:], uint32(r.records))
-		putHeader(r.frame)
-		offsets = append(offsets, int64(len(dst)))
-		dst = append(dst, r.frame...)
+		fixed := 3 + len(r.st.Kind) + len(r.st.Org)
+		binary.LittleEndian.PutUint64(r.entry[fixed:], uint64(arrival))
+		binary.LittleEndian.PutUint32(r.entry[fixed+8:], uint32(r.records))
+		c.entries = append(c.entries, r.entry)
 	}
-	return dst, offsets, nil
+	return c.entries, nil
 }
 
 // safeName keeps stream names usable as parts of a file name and within a length byte. Callers validate them

@@ -3,6 +3,8 @@ package buffer
 import (
 	"encoding/binary"
 	"errors"
+
+	"github.com/wiv/out_wivaudit/wal"
 )
 
 // The log holds two kinds of entry, each one frame:
@@ -10,22 +12,15 @@ import (
 //	run:    'R' | len(kind) | kind | len(org) | org | arrival ms (int64) | records (uint32) | records joined by ",\n"
 //	sealed: 'S' | len(kind) | kind | len(org) | org | key ms (int64) | first run (segment, offset) | last run (segment, offset)
 //
-// A run is a flush's records of one stream. A sealed entry says that a stream's runs from first to last (log
-// positions, inclusive) are in a committed batch, so recovery does not gather them again.
+// Each is one record of the log (package wal). A run is a flush's records of one stream. A sealed entry says
+// that a stream's runs from first to last (log positions, inclusive) are in a committed batch, so recovery
+// does not gather them again.
 const (
 	runEntry    = 'R'
 	sealedEntry = 'S'
 	// Separator is what joins the records of a run, and the runs of a batch, as they go into an object.
 	Separator = ",\n"
 )
-
-// pos is a place in the log: a segment and the offset of a frame in it. Positions grow with every append.
-type pos struct {
-	seg uint64
-	off int64
-}
-
-func (p pos) less(q pos) bool { return p.seg < q.seg || (p.seg == q.seg && p.off < q.off) }
 
 var errEntry = errors.New("unreadable log entry")
 
@@ -36,12 +31,12 @@ func appendStreamHead(dst []byte, typ byte, st Stream) []byte {
 	return append(dst, st.Org...)
 }
 
-func appendSealed(dst []byte, st Stream, keyMs int64, first, last pos) []byte {
+func appendSealed(dst []byte, st Stream, keyMs int64, first, last wal.Pos) []byte {
 	dst = appendStreamHead(dst, sealedEntry, st)
 	dst = binary.LittleEndian.AppendUint64(dst, uint64(keyMs))
-	for _, p := range []pos{first, last} {
-		dst = binary.LittleEndian.AppendUint64(dst, p.seg)
-		dst = binary.LittleEndian.AppendUint64(dst, uint64(p.off))
+	for _, p := range []wal.Pos{first, last} {
+		dst = binary.LittleEndian.AppendUint64(dst, p.Seg)
+		dst = binary.LittleEndian.AppendUint64(dst, uint64(p.Off))
 	}
 	return dst
 }
@@ -52,8 +47,8 @@ type entry struct {
 	st          Stream
 	ms          int64 // a run's arrival, a sealed entry's key millisecond
 	records     int
-	body        []byte // a run's records, joined by Separator
-	first, last pos    // a sealed entry's range
+	body        []byte  // a run's records, joined by Separator
+	first, last wal.Pos // a sealed entry's range
 }
 
 // parseEntry decodes a frame's payload. Stream names are copied; the body aliases payload.
@@ -90,8 +85,8 @@ func parseEntry(p []byte) (entry, error) {
 		if len(p) != 32 {
 			return e, errEntry
 		}
-		e.first = pos{binary.LittleEndian.Uint64(p), int64(binary.LittleEndian.Uint64(p[8:]))}
-		e.last = pos{binary.LittleEndian.Uint64(p[16:]), int64(binary.LittleEndian.Uint64(p[24:]))}
+		e.first = wal.Pos{Seg: binary.LittleEndian.Uint64(p), Off: int64(binary.LittleEndian.Uint64(p[8:]))}
+		e.last = wal.Pos{Seg: binary.LittleEndian.Uint64(p[16:]), Off: int64(binary.LittleEndian.Uint64(p[24:]))}
 	default:
 		return e, errEntry
 	}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wiv/out_wivaudit/wal"
 )
 
 // Cases found by attacking the store: each failed before its fix.
@@ -110,7 +112,7 @@ func TestUnreadableSegmentIsMovedAside(t *testing.T) {
 	s, _, _ := Open(dir, opts(1<<20, c))
 	commit(t, s, "a/org:1")
 	s.Close()
-	os.Mkdir(filepath.Join(dir, walFolder, segmentName(0xff)), 0o700)
+	os.Mkdir(filepath.Join(dir, walFolder, wal.SegmentName(0xff)), 0o700)
 	s2, rec, err := Open(dir, opts(1<<20, c))
 	if err != nil {
 		t.Fatalf("Open: %v", err)

@@ -2,20 +2,23 @@ package buffer
 
 import (
 	"fmt"
+	"math"
 	"time"
+
+	"github.com/wiv/out_wivaudit/wal"
 )
 
 // runRef is where a run of one stream's records lies in the log. It is kept small: the index holds one for
 // every (chunk, stream) pair not yet sealed.
 type runRef struct {
-	seg     *segment
+	seg     uint64
 	off     int64 // the frame's offset in the segment
-	size    int32 // the frame's length (a chunk is far smaller than 2 GiB)
+	size    int32 // the entry's length (a chunk is far smaller than 2 GiB)
 	records int32
 	json    int32 // the records' bytes, separators excluded
 }
 
-func (r runRef) pos() pos { return pos{r.seg.id, r.off} }
+func (r runRef) pos() wal.Pos { return wal.Pos{Seg: r.seg, Off: r.off} }
 
 // stream is the index entry of one stream: its open batch (runs in log order) and the last key millisecond
 // it used. It is kept while anything of the stream is on disk, so that its keys never repeat meanwhile.
@@ -50,38 +53,49 @@ func (s *Store) streamLocked(st Stream) *stream {
 	return ss
 }
 
-// Commit appends a chunk's runs to the log with one write and one sync, shared with concurrent commits. When
-// it returns nil the records survive a crash. It settles the room the caller claimed with Reserve(c.Size()):
-// written bytes are counted as used in the same step, and the claim is given back when nothing was written.
-func (s *Store) Commit(c *Chunk) error {
+// Append writes a chunk's runs to the log with one write and one sync, shared with concurrent appends, and
+// indexes them; when it returns nil the records survive a crash. It first claims the chunk's room under the
+// limit: when the chunk does not fit it returns a *FullError and writes nothing. before, when not nil, runs
+// once the room is claimed and before anything is written; its error refuses the chunk.
+func (s *Store) Append(c *Chunk, before func() error) error {
 	claimed := c.Size()
-	if c.n == 0 {
-		s.Release(claimed)
-		return nil
-	}
-	if err := s.checkDir(); err != nil {
-		s.Release(claimed)
+	if err := s.reserve(claimed); err != nil {
 		return err
 	}
+	written, err := s.appendClaimed(c, before)
+	s.use.commitReserved(claimed, written)
+	return err
+}
+
+func (s *Store) appendClaimed(c *Chunk, before func() error) (int64, error) {
+	if before != nil {
+		if err := before(); err != nil {
+			return 0, err
+		}
+	}
+	if c.n == 0 {
+		return 0, nil
+	}
+	if err := s.checkDir(); err != nil {
+		return 0, err
+	}
 	arrival := s.opt.Now().UnixMilli()
-	offsets := c.offsets[:0]
-	err := s.log.append(claimed, func(dst []byte) ([]byte, error) {
-		var err error
-		dst, offsets, err = c.frames(dst, arrival, offsets)
-		return dst, err
-	}, func(seg *segment, base int64) {
+	entries, err := c.encode(arrival)
+	if err != nil {
+		return 0, err
+	}
+	written, err := s.log.Append(entries, func(at []wal.Pos) {
 		s.mu.Lock()
 		for i, r := range c.runs[:c.n] {
-			s.addRunLocked(r.st, runRef{seg: seg, off: base + offsets[i], size: int32(len(r.frame)),
+			s.addRunLocked(r.st, runRef{seg: at[i].Seg, off: at[i].Off, size: int32(len(r.entry)),
 				records: int32(r.records), json: int32(jsonBytes(r.body(), r.records))}, s.opt.KeyClock().UnixMilli(), arrival)
 		}
 		s.mu.Unlock()
 	})
-	c.offsets = offsets
 	if err != nil {
-		return fmt.Errorf("buffer: %w", err)
+		return written, fmt.Errorf("buffer: %w", err)
 	}
-	return nil
+	return written, nil
 }
 
 // addRunLocked indexes a run that is on disk and arrived at (unix ms). A stream's open batch is closed first
@@ -98,7 +112,7 @@ func (s *Store) addRunLocked(st Stream, r runRef, openAt, at int64) {
 	ss.runs = append(ss.runs, r)
 	ss.json += int64(r.json)
 	ss.lastAt = max(ss.lastAt, at)
-	r.seg.refs++
+	s.refs[r.seg]++
 }
 
 // closeLocked moves a stream's open batch to the sealing queue.
@@ -143,15 +157,16 @@ func (s *Store) Rotate(cutoff time.Time) {
 	}
 }
 
-// Relieve closes the open batches that hold runs in the oldest segment of the log, so that sealing them lets
-// the segment go: for when the store is at its limit.
+// Relieve closes the open batches that hold runs in the oldest segment of the log that holds any, so that
+// sealing them lets the segment go: for when the store is at its limit.
 func (s *Store) Relieve() {
+	active := s.log.Active()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.segments) < 2 {
+	oldest := s.oldestRefLocked()
+	if oldest >= active {
 		return
 	}
-	oldest := s.segments[0]
 	for st, ss := range s.streams {
 		if len(ss.runs) > 0 && ss.runs[0].seg == oldest {
 			s.closeLocked(st, ss)
@@ -200,4 +215,32 @@ func (s *Store) batchGoneLocked(st Stream) {
 	if ss := s.streams[st]; ss != nil && ss.batches > 0 {
 		ss.batches--
 	}
+}
+
+// oldestRefLocked is the oldest segment that holds runs not yet sealed (MaxUint64: none).
+func (s *Store) oldestRefLocked() uint64 {
+	oldest := uint64(math.MaxUint64)
+	for id := range s.refs {
+		oldest = min(oldest, id)
+	}
+	return oldest
+}
+
+// unrefLocked lets go of a run in the log.
+func (s *Store) unrefLocked(r runRef) {
+	if s.refs[r.seg]--; s.refs[r.seg] == 0 {
+		delete(s.refs, r.seg)
+	}
+}
+
+// releaseSegments tells the log which segments it may delete: those before the oldest that holds runs not yet
+// sealed. The active segment is read first: every run in an earlier one is indexed by then.
+func (s *Store) releaseSegments() error {
+	active := s.log.Active()
+	s.mu.Lock()
+	keep := min(active, s.oldestRefLocked())
+	s.mu.Unlock()
+	freed, err := s.log.Release(keep)
+	s.use.add(-freed)
+	return err
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/wiv/out_wivaudit/vfs"
+	"github.com/wiv/out_wivaudit/wal"
 )
 
 // Inspection is what a store's folder holds, read without its lock: a snapshot while the plugin runs.
@@ -134,7 +135,7 @@ func inspect(fsys vfs.FS, dir string) (*Inspection, error) {
 // loggedRun is a run of the log as Inspect counts it.
 type loggedRun struct {
 	st      Stream
-	pos     pos
+	pos     wal.Pos
 	records int
 	json    int64
 	at      int64
@@ -143,35 +144,14 @@ type loggedRun struct {
 // readLog reads every segment in order and returns their runs and the ranges their sealed entries cover.
 func (in *Inspection) readLog(fsys vfs.FS, walDir string) ([]loggedRun, sealedRanges, error) {
 	sealed := sealedRanges{}
-	entries, err := fsys.ReadDir(walDir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, sealed, nil
-	}
+	var runs []loggedRun
+	err := wal.Scan(fsys, walDir, logEntries(func(e entry, at wal.Pos, _ int) {
+		runs = append(runs, loggedRun{st: e.st, pos: at, records: e.records, json: jsonBytes(e.body, e.records), at: e.ms})
+	}, func(e entry) {
+		sealed[e.st] = append(sealed[e.st], [2]wal.Pos{e.first, e.last})
+	}, func([]byte) { in.DamagedRegions++ }))
 	if err != nil {
 		return nil, nil, err
-	}
-	var ids []uint64
-	for _, e := range entries {
-		if id, ok := parseSegmentName(e.Name()); ok {
-			ids = append(ids, id)
-		}
-	}
-	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
-	var runs []loggedRun
-	for _, id := range ids {
-		data, err := vfs.ReadFile(fsys, filepath.Join(walDir, segmentName(id)))
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // released since the folder was listed
-		}
-		if err != nil {
-			return nil, nil, err
-		}
-		scanLog(data, func(e entry, at, _ int) {
-			runs = append(runs, loggedRun{st: e.st, pos: pos{id, int64(at)}, records: e.records,
-				json: jsonBytes(e.body, e.records), at: e.ms})
-		}, func(e entry) {
-			sealed[e.st] = append(sealed[e.st], [2]pos{e.first, e.last})
-		}, func([]byte) { in.DamagedRegions++ })
 	}
 	return runs, sealed, nil
 }
@@ -245,7 +225,7 @@ func readLegacyLogs(fsys vfs.FS, dir string, sealed map[string]bool, found func(
 			return err
 		}
 		records, jsonLen := 0, int64(0)
-		scanFrames(data, func(r []byte) { records++; jsonLen += int64(len(r)) }, func([]byte) {})
+		wal.ScanFrames(data, func(_ int, r []byte) { records++; jsonLen += int64(len(r)) }, func([]byte) {})
 		found(p, records, jsonLen)
 	}
 	return nil

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/wiv/out_wivaudit/vfs"
+	"github.com/wiv/out_wivaudit/wal"
 )
 
 // Before the write-ahead log, each stream had its own log files in logs/ (records framed one by one, the
@@ -62,7 +63,9 @@ func (s *Store) recoverLegacy(rc *recovered, sealed map[string]bool) error {
 		ss.batches++
 		ss.last = max(ss.last, p.Opened)
 	}
-	return s.fs.SyncDir(logs)
+	// A removal that a power cut takes back is made again at the next start.
+	s.fs.SyncDir(logs)
+	return nil
 }
 
 func parseLegacyName(name string) (*Pending, bool) {
@@ -89,7 +92,7 @@ func (s *Store) sealLegacy(p *Pending, key func(ms int64) string, destination st
 	fragments := func(yield func([]byte) bool) {
 		records, jsonLen, rep.Damaged = 0, 0, nil
 		stop := false
-		rep.TornTail = scanFrames(data, func(r []byte) {
+		rep.TornTail = wal.ScanFrames(data, func(_ int, r []byte) {
 			if !stop {
 				records++
 				jsonLen += int64(len(r))
@@ -97,7 +100,7 @@ func (s *Store) sealLegacy(p *Pending, key func(ms int64) string, destination st
 			}
 		}, func(bad []byte) { rep.Damaged = append(rep.Damaged, append([]byte(nil), bad...)) })
 	}
-	b, err := s.commitBatch(p, key, destination, encode, fragments, func() (int, int64) { return records, jsonLen })
+	b, err := s.commitBatch(p, key, destination, encode, fragments, func() (int, int64, error) { return records, jsonLen, nil })
 	if err != nil {
 		return nil, rep, fmt.Errorf("seal %s: %w", p.legacy, err)
 	}

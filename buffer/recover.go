@@ -1,15 +1,15 @@
 package buffer
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 
 	"github.com/wiv/out_wivaudit/vfs"
+	"github.com/wiv/out_wivaudit/wal"
 )
 
 // Recovery is what Open found of a previous run.
@@ -36,11 +36,11 @@ type recovered struct {
 }
 
 // sealedRanges are, per stream, the ranges of runs that committed batches hold.
-type sealedRanges map[Stream][][2]pos
+type sealedRanges map[Stream][][2]wal.Pos
 
-func (sr sealedRanges) covers(st Stream, p pos) bool {
+func (sr sealedRanges) covers(st Stream, p wal.Pos) bool {
 	for _, r := range sr[st] {
-		if !p.less(r[0]) && !r[1].less(p) {
+		if !p.Less(r[0]) && !r[1].Less(p) {
 			return true
 		}
 	}
@@ -48,14 +48,14 @@ func (sr sealedRanges) covers(st Stream, p pos) bool {
 }
 
 // add notes the runs a batch's manifest says it holds.
-func (sr sealedRanges) add(m *Manifest) (last pos, ok bool) {
+func (sr sealedRanges) add(m *Manifest) (last wal.Pos, ok bool) {
 	r := m.LogRange
 	if r == nil {
-		return pos{}, false
+		return wal.Pos{}, false
 	}
-	first, last := pos{uint64(r[0][0]), r[0][1]}, pos{uint64(r[1][0]), r[1][1]}
+	first, last := wal.Pos{Seg: uint64(r[0][0]), Off: r[0][1]}, wal.Pos{Seg: uint64(r[1][0]), Off: r[1][1]}
 	st := Stream{m.Org, m.Kind}
-	sr[st] = append(sr[st], [2]pos{first, last})
+	sr[st] = append(sr[st], [2]wal.Pos{first, last})
 	return last, true
 }
 
@@ -81,21 +81,17 @@ func (s *Store) recover() (*Recovery, error) {
 		}
 	}
 	s.mu.Unlock()
-	s.log = newWAL(s, rc.maxSeg+1)
-	s.log.mu.Lock()
-	err = s.log.rollLocked()
-	s.log.mu.Unlock()
-	if err != nil {
-		return nil, err
-	}
 	s.opt.Crash(CrashDuringRecovery)
 	s.Rotate(s.opt.Now())
 	rc.rep.Pending = len(s.closed)
-	return &rc.rep, s.releaseSegments()
+	// A segment that cannot be deleted now is deleted by a later release: it is no reason not to start.
+	s.releaseSegments()
+	return &rc.rep, nil
 }
 
-// recoverBatches reads the manifests of sealed batches. A manifest that cannot be read, or whose object is
-// missing or of the wrong size, is moved aside with its object. It returns the legacy logs already sealed.
+// recoverBatches reads the manifests of sealed batches. A manifest that does not parse, or whose object is
+// missing or of the wrong size, is moved aside with its object; one that a read error keeps from being read
+// fails the recovery, to be tried again. It returns the legacy logs already sealed.
 func (s *Store) recoverBatches(rc *recovered) (map[string]bool, error) {
 	entries, err := s.fs.ReadDir(s.batches)
 	if err != nil {
@@ -112,6 +108,9 @@ func (s *Store) recoverBatches(rc *recovered) (map[string]bool, error) {
 		case strings.HasSuffix(name, manifestSuffix):
 			base := strings.TrimSuffix(name, manifestSuffix)
 			b, err := readBatch(s.fs, path)
+			if err != nil && !errors.Is(err, errBadBatch) {
+				return nil, fmt.Errorf("recover %s: %w", path, err)
+			}
 			if err != nil {
 				moved, merr := s.moveAside("unreadable", path, filepath.Join(s.batches, base+objectSuffix))
 				rc.rep.MovedAside = append(rc.rep.MovedAside, moved...)
@@ -127,7 +126,7 @@ func (s *Store) recoverBatches(rc *recovered) (map[string]bool, error) {
 			ss.batches++
 			ss.last = max(ss.last, b.KeyMs, b.Opened)
 			if last, ok := rc.sealed.add(&b.Manifest); ok {
-				rc.maxSeg = max(rc.maxSeg, last.seg)
+				rc.maxSeg = max(rc.maxSeg, last.Seg)
 			}
 			if b.SourceLog != "" {
 				legacySealed[b.SourceLog] = true
@@ -145,7 +144,7 @@ func (s *Store) recoverBatches(rc *recovered) (map[string]bool, error) {
 			}
 		}
 	}
-	return legacySealed, s.fs.SyncDir(s.batches)
+	return legacySealed, nil
 }
 
 // recoverQuarantined counts the quarantine's objects against its limit and keeps the key milliseconds of the
@@ -167,78 +166,52 @@ func (s *Store) recoverQuarantined() {
 	}
 }
 
-// recoverLog reads every segment in order and collects its runs and sealed entries.
+// recoverLog reads the log back, collects its runs and sealed entries, and opens it for appends. Something
+// that is not a file where a segment should be is moved aside; a segment that a read error keeps from being
+// read fails the recovery, to be tried again, rather than have its records set aside.
 func (s *Store) recoverLog(rc *recovered) error {
-	entries, err := s.fs.ReadDir(s.walDir)
+	log, rep, err := wal.Open(s.walDir, wal.Options{FS: s.fs, SegmentSize: s.opt.SegmentSize, MinID: rc.maxSeg + 1,
+		AfterWrite: func() { s.opt.Crash(CrashAfterWrite) }},
+		logEntries(func(e entry, at wal.Pos, size int) {
+			rc.runs[e.st] = append(rc.runs[e.st], arrived{runRef{seg: at.Seg, off: at.Off, size: int32(size),
+				records: int32(e.records), json: int32(jsonBytes(e.body, e.records))}, e.ms})
+		}, func(e entry) {
+			rc.sealed[e.st] = append(rc.sealed[e.st], [2]wal.Pos{e.first, e.last})
+			ss := s.streamLocked(e.st)
+			ss.last = max(ss.last, e.ms)
+		}, func(bad []byte) {
+			rc.rep.Damaged = append(rc.rep.Damaged, bytes.Clone(bad))
+		}))
 	if err != nil {
-		return err
+		return fmt.Errorf("recover the log: %w", err)
 	}
-	var ids []uint64
-	for _, e := range entries {
-		if id, ok := parseSegmentName(e.Name()); ok {
-			ids = append(ids, id)
-		}
+	s.log = log
+	s.use.used += rep.Size
+	rc.rep.TornTail += rep.TornTail
+	moved, err := s.moveAside("unreadable", rep.Strays...)
+	rc.rep.MovedAside = append(rc.rep.MovedAside, moved...)
+	if err != nil {
+		return fmt.Errorf("recover the log: %w", err)
 	}
-	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
-	for _, id := range ids {
-		rc.maxSeg = max(rc.maxSeg, id)
-		if err := s.recoverSegment(rc, id); err != nil {
-			moved, merr := s.moveAside("unreadable", filepath.Join(s.walDir, segmentName(id)))
-			rc.rep.MovedAside = append(rc.rep.MovedAside, moved...)
-			if merr != nil {
-				return fmt.Errorf("%w (and it cannot be moved aside: %v)", err, merr)
+	return nil
+}
+
+// logEntries decodes the log's records as recovery and Inspect read them back: run gets each run with where
+// it lies and its length, sealed each sealed entry, damaged each region that fails its checksum and each
+// record that does not parse (its bytes are valid during the call only).
+func logEntries(run func(e entry, at wal.Pos, size int), sealed func(e entry), damaged func([]byte)) wal.Replay {
+	return wal.Replay{
+		Record: func(at wal.Pos, record []byte) {
+			e, err := parseEntry(record)
+			switch {
+			case err != nil:
+				damaged(record)
+			case e.typ == runEntry:
+				run(e, at, len(record))
+			default:
+				sealed(e)
 			}
-		}
+		},
+		Damaged: damaged,
 	}
-	return nil
-}
-
-func (s *Store) recoverSegment(rc *recovered, id uint64) error {
-	path := filepath.Join(s.walDir, segmentName(id))
-	f, err := s.fs.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return fmt.Errorf("recover %s: %w", path, err)
-	}
-	data, err := io.ReadAll(f)
-	if err != nil {
-		f.Close()
-		return fmt.Errorf("recover %s: %w", path, err)
-	}
-	seg := &segment{id: id, path: path, f: f, size: int64(len(data))}
-	s.segments = append(s.segments, seg)
-	s.use.used += seg.size
-	rc.rep.TornTail += int64(scanLog(data, func(e entry, at, size int) {
-		rc.runs[e.st] = append(rc.runs[e.st], arrived{runRef{seg: seg, off: int64(at), size: int32(size),
-			records: int32(e.records), json: int32(jsonBytes(e.body, e.records))}, e.ms})
-	}, func(e entry) {
-		rc.sealed[e.st] = append(rc.sealed[e.st], [2]pos{e.first, e.last})
-		ss := s.streamLocked(e.st)
-		ss.last = max(ss.last, e.ms)
-	}, func(bad []byte) {
-		rc.rep.Damaged = append(rc.rep.Damaged, append([]byte(nil), bad...))
-	}))
-	return nil
-}
-
-// scanLog reads a segment's entries in order: run gets each run with where its frame lies, sealed each sealed
-// entry, damaged each region that failed its checksum or does not parse. It returns the length of the torn
-// tail.
-func scanLog(data []byte, run func(e entry, at, size int), sealed func(e entry), damaged func([]byte)) int {
-	off := 0
-	return scanFrames(data, func(payload []byte) {
-		at := off
-		off += headerLen + len(payload)
-		e, err := parseEntry(payload)
-		switch {
-		case err != nil:
-			damaged(data[at:off])
-		case e.typ == runEntry:
-			run(e, at, off-at)
-		default:
-			sealed(e)
-		}
-	}, func(bad []byte) {
-		off += len(bad)
-		damaged(bad)
-	})
 }

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wiv/out_wivaudit/wal"
 )
 
 // crashed is what the test crash hook panics with; the store is then abandoned as a killed process leaves it.
@@ -249,12 +251,10 @@ func TestTornTailAndDamagedMiddle(t *testing.T) {
 	commit(t, s, "o/org:second")
 	commit(t, s, "o/org:third")
 	s.Close()
-	segs, _ := filepath.Glob(filepath.Join(dir, walFolder, "*"+segSuffix))
+	segs, _ := filepath.Glob(filepath.Join(dir, walFolder, "*.seg"))
 	data, _ := os.ReadFile(segs[0])
 	data[bytes.Index(data, []byte("second"))] = 'S' // damage the middle run
-	torn := make([]byte, headerLen+20)
-	torn = append(torn[:headerLen], "cut-short-append-xyz"...)
-	putHeader(torn)
+	torn := wal.AppendFrame(nil, []byte("cut-short-append-xyz"))
 	data = append(data, torn[:15]...) // an append cut short
 	os.WriteFile(segs[0], data, 0o600)
 
@@ -284,7 +284,7 @@ func TestSegmentsGoInOrderOnceSealed(t *testing.T) {
 		commit(t, s, fmt.Sprintf("fast/org:%d%s", i, strings.Repeat("f", 60))) // one segment each
 	}
 	segments := func() int {
-		m, _ := filepath.Glob(filepath.Join(dir, walFolder, "*"+segSuffix))
+		m, _ := filepath.Glob(filepath.Join(dir, walFolder, "*.seg"))
 		return len(m)
 	}
 	before := segments()

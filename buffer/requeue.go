@@ -65,24 +65,21 @@ func requeueAll(fsys vfs.FS, dir, org string, now time.Time) (*Requeued, error) 
 	return out, errors.Join(fsys.SyncDir(batches), fsys.SyncDir(quarantine))
 }
 
-// requeue moves one quarantined batch into the batches folder: its object linked under a free name, its
-// manifest with the requeue time written next to it (through a temporary file, which recovery removes), then
-// the quarantined pair removed, manifest first. A crash leaves the batch in one folder or in both, never in
-// neither.
+// requeue moves one quarantined batch into the batches folder: its manifest with the requeue time written
+// next to it (through a temporary file, which recovery removes), both linked into batches/ under a free name
+// and made durable there, then the quarantined pair removed, manifest first. A crash leaves the batch in one
+// folder or in both, never in neither.
 func requeue(fsys vfs.FS, b *Batch, batches, name string, now time.Time) error {
 	base := freeBase(fsys, batches, name)
-	if err := fsys.Link(b.object, base+objectSuffix); err != nil {
-		return err
-	}
 	b.Requeued = now.UnixMilli()
 	tmp := base + manifestSuffix + tmpSuffix
-	_, err := createSynced(fsys, tmp, func(w io.Writer) error { _, err := w.Write(b.encode()); return err })
-	if err == nil {
-		err = fsys.Link(tmp, base+manifestSuffix)
+	fsys.Remove(tmp)
+	if _, err := createSynced(fsys, tmp, func(w io.Writer) error { _, err := w.Write(b.encode()); return err }); err != nil {
+		return err
 	}
+	err := linkAll(fsys, batches, []string{b.object, tmp}, []string{base + objectSuffix, base + manifestSuffix})
 	fsys.Remove(tmp)
 	if err != nil {
-		fsys.Remove(base + objectSuffix)
 		return err
 	}
 	if err := fsys.Remove(b.manifest); err != nil {

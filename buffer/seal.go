@@ -2,12 +2,14 @@ package buffer
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"iter"
 	"path/filepath"
 
 	"github.com/wiv/out_wivaudit/record"
+	"github.com/wiv/out_wivaudit/wal"
 )
 
 // Encoder writes the object for a batch. Each fragment is one or more records joined by Separator; the
@@ -48,8 +50,8 @@ func (s *Store) Seal(ps []*Pending, name Naming, encode Encoder) []Sealed {
 			out[i].Batch, out[i].Report, out[i].Err = s.sealLegacy(p, key, dest, encode)
 			continue
 		}
-		fragments, records, jsonLen := s.readRuns(p, &out[i].Report)
-		b, err := s.commitBatch(p, key, dest, encode, fragments, func() (int, int64) { return *records, *jsonLen })
+		runs := s.readRuns(p, &out[i].Report)
+		b, err := s.commitBatch(p, key, dest, encode, runs.fragments, runs.counts)
 		if err != nil {
 			out[i].Err = fmt.Errorf("seal %s batch of %d: %w", p.Stream, p.Opened, err)
 			continue
@@ -63,16 +65,13 @@ func (s *Store) Seal(ps []*Pending, name Naming, encode Encoder) []Sealed {
 		}
 		b.unmarked = true
 		marks = append(marks, unmarked{p: p, b: b,
-			frame: appendSealedFrame(nil, p.Stream, b.KeyMs, p.runs[0].pos(), p.runs[len(p.runs)-1].pos())})
+			entry: appendSealed(nil, p.Stream, b.KeyMs, p.runs[0].pos(), p.runs[len(p.runs)-1].pos())})
 	}
 	if len(marks) > 0 {
-		err := s.fs.SyncDir(s.batches)
 		s.opt.Crash(CrashAfterManifest)
 		s.markMu.Lock()
 		s.unmarked = append(s.unmarked, marks...)
-		if err == nil {
-			err = s.markLocked()
-		}
+		err := s.markLocked()
 		s.markMu.Unlock()
 		if err != nil {
 			// The batches are committed, but the log does not say so yet: their records stay in the log, the
@@ -98,21 +97,25 @@ func (s *Store) Seal(ps []*Pending, name Naming, encode Encoder) []Sealed {
 type unmarked struct {
 	p     *Pending
 	b     *Batch
-	frame []byte
+	entry []byte
 }
 
 // markLocked appends the "sealed" entries still missing, in one append, and lets go of their records in the
-// log. The caller holds markMu.
+// log. The entries say that the batches hold the records, so the batches' names are made durable first. The
+// caller holds markMu.
 func (s *Store) markLocked() error {
 	if len(s.unmarked) == 0 {
 		return nil
 	}
-	err := s.log.append(0, func(dst []byte) ([]byte, error) {
-		for _, m := range s.unmarked {
-			dst = append(dst, m.frame...)
-		}
-		return dst, nil
-	}, nil)
+	if err := s.fs.SyncDir(s.batches); err != nil {
+		return err
+	}
+	entries := make([][]byte, len(s.unmarked))
+	for i, m := range s.unmarked {
+		entries[i] = m.entry
+	}
+	written, err := s.log.Append(entries, nil)
+	s.use.add(written)
 	if err != nil {
 		return err
 	}
@@ -126,39 +129,57 @@ func (s *Store) markLocked() error {
 	return nil
 }
 
-// markSealed makes sure the log says b's records are sealed, appending what an earlier round could not.
-func (s *Store) markSealed(b *Batch) error {
+// markSealed makes sure the log says b's records are sealed, appending what an earlier round could not, and
+// then deletes the segments that this frees: no Seal may come to do it while nothing is open. released is the
+// error of that deletion, which the next release tries again.
+func (s *Store) markSealed(b *Batch) (released, err error) {
 	s.markMu.Lock()
-	defer s.markMu.Unlock()
-	err := s.markLocked()
+	marking := len(s.unmarked) > 0
+	err = s.markLocked()
+	s.markMu.Unlock()
 	if err != nil && b.unmarked {
-		return err
+		return nil, err
 	}
-	return nil
+	if marking && err == nil {
+		released = s.releaseSegments()
+	}
+	return released, nil
 }
 
-// readRuns yields the records of a batch's runs, read back from the log and checked; damaged runs are left
-// out and reported. The counts are complete once the sequence has been consumed.
-func (s *Store) readRuns(p *Pending, rep *SealReport) (iter.Seq[[]byte], *int, *int64) {
-	records, jsonLen := new(int), new(int64)
+// runReader reads a batch's runs back from the log for its object.
+type runReader struct {
+	fragments iter.Seq[[]byte]
+	records   int
+	jsonLen   int64
+	err       error // a read failed: the object is incomplete
+}
+
+func (rr *runReader) counts() (int, int64, error) { return rr.records, rr.jsonLen, rr.err }
+
+// readRuns yields the records of a batch's runs, read back from the log and checked. A run that fails its
+// checksum, or does not parse, is damage: it is left out and its bytes are reported. A read that fails is not
+// damage: the sequence stops, and the counts say so with the error. The counts are complete once the sequence
+// has been consumed.
+func (s *Store) readRuns(p *Pending, rep *SealReport) *runReader {
+	rr := &runReader{}
 	var buf []byte
-	return func(yield func([]byte) bool) {
-		*records, *jsonLen = 0, 0
+	rr.fragments = func(yield func([]byte) bool) {
+		rr.records, rr.jsonLen, rr.err = 0, 0, nil
 		rep.Damaged = rep.Damaged[:0]
 		for i, r := range p.runs {
-			buf = append(buf[:0], make([]byte, r.size)...)
-			if _, err := r.seg.f.ReadAt(buf, r.off); err != nil {
-				rep.Damaged = append(rep.Damaged, fmt.Appendf(nil, "unreadable run at %s offset %d: %v", r.seg.path, r.off, err))
+			frame, record, err := s.log.Read(r.pos(), int(r.size), buf)
+			buf = frame
+			if err != nil && !errors.Is(err, wal.ErrCorrupt) {
+				rr.err = err
+				return
+			}
+			e, perr := parseEntry(record)
+			if err != nil || perr != nil || e.typ != runEntry || e.st != p.Stream || e.records != int(r.records) {
+				rep.Damaged = append(rep.Damaged, bytes.Clone(frame))
 				continue
 			}
-			payload, ok := frameAt(buf)
-			e, err := parseEntry(payload)
-			if !ok || err != nil || e.typ != runEntry || e.st != p.Stream || e.records != int(r.records) {
-				rep.Damaged = append(rep.Damaged, append([]byte(nil), buf...))
-				continue
-			}
-			*records += e.records
-			*jsonLen += jsonBytes(e.body, e.records)
+			rr.records += e.records
+			rr.jsonLen += jsonBytes(e.body, e.records)
 			if !yield(e.body) {
 				return
 			}
@@ -166,13 +187,15 @@ func (s *Store) readRuns(p *Pending, rep *SealReport) (iter.Seq[[]byte], *int, *
 				s.opt.Crash(CrashMidSeal)
 			}
 		}
-	}, records, jsonLen
+	}
+	return rr
 }
 
 // commitBatch writes a batch's object, then its manifest, under the first free millisecond from p.Opened on.
-// The manifest is the commit. counts gives the records and JSON bytes once the object is written.
+// The manifest is the commit. counts gives the records and JSON bytes once the object is written, or why the
+// fragments are incomplete.
 func (s *Store) commitBatch(p *Pending, key func(ms int64) string, destination string, encode Encoder,
-	fragments iter.Seq[[]byte], counts func() (int, int64)) (*Batch, error) {
+	fragments iter.Seq[[]byte], counts func() (int, int64, error)) (*Batch, error) {
 	ms := p.Opened
 	var base string
 	var sum digests
@@ -181,18 +204,26 @@ func (s *Store) commitBatch(p *Pending, key func(ms int64) string, destination s
 	for {
 		base = batchBase(s.batches, p.Stream, ms)
 		var err error
-		sum, err = createSynced(s.fs, base+objectSuffix, func(w io.Writer) error { return encode(w, fragments) })
-		if err == nil {
-			break
+		if !fileExists(s.fs, base+manifestSuffix) {
+			sum, err = createSynced(s.fs, base+objectSuffix, func(w io.Writer) error {
+				if err := encode(w, fragments); err != nil {
+					return err
+				}
+				_, _, err := counts()
+				return err
+			})
+			if err == nil {
+				break
+			}
+			if !isExist(err) {
+				return nil, err
+			}
 		}
-		if !isExist(err) {
-			s.fs.Remove(base + objectSuffix)
-			return nil, err
-		}
-		// Only a store written by something else can hold this name: take the next free millisecond.
+		// Only a store written by something else, or a seal that could not clear its files, can hold this
+		// name: take the next free millisecond.
 		ms = s.NextMs(p.Stream)
 	}
-	records, jsonLen := counts()
+	records, jsonLen, _ := counts()
 	if records == 0 {
 		s.fs.Remove(base + objectSuffix)
 		return nil, nil
@@ -209,12 +240,9 @@ func (s *Store) commitBatch(p *Pending, key func(ms int64) string, destination s
 		b.SourceLog = filepath.Base(p.legacy)
 	} else {
 		first, last := p.runs[0].pos(), p.runs[len(p.runs)-1].pos()
-		b.LogRange = &[2][2]int64{{int64(first.seg), first.off}, {int64(last.seg), last.off}}
+		b.LogRange = &[2][2]int64{{int64(first.Seg), first.Off}, {int64(last.Seg), last.Off}}
 	}
 	if _, err := createSynced(s.fs, b.manifest, func(w io.Writer) error { _, err := w.Write(b.encode()); return err }); err != nil {
-		if !isExist(err) {
-			s.fs.Remove(b.manifest)
-		}
 		s.fs.Remove(b.object)
 		return nil, err
 	}
@@ -243,19 +271,10 @@ func endsOf(fragments iter.Seq[[]byte], first, last *[]byte) iter.Seq[[]byte] {
 	}
 }
 
-// appendSealedFrame adds a frame recording that a stream's runs from first to last are in a committed batch.
-func appendSealedFrame(dst []byte, st Stream, keyMs int64, first, last pos) []byte {
-	start := len(dst)
-	dst = append(dst, make([]byte, headerLen)...)
-	dst = appendSealed(dst, st, keyMs, first, last)
-	putHeader(dst[start:])
-	return dst
-}
-
 // releaseLocked lets go of a sealed batch's runs in the log. empty: the batch came to nothing and is gone.
 func (s *Store) releaseLocked(p *Pending, empty bool) {
 	for _, r := range p.runs {
-		r.seg.refs--
+		s.unrefLocked(r)
 	}
 	if empty {
 		s.batchGoneLocked(p.Stream)

@@ -1,16 +1,20 @@
 // Package buffer is the durable disk store. Every flush appends its records, whatever their organisation, to
-// one write-ahead log of segment files with one write and one fdatasync (group commit across concurrent
-// flushes). An in-memory index says what each (organisation, kind) stream holds; sealing gathers a stream's
-// records into a batch (an object file with its manifest) waiting for upload, and a segment is deleted once
-// nothing in it, or in the segments before it, is left unsealed. Everything an append acknowledged survives a
-// crash of the process until the batch that holds it is removed after its upload.
+// one write-ahead log (package wal) with one write and one fdatasync (group commit across concurrent
+// flushes). An in-memory index says what each (organisation, kind) stream holds and which log segments its
+// records are in; sealing gathers a stream's records into a batch (an object file with its manifest) waiting
+// for upload, and the index lets the log delete a segment once nothing in it, or in the segments before it,
+// is left unsealed. Batches that cannot be delivered go to a quarantine folder, rejected records to a
+// dead-letter file. Everything an append acknowledged survives a crash of the process until the batch that
+// holds it is removed after its upload.
 package buffer
 
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +22,7 @@ import (
 	"time"
 
 	"github.com/wiv/out_wivaudit/vfs"
+	"github.com/wiv/out_wivaudit/wal"
 )
 
 // Stream identifies one (organisation, kind) stream.
@@ -72,13 +77,14 @@ type Store struct {
 	fs                               vfs.FS
 	lockMu                           sync.Mutex
 	lock                             vfs.File
-	log                              *wal
+	dirMu                            sync.Mutex // one flush at a time creates the folder again
+	log                              *wal.Log
 	use                              usage
 
-	mu       sync.Mutex // guards the index: streams, closed, segments' references
-	streams  map[Stream]*stream
-	closed   []*Pending
-	segments []*segment // live segments, oldest first; the last one is being written
+	mu      sync.Mutex // guards the index: streams, closed, refs
+	streams map[Stream]*stream
+	closed  []*Pending
+	refs    map[uint64]int // runs not yet sealed, by log segment
 
 	markMu   sync.Mutex // guards unmarked, and orders the "sealed" entries' appends
 	unmarked []unmarked
@@ -119,12 +125,11 @@ func Open(dir string, opt Options) (*Store, *Recovery, error) {
 	s := &Store{
 		dir: dir, walDir: filepath.Join(dir, walFolder), batches: filepath.Join(dir, batchesFolder),
 		quarantine: filepath.Join(dir, quarantineFolder), opt: opt, fs: opt.FS, streams: map[Stream]*stream{},
+		refs: map[uint64]int{},
 	}
 	s.use.limit, s.use.quarantineLimit = opt.Limit, opt.QuarantineLimit
-	for _, d := range []string{dir, s.walDir, s.batches, s.quarantine} {
-		if err := s.fs.MkdirAll(d, 0o700); err != nil {
-			return nil, nil, fmt.Errorf("create %s: %w", d, err)
-		}
+	if err := s.makeDirs(); err != nil {
+		return nil, nil, err
 	}
 	if err := s.takeLock(); err != nil {
 		return nil, nil, err
@@ -135,6 +140,45 @@ func Open(dir string, opt Options) (*Store, *Recovery, error) {
 		return nil, nil, err
 	}
 	return s, rep, nil
+}
+
+// makeDirs creates the store's folders that do not exist, with their missing parents, and makes their names
+// durable: it syncs each folder in which it created one, and Store_Dir.
+func (s *Store) makeDirs() error {
+	var created, sync []string
+	for _, d := range []string{s.walDir, s.batches, s.quarantine} {
+		var missing []string
+		for p := d; ; p = filepath.Dir(p) {
+			_, err := s.fs.Stat(p)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, fs.ErrNotExist) || filepath.Dir(p) == p {
+				return fmt.Errorf("create %s: %w", d, err)
+			}
+			missing = append(missing, p)
+		}
+		for i := len(missing) - 1; i >= 0; i-- {
+			if err := s.fs.Mkdir(missing[i], 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+				return fmt.Errorf("create %s: %w", missing[i], err)
+			}
+			created = append(created, missing[i])
+			if parent := filepath.Dir(missing[i]); !slices.Contains(sync, parent) {
+				sync = append(sync, parent)
+			}
+		}
+	}
+	if !slices.Contains(sync, s.dir) {
+		sync = append(sync, s.dir)
+	}
+	for _, d := range sync {
+		// A folder that was there before may be one this process cannot read, and so cannot sync: then
+		// the system's own writeback has to do.
+		if err := s.fs.SyncDir(d); err != nil && (slices.Contains(created, d) || !errors.Is(err, fs.ErrPermission)) {
+			return fmt.Errorf("sync %s: %w", d, err)
+		}
+	}
+	return nil
 }
 
 func (s *Store) takeLock() error {
@@ -181,13 +225,8 @@ func (e *LockedError) Unwrap() error { return ErrLocked }
 // Close closes the log and releases the store's lock. Appends and seals must have stopped.
 func (s *Store) Close() {
 	if s.log != nil {
-		s.log.close()
+		s.log.Close()
 	}
-	s.mu.Lock()
-	for _, seg := range s.segments {
-		seg.f.Close()
-	}
-	s.mu.Unlock()
 	s.lockMu.Lock()
 	if s.lock != nil {
 		s.lock.Close()
@@ -207,23 +246,21 @@ func (s *Store) checkDir() error {
 	if n, err := links(s.lockFile()); err != nil || n > 0 {
 		return nil
 	}
-	w := s.log
-	w.mu.Lock()
-	defer w.mu.Unlock()
+	s.dirMu.Lock()
+	defer s.dirMu.Unlock()
 	if n, err := links(s.lockFile()); err != nil || n > 0 {
 		return nil // another flush recreated it meanwhile
 	}
-	for _, d := range []string{s.dir, s.walDir, s.batches, s.quarantine} {
-		if err := s.fs.MkdirAll(d, 0o700); err != nil {
-			return fmt.Errorf("%w, but not its folder %s: %v", ErrRecreated, d, err)
-		}
+	if err := s.makeDirs(); err != nil {
+		return fmt.Errorf("%w, but not its folders: %v", ErrRecreated, err)
 	}
 	old := s.lockFile()
 	if err := s.takeLock(); err != nil {
 		return fmt.Errorf("%w, but not its lock: %v", ErrRecreated, err)
 	}
 	old.Close()
-	if err := w.rollLocked(); err != nil {
+	// The records appended to the removed segments are all indexed once the log has moved on.
+	if err := s.log.Roll(); err != nil {
 		return fmt.Errorf("%w, but not its log: %v", ErrRecreated, err)
 	}
 	s.Rotate(time.Time{})

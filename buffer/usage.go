@@ -1,6 +1,7 @@
 package buffer
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 )
@@ -21,28 +22,35 @@ func (u *usage) add(n int64) {
 	u.mu.Unlock()
 }
 
-// Reserve claims room for n bytes under the limit, all or nothing, so that concurrent appends cannot together
-// overshoot it. Commit turns the claim into use; Release gives it back when the append did not happen.
-func (s *Store) Reserve(n int64) bool {
+// ErrFull means the store is at its limit: an append was refused, and nothing of it written.
+var ErrFull = errors.New("the store is at its size limit")
+
+// FullError is ErrFull with the numbers.
+type FullError struct {
+	Used, Limit, Need int64
+}
+
+func (e *FullError) Error() string {
+	return fmt.Sprintf("%v: %d of %d bytes used, %d more needed", ErrFull, e.Used, e.Limit, e.Need)
+}
+
+func (e *FullError) Unwrap() error { return ErrFull }
+
+// reserve claims room for n bytes under the limit, all or nothing, so that concurrent appends cannot together
+// overshoot it. commitReserved turns the claim into use.
+func (s *Store) reserve(n int64) error {
 	u := &s.use
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.limit > 0 && u.used+u.reserved+n > u.limit {
-		return false
+		return &FullError{Used: u.used, Limit: u.limit, Need: n}
 	}
 	u.reserved += n
-	return true
+	return nil
 }
 
-// Release gives back room claimed with Reserve.
-func (s *Store) Release(n int64) {
-	s.use.mu.Lock()
-	s.use.reserved -= n
-	s.use.mu.Unlock()
-}
-
-// commitReserved turns a claim of reserved bytes into written bytes in one step, so that the chunk is never
-// counted twice.
+// commitReserved turns a claim of reserved bytes into written bytes (none when the append failed) in one
+// step, so that the chunk is never counted twice.
 func (u *usage) commitReserved(reserved, written int64) {
 	u.mu.Lock()
 	u.reserved -= reserved

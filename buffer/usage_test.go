@@ -24,10 +24,10 @@ func TestReserveCountsAChunkOnce(t *testing.T) {
 	s.opt.Crash = func(point string) {
 		if point == CrashAfterWrite && !second {
 			second = true
-			if !s.Reserve(n) { // the first chunk is written, not yet synced
+			if s.reserve(n) != nil { // the first chunk is written, not yet synced
 				t.Error("the second chunk found no room while the first was being committed")
 			}
-			s.Release(n)
+			s.use.commitReserved(n, 0)
 		}
 	}
 	commit(t, s, "o/org:0123456789")
@@ -35,7 +35,7 @@ func TestReserveCountsAChunkOnce(t *testing.T) {
 	if used, limit := s.Usage(); used != 2*n || limit != 2*n {
 		t.Errorf("usage %d of %d, want %d of %d", used, limit, 2*n, 2*n)
 	}
-	if s.Reserve(1) {
+	if s.reserve(1) == nil {
 		t.Error("room past the limit")
 	}
 }

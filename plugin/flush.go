@@ -43,25 +43,29 @@ func (in *Instance) Flush(chunk []byte, tag string) Result {
 		// Add copies the record: the decoder reuses its buffer for the next one.
 		c.Add(buffer.Stream{Org: ev.Org, Kind: ev.Kind}, ev.JSON)
 	})
-	// Refuse the whole chunk when it does not fit, rather than keep part of it and have it sent twice.
-	if !in.store.Reserve(c.Size()) {
+	// The whole chunk is refused when it does not fit, rather than part of it kept and sent twice. Rejections
+	// are written once its room is claimed, before its records: if the append then fails, the retry writes
+	// them again, which is harmless, where the other order would buffer the chunk's good records twice.
+	err := in.store.Append(c, func() error {
+		if rejected > 0 && !in.deadLetter(dead, &why, tag, firstReject) {
+			return errRejectsNotKept
+		}
+		return nil
+	})
+	var full *buffer.FullError
+	switch {
+	case errors.As(err, &full):
 		in.store.Relieve()
 		signal(in.sealNow)
 		if ok, _ := in.fullReport.allow(in.now()); ok {
-			used, limit := in.store.Usage()
 			in.log.logf(LevelWarn, "Store_Dir_Limit_Size reached: %d of %d bytes used, the chunk needs %d; asking Fluent Bit to retry it until uploads free space",
-				used, limit, c.Size())
+				full.Used, full.Limit, full.Need)
 		}
 		in.checkUsage()
 		return Retry
-	}
-	// Rejections are written first: if the append then fails, the retry writes them again, which is harmless,
-	// where the other order would buffer the chunk's good records twice.
-	if rejected > 0 && !in.deadLetter(dead, &why, tag, firstReject) {
-		in.store.Release(c.Size())
+	case errors.Is(err, errRejectsNotKept):
 		return Retry
-	}
-	if err := in.store.Commit(c); err != nil {
+	case err != nil:
 		in.log.limitedf(LevelError, "append\x00"+rootCause(err), in.now(), "cannot buffer records, asking Fluent Bit to retry the chunk: %v", err)
 		return Retry
 	}
@@ -70,6 +74,9 @@ func (in *Instance) Flush(chunk []byte, tag string) Result {
 	signal(in.sealNow)
 	return OK
 }
+
+// errRejectsNotKept refuses a chunk whose rejected records could not be kept; deadLetter said why.
+var errRejectsNotKept = errors.New("the rejected records could not be kept")
 
 // deadLetter keeps a chunk's rejected records (one line each; why counts them by class), or reports false
 // when the chunk should be retried. Those that do not fit in the file are discarded, loudly: holding them

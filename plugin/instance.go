@@ -104,7 +104,7 @@ type deps struct {
 	send   sender
 	roles  *upload.RoleCounts // nil: none
 	clock  clock
-	fs     vfs.FS         // nil: vfs.OS
+	fs     vfs.FS         // Store_Dir's file system, the store's and the ledger's; nil: vfs.OS
 	jitter func() float64 // where a retry falls in its backoff window, in [0, 1); nil: random
 	hooks  TestHooks
 	encode buffer.Encoder // nil: gzip at Compression_Level

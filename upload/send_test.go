@@ -35,8 +35,7 @@ func sealedBatch(t *testing.T) *buffer.Batch {
 	st := buffer.Stream{Org: "org-a", Kind: "user"}
 	c.Add(st, []byte(`{"id":"1"}`))
 	c.Add(st, []byte(`{"id":"2"}`))
-	store.Reserve(c.Size())
-	if err := store.Commit(c); err != nil {
+	if err := store.Append(c, nil); err != nil {
 		t.Fatal(err)
 	}
 	store.Rotate(time.Time{})

@@ -207,8 +207,7 @@ func TestStoreCommands(t *testing.T) {
 	c := buffer.NewChunk()
 	c.Add(buffer.Stream{Org: "org-a", Kind: "api"}, []byte(`{"id":1}`))
 	c.Add(buffer.Stream{Org: "org-b", Kind: "org"}, []byte(`{"id":2}`))
-	s.Reserve(c.Size())
-	if err := s.Commit(c); err != nil {
+	if err := s.Append(c, nil); err != nil {
 		t.Fatal(err)
 	}
 	s.Rotate(time.Time{})
