@@ -56,14 +56,14 @@ lint:
 
 # The unit tests include a sample of the fault matrix (plugin/faults_test.go): for each fault kind, the first and
 # last 10 file operations N of its workload and every 40th in between (shifted by one per kind, so that the kinds
-# together try other N): about 500 cases, under a minute with -race on 2 cores. Its summary line (T, cases,
+# together try other N): about 560 cases, under a minute with -race on 2 cores. Its summary line (T, cases,
 # failures, duplicates) is printed after the tests.
 unit:
 	@mkdir -p $(BUILD) && rm -f $(BUILD)/faults.txt
 	WIVAUDIT_FAULTS_REPORT=$(abspath $(BUILD))/faults.txt $(GO) test -race -count=1 $(PKGS_PURE)
 	@cat $(BUILD)/faults.txt 2>/dev/null || true
 
-## faults: the fault matrix at every file operation N of its workload, for every fault kind (some 11,000 cases,
+## faults: the fault matrix at every file operation N of its workload, for every fault kind (some 12,400 cases,
 ## without -race: about 2 minutes); one case reruns alone with WIVAUDIT_FAULTS=<N> go test ./plugin/ -run 'TestFaultMatrix/^<kind>$/^N=<N>$' -v
 faults:
 	@mkdir -p $(BUILD) && rm -f $(BUILD)/faults.txt

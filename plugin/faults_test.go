@@ -119,9 +119,9 @@ func matrixSample(t *testing.T, total int64, i int) []int64 {
 	return ns
 }
 
-// The default sample: with T about 900, some 42 cases per kind, 505 in all, which take about 5 s, and 40 s with
-// -race, on 2 cores (a case takes some 10 ms, 80 ms with -race; every N, 11,000 cases, about 2 minutes). The 12
-// kinds together try 30% of the N in the middle.
+// The default sample: with T about 950, some 43 cases per kind, 560 in all, which take about 5 s, and 50 s with
+// -race, on 2 cores (a case takes some 10 ms, 85 ms with -race; every N, 12,400 cases, about 2 minutes). The 13
+// kinds together try a third of the N in the middle.
 const (
 	matrixEnds   = 10
 	matrixStride = 40
@@ -296,7 +296,9 @@ func runCase(t *testing.T, w *matrixLoad, cfg *conf.Config, pub ed25519.PublicKe
 	}
 	r.finish(crash)
 	res := r.check(pub, maxErrors)
+	r.mu.Lock()
 	res.problems = append(r.failures, res.problems...)
+	r.mu.Unlock()
 	if len(res.problems) > 0 {
 		res.problems = append(res.problems, "warnings and errors logged:\n"+strings.Join(r.sink.warnings(), "\n"))
 	}
@@ -312,8 +314,7 @@ func (r *faultRun) finish(crash *vfs.CrashOptions) {
 	if crash != nil {
 		r.dead = len(r.sink.warnings()) - before // Close without a disk, which the power cut would have spared
 		r.crashed = true
-		r.mem = r.mem.Crash(*crash)
-		r.faults = vfs.NewFaults(&tapFS{FS: r.mem, gate: &r.gate})
+		r.useDisk(r.mem.Crash(*crash))
 	}
 	r.faults.Repair()
 	if !r.start() {
