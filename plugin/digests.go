@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"iter"
 	"maps"
-	"math/rand/v2"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -105,7 +105,8 @@ func chainID(store *buffer.Store) (string, error) {
 }
 
 // digested returns the destinations whose organisations get digests: this output's own (Org_ID), or the
-// file's entries with digests on. The archive never gets any.
+// file's entries with digests on, by organisation (their state files are written in the same order each
+// time). The archive never gets any.
 func (d *destinations) digested() []conf.Destination {
 	if d.cfg.OrgID != "" {
 		if d.own.Digests {
@@ -121,6 +122,7 @@ func (d *destinations) digested() []conf.Destination {
 			out = append(out, dest)
 		}
 	}
+	slices.SortFunc(out, func(a, b conf.Destination) int { return strings.Compare(conf.OrgKey(a.OrgID), conf.OrgKey(b.OrgID)) })
 	return out
 }
 
@@ -408,7 +410,7 @@ func (g *digester) upload(ctx context.Context, d conf.Destination, c *orgChain) 
 		g.in.log.limitedf(LevelError, "digest-refused\x00"+d.OrgID, now, "digest %s refused, attempt %d; it stays pending in Store_Dir (no later digest is made until it is written), next try in %s: %s",
 			p.Key, c.attempts, g.in.cfg.HoldRetryInterval, why)
 	default:
-		c.due = now.Add(backoff(c.attempts, rand.Float64()))
+		c.due = now.Add(backoff(c.attempts, g.in.jitter()))
 		g.in.log.limitedf(LevelWarn, "digest-retry\x00"+d.OrgID, now, "digest %s failed, attempt %d, next in %s: %s",
 			p.Key, c.attempts, c.due.Sub(now).Round(time.Millisecond), why)
 	}
@@ -419,7 +421,7 @@ func (g *digester) retryLater(d conf.Destination, c *orgChain, err error) {
 	now := g.in.now()
 	g.failed.Add(1)
 	c.attempts++
-	c.due = now.Add(backoff(c.attempts, rand.Float64()))
+	c.due = now.Add(backoff(c.attempts, g.in.jitter()))
 	g.in.log.limitedf(LevelWarn, "digest-retry\x00"+d.OrgID, now, "digest %s failed, attempt %d, next in %s: %v",
 		c.st.Pending.Key, c.attempts, c.due.Sub(now).Round(time.Millisecond), err)
 }

@@ -189,7 +189,10 @@ type fakeS3 struct {
 	calls   int
 	down    string // a bucket that refuses every upload
 	refused string // a bucket whose role refuses to be assumed, as STS does with a wrong External ID
-	puts    events // fired after each call
+	// script, when set, fails the calls for which it returns an error (the nth call since the first, to key).
+	script func(n int, key string) error
+	taken  int    // uploads refused because their key was stored already
+	puts   events // fired after each call
 }
 
 // Put stores the object, its version "v<n>" for the nth object stored. Like S3, it refuses a body that does
@@ -218,7 +221,7 @@ func (f *fakeS3) Put(_ context.Context, d conf.Destination, b *buffer.Batch, bod
 }
 
 // refuse counts a call and says how it fails, if it does: the first failN calls and every call to the bucket
-// that is down, the refused bucket's role, a key taken. The caller holds mu.
+// that is down, the refused bucket's role, the script, a key taken. The caller holds mu.
 func (f *fakeS3) refuse(d conf.Destination, key string) error {
 	f.calls++
 	if f.calls <= f.failN || d.Bucket == f.down {
@@ -228,7 +231,13 @@ func (f *fakeS3) refuse(d conf.Destination, key string) error {
 		return &smithy.OperationError{ServiceID: "STS", OperationName: "AssumeRole", Err: &smithy.GenericAPIError{
 			Code: "AccessDenied", Message: "not authorized to perform sts:AssumeRole with ExternalId " + d.ExternalID}}
 	}
+	if f.script != nil {
+		if err := f.script(f.calls, key); err != nil {
+			return err
+		}
+	}
 	if _, dup := f.objects[key]; dup {
+		f.taken++
 		return &smithy.GenericAPIError{Code: "PreconditionFailed", Message: "At least one of the pre-conditions you specified did not hold"}
 	}
 	return nil

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -65,6 +66,7 @@ type Instance struct {
 	member        *metrics.Member // on the listener of Metrics_Listen; nil without one
 	closing       atomic.Bool
 	crash         func(point string) // the test hooks' crash points past the store's
+	jitter        func() float64     // where in its backoff window a retry falls
 
 	accepted, rejected, discarded, delivered, objects, conflicts, reassumed, quarantined, corrupt, lost atomic.Int64
 
@@ -97,12 +99,14 @@ var limitMemory = sync.OnceFunc(func() {
 })
 
 // deps are what an instance works with besides its settings: S3 and the counts of its role sessions, the
-// clock, the file system, the test hooks, and the objects' encoder.
+// clock, Store_Dir's file system, the jitter of retries, the test hooks, and the objects' encoder. The fault
+// matrix fixes the jitter, so that its runs number their file operations alike.
 type deps struct {
 	send   sender
 	roles  *upload.RoleCounts // nil: none
 	clock  clock
-	fs     vfs.FS // Store_Dir's file system, the store's and the ledger's; nil: vfs.OS
+	fs     vfs.FS         // Store_Dir's file system, the store's and the ledger's; nil: vfs.OS
+	jitter func() float64 // where a retry falls in its backoff window, in [0, 1); nil: random
 	hooks  TestHooks
 	encode buffer.Encoder // nil: gzip at Compression_Level
 }
@@ -121,6 +125,9 @@ func start(cfg *conf.Config, name string, out LogFunc, with deps) (*Instance, er
 		deadFull:     every{interval: 10 * time.Second},
 	}
 	in.queue = newQueue(with.clock)
+	if in.jitter = with.jitter; in.jitter == nil {
+		in.jitter = rand.Float64
+	}
 	in.health, in.roles, in.uploadSeconds = newHealth(cfg, in.log.redact), with.roles, newUploadSeconds(name)
 	if in.roles == nil {
 		in.roles = &upload.RoleCounts{}

@@ -41,12 +41,20 @@ func (l *lane) key() time.Time {
 type ready []*lane
 
 func (r ready) Len() int { return len(r) }
+
+// Less orders lanes by key; on a tie, the lane that waited longer first, then by stream: the order never
+// depends on when the batches were queued.
 func (r ready) Less(i, j int) bool {
 	ki, kj := r[i].key(), r[j].key()
-	if ki.Equal(kj) {
-		return r[i].served.Before(r[j].served) // on a tie, the lane that waited longer
+	switch {
+	case !ki.Equal(kj):
+		return ki.Before(kj)
+	case !r[i].served.Equal(r[j].served):
+		return r[i].served.Before(r[j].served)
+	case r[i].st.Org != r[j].st.Org:
+		return r[i].st.Org < r[j].st.Org
 	}
-	return ki.Before(kj)
+	return r[i].st.Kind < r[j].st.Kind
 }
 func (r ready) Swap(i, j int) {
 	r[i], r[j] = r[j], r[i]

@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -113,5 +114,34 @@ func TestQueueOldestCountsTheBatchInFlight(t *testing.T) {
 	}
 	if ms, ok := q.oldest(); ok {
 		t.Errorf("all delivered, yet oldest %d", ms)
+	}
+}
+
+// TestQueueOrderOfTies: batches due at the same time go in the order of their streams, whether the worker took
+// the first one before the others were queued or after (the fault matrix numbers file operations by it).
+func TestQueueOrderOfTies(t *testing.T) {
+	orgs := []string{"d", "b", "a", "c", "e"}
+	order := func(popFirstEarly bool) []string {
+		clk := newFakeClock()
+		q := newQueue(clk)
+		ctx := context.Background()
+		var got []string
+		for i, org := range orgs {
+			q.push(&item{batch: batch(org, 1), due: clk.Now()})
+			if i == 0 && popFirstEarly {
+				it, _ := q.pop(ctx)
+				got = append(got, it.batch.Org)
+				q.done(it, false)
+			}
+		}
+		for q.len() > 0 {
+			it, _ := q.pop(ctx)
+			got = append(got, it.batch.Org)
+			q.done(it, false)
+		}
+		return got
+	}
+	if all, early := order(false), order(true); !slices.Equal(all, []string{"a", "b", "c", "d", "e"}) || !slices.Equal(early[1:], []string{"a", "b", "c", "e"}) {
+		t.Errorf("popped %v when all were queued first, %v when the first was taken at once", all, early)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
 	"github.com/wiv/out_wivaudit/buffer"
@@ -45,7 +44,7 @@ func (in *Instance) uploadOne(ctx context.Context, it *item) {
 	again, ended := true, false
 	defer func() {
 		if !ended {
-			o := decide(facts{step: panicked, now: in.now(), attempts: it.attempts, jitter: rand.Float64()}, in.policy)
+			o := decide(facts{step: panicked, now: in.now(), attempts: it.attempts, jitter: in.jitter()}, in.policy)
 			it.attempts, it.due = o.attempts, o.at
 		}
 		in.queue.done(it, again)
@@ -272,6 +271,6 @@ func (in *Instance) putFailed(f facts, d conf.Destination, b *buffer.Batch, err 
 // failedStep gathers what every failed step needs: the time, whether the batch's object is still there, and
 // the jitter of a retry.
 func (in *Instance) failedStep(f facts, s step, b *buffer.Batch) facts {
-	f.step, f.now, f.gone, f.jitter = s, in.now(), in.store.ObjectGone(b), rand.Float64()
+	f.step, f.now, f.gone, f.jitter = s, in.now(), in.store.ObjectGone(b), in.jitter()
 	return f
 }
