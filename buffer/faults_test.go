@@ -734,3 +734,55 @@ func TestFailedRekeyKeepsTheKeyOfTheManifest(t *testing.T) {
 		})
 	}
 }
+
+// A seal whose manifest sync failed and whose files could not be removed leaves them behind; the batch is sealed
+// again under a later millisecond. At the next start the two manifests name the same log range: only the later
+// seal is uploaded (the earlier files are not to be trusted, and both would deliver the records twice); the
+// earlier one is set aside, not deleted.
+func TestRecoveryUploadsOneOfTwoSealsOfTheSameRecords(t *testing.T) {
+	c := &clock{t: t0}
+	s, f, m, dir := memStore(t, opts(1<<20, c))
+	commit(t, s, "a/org:1", "a/org:2")
+	s.Rotate(time.Time{})
+	batches := filepath.Join(dir, batchesFolder)
+	on(f, once(f, vfs.OpSync, hasSuffix(manifestSuffix), vfs.EIO), func(op vfs.Op) error {
+		if op.Kind == vfs.OpRemove && filepath.Dir(op.Path) == batches {
+			return &fs.PathError{Op: "remove", Path: op.Path, Err: syscall.EIO}
+		}
+		return nil
+	})
+	p := s.TakeClosed()
+	if r := s.Seal(p, naming, joinLines)[0]; r.Err == nil {
+		t.Fatal("the seal whose manifest sync failed succeeded")
+	}
+	on(f)
+	s.PutBack(p[0])
+	c.set(t0.Add(time.Second))
+	r := s.Seal(s.TakeClosed(), naming, joinLines)[0]
+	if r.Err != nil || r.Batch == nil {
+		t.Fatalf("second seal: %v", r.Err)
+	}
+	s.Close()
+	s2, rec, err := Open(dir, Options{FS: f, MaxBatch: 1 << 20, Now: c.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if len(rec.Batches) != 1 || rec.Batches[0].Key != r.Batch.Key {
+		var keys []string
+		for _, b := range rec.Batches {
+			keys = append(keys, b.Key)
+		}
+		t.Fatalf("recovered %v, want only the later seal %s", keys, r.Batch.Key)
+	}
+	var aside []string
+	for _, p := range rec.MovedAside {
+		aside = append(aside, filepath.Base(p))
+	}
+	if len(aside) != 2 || !strings.HasPrefix(aside[0], "superseded") || !strings.HasPrefix(aside[1], "superseded") {
+		t.Fatalf("set aside: %v", aside)
+	}
+	if entries, _ := m.ReadDir(filepath.Join(dir, quarantineFolder)); len(entries) != 2 {
+		t.Errorf("the quarantine holds %d files, want the earlier seal's 2", len(entries))
+	}
+}

@@ -99,6 +99,7 @@ func (s *Store) recoverBatches(rc *recovered) (map[string]bool, error) {
 	}
 	legacySealed := map[string]bool{}
 	manifests := map[string]bool{}
+	var found []*Batch
 	for _, e := range entries {
 		name := e.Name()
 		path := filepath.Join(s.batches, name)
@@ -120,17 +121,28 @@ func (s *Store) recoverBatches(rc *recovered) (map[string]bool, error) {
 				continue
 			}
 			manifests[base] = true
-			rc.rep.Batches = append(rc.rep.Batches, b)
-			s.use.used += b.ObjectBytes
-			ss := s.streamLocked(b.Stream())
-			ss.batches++
-			ss.last = max(ss.last, b.KeyMs, b.Opened)
-			if last, ok := rc.sealed.add(&b.Manifest); ok {
-				rc.maxSeg = max(rc.maxSeg, last.Seg)
-			}
-			if b.SourceLog != "" {
-				legacySealed[b.SourceLog] = true
-			}
+			found = append(found, b)
+		}
+	}
+	kept, superseded := supersede(found)
+	for _, b := range superseded {
+		moved, err := s.moveAside("superseded", b.manifest, b.object)
+		rc.rep.MovedAside = append(rc.rep.MovedAside, moved...)
+		if err != nil {
+			return nil, fmt.Errorf("recover %s: %w", b.manifest, err)
+		}
+	}
+	for _, b := range kept {
+		rc.rep.Batches = append(rc.rep.Batches, b)
+		s.use.used += b.ObjectBytes
+		ss := s.streamLocked(b.Stream())
+		ss.batches++
+		ss.last = max(ss.last, b.KeyMs, b.Opened)
+		if last, ok := rc.sealed.add(&b.Manifest); ok {
+			rc.maxSeg = max(rc.maxSeg, last.Seg)
+		}
+		if b.SourceLog != "" {
+			legacySealed[b.SourceLog] = true
 		}
 	}
 	for _, e := range entries {
@@ -214,4 +226,33 @@ func logEntries(run func(e entry, at wal.Pos, size int), sealed func(e entry), d
 		},
 		Damaged: damaged,
 	}
+}
+
+// supersede finds the batches sealed twice: two manifests of one stream naming the same log range hold the same
+// records, sealed again under a later millisecond after the first seal's sync failed and its files could not be
+// removed. A file whose sync failed is never trusted, and uploading both would deliver the records twice: only
+// the latest seal of a range is kept; the others are returned to be set aside, never deleted.
+func supersede(found []*Batch) (kept, superseded []*Batch) {
+	type rangeOf struct {
+		st Stream
+		r  [2][2]int64
+	}
+	latest := map[rangeOf]*Batch{}
+	for _, b := range found {
+		if b.LogRange == nil {
+			continue
+		}
+		k := rangeOf{b.Stream(), *b.LogRange}
+		if cur, ok := latest[k]; !ok || b.KeyMs > cur.KeyMs {
+			latest[k] = b
+		}
+	}
+	for _, b := range found {
+		if b.LogRange != nil && latest[rangeOf{b.Stream(), *b.LogRange}] != b {
+			superseded = append(superseded, b)
+			continue
+		}
+		kept = append(kept, b)
+	}
+	return kept, superseded
 }
