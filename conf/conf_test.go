@@ -1,7 +1,9 @@
 package conf
 
 import (
+	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -277,6 +279,9 @@ func TestSettingsLine(t *testing.T) {
 	}
 }
 
+// firstPosition is the first position an error of a destinations file names.
+var firstPosition = regexp.MustCompile(`line \d+, column \d+`)
+
 func TestParseDestinations(t *testing.T) {
 	c, _ := Parse(Map{"Destinations_File": "/d.json", "Region": "eu-west-1", "Key_Prefix": "audit/"})
 	good := `[
@@ -327,6 +332,10 @@ func TestParseDestinations(t *testing.T) {
 		}
 		if err != nil && (strings.Contains(err.Error(), secret) || strings.Contains(err.Error(), "\n")) {
 			t.Errorf("the External ID leaked or the error spans lines: %q", err)
+		}
+		var at *PositionError
+		if first := firstPosition.FindString(fmt.Sprint(err)); !errors.As(err, &at) || at.Position.String() != first {
+			t.Errorf("%s: errors.As finds the position %v, the message names %q first: %v", tc.file, at, first, err)
 		}
 	}
 }

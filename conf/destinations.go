@@ -87,12 +87,13 @@ func ParseDestinations(data []byte, c *Config) (map[string]Destination, error) {
 		if strings.HasPrefix(syn.Error(), "unexpected end") {
 			at = int64(len(data))
 		}
-		return nil, fmt.Errorf("%s: %v", position(data, at), err)
+		pos := position(data, at)
+		return nil, positioned(pos, fmt.Errorf("%s: %v", pos, err))
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
-		return nil, fmt.Errorf("%s: not a JSON array of {org_id, bucket_name, role_arn, external_id[, region, key_prefix, account_id, digests]}",
-			position(data, int64(len(data)-len(bytes.TrimLeft(data, " \t\r\n")))))
+		pos := position(data, int64(len(data)-len(bytes.TrimLeft(data, " \t\r\n"))))
+		return nil, positioned(pos, fmt.Errorf("%s: not a JSON array of {org_id, bucket_name, role_arn, external_id[, region, key_prefix, account_id, digests]}", pos))
 	}
 	var errs problems
 	out := map[string]Destination{}
@@ -109,7 +110,8 @@ func ParseDestinations(data []byte, c *Config) (map[string]Destination, error) {
 			continue
 		}
 		fail := func(field, problem string) {
-			errs = append(errs, fmt.Errorf("entry %d (%s, org_id %q): %s: %s", i, position(data, at), d.OrgID, field, problem))
+			pos := position(data, at)
+			errs = append(errs, positioned(pos, fmt.Errorf("entry %d (%s, org_id %q): %s: %s", i, pos, d.OrgID, field, problem)))
 		}
 		if d.Region == "" {
 			d.Region = c.Region
@@ -196,25 +198,42 @@ func repeatedField(raw []byte) string {
 
 // entryError says what is wrong with the shape of entry i, which starts at byte at of data.
 func entryError(data []byte, at int64, i int, err error) error {
+	pos := position(data, at)
 	var typ *json.UnmarshalTypeError
 	if errors.As(err, &typ) {
 		if typ.Field == "" {
-			return fmt.Errorf("entry %d (%s): a JSON %s where an object {org_id, bucket_name, role_arn, external_id} belongs", i, position(data, at), typ.Value)
+			return positioned(pos, fmt.Errorf("entry %d (%s): a JSON %s where an object {org_id, bucket_name, role_arn, external_id} belongs", i, pos, typ.Value))
 		}
 		field, want := strings.TrimPrefix(typ.Field, "Destination."), "a string"
 		if field == "digests" {
 			want = "true or false"
 		}
-		return fmt.Errorf("entry %d (%s): %s: a JSON %s where %s belongs", i, position(data, at+typ.Offset-1), field, typ.Value, want)
+		pos = position(data, at+typ.Offset-1)
+		return positioned(pos, fmt.Errorf("entry %d (%s): %s: a JSON %s where %s belongs", i, pos, field, typ.Value, want))
 	}
-	return fmt.Errorf("entry %d (%s): %s; the fields are org_id, bucket_name, role_arn, external_id, region, key_prefix, account_id and digests",
-		i, position(data, at), strings.TrimPrefix(err.Error(), "json: "))
+	return positioned(pos, fmt.Errorf("entry %d (%s): %s; the fields are org_id, bucket_name, role_arn, external_id, region, key_prefix, account_id and digests",
+		i, pos, strings.TrimPrefix(err.Error(), "json: ")))
 }
 
-// position names the line and column (from 1) of the byte at offset (from 0) in data.
-func position(data []byte, offset int64) string {
+// Position is where a problem in a destinations file is: its line and column, from 1.
+type Position struct{ Line, Column int }
+
+func (p Position) String() string { return fmt.Sprintf("line %d, column %d", p.Line, p.Column) }
+
+// PositionError is a problem of a destinations file at the position its message names. errors.As finds the
+// first of a file's problems.
+type PositionError struct {
+	Position
+	err error
+}
+
+func (e *PositionError) Error() string { return e.err.Error() }
+func (e *PositionError) Unwrap() error { return e.err }
+
+func positioned(p Position, err error) error { return &PositionError{Position: p, err: err} }
+
+// position is the line and column (from 1) of the byte at offset (from 0) in data.
+func position(data []byte, offset int64) Position {
 	before := data[:max(0, min(int64(len(data)), offset))]
-	line := bytes.Count(before, []byte{'\n'}) + 1
-	col := len(before) - bytes.LastIndexByte(before, '\n')
-	return fmt.Sprintf("line %d, column %d", line, col)
+	return Position{Line: bytes.Count(before, []byte{'\n'}) + 1, Column: len(before) - bytes.LastIndexByte(before, '\n')}
 }
