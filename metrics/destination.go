@@ -39,3 +39,18 @@ type Destination struct {
 	RecordsDelivered   int64 `json:"records_delivered"`   // since start
 	BatchesQuarantined int64 `json:"batches_quarantined"` // since start
 }
+
+// DestinationsFile is an output's Destinations_File as its reloads left it, as GET /destinations shows it.
+// It never holds a secret: the file's problems never quote an External ID.
+type DestinationsFile struct {
+	Output        string    `json:"output"`
+	Path          string    `json:"path"`
+	Failing       bool      `json:"failing"`       // the file in place cannot be used: the version loaded at LoadedAt is
+	LoadedAt      time.Time `json:"loaded_at"`     // when the version in use was loaded: the last good load
+	Organisations int       `json:"organisations"` // in the version in use
+	FailingSince  time.Time `json:"failing_since,omitzero"`
+	LastError     string    `json:"last_error,omitempty"` // kept after the file is fixed
+	LastErrorAt   time.Time `json:"last_error_at,omitzero"`
+	ErrorLine     int       `json:"error_line,omitempty"` // of the last error, when the parser names a position
+	ErrorColumn   int       `json:"error_column,omitempty"`
+}

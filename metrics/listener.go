@@ -29,6 +29,8 @@ type Output struct {
 	Destinations func() []Destination
 	// Ready returns "" when the output takes records, else why it does not.
 	Ready func() string
+	// File returns the output's Destinations_File; nil for an output without one.
+	File func() *DestinationsFile
 }
 
 // Member is an output on a listener.
@@ -131,21 +133,39 @@ func (l *listener) outputs() []Output {
 	return out
 }
 
-// healthz answers 200 when every output on the listener takes records, else 503 with each one's reason.
+// healthz answers 200 when every output on the listener takes records, else 503 with each one's reason. A
+// destinations file that cannot be used is said in a line of its own and changes neither: its output
+// delivers with the version it loaded last.
 func (l *listener) healthz(w http.ResponseWriter, _ *http.Request) {
-	var problems []string
+	var problems, notes []string
 	for _, o := range l.outputs() {
 		if why := o.Ready(); why != "" {
 			problems = append(problems, o.Name+": "+why)
+		}
+		if f := fileOf(o); f != nil && f.Failing {
+			notes = append(notes, fmt.Sprintf("%s: Destinations_File %s failing since %s, delivering with the version loaded at %s: %s",
+				o.Name, f.Path, f.FailingSince.Format(time.RFC3339), f.LoadedAt.Format(time.RFC3339), f.LastError))
 		}
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	if len(problems) > 0 {
 		w.WriteHeader(http.StatusServiceUnavailable)
-		fmt.Fprintln(w, strings.Join(problems, "\n"))
-		return
+	} else {
+		problems = []string{"ok"}
 	}
-	fmt.Fprintln(w, "ok")
+	fmt.Fprintln(w, strings.Join(append(problems, notes...), "\n"))
+}
+
+// fileOf returns o's destinations file, named by o; nil without one.
+func fileOf(o Output) *DestinationsFile {
+	if o.File == nil {
+		return nil
+	}
+	f := o.File()
+	if f != nil {
+		f.Output = o.Name
+	}
+	return f
 }
 
 // destinations answers the organisations of every output on the listener, by output and organisation;
@@ -157,7 +177,11 @@ func (l *listener) destinations(w http.ResponseWriter, r *http.Request) {
 		states = strings.Split(s, ",")
 	}
 	list := []Destination{}
+	var files []DestinationsFile
 	for _, o := range l.outputs() {
+		if f := fileOf(o); f != nil {
+			files = append(files, *f)
+		}
 		for _, d := range o.Destinations() {
 			if (org == "" || strings.ToLower(d.OrgID) == org) && (states == nil || slices.Contains(states, string(d.State))) {
 				d.Output = o.Name
@@ -168,10 +192,12 @@ func (l *listener) destinations(w http.ResponseWriter, r *http.Request) {
 	slices.SortFunc(list, func(a, b Destination) int {
 		return strings.Compare(a.Output+"\x00"+a.OrgID, b.Output+"\x00"+b.OrgID)
 	})
+	slices.SortFunc(files, func(a, b DestinationsFile) int { return strings.Compare(a.Output, b.Output) })
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.Encode(struct {
-		Destinations []Destination `json:"destinations"`
-	}{list})
+		Files        []DestinationsFile `json:"destinations_files,omitempty"`
+		Destinations []Destination      `json:"destinations"`
+	}{files, list})
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -136,5 +137,54 @@ func TestHealthz(t *testing.T) {
 	defer b.Leave()
 	if code, body := get(t, "http://"+addr+"/healthz"); code != 503 || body != "wivaudit.1: shutting down\n" {
 		t.Errorf("/healthz: %d %q", code, body)
+	}
+}
+
+// TestDestinationsFileFailing: a destinations file that cannot be used is in /destinations, by output, and
+// in a line of /healthz of its own that leaves its status alone: 200 while the outputs take records.
+func TestDestinationsFileFailing(t *testing.T) {
+	addr := freeAddr(t)
+	loaded, since := time.Date(2026, 1, 28, 14, 0, 0, 0, time.UTC), time.Date(2026, 1, 28, 14, 5, 0, 0, time.UTC)
+	failing := output("wivaudit.1", "org-b", 1, "")
+	failing.File = func() *DestinationsFile {
+		return &DestinationsFile{Path: "/etc/d.json", Failing: true, LoadedAt: loaded, Organisations: 2, FailingSince: since,
+			LastError: "line 3, column 7: invalid character 'x'", LastErrorAt: since, ErrorLine: 3, ErrorColumn: 7}
+	}
+	a, err := Join(addr, output("wivaudit.0", "org-a", 1, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Leave()
+	b, err := Join(addr, failing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Leave()
+	url := "http://" + addr
+	note := "wivaudit.1: Destinations_File /etc/d.json failing since 2026-01-28T14:05:00Z, delivering with the version loaded at 2026-01-28T14:00:00Z: line 3, column 7: invalid character 'x'\n"
+	if code, body := get(t, url+"/healthz"); code != 200 || body != "ok\n"+note {
+		t.Errorf("/healthz: %d %q", code, body)
+	}
+	_, body := get(t, url+"/destinations?org=none")
+	var got struct {
+		Files        []DestinationsFile `json:"destinations_files"`
+		Destinations []Destination
+	}
+	if err := json.Unmarshal([]byte(body), &got); err != nil {
+		t.Fatal(err)
+	}
+	want := failing.File()
+	want.Output = "wivaudit.1"
+	if len(got.Files) != 1 || got.Files[0] != *want || len(got.Destinations) != 0 {
+		t.Errorf("/destinations?org=none: %s", body)
+	}
+
+	c, err := Join(addr, output("wivaudit.2", "org-c", 1, "shutting down"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Leave()
+	if code, body := get(t, url+"/healthz"); code != 503 || body != "wivaudit.2: shutting down\n"+note {
+		t.Errorf("/healthz with an output not ready: %d %q", code, body)
 	}
 }

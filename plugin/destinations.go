@@ -3,6 +3,7 @@ package plugin
 import (
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"sort"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/wiv/out_wivaudit/buffer"
 	"github.com/wiv/out_wivaudit/conf"
+	"github.com/wiv/out_wivaudit/metrics"
 	"github.com/wiv/out_wivaudit/record"
 )
 
@@ -37,11 +39,13 @@ type destinations struct {
 	now    func() time.Time
 	member *member // this output among the process's outputs
 
-	mu     sync.RWMutex
-	byOrg  map[string]conf.Destination // by conf.OrgKey
-	known  map[string]bool             // by conf.OrgKey
-	stamp  [32]byte                    // checksum of the file as loaded
-	failed [32]byte                    // checksum of the last invalid version, reported once
+	mu      sync.RWMutex
+	byOrg   map[string]conf.Destination // by conf.OrgKey
+	known   map[string]bool             // by conf.OrgKey
+	stamp   [32]byte                    // checksum of the file as loaded
+	failed  [32]byte                    // checksum of the last invalid version, reported once
+	invalid error                       // why that version is invalid
+	file    fileState                   // what the reloads left, for /destinations and the metrics
 
 	left     atomic.Int64 // records of organisations another output serves
 	unserved atomic.Int64 // records of organisations no output serves, kept in the dead-letter file here
@@ -91,26 +95,59 @@ func (d *destinations) describe() string {
 	return fmt.Sprintf("the destinations in %s; unlisted organisations: %s", d.cfg.DestinationsFile, d.cfg.UnlistedOrgs)
 }
 
+// fileState is what the reloads of the destinations file left: when the version in use was loaded, whether
+// the file in place can be used, its last error and the reloads counted.
+type fileState struct {
+	loadedAt      time.Time
+	organisations int
+	failingSince  time.Time // zero while the file in place is the version in use
+	failure       string    // what the current failure is: the version's checksum and the error
+	lastError     string
+	lastErrorAt   time.Time
+	at            conf.Position // of the last error, when the parser names one
+	reloads       [2]int64      // by reloadResults
+}
+
+// Results of a reload, for wivaudit_destinations_reloads_total.
+const (
+	reloadOK = iota
+	reloadFailed
+)
+
+var reloadResults = [2]string{reloadOK: "ok", reloadFailed: "failed"}
+
 // reload reads the destinations file and applies it whole, or not at all: an invalid version, or one whose
 // organisations cannot be remembered in Store_Dir, leaves the current destinations in place. A version that
 // does not validate is reported once. It reports what changed, or "" when nothing did.
 func (d *destinations) reload() (string, error) {
 	data, err := os.ReadFile(d.cfg.DestinationsFile)
 	if err != nil {
+		d.failing([32]byte{}, err)
 		return "", err
 	}
 	sum := sha256.Sum256(data)
 	d.mu.RLock()
-	same, reported := sum == d.stamp, sum == d.failed
+	same, reported, invalid := sum == d.stamp, sum == d.failed, d.invalid
 	d.mu.RUnlock()
-	if same || reported {
+	switch {
+	case same:
+		d.mu.Lock()
+		fixed := d.file.usable(d.now(), false)
+		d.mu.Unlock()
+		if fixed != "" {
+			return "the version in use is back in place" + fixed, nil
+		}
+		return "", nil
+	case reported:
+		d.failing(sum, invalid)
 		return "", nil
 	}
 	parsed, err := conf.ParseDestinations(data, d.cfg)
 	if err != nil {
 		d.mu.Lock()
-		d.failed = sum
+		d.failed, d.invalid = sum, err
 		d.mu.Unlock()
+		d.failing(sum, err)
 		return "", err
 	}
 	d.mu.RLock()
@@ -146,7 +183,9 @@ func (d *destinations) reload() (string, error) {
 		sort.Strings(list)
 		data, _ := json.Marshal(list)
 		if err := d.store.WriteFile(knownFile, data); err != nil {
-			return "", fmt.Errorf("cannot remember its organisations in %s: %w", knownFile, err)
+			err = fmt.Errorf("cannot remember its organisations in %s: %w", knownFile, err)
+			d.failing(sum, err)
+			return "", err
 		}
 	}
 	secrets := make([]string, 0, len(parsed))
@@ -154,10 +193,65 @@ func (d *destinations) reload() (string, error) {
 		secrets = append(secrets, dest.ExternalID)
 	}
 	d.log.setSecrets(secrets)
+	now := d.now()
 	d.mu.Lock()
 	d.byOrg, d.known, d.stamp = parsed, known, sum
+	fixed := d.file.usable(now, !d.file.loadedAt.IsZero())
+	d.file.loadedAt, d.file.organisations = now, len(parsed)
 	d.mu.Unlock()
-	return fmt.Sprintf("%d organisations (%d added, %d changed, %d removed)", len(parsed), added, changed, removed), nil
+	return fmt.Sprintf("%d organisations (%d added, %d changed, %d removed)%s", len(parsed), added, changed, removed, fixed), nil
+}
+
+// failing notes that the file in place (its checksum sum, zero when unreadable) cannot be used for err. A
+// failure is counted once, however many reloads find it again.
+func (d *destinations) failing(sum [32]byte, err error) {
+	msg := d.log.redact(err.Error())
+	failure := fmt.Sprintf("%x %s", sum, msg)
+	now := d.now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	f := &d.file
+	if f.failure == failure {
+		return
+	}
+	if f.failingSince.IsZero() {
+		f.failingSince = now
+	}
+	var at *conf.PositionError
+	f.failure, f.lastError, f.lastErrorAt, f.at = failure, msg, now, conf.Position{}
+	if errors.As(err, &at) {
+		f.at = at.Position
+	}
+	f.reloads[reloadFailed]++
+}
+
+// usable notes that the file in place can be used at now: a new version was applied (a reload, unless it is
+// the first load), or the version in use was put back. It says how long the file could not be used, or ""
+// when it could.
+func (f *fileState) usable(now time.Time, applied bool) string {
+	failing := !f.failingSince.IsZero()
+	if applied || failing {
+		f.reloads[reloadOK]++
+	}
+	if !failing {
+		return ""
+	}
+	spell := now.Sub(f.failingSince)
+	f.failingSince, f.failure = time.Time{}, ""
+	return fmt.Sprintf("; the file could not be used for %s", rounded(spell))
+}
+
+// fileStatus returns the destinations file as its reloads left it, and its reloads by result; nil without one.
+func (d *destinations) fileStatus() (*metrics.DestinationsFile, [2]int64) {
+	if d.cfg.DestinationsFile == "" {
+		return nil, [2]int64{}
+	}
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	f := d.file
+	return &metrics.DestinationsFile{Path: d.cfg.DestinationsFile, Failing: !f.failingSince.IsZero(), LoadedAt: f.loadedAt.UTC(),
+		Organisations: f.organisations, FailingSince: f.failingSince.UTC(), LastError: f.lastError, LastErrorAt: f.lastErrorAt.UTC(),
+		ErrorLine: f.at.Line, ErrorColumn: f.at.Column}, f.reloads
 }
 
 // lists returns the spelling of org (a conf.OrgKey) in this output's own destinations, if it has one.

@@ -2,7 +2,9 @@ package plugin
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -11,9 +13,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/wiv/out_wivaudit/buffer"
 	"github.com/wiv/out_wivaudit/conf"
+	"github.com/wiv/out_wivaudit/metrics"
 )
 
 func writeDestinations(t *testing.T, path string, orgBuckets map[string]string) {
@@ -90,8 +94,9 @@ func TestDestinationsUnlistedHoldThenListed(t *testing.T) {
 	in.waitLogged(t, "cannot be used, keeping the previous destinations")
 	writeDestinations(t, file, map[string]string{"org-a": "bucket-a", "org-new": "bucket-new"})
 	in.reload()
-	in.waitLogged(t, "Destinations_File reloaded: 2 organisations (1 added, 0 changed, 0 removed)")
+	in.waitLogged(t, "Destinations_File reloaded: 2 organisations (1 added, 0 changed, 0 removed); the file could not be used for 1s")
 	in.waitRoute(t, "org-new", "bucket-new")
+	in.waitLog(t, regexp.MustCompile(`organisation org-new delivers again after \d+s and \d+ attempts not ok \(last: held\)`))
 }
 
 func TestDestinationsRemovedOrgIsHeldNeverDefaulted(t *testing.T) {
@@ -174,7 +179,7 @@ func TestReloadIsAllOrNothing(t *testing.T) {
 		t.Errorf("the failed version was applied: org-b is sealed for %q", dest)
 	}
 	os.Remove(known)
-	if what, err := in.dests.reload(); err != nil || what != "2 organisations (1 added, 0 changed, 0 removed)" {
+	if what, err := in.dests.reload(); err != nil || what != "2 organisations (1 added, 0 changed, 0 removed); the file could not be used for 0s" {
 		t.Errorf("reload once Store_Dir can be written: %q, %v", what, err)
 	}
 	if dest, _ := in.dests.seal("org-b"); dest != toOrg {
@@ -409,4 +414,88 @@ func TestBatchesGoOnlyToTheirOrganisation(t *testing.T) {
 			t.Errorf("case %d: %s sealed for %s goes to %v (hold %q)", i, tc.org, tc.sealedFor, got, hold)
 		}
 	}
+}
+
+// TestDestinationsFileFailureIsVisible: a destinations file that cannot be used (invalid, then unreadable)
+// shows in the output's file status (where, since when, the version in use) and in its metrics, each failure
+// counted once however often it is read again; a valid version, or the version in use put back, ends it and
+// says how long it lasted. Readiness is left alone: the version in use still delivers.
+func TestDestinationsFileFailureIsVisible(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "destinations.json")
+	writeDestinations(t, file, map[string]string{"org-a": "bucket-a"})
+	cfg := destConfig(t, "hold", file)
+	cfg.DestinationsRefresh = time.Hour // the test reloads by itself
+	in := startTest(t, cfg, "test", &fakeS3{}, TestHooks{})
+	start := in.clock.Now().UTC()
+	check := func(when string, want metrics.DestinationsFile, ok, failed float64) {
+		t.Helper()
+		want.Path = file
+		if got, _ := in.dests.fileStatus(); got == nil || *got != want {
+			t.Errorf("%s: file status\n%+v, want\n%+v", when, got, want)
+		}
+		m := scrape(t, in.Instance, "test")
+		failing := 0.0
+		if want.Failing {
+			failing = 1
+		}
+		if m["wivaudit_destinations_reload_failing{}"] != failing || m["wivaudit_destinations_reloads_total{result=ok}"] != ok ||
+			m["wivaudit_destinations_reloads_total{result=failed}"] != failed {
+			t.Errorf("%s: failing %v, reloads ok %v, failed %v; want %v, %v, %v", when, m["wivaudit_destinations_reload_failing{}"],
+				m["wivaudit_destinations_reloads_total{result=ok}"], m["wivaudit_destinations_reloads_total{result=failed}"], failing, ok, failed)
+		}
+		if why := in.ready(); why != "" {
+			t.Errorf("%s: not ready: %s", when, why)
+		}
+	}
+	reload := func(after time.Duration) (string, error) {
+		in.clock.Advance(after)
+		return in.dests.reload()
+	}
+	check("started", metrics.DestinationsFile{LoadedAt: start, Organisations: 1}, 0, 0)
+
+	os.WriteFile(file, []byte("[\n  {\"org_id\": x}\n]"), 0o600)
+	if _, err := reload(time.Minute); err == nil || !strings.Contains(err.Error(), "line 2, column 14: invalid character 'x'") {
+		t.Fatalf("invalid version: %v", err)
+	}
+	broken := start.Add(time.Minute)
+	invalid := metrics.DestinationsFile{Failing: true, LoadedAt: start, Organisations: 1, FailingSince: broken,
+		LastError: "line 2, column 14: invalid character 'x' looking for beginning of value", LastErrorAt: broken, ErrorLine: 2, ErrorColumn: 14}
+	check("invalid", invalid, 0, 1)
+	if what, err := reload(time.Minute); what != "" || err != nil {
+		t.Errorf("the invalid version read again: %q, %v", what, err)
+	}
+	check("the invalid version read again", invalid, 0, 1)
+
+	os.Remove(file)
+	if _, err := reload(time.Minute); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("file removed: %v", err)
+	}
+	reload(time.Minute)
+	gone := metrics.DestinationsFile{Failing: true, LoadedAt: start, Organisations: 1, FailingSince: broken,
+		LastError: "open " + file + ": no such file or directory", LastErrorAt: start.Add(3 * time.Minute)}
+	check("removed", gone, 0, 2)
+
+	writeDestinations(t, file, map[string]string{"org-a": "bucket-a", "org-b": "bucket-b"})
+	if what, err := reload(time.Minute); err != nil || what != "2 organisations (1 added, 0 changed, 0 removed); the file could not be used for 4m0s" {
+		t.Errorf("fixed: %q, %v", what, err)
+	}
+	fixed := gone
+	fixed.Failing, fixed.FailingSince, fixed.LoadedAt, fixed.Organisations = false, time.Time{}, start.Add(5*time.Minute), 2
+	check("fixed", fixed, 1, 2)
+
+	valid, _ := os.ReadFile(file)
+	os.WriteFile(file, []byte(`[{"org_id":"a","bucket_name":"BAD","role_arn":"x","external_id":"y-secret"}]`), 0o600)
+	if _, err := reload(time.Minute); err == nil {
+		t.Fatal("a bucket name refused: no error")
+	}
+	os.WriteFile(file, valid, 0o600)
+	if what, err := reload(30 * time.Second); err != nil || what != "the version in use is back in place; the file could not be used for 30s" {
+		t.Errorf("the version in use put back: %q, %v", what, err)
+	}
+	status, _ := in.dests.fileStatus()
+	if status.Failing || status.ErrorLine != 1 || status.ErrorColumn != 2 || !strings.Contains(status.LastError, "bucket_name") ||
+		strings.Contains(status.LastError, "y-secret") || !status.LoadedAt.Equal(start.Add(5*time.Minute)) {
+		t.Errorf("the version in use put back: %+v", status)
+	}
+	check("put back", *status, 2, 3)
 }

@@ -35,6 +35,8 @@ type orgHealth struct {
 	uploads                  [outcomes]int64
 	problems                 map[upload.Problem]int64
 	delivered, quarantined   int64
+	failingSince             time.Time // the first attempt of the spell that has not left it ok; zero when ok
+	failedAttempts           int64     // the attempts of that spell
 }
 
 // Outcomes of an upload attempt, for the metrics: delivered, or the class of its failure.
@@ -86,16 +88,33 @@ func (h *health) uploaded(org string, d conf.Destination, now time.Time, err err
 	h.problems[advice.Problem]++
 }
 
-// decided notes what an attempt does next with a batch of org of records records.
-func (h *health) decided(org string, a action, records int, now time.Time) {
+// decided notes what an attempt does next with a batch of org of records records. When the attempt ends a
+// spell of attempts that left the organisation retrying, refused, held or quarantined, it returns the line
+// that says so.
+func (h *health) decided(org string, a action, records int, now time.Time) (recovered string) {
 	s, ok := stateAfter(a)
 	if !ok {
-		return
+		return ""
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	o := h.orgLocked(org)
+	last := o.state
 	o.state = s
+	switch {
+	case s != metrics.OK:
+		if o.failingSince.IsZero() {
+			o.failingSince = now
+		}
+		o.failedAttempts++
+	case !o.failingSince.IsZero():
+		class := o.advice.Problem
+		if o.lastErrorAt.Before(o.failingSince) {
+			class = "" // the spell had no upload error: its object could not be read, or it was held
+		}
+		recovered = recoveryLine(o.org, last, class, now.Sub(o.failingSince), o.failedAttempts)
+		o.failingSince, o.failedAttempts = time.Time{}, 0
+	}
 	switch a {
 	case done:
 		o.lastSuccess = now
@@ -103,6 +122,25 @@ func (h *health) decided(org string, a action, records int, now time.Time) {
 	case quarantine, setAside:
 		o.quarantined++
 	}
+	return recovered
+}
+
+// recoveryLine says that org delivers again, after how long and how many attempts not ok, and what the last
+// of them left it: its state, with the class of its last upload error unless it was held.
+func recoveryLine(org string, last metrics.State, class upload.Problem, spell time.Duration, attempts int64) string {
+	what := string(last)
+	if last != metrics.Held && class != "" {
+		what += ", " + string(class)
+	}
+	return fmt.Sprintf("organisation %s delivers again after %s and %d attempts not ok (last: %s)", org, rounded(spell), attempts, what)
+}
+
+// rounded is how long a spell of failures lasted, to the second, or to the millisecond under a second.
+func rounded(spell time.Duration) time.Duration {
+	if spell < time.Second {
+		return spell.Round(time.Millisecond)
+	}
+	return spell.Round(time.Second)
 }
 
 // stateAfter is the state an action leaves its organisation in; ok=false when it says nothing of it (a new

@@ -8,10 +8,13 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wiv/out_wivaudit/metrics"
+	"github.com/wiv/out_wivaudit/record"
+	"github.com/wiv/out_wivaudit/upload"
 )
 
 func TestStateAfter(t *testing.T) {
@@ -260,4 +263,99 @@ func TestReadiness(t *testing.T) {
 		t.Errorf("closing: %q", why)
 	}
 	in.closing.Store(false)
+}
+
+func TestRecoveryLine(t *testing.T) {
+	cases := []struct {
+		last     metrics.State
+		class    upload.Problem
+		spell    time.Duration
+		attempts int64
+		want     string
+	}{
+		{metrics.Retrying, upload.NetworkError, 10*time.Minute + 400*time.Millisecond, 2, "organisation org-a delivers again after 10m0s and 2 attempts not ok (last: retrying, network)"},
+		{metrics.Refused, upload.WrongExternalID, 90 * time.Second, 7, "organisation org-a delivers again after 1m30s and 7 attempts not ok (last: refused, external-id-or-trust)"},
+		{metrics.Held, upload.WrongExternalID, 3 * time.Second, 3, "organisation org-a delivers again after 3s and 3 attempts not ok (last: held)"},
+		{metrics.Retrying, "", 250 * time.Millisecond, 1, "organisation org-a delivers again after 250ms and 1 attempts not ok (last: retrying)"},
+		{metrics.Quarantined, upload.WriteDenied, time.Hour, 40, "organisation org-a delivers again after 1h0m0s and 40 attempts not ok (last: quarantined, write-denied)"},
+	}
+	for _, c := range cases {
+		if got := recoveryLine("org-a", c.last, c.class, c.spell, c.attempts); got != c.want {
+			t.Errorf("got  %q\nwant %q", got, c.want)
+		}
+	}
+}
+
+// TestRecoveryIsLoggedOnce: a destination whose uploads failed logs one line when it delivers again, saying
+// for how long and over how many attempts it failed, and nothing at the deliveries after it.
+func TestRecoveryIsLoggedOnce(t *testing.T) {
+	fake := &fakeS3{down: "b-1"}
+	in := startTest(t, testConfig(t), "test", fake, TestHooks{})
+	in.Flush(event("org-a", "1"), "audit.org")
+	in.sealDue()
+	failed := in.clock.Now()
+	in.waitPuts(t, 1)
+	in.clock.Advance(in.waitRetry(t).Sub(in.clock.Now()))
+	in.waitPuts(t, 2)
+	due := in.waitRetry(t)
+	fake.setDown("")
+	in.clock.Advance(due.Sub(in.clock.Now()))
+	in.waitDelivered(t, 1)
+	in.Flush(event("org-a", "2"), "audit.org")
+	in.sealDue()
+	in.waitDelivered(t, 2)
+	want := fmt.Sprintf("organisation org-a delivers again after %s and 2 attempts not ok (last: retrying, other)", rounded(due.Sub(failed)))
+	if got := in.sink.count("delivers again"); got != 1 || in.sink.count(want) != 1 {
+		t.Errorf("%d lines say the destination delivers again, want one that says %q:\n%s", got, want, in.sink.joined())
+	}
+}
+
+// TestEverySeriesFromTheStart: before anything happened, every counter vector has a series for each value
+// of its labels (0), so that rate() and increase() see the first event; with Metrics_Per_Org, each listed
+// organisation has its records delivered and its uploads by outcome.
+func TestEverySeriesFromTheStart(t *testing.T) {
+	for _, perOrg := range []bool{false, true} {
+		t.Run(fmt.Sprintf("Metrics_Per_Org %v", perOrg), func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "destinations.json")
+			writeDestinations(t, file, map[string]string{"org-a": "bucket-a"})
+			cfg := destConfig(t, "hold", file)
+			cfg.MetricsPerOrg = perOrg
+			in := startTest(t, cfg, "test", &fakeS3{}, TestHooks{})
+			got := scrape(t, in.Instance, "test")
+			var want []string
+			add := func(metric string, labels ...string) {
+				for _, l := range labels {
+					want = append(want, metric+"{"+l+"}")
+				}
+			}
+			org := ""
+			if perOrg {
+				org = "org=org-a,"
+			}
+			for _, o := range outcomeNames {
+				add("wivaudit_uploads_total", org+"outcome="+o)
+			}
+			add("wivaudit_records_delivered_total", strings.TrimSuffix(org, ","))
+			if !perOrg {
+				for _, p := range upload.Problems {
+					add("wivaudit_upload_errors_total", "class="+string(p))
+				}
+			}
+			for r := record.Malformed; r < record.Reasons; r++ {
+				add("wivaudit_records_rejected_total", "reason="+r.String())
+			}
+			for _, l := range loopLabels {
+				add("wivaudit_panics_total", "loop="+l)
+			}
+			add("wivaudit_role_assumptions_total", "result=ok", "result=failed")
+			add("wivaudit_digests_total", "outcome=written", "outcome=failed")
+			add("wivaudit_destinations_reloads_total", "result=ok", "result=failed")
+			add("wivaudit_destinations_reload_failing", "")
+			for _, k := range want {
+				if v, ok := got[k]; !ok || v != 0 {
+					t.Errorf("%s = %v (present %v), want 0 from the start", k, v, ok)
+				}
+			}
+		})
+	}
 }

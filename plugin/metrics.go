@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/wiv/out_wivaudit/conf"
 	"github.com/wiv/out_wivaudit/metrics"
 	"github.com/wiv/out_wivaudit/record"
 	"github.com/wiv/out_wivaudit/upload"
@@ -39,6 +40,10 @@ func (in *Instance) joinMetrics(name string) error {
 			why = "its readiness could not be told"
 			in.scraped(func() { why = in.ready() }, "/healthz answered not ready")
 			return why
+		},
+		File: func() (f *metrics.DestinationsFile) {
+			in.scraped(func() { f, _ = in.dests.fileStatus() }, "the request got no destinations file")
+			return f
 		}})
 	in.member = m
 	return err
@@ -75,6 +80,7 @@ type collector struct {
 	uploads, uploadErrors, quarantined, corrupt, lost, panics       *prometheus.Desc
 	assumed, renewed, reassumed, digests                            *prometheus.Desc
 	storeUsed, storeLimit, batches, records, bytes, oldest, byState *prometheus.Desc
+	reloads, reloadFailing                                          *prometheus.Desc
 }
 
 func newCollector(in *Instance, name string) *collector {
@@ -87,35 +93,37 @@ func newCollector(in *Instance, name string) *collector {
 		return prometheus.NewDesc("wivaudit_"+metric, help, labels, output)
 	}
 	return &collector{in: in, perOrg: in.cfg.MetricsPerOrg,
-		accepted:     desc("records_accepted_total", "Records buffered durably and acknowledged."),
-		rejected:     desc("records_rejected_total", "Records rejected into the dead-letter file, by reason class.", "reason"),
-		deadLettered: desc("records_dead_lettered_total", "Rejected records kept in the dead-letter file."),
-		discarded:    desc("records_discarded_total", "Rejected records discarded because the dead-letter file was full (Dead_Letter_Limit_Size)."),
-		delivered:    desc("records_delivered_total", "Records delivered to S3.", org...),
-		uploads:      desc("uploads_total", "Upload attempts by outcome: delivered, retriable, key_conflict (412: the key existed), credentials, refused.", append(org, "outcome")...),
-		uploadErrors: desc("upload_errors_total", "Failed upload attempts by error class (the problem the log line and /destinations name).", append(org, "class")...),
-		quarantined:  desc("batches_quarantined_total", "Batches moved to quarantine: refused for Quarantine_After, or altered in Store_Dir (batches_corrupt_total)."),
-		corrupt:      desc("batches_corrupt_total", "Batches whose object no longer matched its manifest (SHA-256, size, MD5) before an upload: quarantined without being sent."),
-		panics:       desc("panics_total", "Panics contained in the plugin's background work, by loop; each was logged with its stack.", "loop"),
-		lost:         desc("batches_lost_total", "Batches whose files were deleted from Store_Dir before their upload."),
-		assumed:      desc("role_assumptions_total", "AssumeRole calls, by result.", "result"),
-		renewed:      desc("role_renewals_total", "AssumeRole calls that renewed a session's credentials (before they expired, or after they were refused)."),
-		reassumed:    desc("role_reassumptions_total", "Role sessions dropped because S3 refused their credentials."),
-		digests:      desc("digests_total", "Signed digests by outcome: written (S3 stored it, or had it already), failed (not made, or an upload attempt failed).", "outcome"),
-		storeUsed:    desc("store_used_bytes", "Bytes the log and the sealed batches take in Store_Dir."),
-		storeLimit:   desc("store_limit_bytes", "Store_Dir_Limit_Size (0: no limit)."),
-		batches:      desc("batches_waiting", "Batches not yet delivered: sealed and waiting for upload, or still filling.", org...),
-		records:      desc("records_waiting", "Records not yet delivered.", org...),
-		bytes:        desc("bytes_waiting", "JSON bytes of the records not yet delivered.", org...),
-		oldest:       desc("oldest_undelivered_age_seconds", "Age of the oldest record not yet delivered (0: none).", org...),
-		byState:      desc("destinations", "Organisations by state: ok, retrying, refused, held, quarantined.", "state"),
+		accepted:      desc("records_accepted_total", "Records buffered durably and acknowledged."),
+		rejected:      desc("records_rejected_total", "Records rejected into the dead-letter file, by reason class.", "reason"),
+		deadLettered:  desc("records_dead_lettered_total", "Rejected records kept in the dead-letter file."),
+		discarded:     desc("records_discarded_total", "Rejected records discarded because the dead-letter file was full (Dead_Letter_Limit_Size)."),
+		delivered:     desc("records_delivered_total", "Records delivered to S3.", org...),
+		uploads:       desc("uploads_total", "Upload attempts by outcome: delivered, retriable, key_conflict (412: the key existed), credentials, refused.", append(org, "outcome")...),
+		uploadErrors:  desc("upload_errors_total", "Failed upload attempts by error class (the problem the log line and /destinations name).", append(org, "class")...),
+		quarantined:   desc("batches_quarantined_total", "Batches moved to quarantine: refused for Quarantine_After, or altered in Store_Dir (batches_corrupt_total)."),
+		corrupt:       desc("batches_corrupt_total", "Batches whose object no longer matched its manifest (SHA-256, size, MD5) before an upload: quarantined without being sent."),
+		panics:        desc("panics_total", "Panics contained in the plugin's background work, by loop; each was logged with its stack.", "loop"),
+		lost:          desc("batches_lost_total", "Batches whose files were deleted from Store_Dir before their upload."),
+		assumed:       desc("role_assumptions_total", "AssumeRole calls, by result.", "result"),
+		renewed:       desc("role_renewals_total", "AssumeRole calls that renewed a session's credentials (before they expired, or after they were refused)."),
+		reassumed:     desc("role_reassumptions_total", "Role sessions dropped because S3 refused their credentials."),
+		digests:       desc("digests_total", "Signed digests by outcome: written (S3 stored it, or had it already), failed (not made, or an upload attempt failed).", "outcome"),
+		storeUsed:     desc("store_used_bytes", "Bytes the log and the sealed batches take in Store_Dir."),
+		storeLimit:    desc("store_limit_bytes", "Store_Dir_Limit_Size (0: no limit)."),
+		batches:       desc("batches_waiting", "Batches not yet delivered: sealed and waiting for upload, or still filling.", org...),
+		records:       desc("records_waiting", "Records not yet delivered.", org...),
+		bytes:         desc("bytes_waiting", "JSON bytes of the records not yet delivered.", org...),
+		oldest:        desc("oldest_undelivered_age_seconds", "Age of the oldest record not yet delivered (0: none).", org...),
+		byState:       desc("destinations", "Organisations by state: ok, retrying, refused, held, quarantined.", "state"),
+		reloads:       desc("destinations_reloads_total", "Changes of Destinations_File found by its reloads, by result: ok (a new version applied, or the version in use put back), failed (each version or reason it could not be used, once).", "result"),
+		reloadFailing: desc("destinations_reload_failing", "1 while Destinations_File cannot be used (invalid, unreadable, or its organisations not remembered in Store_Dir): the version loaded last is in use."),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.accepted, c.rejected, c.deadLettered, c.discarded, c.delivered, c.uploads,
 		c.uploadErrors, c.quarantined, c.corrupt, c.lost, c.panics, c.assumed, c.renewed, c.reassumed, c.digests, c.storeUsed, c.storeLimit, c.batches,
-		c.records, c.bytes, c.oldest, c.byState} {
+		c.records, c.bytes, c.oldest, c.byState, c.reloads, c.reloadFailing} {
 		ch <- d
 	}
 	c.in.uploadSeconds.Describe(ch)
@@ -172,9 +180,21 @@ func (c *collector) collect(ch chan<- prometheus.Metric) {
 	count(c.assumed, in.roles.Failed.Load(), "failed")
 	count(c.renewed, in.roles.Renewed.Load())
 	count(c.reassumed, in.reassumed.Load())
+	var written, failed int64 // 0 without Digest_Signing_Key: every series from the start
 	if in.digests != nil {
-		count(c.digests, in.digests.written.Load(), "written")
-		count(c.digests, in.digests.failed.Load(), "failed")
+		written, failed = in.digests.written.Load(), in.digests.failed.Load()
+	}
+	count(c.digests, written, "written")
+	count(c.digests, failed, "failed")
+	if file, reloads := in.dests.fileStatus(); file != nil {
+		for r, v := range reloads {
+			count(c.reloads, v, reloadResults[r])
+		}
+		failing := 0.0
+		if file.Failing {
+			failing = 1
+		}
+		gauge(c.reloadFailing, failing)
 	}
 	in.uploadSeconds.Collect(ch)
 }
@@ -188,8 +208,8 @@ func (c *collector) collectTotals(list []metrics.Destination, count func(*promet
 		count(c.uploads, in.failed[class].Load(), outcomeNames[class])
 	}
 	in.health.mu.Lock()
-	for p, v := range in.health.problems {
-		count(c.uploadErrors, v, string(p))
+	for _, p := range upload.Problems {
+		count(c.uploadErrors, in.health.problems[p], string(p))
 	}
 	in.health.mu.Unlock()
 	var batches int
@@ -205,26 +225,28 @@ func (c *collector) collectTotals(list []metrics.Destination, count func(*promet
 	gauge(c.oldest, oldest)
 }
 
-// collectPerOrg gives the per-organisation series with their org label (Metrics_Per_Org).
+// collectPerOrg gives the per-organisation series with their org label (Metrics_Per_Org). Each organisation
+// known has its records delivered and its uploads by outcome from the start; its upload errors only by the
+// classes that occurred, as sixteen series per organisation would cost more than they tell.
 func (c *collector) collectPerOrg(list []metrics.Destination, count func(*prometheus.Desc, int64, ...string), gauge func(*prometheus.Desc, float64, ...string)) {
+	h := c.in.health
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	for _, d := range list {
 		gauge(c.batches, float64(d.BatchesWaiting), d.OrgID)
 		gauge(c.records, float64(d.RecordsWaiting), d.OrgID)
 		gauge(c.bytes, float64(d.BytesWaiting), d.OrgID)
 		gauge(c.oldest, d.OldestAgeSeconds, d.OrgID)
-	}
-	h := c.in.health
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, o := range h.orgs {
-		count(c.delivered, o.delivered, o.org)
+		var o orgHealth
+		if seen := h.orgs[conf.OrgKey(d.OrgID)]; seen != nil {
+			o = *seen
+		}
+		count(c.delivered, o.delivered, d.OrgID)
 		for outcome, v := range o.uploads {
-			if v > 0 {
-				count(c.uploads, v, o.org, outcomeNames[outcome])
-			}
+			count(c.uploads, v, d.OrgID, outcomeNames[outcome])
 		}
 		for p, v := range o.problems {
-			count(c.uploadErrors, v, o.org, string(p))
+			count(c.uploadErrors, v, d.OrgID, string(p))
 		}
 	}
 }

@@ -71,7 +71,9 @@ func (in *Instance) attempt(ctx context.Context, it *item) bool {
 	for {
 		o := decide(f, in.policy)
 		it.attempts = o.attempts
-		in.health.decided(b.Org, o.do, b.Records, f.now)
+		if line := in.health.decided(b.Org, o.do, b.Records, f.now); line != "" {
+			in.log.limitedf(LevelInfo, "recovered\x00"+conf.OrgKey(b.Org), f.now, "%s", line)
+		}
 		switch o.do {
 		case check:
 			if body, sums, err = readObject(b); err != nil {

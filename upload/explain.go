@@ -44,6 +44,10 @@ const (
 	OtherError         Problem = "other"
 )
 
+// Problems lists every Problem, for the metrics' series from the start.
+var Problems = []Problem{WrongExternalID, RoleRefused, WriteDenied, BucketOwner, NoSuchBucket, WrongRegion, KMSDenied,
+	ACLsDisabled, NoCredentials, CredentialsRefused, ConditionalWrites, LocalError, Corrupted, NetworkError, Timeout, OtherError}
+
 // GuideFile is the customer guide that Advice's steps refer to.
 const GuideFile = "docs/customer-guide.md"
 
