@@ -7,7 +7,9 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -289,5 +291,147 @@ func TestMetricsListenPortTaken(t *testing.T) {
 	}
 	if want := "[output:wivaudit:wivaudit.0] cannot start: Metrics_Listen " + addr + ": listen tcp " + addr + ": bind: address already in use; choose a port"; !strings.Contains(r.Stderr, want) {
 		t.Errorf("no line says %q:\n%s", want, r.Stderr)
+	}
+}
+
+// destinationsState reads /destinations: the output's destinations file and its organisations by ID.
+func destinationsState(t *testing.T, base string) (metrics.DestinationsFile, map[string]metrics.Destination) {
+	t.Helper()
+	code, body := httpGet(t, base+"/destinations")
+	var got struct {
+		Files        []metrics.DestinationsFile `json:"destinations_files"`
+		Destinations []metrics.Destination
+	}
+	if err := json.Unmarshal(body, &got); code != 200 || err != nil || len(got.Files) != 1 {
+		t.Fatalf("/destinations: %d %v\n%s", code, err, body)
+	}
+	byOrg := map[string]metrics.Destination{}
+	for _, d := range got.Destinations {
+		byOrg[d.OrgID] = d
+	}
+	return got.Files[0], byOrg
+}
+
+// TestDestinationsFileFailureAndRecoveryAreVisible: through the real plugin and host against moto, an
+// organisation whose entry has a wrong External ID is refused; then the destinations file is broken:
+// /destinations names the failure with its line and column and since when, /metrics has it in
+// wivaudit_destinations_reload_failing and wivaudit_destinations_reloads_total, /healthz says it and stays
+// 200. The file is then fixed (with the right External ID): every endpoint shows the recovery, the log says
+// how long the file could not be used, and the organisation's one recovery line says for how long and over
+// how many attempts it was not ok. Every counter vector had its series from the first scrape.
+func TestDestinationsFileFailureAndRecoveryAreVisible(t *testing.T) {
+	e := newEnv(t)
+	cust := e.addCustomer("recovering")
+	const wrong = "wrong-7c1d-4b7e-9a35-0d6f1e2a9b4c"
+	secret(wrong)
+	const org = "org-recovering"
+	file := filepath.Join(e.dir, "destinations.json")
+	writeDestinations(t, file, []destEntry{{Org: org, Bucket: cust.bucket, RoleARN: cust.roleARN, ExternalID: wrong}})
+	addr := freePort(t)
+	base := "http://" + addr
+	conf := e.config("visible.conf", map[string]string{"Destinations_File": file, "Unlisted_Orgs": "hold",
+		"Bucket": "", "Role_ARN": "", "External_ID": "", "Metrics_Listen": addr,
+		"Destinations_Refresh_Interval": "1s", "Upload_Timeout": "1s", "Hold_Retry_Interval": "1s"})
+	p := e.start(conf, "-", false)
+	defer p.Signal(syscall.SIGKILL)
+	const out = `output=wivaudit.0`
+
+	var m map[string]float64
+	waitFor(t, 30*time.Second, "the first scrape", func() bool { m = scrapeMetrics(t, base); return m != nil })
+	for _, series := range []string{
+		`wivaudit_upload_errors_total{class=external-id-or-trust,` + out + `}`, `wivaudit_upload_errors_total{class=network,` + out + `}`,
+		`wivaudit_digests_total{outcome=failed,` + out + `}`, `wivaudit_digests_total{outcome=written,` + out + `}`,
+		`wivaudit_uploads_total{outcome=refused,` + out + `}`, `wivaudit_destinations_reloads_total{` + out + `,result=failed}`,
+		`wivaudit_destinations_reloads_total{` + out + `,result=ok}`, `wivaudit_destinations_reload_failing{` + out + `}`,
+	} {
+		if v, ok := m[series]; !ok || v != 0 {
+			t.Errorf("first scrape: %s = %v (present %v), want 0", series, v, ok)
+		}
+	}
+
+	rng := rand.New(rand.NewPCG(41, 42))
+	events := genEventsFor(t, 30, rng, "ev-", []string{org})
+	for _, ch := range chunkEvents(events, rng, 1000) {
+		if err := chunks.WriteFrame(p.Stdin, ch.tag, ch.data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, time.Minute, "the organisation refused", func() bool {
+		_, byOrg := destinationsState(t, base)
+		return byOrg[org].State == metrics.Refused
+	})
+	started, _ := destinationsState(t, base)
+	if started.Path != file || started.Failing || started.Organisations != 1 || started.LoadedAt.IsZero() || started.LastError != "" {
+		t.Errorf("the file as started: %+v", started)
+	}
+
+	broken := time.Now()
+	if err := os.WriteFile(file, []byte("[\n  {\"org_id\": \""+org+"\",\n   \"bucket_name\": oops}\n]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var failing metrics.DestinationsFile
+	waitFor(t, 30*time.Second, "/destinations to show the file failing", func() bool {
+		failing, _ = destinationsState(t, base)
+		return failing.Failing
+	})
+	if failing.ErrorLine != 3 || failing.ErrorColumn != 19 || !strings.Contains(failing.LastError, "line 3, column 19: invalid character 'o'") ||
+		failing.FailingSince.Before(broken.Add(-time.Second)) || !failing.LastErrorAt.Equal(failing.FailingSince) ||
+		!failing.LoadedAt.Equal(started.LoadedAt) || failing.Organisations != 1 {
+		t.Errorf("the file failing: %+v", failing)
+	}
+	m = scrapeMetrics(t, base)
+	if m[`wivaudit_destinations_reload_failing{`+out+`}`] != 1 || m[`wivaudit_destinations_reloads_total{`+out+`,result=failed}`] != 1 ||
+		m[`wivaudit_destinations_reloads_total{`+out+`,result=ok}`] != 0 {
+		t.Errorf("metrics with the file failing: failing %v, reloads failed %v, ok %v", m[`wivaudit_destinations_reload_failing{`+out+`}`],
+			m[`wivaudit_destinations_reloads_total{`+out+`,result=failed}`], m[`wivaudit_destinations_reloads_total{`+out+`,result=ok}`])
+	}
+	code, body := httpGet(t, base+"/healthz")
+	if want := "ok\nwivaudit.0: Destinations_File " + file + " failing since " + failing.FailingSince.Format(time.RFC3339) +
+		", delivering with the version loaded at " + started.LoadedAt.Format(time.RFC3339) + ": line 3, column 19: invalid character 'o'"; code != 200 ||
+		!strings.HasPrefix(string(body), want) {
+		t.Errorf("/healthz with the file failing: %d %q, want 200 %q...", code, body, want)
+	}
+
+	writeDestinations(t, file, []destEntry{{Org: org, Bucket: cust.bucket, RoleARN: cust.roleARN, ExternalID: cust.externalID}})
+	var fixed metrics.DestinationsFile
+	var byOrg map[string]metrics.Destination
+	waitFor(t, time.Minute, "the organisation delivered after the fix", func() bool {
+		fixed, byOrg = destinationsState(t, base)
+		return byOrg[org].RecordsDelivered == 30
+	})
+	if fixed.Failing || !fixed.FailingSince.IsZero() || !fixed.LoadedAt.After(started.LoadedAt) || fixed.LastError != failing.LastError ||
+		fixed.ErrorLine != 3 || byOrg[org].State != metrics.OK {
+		t.Errorf("after the fix: file %+v, organisation %+v", fixed, byOrg[org])
+	}
+	m = scrapeMetrics(t, base)
+	if m[`wivaudit_destinations_reload_failing{`+out+`}`] != 0 || m[`wivaudit_destinations_reloads_total{`+out+`,result=failed}`] != 1 ||
+		m[`wivaudit_destinations_reloads_total{`+out+`,result=ok}`] != 1 || m[`wivaudit_upload_errors_total{class=external-id-or-trust,`+out+`}`] < 1 {
+		t.Errorf("metrics after the fix: failing %v, reloads failed %v, ok %v", m[`wivaudit_destinations_reload_failing{`+out+`}`],
+			m[`wivaudit_destinations_reloads_total{`+out+`,result=failed}`], m[`wivaudit_destinations_reloads_total{`+out+`,result=ok}`])
+	}
+	if code, body := httpGet(t, base+"/healthz"); code != 200 || string(body) != "ok\n" {
+		t.Errorf("/healthz after the fix: %d %q", code, body)
+	}
+	reloaded := regexp.MustCompile(`Destinations_File reloaded: 1 organisations \(0 added, 1 changed, 0 removed\); the file could not be used for \d+(\.\d+)?m?s`)
+	recovered := regexp.MustCompile(`organisation ` + org + ` delivers again after \d+(\.\d+)?m?s and (\d+) attempts not ok \(last: refused, external-id-or-trust\)`)
+	if err := p.WaitFor(30*time.Second, func(r *hostrun.Result) bool {
+		return reloaded.MatchString(r.Stderr) && recovered.MatchString(r.Stderr)
+	}); err != nil {
+		t.Errorf("no lines say the file and the organisation recovered: %v\n%s", err, tail(p.Snapshot().Stderr, 20))
+	}
+	p.Stdin.Close()
+	p.Signal(syscall.SIGTERM)
+	r := p.Wait(time.Minute)
+	if r.ExitCode != 0 {
+		t.Fatalf("host exit %d:\n%s", r.ExitCode, tail(r.Stderr, 20))
+	}
+	if n := strings.Count(r.Stderr, "delivers again"); n != 1 {
+		t.Errorf("%d lines say the organisation delivers again, want one", n)
+	}
+	if attempts := recovered.FindStringSubmatch(r.Stderr); attempts != nil {
+		t.Logf("recovery: %s", attempts[0])
+	}
+	if n := len(e.bucketRecords(cust.bucket)); n != 30 {
+		t.Errorf("%d records in the customer's bucket, want 30", n)
 	}
 }
