@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -357,5 +358,32 @@ func TestEverySeriesFromTheStart(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestMetricsAreDocumented: docs/operations.md names every metric an output serves, and every class of
+// wivaudit_upload_errors_total in its row.
+func TestMetricsAreDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "destinations.json")
+	writeDestinations(t, file, map[string]string{"org-a": "bucket-a"})
+	in := startTest(t, destConfig(t, "hold", file), "test", &fakeS3{}, TestHooks{})
+	names := map[string]bool{}
+	for series := range scrape(t, in.Instance, "test") {
+		names[series[:strings.IndexByte(series, '{')]] = true
+	}
+	for name := range names {
+		if !strings.Contains(string(doc), "| `"+name+"` |") {
+			t.Errorf("docs/operations.md has no row for %s", name)
+		}
+	}
+	row := regexp.MustCompile("(?m)^\\| `wivaudit_upload_errors_total` \\|.*$").Find(doc)
+	for _, p := range upload.Problems {
+		if !strings.Contains(string(row), "`"+string(p)+"`") {
+			t.Errorf("the row of wivaudit_upload_errors_total does not name the class %s: %s", p, row)
+		}
 	}
 }
