@@ -176,10 +176,13 @@ func TestMetricsAndDestinations(t *testing.T) {
 	if got := m[`wivaudit_upload_duration_seconds_count{`+out+`}`]; got < 3+refusedAttempts {
 		t.Errorf("%v upload latencies observed, want at least the %v attempts counted before", got, 3+refusedAttempts)
 	}
-	for k := range m {
-		if strings.Contains(k, "org="+orgHeld) && strings.HasPrefix(k, "wivaudit_uploads_total") {
-			t.Errorf("the held organisation was uploaded: %s", k)
+	for k, v := range m {
+		if strings.Contains(k, "org="+orgHeld) && strings.HasPrefix(k, "wivaudit_uploads_total") && v != 0 {
+			t.Errorf("the held organisation was uploaded: %s = %v", k, v)
 		}
+	}
+	if v, ok := m[`wivaudit_uploads_total{org=`+orgHeld+`,outcome=delivered,`+out+`}`]; !ok || v != 0 {
+		t.Errorf("the held organisation's uploads: %v (present %v), want a series at 0", v, ok)
 	}
 
 	code, body := httpGet(t, base+"/destinations")
