@@ -446,6 +446,11 @@ func TestDestinationsFileFailureIsVisible(t *testing.T) {
 		if why := in.ready(); why != "" {
 			t.Errorf("%s: not ready: %s", when, why)
 		}
+		note := "; Destinations_File cannot be used since " + want.FailingSince.Format(time.RFC3339) + ", delivering with the version loaded at " +
+			want.LoadedAt.Format(time.RFC3339)
+		if status := in.status(in.counters(), 0); strings.HasSuffix(status, note) != want.Failing || !want.Failing && strings.Contains(status, "Destinations_File") {
+			t.Errorf("%s: status line %q", when, status)
+		}
 	}
 	reload := func(after time.Duration) (string, error) {
 		in.clock.Advance(after)

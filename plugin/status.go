@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/wiv/out_wivaudit/metrics"
 	"github.com/wiv/out_wivaudit/upload"
 )
 
@@ -61,7 +62,19 @@ func (in *Instance) status(counters string, waiting int) string {
 		oldest = fmt.Sprintf("; the oldest undelivered record arrived %s ago", in.now().Sub(time.UnixMilli(ms)).Round(time.Second))
 	}
 	used, _ := in.store.Usage()
-	return fmt.Sprintf("%s; %d sealed batches waiting for upload%s; %d bytes buffered in Store_Dir%s", counters, waiting, oldest, used, notOK(in.destinations()))
+	file, _ := in.dests.fileStatus()
+	return fmt.Sprintf("%s; %d sealed batches waiting for upload%s; %d bytes buffered in Store_Dir%s%s", counters, waiting, oldest, used,
+		notOK(in.destinations()), fileFailing(file))
+}
+
+// fileFailing says, for the status line, that the destinations file cannot be used: its error is logged once
+// per version, and this keeps saying it. "" when it can be used, or there is none.
+func fileFailing(f *metrics.DestinationsFile) string {
+	if f == nil || !f.Failing {
+		return ""
+	}
+	return fmt.Sprintf("; Destinations_File cannot be used since %s, delivering with the version loaded at %s",
+		f.FailingSince.Format(time.RFC3339), f.LoadedAt.Format(time.RFC3339))
 }
 
 // checkUsage logs when the store crosses 80 % and 95 % of Store_Dir_Limit_Size, and when it is back under.
