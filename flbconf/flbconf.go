@@ -64,7 +64,19 @@ var OS Files = osFiles{}
 
 type osFiles struct{}
 
-func (osFiles) ReadFile(name string) ([]byte, error)  { return os.ReadFile(name) }
+// ReadFile reads only regular files: opening a FIFO whose writer has gone (Fluent Bit read the configuration
+// from it already) would block Init for ever.
+func (osFiles) ReadFile(name string) ([]byte, error) {
+	fi, err := os.Stat(name)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", name)
+	}
+	return os.ReadFile(name)
+}
+
 func (osFiles) Glob(pattern string) ([]string, error) { return filepath.Glob(pattern) }
 func (osFiles) RealPath(name string) (string, error) {
 	abs, err := filepath.Abs(name)

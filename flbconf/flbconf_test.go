@@ -3,9 +3,11 @@ package flbconf
 import (
 	"fmt"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -206,5 +208,27 @@ func TestSectionGet(t *testing.T) {
 	}
 	if _, ok := s.Get("Region"); ok || (Section{}).Name() != "" {
 		t.Error("a key not written was found")
+	}
+}
+
+// TestOSReadsOnlyRegularFiles: a configuration given as a FIFO (Fluent Bit read it at start) is not opened
+// again, which would wait for a writer for ever, nor is a folder.
+func TestOSReadsOnlyRegularFiles(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fluent-bit.conf")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{fifo, dir} {
+		if _, err := Outputs(OS, path); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("%s: %v", path, err)
+		}
+	}
+	regular := filepath.Join(dir, "fb.conf")
+	if err := os.WriteFile(regular, []byte("[OUTPUT]\n    Name wivaudit\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := Outputs(OS, regular); err != nil || len(s) != 1 || s[0].Name() != "wivaudit" {
+		t.Errorf("a regular file: %v, %v", s, err)
 	}
 }
