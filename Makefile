@@ -7,7 +7,7 @@ HOST  := $(BUILD)/flbhost
 NULLOUT := $(BUILD)/nullout.so
 CMD   := $(BUILD)/wivaudit
 VERSITYGW := $(BUILD)/bin/versitygw
-PKGS_PURE := ./conf/... ./record/... ./plugin/... ./upload/... ./lru/... ./buffer/... ./wal/... ./ledger/... ./vfs/... ./digest/... ./cmd/... ./metrics/...
+PKGS_PURE := ./conf/... ./flbconf/... ./keycheck/... ./record/... ./plugin/... ./upload/... ./lru/... ./buffer/... ./wal/... ./ledger/... ./vfs/... ./digest/... ./cmd/... ./metrics/...
 GO_SOURCES := $(shell find . -name '*.go' -not -path './test/*' -not -name '*_test.go') go.mod go.sum
 
 .PHONY: all build host demo test unit faults fuzz integration lint bench clean versitygw
@@ -70,15 +70,16 @@ faults:
 	WIVAUDIT_FAULTS=all WIVAUDIT_FAULTS_REPORT=$(abspath $(BUILD))/faults.txt $(GO) test -count=1 -timeout 60m -run '^TestFaultMatrix$$' ./plugin/
 	@cat $(BUILD)/faults.txt
 
-## fuzz: the decoder, record-to-JSON and event-reference fuzz targets, FUZZTIME each (make fuzz FUZZTIME=30m for a
-## long run); their corpus is in record/testdata/fuzz and replays with every go test. The default is a count of
+## fuzz: the decoder, record-to-JSON, event-reference and configuration-file fuzz targets, FUZZTIME each (make fuzz
+## FUZZTIME=30m for a long run); their corpus is in record/testdata/fuzz and replays with every go test. The default is a count of
 ## runs, about 10 s each on 2 cores: Go 1.26's fuzzer can fail a run whose duration ends while a worker is busy
 ## ("context deadline exceeded" with no failing input, golang/go#75804, fixed in Go 1.27), which a count avoids.
 FUZZTIME ?= 200000x
 fuzz:
-	@for target in FuzzDecode FuzzRecordJSON FuzzRefOf; do \
+	@for t in record:FuzzDecode record:FuzzRecordJSON record:FuzzRefOf flbconf:FuzzOutputs; do \
+		pkg=$${t%%:*}; target=$${t#*:}; \
 		echo "==> $$target, -fuzztime $(FUZZTIME)"; \
-		( $(call filtered,$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) ./record,$(FUZZFILTER)) ) || exit 1; \
+		( $(call filtered,$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) ./$$pkg,$(FUZZFILTER)) ) || exit 1; \
 	done
 
 ## integration: the tests in test/ through the real .so; a line as each test starts and ends, the whole output of

@@ -44,8 +44,12 @@ import (
 	"github.com/fluent/fluent-bit-go/output"
 
 	"github.com/wiv/out_wivaudit/conf"
+	"github.com/wiv/out_wivaudit/keycheck"
 	"github.com/wiv/out_wivaudit/plugin"
 )
+
+// pluginName is the name [OUTPUT] sections give in Name.
+const pluginName = "wivaudit"
 
 var (
 	mu        sync.Mutex
@@ -87,7 +91,7 @@ func guard(ret *int, code int, where string) {
 // From 5.1.1 the struct also has a config_map (at offset 40) with which Fluent Bit refuses unknown keys, but
 // up to 4.2.0 the struct is a 32-byte malloc, then 40 bytes, and nothing before Init tells the versions apart
 // (PreRegister exists since 2.2, the API table did not change): writing it on an older version would corrupt
-// Fluent Bit's heap, so it is left alone, and Init logs the settings in effect instead.
+// Fluent Bit's heap, so it is left alone, and Init checks the keys against the configuration file instead.
 //
 //export FLBPluginRegister
 func FLBPluginRegister(def unsafe.Pointer) (ret int) {
@@ -97,7 +101,7 @@ func FLBPluginRegister(def unsafe.Pointer) (ret int) {
 	mu.Lock()
 	nextID = 0
 	mu.Unlock()
-	return output.FLBPluginRegister(def, "wivaudit", "Audit events to each organisation's S3 bucket as gzipped JSON arrays")
+	return output.FLBPluginRegister(def, pluginName, "Audit events to each organisation's S3 bucket as gzipped JSON arrays")
 }
 
 //export FLBPluginInit
@@ -107,15 +111,20 @@ func FLBPluginInit(p unsafe.Pointer) (ret int) {
 	id := nextID
 	nextID++
 	mu.Unlock()
-	name := fmt.Sprintf("output:wivaudit:wivaudit.%d", id)
+	name := fmt.Sprintf("output:%s:%s.%d", pluginName, pluginName, id)
 	log := logTo(p)
+	// Fluent Bit does not refuse unknown keys of a Go plugin (see FLBPluginRegister): they are looked for in
+	// the configuration file, and the settings line shows a misspelt key's setting as a default.
+	keys := keycheck.Check(pluginName, id, flbSource{p})
+	log(plugin.LevelInfo, fmt.Sprintf("[%s] %s", name, keys.Info))
+	for _, w := range keys.Warnings {
+		log(plugin.LevelWarn, fmt.Sprintf("[%s] %s", name, w))
+	}
 	cfg, err := conf.Parse(flbSource{p})
 	if err != nil {
-		log(plugin.LevelError, fmt.Sprintf("[%s] invalid configuration: %v", name, err))
+		log(plugin.LevelError, fmt.Sprintf("[%s] invalid configuration: %v", name, keys.Explain(err)))
 		return output.FLB_ERROR
 	}
-	// Fluent Bit before 5.1.1 does not refuse unknown keys, and the plugin cannot tell which version runs it
-	// (see FLBPluginRegister): the settings as in effect show a misspelt key as a default.
 	log(plugin.LevelInfo, fmt.Sprintf("[%s] %s", name, cfg))
 	// The test hooks (WIVAUDIT_TEST_*) are read here and nowhere else; unset, they do nothing.
 	var in *plugin.Instance
