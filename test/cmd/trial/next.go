@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -72,16 +73,21 @@ func runSteps(ctx context.Context, steps []tryNext, views []*bucketView, plugin 
 	return nil
 }
 
+// shownLines is how much of a command's output -once shows (/metrics has hundreds of lines).
+const shownLines = 30
+
 // runStep runs a printed command as a shell would, with its output indented, and fails unless it exits 0.
 func runStep(ctx context.Context, s tryNext) error {
 	fmt.Printf("\n$ %s\n", s.command)
 	cmd := exec.CommandContext(ctx, "sh", "-c", s.command)
 	out, err := cmd.CombinedOutput()
-	for line := range strings.Lines(string(out)) {
-		fmt.Print("    ", line)
-	}
-	if len(out) > 0 && !strings.HasSuffix(string(out), "\n") {
-		fmt.Println()
+	lines := slices.Collect(strings.Lines(string(out)))
+	for i, line := range lines {
+		if i == shownLines && len(lines) > shownLines+5 {
+			fmt.Printf("    ... %d lines more\n", len(lines)-shownLines)
+			break
+		}
+		fmt.Print("    ", strings.TrimSuffix(line, "\n"), "\n")
 	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", s.command, err)
