@@ -49,7 +49,11 @@ func TestTrialOnce(t *testing.T) {
 	if up == nil {
 		t.Fatal("the trial never said it was up")
 	}
-	t.Logf("up after %s", up[1])
+	in := regexp.MustCompile(`==> Running the plugin in (.*)`).FindStringSubmatch(printed)
+	if in == nil {
+		t.Fatal("the trial never said where the plugin runs")
+	}
+	t.Logf("up after %s, the plugin in %s", up[1], in[1])
 	for _, want := range []string{
 		"moto workaround: moto's CloudFormation stores a role's inline policy as Python's repr",
 		"moto workaround: moto applies a bucket policy's Deny without its conditions",
