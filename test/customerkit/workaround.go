@@ -34,13 +34,9 @@ func FixRolePolicyQuoting(ctx context.Context, m *backend.Moto, role, policy str
 	if err != nil {
 		return nil, fmt.Errorf("role %s policy %s: %w", role, policy, err)
 	}
-	stored := PlainPolicy(aws.ToString(rp.PolicyDocument))
-	if json.Valid([]byte(stored)) {
-		return nil, nil
-	}
-	fixed := strings.ReplaceAll(stored, "'", `"`)
-	if !json.Valid([]byte(fixed)) {
-		return nil, fmt.Errorf("role %s policy %s is neither JSON nor JSON once its quotes are changed: %s", role, policy, stored)
+	fixed, needed, err := requoted(PlainPolicy(aws.ToString(rp.PolicyDocument)))
+	if err != nil || !needed {
+		return nil, err
 	}
 	if _, err := ic.PutRolePolicy(ctx, &iam.PutRolePolicyInput{RoleName: aws.String(role), PolicyName: aws.String(policy),
 		PolicyDocument: aws.String(fixed)}); err != nil {
@@ -50,6 +46,18 @@ func FixRolePolicyQuoting(ctx context.Context, m *backend.Moto, role, policy str
 		Behaviour: "moto's CloudFormation stores a role's inline policy as Python's repr of the document (single quotes), which fails every S3 call of the role with 500",
 		Change:    fmt.Sprintf("put the inline policy %s of role %s back as JSON (only the quotes changed)", policy, role),
 	}, nil
+}
+
+// requoted returns a policy document stored as Python's repr as JSON, and whether it had to change it.
+func requoted(stored string) (string, bool, error) {
+	if json.Valid([]byte(stored)) {
+		return stored, false, nil
+	}
+	fixed := strings.ReplaceAll(stored, "'", `"`)
+	if !json.Valid([]byte(fixed)) {
+		return "", false, fmt.Errorf("a policy neither JSON nor JSON once its quotes are changed: %s", stored)
+	}
+	return fixed, true, nil
 }
 
 // DropTLSOnlyDeny works around moto applying a bucket policy's Deny without its conditions: the kit's Deny of
@@ -66,9 +74,35 @@ func DropTLSOnlyDeny(ctx context.Context, m *backend.Moto, bucket string) (*Work
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s policy: %w", bucket, err)
 	}
-	var doc map[string]json.RawMessage
-	if err := json.Unmarshal([]byte(aws.ToString(got.Policy)), &doc); err != nil {
+	rest, dropped, err := withoutTLSOnlyDeny(aws.ToString(got.Policy))
+	if err != nil {
 		return nil, fmt.Errorf("bucket %s policy: %w", bucket, err)
+	}
+	if len(dropped) == 0 {
+		return nil, nil
+	}
+	change := fmt.Sprintf("removed the statement %s from the policy of bucket %s", strings.Join(dropped, ", "), bucket)
+	if rest == "" {
+		_, err = sc.DeleteBucketPolicy(ctx, &s3.DeleteBucketPolicyInput{Bucket: aws.String(bucket)})
+		change = fmt.Sprintf("deleted the policy of bucket %s, whose only statement %s it was", bucket, dropped[0])
+	} else {
+		_, err = sc.PutBucketPolicy(ctx, &s3.PutBucketPolicyInput{Bucket: aws.String(bucket), Policy: aws.String(rest)})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s policy: %w", bucket, err)
+	}
+	return &Workaround{
+		Behaviour: "moto applies a bucket policy's Deny without its conditions, so the TLS-only Deny (aws:SecureTransport false) refuses every request; S3 lets the platform's HTTPS requests through, and moto serves plain HTTP",
+		Change:    change,
+	}, nil
+}
+
+// withoutTLSOnlyDeny returns a bucket policy without its TLS-only Deny statements ("" when none is left), and
+// the Sids of those it removed.
+func withoutTLSOnlyDeny(policy string) (string, []string, error) {
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(policy), &doc); err != nil {
+		return "", nil, err
 	}
 	var statements []json.RawMessage
 	if err := json.Unmarshal(doc["Statement"], &statements); err != nil {
@@ -79,7 +113,7 @@ func DropTLSOnlyDeny(ctx context.Context, m *backend.Moto, bucket string) (*Work
 	for _, raw := range statements {
 		var s Statement
 		if err := json.Unmarshal(raw, &s); err != nil {
-			return nil, fmt.Errorf("bucket %s policy statement %s: %w", bucket, raw, err)
+			return "", nil, fmt.Errorf("statement %s: %w", raw, err)
 		}
 		if s.tlsOnlyDeny() {
 			dropped = append(dropped, fmt.Sprintf("%q", s.Sid))
@@ -88,24 +122,14 @@ func DropTLSOnlyDeny(ctx context.Context, m *backend.Moto, bucket string) (*Work
 		kept = append(kept, raw)
 	}
 	if len(dropped) == 0 {
-		return nil, nil
+		return policy, nil, nil
 	}
-	change := fmt.Sprintf("removed the statement %s from the policy of bucket %s", strings.Join(dropped, ", "), bucket)
 	if len(kept) == 0 {
-		_, err = sc.DeleteBucketPolicy(ctx, &s3.DeleteBucketPolicyInput{Bucket: aws.String(bucket)})
-		change = fmt.Sprintf("deleted the policy of bucket %s, whose only statement %s it was", bucket, dropped[0])
-	} else {
-		doc["Statement"], _ = json.Marshal(kept)
-		policy, _ := json.Marshal(doc)
-		_, err = sc.PutBucketPolicy(ctx, &s3.PutBucketPolicyInput{Bucket: aws.String(bucket), Policy: aws.String(string(policy))})
+		return "", dropped, nil
 	}
-	if err != nil {
-		return nil, fmt.Errorf("bucket %s policy: %w", bucket, err)
-	}
-	return &Workaround{
-		Behaviour: "moto applies a bucket policy's Deny without its conditions, so the TLS-only Deny (aws:SecureTransport false) refuses every request; S3 lets the platform's HTTPS requests through, and moto serves plain HTTP",
-		Change:    change,
-	}, nil
+	doc["Statement"], _ = json.Marshal(kept)
+	rest, err := json.Marshal(doc)
+	return string(rest), dropped, err
 }
 
 // PolicyName is the name of the role's inline policy in the template and the module.
