@@ -13,11 +13,12 @@ import (
 // checks whether the key exists and then stores the object in two steps, on a threaded server, so under load
 // both can pass the check and the second overwrites the first (seen with two replicas on a loaded machine).
 // The front holds a lock per key for each such request; everything else passes through untouched, the Host
-// header included, so signatures still verify.
+// header included, so signatures still verify, but for the requests resigner signs again for moto.
 type atomicFront struct {
-	URL string
-	srv *http.Server
-	rp  *httputil.ReverseProxy
+	URL    string
+	srv    *http.Server
+	rp     *httputil.ReverseProxy
+	signer resigner
 
 	mu   sync.Mutex
 	keys map[string]*keyLock
@@ -44,6 +45,7 @@ func startAtomicFront(target string) (*atomicFront, error) {
 }
 
 func (f *atomicFront) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.signer.resign(r)
 	if r.Method == http.MethodPut && r.Header.Get("If-None-Match") != "" {
 		unlock := f.lock(r.URL.Path)
 		defer unlock()

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -59,12 +58,10 @@ func Start(dir string) (*Moto, error) {
 }
 
 func start(dir string) (*Moto, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := FreePort()
 	if err != nil {
 		return nil, err
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
 	m := &Moto{URL: fmt.Sprintf("http://127.0.0.1:%d", port), recording: filepath.Join(dir, "moto-recording.jsonl")}
 	m.cmd = exec.Command("python3", "-m", "moto.server", "-H", "127.0.0.1", "-p", fmt.Sprint(port))
 	m.cmd.Env = append(os.Environ(), "MOTO_ENABLE_RECORDING=true", "MOTO_RECORDER_FILEPATH="+m.recording)
@@ -159,6 +156,15 @@ func (m *Moto) IAM() *iam.Client { return iam.NewFromConfig(m.clientConfig(m.adm
 // sts:AssumeRole), the customer's bucket (versioned), and the customer's role as the guide's steps 3.1-3.2
 // describe; then it switches signature and IAM checks on and starts a fresh request recording.
 func (m *Moto) Setup(ctx context.Context, bucket, externalID string) (*Platform, error) {
+	return m.setup(ctx, bucket, externalID)
+}
+
+// SetupPlatform is Setup without a customer: the administrator and the platform's IAM user, then IAM checks
+// on. Customers are then added with the administrator's credentials (AddCustomer, or the setup kit).
+func (m *Moto) SetupPlatform(ctx context.Context) (*Platform, error) { return m.setup(ctx, "", "") }
+
+// setup is Setup, and SetupPlatform when bucket is "".
+func (m *Moto) setup(ctx context.Context, bucket, externalID string) (*Platform, error) {
 	boot := aws.Credentials{AccessKeyID: "bootstrap", SecretAccessKey: "bootstrap"}
 	cfg := m.clientConfig(boot)
 	ic := iam.NewFromConfig(cfg)
@@ -175,8 +181,10 @@ func (m *Moto) Setup(ctx context.Context, bucket, externalID string) (*Platform,
 	}
 	p := &Platform{AccessKey: platform.AccessKeyID, SecretKey: platform.SecretAccessKey, UserARN: userARN,
 		Bucket: bucket, ExternalID: externalID}
-	if err := m.customer(ctx, ic, sc, p, "wiv-audit-logs-sync"); err != nil {
-		return nil, err
+	if bucket != "" {
+		if err := m.customer(ctx, ic, sc, p, "wiv-audit-logs-sync"); err != nil {
+			return nil, err
+		}
 	}
 	if err := m.post("/moto-api/reset-auth", "0"); err != nil {
 		return nil, err
@@ -197,6 +205,7 @@ func (m *Moto) user(ctx context.Context, ic *iam.Client, name, policy string) (a
 	if err != nil {
 		return aws.Credentials{}, "", fmt.Errorf("access key %s: %w", name, err)
 	}
+	m.front.signer.add(*k.AccessKey.AccessKeyId, *k.AccessKey.SecretAccessKey)
 	return aws.Credentials{AccessKeyID: *k.AccessKey.AccessKeyId, SecretAccessKey: *k.AccessKey.SecretAccessKey}, *u.User.Arn, nil
 }
 

@@ -46,7 +46,8 @@ func StartVersity(dir, bin string) (*Versity, error) {
 	return nil, err
 }
 
-func freePort() (int, error) {
+// FreePort returns a loopback port no one listens on now.
+func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
@@ -56,11 +57,11 @@ func freePort() (int, error) {
 }
 
 func startVersity(dir, bin string) (*Versity, error) {
-	port, err := freePort()
+	port, err := FreePort()
 	if err != nil {
 		return nil, err
 	}
-	adminPort, err := freePort()
+	adminPort, err := FreePort()
 	if err != nil {
 		return nil, err
 	}

@@ -5,7 +5,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -20,8 +19,8 @@ import (
 
 	"github.com/wiv/out_wivaudit/ledger"
 	"github.com/wiv/out_wivaudit/test/backend"
-	"github.com/wiv/out_wivaudit/test/chunks"
 	"github.com/wiv/out_wivaudit/test/hostrun"
+	"github.com/wiv/out_wivaudit/test/sample"
 	"github.com/wiv/out_wivaudit/vfs"
 )
 
@@ -37,17 +36,10 @@ func main() {
 	}
 }
 
-// customer is one organisation of the sample events and what it submitted in guide step 3.3.
+// customer is one organisation of the sample events and the role its customer set up.
 type customer struct {
-	name, org, bucket, role, externalID, keyPrefix string
-	roleARN                                        string
-}
-
-var customers = []*customer{
-	{name: "Your Organization", org: "3f7539ad-7f8b-4688-aee0-b9dbf2db728e", bucket: "your-company-audit-logs",
-		role: "wiv-audit-logs-sync", externalID: "681d1539-fd63-4e6e-9426-fccdfdae1862"},
-	{name: "Acme Corp", org: "9b2d6c1e-41a7-4f0e-8c55-2f1e7a0d3b64", bucket: "acme-corp-audit-logs",
-		role: "acme-wiv-audit-logs-sync", externalID: "0c8e5b1a-3f2d-4c6e-9a7b-5d4e3f2a1b0c", keyPrefix: "wiv/"},
+	sample.Org
+	roleARN string
 }
 
 func run(host, plugin, config, events string) error {
@@ -64,29 +56,30 @@ func run(host, plugin, config, events string) error {
 		return err
 	}
 	defer m.Stop()
-	first := customers[0]
-	p, err := m.Setup(ctx, first.bucket, first.externalID)
+	p, err := m.SetupPlatform(ctx)
 	if err != nil {
 		return err
 	}
-	first.roleARN = p.RoleARN
-	for _, c := range customers[1:] {
-		if c.roleARN, err = m.AddCustomer(ctx, p, c.bucket, c.role, c.externalID); err != nil {
+	var customers []*customer
+	var entries []sample.Entry
+	for _, o := range sample.Orgs {
+		c := &customer{Org: o}
+		if c.roleARN, err = m.AddCustomer(ctx, p, o.Bucket, o.Role, o.ExternalID); err != nil {
 			return err
 		}
+		customers = append(customers, c)
+		entries = append(entries, sample.Entry{Org: o.ID, Bucket: o.Bucket, RoleARN: c.roleARN, ExternalID: o.ExternalID, KeyPrefix: o.KeyPrefix})
+		fmt.Printf("%s (org_id %s): bucket %s, role %s; the trust policy requires its External ID, the policy grants only s3:PutObject, s3:PutObjectAcl\n",
+			o.Name, o.ID, o.Bucket, c.roleARN)
 	}
 	destinations := filepath.Join(dir, "destinations.json")
-	if err := writeDestinations(destinations); err != nil {
+	if err := sample.WriteDestinations(destinations, entries); err != nil {
 		return err
-	}
-	for _, c := range customers {
-		fmt.Printf("%s (org_id %s): bucket %s, role %s; the trust policy requires its External ID, the policy grants only s3:PutObject, s3:PutObjectAcl\n",
-			c.name, c.org, c.bucket, c.roleARN)
 	}
 	fmt.Printf("both listed in %s (Destinations_File)\n", destinations)
 
 	input := filepath.Join(dir, "input.chunks")
-	n, err := writeInput(events, input)
+	n, err := sample.WriteInput(events, input)
 	if err != nil {
 		return err
 	}
@@ -102,10 +95,13 @@ func run(host, plugin, config, events string) error {
 		return fmt.Errorf("the host exited with %d", res.ExitCode)
 	}
 
+	delivered := 0
 	for _, c := range customers {
-		if err := show(ctx, m, c); err != nil {
+		n, err := show(ctx, m, c)
+		if err != nil {
 			return err
 		}
+		delivered += n
 	}
 	dead, err := os.ReadFile(filepath.Join(dir, "store", "deadletter.jsonl"))
 	if err == nil {
@@ -114,7 +110,7 @@ func run(host, plugin, config, events string) error {
 	}
 	step("The delivery ledger (wivaudit store ledger STORE_DIR)")
 	recorded := 0
-	for e, err := range ledger.Read(vfs.OS, filepath.Join(filepath.Join(dir, ledger.Folder), "store"), ledger.Filter{}) {
+	for e, err := range ledger.Read(vfs.OS, filepath.Join(dir, "store", ledger.Folder), ledger.Filter{}) {
 		if err != nil {
 			return err
 		}
@@ -122,116 +118,49 @@ func run(host, plugin, config, events string) error {
 		fmt.Printf("%s %s s3://%s/%s: %d records, %d bytes, sha256 %s\n", e.Time.Format(time.RFC3339), e.Status, e.Bucket, e.Key, e.Records, e.Bytes, e.SHA256)
 	}
 	fmt.Printf("%d objects\n", recorded)
+	if recorded != delivered {
+		return fmt.Errorf("the ledger lists %d objects, the buckets hold %d", recorded, delivered)
+	}
 	return nil
 }
 
-// writeDestinations writes the destinations file: one entry per customer, as they submitted it.
-func writeDestinations(path string) error {
-	type entry struct {
-		Org        string `json:"org_id"`
-		Bucket     string `json:"bucket_name"`
-		RoleARN    string `json:"role_arn"`
-		ExternalID string `json:"external_id"`
-		KeyPrefix  string `json:"key_prefix,omitempty"`
-	}
-	var list []entry
-	for _, c := range customers {
-		list = append(list, entry{c.org, c.bucket, c.roleARN, c.externalID, c.keyPrefix})
-	}
-	data, err := json.MarshalIndent(list, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, data, 0o600)
-}
-
 // show lists a customer's bucket and prints its first object, checking that it holds only that customer's
-// organisation.
-func show(ctx context.Context, m *backend.Moto, c *customer) error {
-	step(fmt.Sprintf("%s's bucket (aws s3 ls s3://%s/ --recursive)", c.name, c.bucket))
-	objects, err := m.Objects(ctx, c.bucket)
+// organisation, and returns how many objects it holds.
+func show(ctx context.Context, m *backend.Moto, c *customer) (int, error) {
+	step(fmt.Sprintf("%s's bucket (aws s3 ls s3://%s/ --recursive)", c.Name, c.Bucket))
+	objects, err := m.Objects(ctx, c.Bucket)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	keys := backend.SortedKeys(objects)
 	for _, k := range keys {
 		fmt.Println(k)
-		if !strings.HasPrefix(k, c.keyPrefix+c.org+"/") {
-			return fmt.Errorf("%s holds %s, which is not under %s%s/", c.bucket, k, c.keyPrefix, c.org)
+		if !strings.HasPrefix(k, c.KeyPrefix+c.ID+"/") {
+			return 0, fmt.Errorf("%s holds %s, which is not under %s%s/", c.Bucket, k, c.KeyPrefix, c.ID)
 		}
 	}
 	if len(keys) == 0 {
-		return fmt.Errorf("nothing was delivered to %s", c.bucket)
+		return 0, fmt.Errorf("nothing was delivered to %s", c.Bucket)
 	}
-	step("aws s3 cp s3://" + c.bucket + "/" + keys[0] + " - | gunzip | jq .")
-	body, err := m.Get(ctx, c.bucket, keys[0])
+	step("aws s3 cp s3://" + c.Bucket + "/" + keys[0] + " - | gunzip | jq .")
+	body, err := m.Get(ctx, c.Bucket, keys[0])
 	if err != nil {
-		return err
+		return 0, err
 	}
 	zr, err := gzip.NewReader(bytes.NewReader(body))
 	if err != nil {
-		return err
+		return 0, err
 	}
 	plain, err := io.ReadAll(zr)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	var pretty bytes.Buffer
 	if err := json.Indent(&pretty, plain, "", "  "); err != nil {
-		return err
+		return 0, err
 	}
 	fmt.Println(pretty.String())
-	return nil
+	return len(keys), nil
 }
 
 func step(s string) { fmt.Printf("\n==> %s\n", s) }
-
-// writeInput turns every <tag>.jsonl file into V2 chunks of up to three events, as an input plugin would.
-func writeInput(dir, out string) (int, error) {
-	files, err := filepath.Glob(filepath.Join(dir, "*.jsonl"))
-	if err != nil {
-		return 0, err
-	}
-	f, err := os.Create(out)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	total := 0
-	for _, path := range files {
-		tag := strings.TrimSuffix(filepath.Base(path), ".jsonl")
-		in, err := os.Open(path)
-		if err != nil {
-			return 0, err
-		}
-		sc := bufio.NewScanner(in)
-		var chunk []byte
-		count := 0
-		for sc.Scan() {
-			if len(bytes.TrimSpace(sc.Bytes())) == 0 {
-				continue
-			}
-			body, err := chunks.FromJSON(sc.Bytes())
-			if err != nil {
-				in.Close()
-				return 0, fmt.Errorf("%s: %w", path, err)
-			}
-			chunk = append(chunk, chunks.V2(chunks.EventTime(time.Now()), body)...)
-			count++
-			total++
-			if count%3 == 0 {
-				if err := chunks.WriteFrame(f, tag, chunk); err != nil {
-					return 0, err
-				}
-				chunk = nil
-			}
-		}
-		in.Close()
-		if len(chunk) > 0 {
-			if err := chunks.WriteFrame(f, tag, chunk); err != nil {
-				return 0, err
-			}
-		}
-	}
-	return total, f.Close()
-}

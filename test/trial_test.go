@@ -1,0 +1,103 @@
+package test
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wiv/out_wivaudit/test/sample"
+)
+
+// TestTrialOnce: make trial's command with -once, end to end (in the Fluent Bit of FLUENT_BIT when set, else
+// the host): moto with IAM checks on, two customers set up by the customer kit (CloudFormation and Terraform)
+// with each moto workaround named as it is applied, both delivered; then every command it prints runs as
+// printed: the endpoints, store inspect and ledger, wivaudit verify for each customer (the second with its key
+// prefix) passing with the customer's own read-only credentials, and the events sent again arriving. The
+// trial's folder stays, with the destinations file, the configuration and the store.
+func TestTrialOnce(t *testing.T) {
+	for _, o := range sample.Orgs {
+		secret(o.ExternalID)
+	}
+	dir := filepath.Join(t.TempDir(), "trial")
+	cmd := exec.Command("go", "run", "./test/cmd/trial", "-once", "-host", host.Bin, "-plugin", host.Plugin,
+		"-cmd", wivauditBin(t), "-dir", dir)
+	cmd.Dir = ".."
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	err := cmd.Run()
+	log := filepath.Join(dir, "fluent-bit.log")
+	if data, rerr := os.ReadFile(log); rerr == nil && host.LogFile != "" {
+		if f, ferr := os.OpenFile(host.LogFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600); ferr == nil {
+			f.Write(data)
+			f.Close()
+		}
+	}
+	printed := out.String()
+	t.Logf("make trial -once: %s\n%s", time.Since(start).Round(time.Second), tail(printed, 60))
+	if err != nil {
+		t.Fatalf("the trial failed: %v", err)
+	}
+
+	up := regexp.MustCompile(`==> The trial is up after (\S+)\.`).FindStringSubmatch(printed)
+	if up == nil {
+		t.Fatal("the trial never said it was up")
+	}
+	in := regexp.MustCompile(`==> Running the plugin in (.*)`).FindStringSubmatch(printed)
+	if in == nil {
+		t.Fatal("the trial never said where the plugin runs")
+	}
+	t.Logf("up after %s, the plugin in %s", up[1], in[1])
+	for _, want := range []string{
+		"moto workaround: moto's CloudFormation stores a role's inline policy as Python's repr",
+		"moto workaround: moto applies a bucket policy's Deny without its conditions",
+		"stopped; ",
+	} {
+		if !strings.Contains(printed, want) {
+			t.Errorf("the trial does not say %q", want)
+		}
+	}
+	// Each printed verify command ran, and passed.
+	for _, o := range sample.Orgs {
+		verify := regexp.MustCompile(`(?m)^\$ AWS_ACCESS_KEY_ID=\S+ AWS_SECRET_ACCESS_KEY=\S+ \S+ verify --bucket ` + regexp.QuoteMeta(o.Bucket) +
+			`(?: --prefix (\S+))? --org ` + o.ID + ` .*\n    checked s3://` + regexp.QuoteMeta(o.Bucket+"/"+o.KeyPrefix+o.ID) +
+			`/: [1-9][0-9]* digests verified .*\n    result: verified \(exit 0\)\n    \(exit 0\)\n`)
+		m := verify.FindStringSubmatch(printed)
+		if m == nil {
+			t.Errorf("no passing verify of %s printed and run", o.Name)
+		} else if m[1] != o.KeyPrefix {
+			t.Errorf("verify of %s with --prefix %q, want %q", o.Name, m[1], o.KeyPrefix)
+		}
+	}
+	if n := strings.Count(printed, "\n    (exit 0)\n"); n != 8 {
+		t.Errorf("%d printed commands ran and exited 0, want 8 (3 endpoints, inspect, ledger, 2 verify, send)", n)
+	}
+	if !strings.Contains(printed, "the events sent again are delivered too") {
+		t.Error("the events sent by the printed command were not seen delivered")
+	}
+
+	// The folder stays, with what the trial wrote and what the plugin kept.
+	data, err := os.ReadFile(filepath.Join(dir, "destinations.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var entries []sample.Entry
+	if err := json.Unmarshal(data, &entries); err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 2 || entries[0].Org != sample.Orgs[0].ID || entries[1].Org != sample.Orgs[1].ID ||
+		entries[1].KeyPrefix != "wiv/" || entries[0].RoleARN == "" || entries[1].RoleARN == "" {
+		t.Errorf("destinations.json: %s", data)
+	}
+	for _, f := range []string{"fluent-bit.conf", "fluent-bit.log", "store/ledger", "terraform/terraform.rc", "wivaudit-digest-public-key.pem"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("the trial's folder: %v", err)
+		}
+	}
+}
