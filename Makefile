@@ -49,8 +49,10 @@ trial: build host
 	$(GO) build -o $(BUILD)/bin/trial ./test/cmd/trial
 	$(BUILD)/bin/trial -host $(HOST) -plugin $(SO) -cmd $(CMD) -dir $(BUILD)/trial $(TRIALFLAGS)
 
-## test: formatting, vet, unit tests (with -race), a short fuzz run and the integration tests through the real .so
-test: lint unit fuzz integration
+## test: formatting, vet, unit tests (with -race), a short fuzz run and the integration tests through the real .so;
+## a line at least every 30 s (test/heartbeat.sh says when a compile or a test is still at work)
+test:
+	@bash test/heartbeat.sh $(MAKE) --no-print-directory lint unit fuzz integration
 
 # filtered runs the command $(1) with its output (stdout and stderr) through the filter $(2), and exits with the
 # command's status, not the filter's (POSIX sh has no pipefail).
