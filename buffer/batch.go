@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -133,14 +134,64 @@ func (s *Store) SaveAttempt(b *Batch) error {
 }
 
 // Remove deletes a batch once it is delivered. Its records must be marked as sealed in the log first, or the
-// next start would gather them again. The object goes before the manifest: an object without a manifest is
-// never a delivered batch, so recovery keeps it (in quarantine), while a manifest left without its object by
-// a crash here is set aside and named. When it fails it can be called again.
+// next start would gather them again: when that cannot be done now, the batch is kept and Tidy deletes it once
+// it can. The object goes before the manifest: an object without a manifest is never a delivered batch, so
+// recovery keeps it (in quarantine), while a manifest left without its object by a crash here is set aside and
+// named. When it fails it can be called again.
 func (s *Store) Remove(b *Batch) error {
 	released, err := s.markSealed(b)
 	if err != nil {
-		return fmt.Errorf("remove %s: its records cannot be marked as sealed in the log: %w", b.Key, err)
+		s.markMu.Lock()
+		if !slices.Contains(s.removeLater, b) {
+			s.removeLater = append(s.removeLater, b)
+		}
+		s.markMu.Unlock()
+		return fmt.Errorf("remove %s: its records cannot be marked as sealed in the log yet, so it stays until they are: %w", b.Key, err)
 	}
+	if err := s.deleteBatch(b); err != nil {
+		return err
+	}
+	if released != nil {
+		return fmt.Errorf("removed %s, but the log segments it freed are not deleted yet: %w", b.Key, released)
+	}
+	return nil
+}
+
+// Tidy appends the "sealed" entries that earlier rounds could not, deletes the delivered batches that waited
+// for them (see Remove) and the log segments this frees. Without it, nothing would while no batch is sealed or
+// removed.
+func (s *Store) Tidy() error {
+	s.markMu.Lock()
+	marking := len(s.unmarked) > 0
+	err := s.markLocked()
+	later := s.removeLater
+	if err == nil {
+		s.removeLater = nil
+	}
+	s.markMu.Unlock()
+	if err != nil {
+		return fmt.Errorf("mark sealed batches in the log: %w", err)
+	}
+	var failed []*Batch
+	for _, b := range later {
+		if e := s.deleteBatch(b); e != nil {
+			err = errors.Join(err, e)
+			failed = append(failed, b)
+		}
+	}
+	if len(failed) > 0 {
+		s.markMu.Lock()
+		s.removeLater = append(s.removeLater, failed...)
+		s.markMu.Unlock()
+	}
+	if marking || len(later) > 0 {
+		err = errors.Join(err, s.releaseSegments())
+	}
+	return err
+}
+
+// deleteBatch deletes a delivered batch's files, its records marked as sealed in the log.
+func (s *Store) deleteBatch(b *Batch) error {
 	if !b.objectGone {
 		if err := s.fs.Remove(b.object); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("remove %s: %w", b.Key, err)
@@ -156,9 +207,6 @@ func (s *Store) Remove(b *Batch) error {
 	}
 	if err := s.fs.SyncDir(s.batches); err != nil {
 		return fmt.Errorf("remove %s: %w", b.Key, err)
-	}
-	if released != nil {
-		return fmt.Errorf("removed %s, but the log segments it freed are not deleted yet: %w", b.Key, released)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package buffer
 
 import (
 	"bytes"
+	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -307,6 +308,67 @@ func TestRemoveFreesTheSegmentsItReleases(t *testing.T) {
 	fi, _ := m.Stat(segs[0])
 	if used, _ := s.Usage(); used != fi.Size() {
 		t.Errorf("usage %d, want the active segment's %d", used, fi.Size())
+	}
+}
+
+// A delivered batch whose records cannot be marked as sealed in the log (every write to the log failing) is not
+// deleted, or a restart would gather its records again; it is kept, not forgotten: once the log takes writes
+// again, Tidy marks it and deletes it, with its room and the segments it held.
+func TestDeliveredBatchIsRemovedOnceTheLogTakesWritesAgain(t *testing.T) {
+	o := opts(1<<20, &clock{t: t0})
+	o.Limit, o.SegmentSize = 1<<20, 64
+	s, f, m, dir := memStore(t, o)
+	commit(t, s, "a/org:"+strings.Repeat("x", 60))
+	commit(t, s, "a/org:"+strings.Repeat("y", 60))
+	s.Rotate(time.Time{})
+	failing := func(op vfs.Op) error {
+		if op.Kind == vfs.OpWrite && isSegment(op.Path) {
+			return &fs.PathError{Op: "write", Path: op.Path, Err: syscall.EIO}
+		}
+		return nil
+	}
+	on(f, failing)
+	r := s.Seal(s.TakeClosed(), naming, joinLines)[0]
+	if r.Err != nil || r.Report.Unreleased == nil {
+		t.Fatalf("seal: %v, unreleased %v; want the batch sealed and its records not yet released", r.Err, r.Report.Unreleased)
+	}
+	if err := s.Remove(r.Batch); err == nil {
+		t.Fatal("Remove succeeded while the log takes no write")
+	}
+	if err := s.Tidy(); err == nil {
+		t.Fatal("Tidy succeeded while the log takes no write")
+	}
+	object, manifest := r.Batch.Files()
+	for _, p := range []string{object, manifest} {
+		if _, err := m.Stat(p); err != nil {
+			t.Fatalf("%s is gone before its records were marked as sealed: %v", p, err)
+		}
+	}
+	on(f)
+	if err := s.Tidy(); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{object, manifest} {
+		if _, err := m.Stat(p); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s is still there after Tidy: %v", p, err)
+		}
+	}
+	segs := segmentFiles(t, m, dir)
+	if len(segs) != 1 {
+		t.Fatalf("segments %v after Tidy, want the active one only", segs)
+	}
+	fi, _ := m.Stat(segs[0])
+	if used, _ := s.Usage(); used != fi.Size() {
+		t.Errorf("usage %d, want the active segment's %d", used, fi.Size())
+	}
+	s.Close()
+	s2, rec, err := Open(dir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if got := everything(t, s2, rec); len(got) > 0 {
+		t.Errorf("after a restart the delivered records come back: %v", got)
 	}
 }
 
@@ -784,5 +846,39 @@ func TestRecoveryUploadsOneOfTwoSealsOfTheSameRecords(t *testing.T) {
 	}
 	if entries, _ := m.ReadDir(filepath.Join(dir, quarantineFolder)); len(entries) != 2 {
 		t.Errorf("the quarantine holds %d files, want the earlier seal's 2", len(entries))
+	}
+}
+
+// A read error at start, on a segment or a manifest, is read again before Open gives up: a transient one (EIO
+// from a network volume) does not fail Open, which would stop Fluent Bit.
+func TestOpenReadsAgainAfterATransientReadError(t *testing.T) {
+	for _, fault := range []struct {
+		name  string
+		match func(string) bool
+	}{{"segment", isSegment}, {"manifest", hasSuffix(manifestSuffix)}} {
+		t.Run(fault.name, func(t *testing.T) {
+			o := opts(1<<20, &clock{t: t0})
+			s, f, _, dir := memStore(t, o)
+			commit(t, s, "a/org:1", "b/org:2")
+			s.Rotate(time.Time{})
+			for _, p := range s.TakeClosed() {
+				if p.Org == "a" {
+					sealOne(s, p)
+				} else {
+					s.PutBack(p)
+				}
+			}
+			s.Close()
+			o.FS = f
+			on(f, once(f, vfs.OpRead, fault.match, vfs.EIO))
+			s2, rec, err := Open(dir, o)
+			if err != nil {
+				t.Fatalf("Open failed on one read error: %v", err)
+			}
+			defer s2.Close()
+			if got := everything(t, s2, rec); !slices.Equal(got, []string{"1", "2"}) {
+				t.Errorf("records %v, want each once", got)
+			}
+		})
 	}
 }

@@ -109,6 +109,9 @@ func (s *Store) recoverBatches(rc *recovered) (map[string]bool, error) {
 		case strings.HasSuffix(name, manifestSuffix):
 			base := strings.TrimSuffix(name, manifestSuffix)
 			b, err := readBatch(s.fs, path)
+			for try := 1; err != nil && try < wal.ReadTries && !errors.Is(err, errBadBatch); try++ {
+				b, err = readBatch(s.fs, path)
+			}
 			if err != nil && !errors.Is(err, errBadBatch) {
 				return nil, fmt.Errorf("recover %s: %w", path, err)
 			}

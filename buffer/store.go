@@ -92,6 +92,9 @@ type Store struct {
 
 	markMu   sync.Mutex // guards unmarked, and orders the "sealed" entries' appends
 	unmarked []unmarked
+	// removeLater are delivered batches whose records could not be marked as sealed in the log: Tidy deletes
+	// them once they are. Guarded by markMu.
+	removeLater []*Batch
 
 	deadMu sync.Mutex
 }

@@ -9,8 +9,8 @@ import (
 	"github.com/wiv/out_wivaudit/buffer"
 )
 
-// sealer closes batches older than Upload_Timeout at each tick, and seals closed batches then and whenever a
-// flush asks.
+// sealer closes batches older than Upload_Timeout at each tick, and finishes what the store could not (delivered
+// batches waiting for their "sealed" entries), and seals closed batches then and whenever a flush asks.
 func (in *Instance) sealer(ctx context.Context, tick <-chan time.Time) {
 	var st statusReport
 	for {
@@ -19,6 +19,9 @@ func (in *Instance) sealer(ctx context.Context, tick <-chan time.Time) {
 			return
 		case <-tick:
 			in.store.Rotate(in.now().Add(-in.cfg.UploadTimeout))
+			if err := in.store.Tidy(); err != nil {
+				in.log.limitedf(LevelError, "tidy\x00"+rootCause(err), in.now(), "delivered batches wait in Store_Dir until their records can be marked as sealed in the log: %v", err)
+			}
 			st.maybe(in, in.now())
 		case <-in.sealNow:
 		}
@@ -99,6 +102,6 @@ func (in *Instance) report(r buffer.Sealed) {
 			p.Stream, r.Report.TornTail)
 	}
 	if r.Report.Unreleased != nil {
-		in.log.limitedf(LevelError, "release\x00"+rootCause(r.Report.Unreleased), in.now(), "sealed %s but cannot mark its records as sealed in the log (%v); the log keeps them until the next start", p.Stream, r.Report.Unreleased)
+		in.log.limitedf(LevelError, "release\x00"+rootCause(r.Report.Unreleased), in.now(), "sealed %s but cannot mark its records as sealed in the log (%v); the log keeps them until a later round can", p.Stream, r.Report.Unreleased)
 	}
 }

@@ -2,7 +2,6 @@ package wal
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -53,6 +52,9 @@ func Open(dir string, opt Options, r Replay) (*Log, Replayed, error) {
 			continue
 		}
 		seg, data, err := l.readSegment(id, path)
+		for try := 1; err != nil && try < ReadTries && !errors.Is(err, fs.ErrNotExist); try++ {
+			seg, data, err = l.readSegment(id, path)
+		}
 		if err != nil {
 			l.Close()
 			return nil, rep, err
@@ -69,15 +71,19 @@ func Open(dir string, opt Options, r Replay) (*Log, Replayed, error) {
 	return l, rep, nil
 }
 
+// ReadTries is how often Open reads a segment that gives a read error before it fails: a transient error (EIO
+// from a network volume, a sector a retry remaps) often passes at once, and a failed Open stops Fluent Bit.
+const ReadTries = 3
+
 func (l *Log) readSegment(id uint64, path string) (*segment, []byte, error) {
 	f, err := l.fs.OpenFile(path, os.O_RDONLY, 0)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read %s: %w", path, err)
+		return nil, nil, err // a *fs.PathError: it names the operation and the segment
 	}
 	data, err := io.ReadAll(f)
 	if err != nil {
 		f.Close()
-		return nil, nil, fmt.Errorf("read %s: %w", path, err)
+		return nil, nil, err
 	}
 	return &segment{id: id, path: path, f: f, size: int64(len(data))}, data, nil
 }

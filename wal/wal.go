@@ -145,7 +145,7 @@ func (l *Log) Append(records [][]byte, apply func(at []Pos)) (int64, error) {
 		if seg.f.Truncate(seg.size) != nil {
 			l.needRoll = true // a partial frame may be left: nothing may follow it
 		}
-		return 0, fmt.Errorf("write %s: %w", seg.path, err)
+		return 0, err // a *fs.PathError: it names the operation and the segment
 	}
 	seg.size += int64(len(data))
 	r := &request{apply: apply, seg: seg, at: at}
@@ -176,10 +176,8 @@ func (l *Log) syncRoundLocked() {
 	l.queue = l.queue[n:]
 	l.syncing = true
 	l.mu.Unlock()
-	err := seg.f.Datasync()
-	if err != nil {
-		err = fmt.Errorf("sync %s: %w", seg.path, err)
-	} else {
+	err := seg.f.Datasync() // a *fs.PathError: it names the operation and the segment
+	if err == nil {
 		for _, r := range batch {
 			if r.apply != nil {
 				r.apply(r.at)
