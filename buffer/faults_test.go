@@ -645,15 +645,7 @@ func TestRecoveryReadErrorsSetNothingAside(t *testing.T) {
 		t.Run(fault.name, func(t *testing.T) {
 			o := opts(1<<20, &clock{t: t0})
 			s, f, m, dir := memStore(t, o)
-			commit(t, s, "a/org:1", "b/org:2")
-			s.Rotate(time.Time{})
-			for _, p := range s.TakeClosed() {
-				if p.Org == "a" {
-					sealOne(s, p)
-				} else {
-					s.PutBack(p)
-				}
-			}
+			sealedAndOpen(t, s)
 			commit(t, s, "a/org:3")
 			s.Close()
 			o.FS = f
@@ -859,15 +851,7 @@ func TestOpenReadsAgainAfterATransientReadError(t *testing.T) {
 		t.Run(fault.name, func(t *testing.T) {
 			o := opts(1<<20, &clock{t: t0})
 			s, f, _, dir := memStore(t, o)
-			commit(t, s, "a/org:1", "b/org:2")
-			s.Rotate(time.Time{})
-			for _, p := range s.TakeClosed() {
-				if p.Org == "a" {
-					sealOne(s, p)
-				} else {
-					s.PutBack(p)
-				}
-			}
+			sealedAndOpen(t, s)
 			s.Close()
 			o.FS = f
 			on(f, once(f, vfs.OpRead, fault.match, vfs.EIO))
@@ -880,5 +864,19 @@ func TestOpenReadsAgainAfterATransientReadError(t *testing.T) {
 				t.Errorf("records %v, want each once", got)
 			}
 		})
+	}
+}
+
+// sealedAndOpen commits records 1 (organisation a) and 2 (organisation b), seals a's batch and leaves b's open.
+func sealedAndOpen(t *testing.T, s *Store) {
+	t.Helper()
+	commit(t, s, "a/org:1", "b/org:2")
+	s.Rotate(time.Time{})
+	for _, p := range s.TakeClosed() {
+		if p.Org == "a" {
+			sealOne(s, p)
+		} else {
+			s.PutBack(p)
+		}
 	}
 }
