@@ -362,14 +362,7 @@ func TestDeliveredBatchIsRemovedOnceTheLogTakesWritesAgain(t *testing.T) {
 		t.Errorf("usage %d, want the active segment's %d", used, fi.Size())
 	}
 	s.Close()
-	s2, rec, err := Open(dir, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s2.Close()
-	if got := everything(t, s2, rec); len(got) > 0 {
-		t.Errorf("after a restart the delivered records come back: %v", got)
-	}
+	nothingAfterRestart(t, dir, o)
 }
 
 // Open makes the folders it creates durable, Store_Dir with its subfolders and each folder above it that it
@@ -421,14 +414,7 @@ func TestSegmentsAreDeletedInOrderWhenADeleteFails(t *testing.T) {
 	round("c/org:3", "d/org:4")
 	s.Close()
 	o.FS = f
-	s2, rec, err := Open(dir, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s2.Close()
-	if again := everything(t, s2, rec); len(again) > 0 {
-		t.Errorf("delivered again after a restart: %v", again)
-	}
+	nothingAfterRestart(t, dir, o)
 }
 
 // A batch that cannot be moved into the quarantine stays whole where it was; the move can be tried again.
@@ -878,5 +864,19 @@ func sealedAndOpen(t *testing.T, s *Store) {
 		} else {
 			s.PutBack(p)
 		}
+	}
+}
+
+// nothingAfterRestart opens the store in dir again and fails the test if it finds any record: everything was
+// delivered and removed.
+func nothingAfterRestart(t *testing.T, dir string, o Options) {
+	t.Helper()
+	s, rec, err := Open(dir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if again := everything(t, s, rec); len(again) > 0 {
+		t.Errorf("delivered again after a restart: %v", again)
 	}
 }
