@@ -41,6 +41,10 @@ func main() {
 	flag.BoolVar(&o.once, "once", false, "run every printed command (each must exit 0), then stop")
 	flag.DurationVar(&o.digestInterval, "digest-interval", 10*time.Second, "Digest_Interval: how often each customer gets a signed digest")
 	flag.Parse()
+	// Ctrl-C on make trial | tee also ends tee: a write to the closed pipe must fail (EPIPE), not kill the trial
+	// with SIGPIPE before it stops the plugin and moto. Notify, not Ignore: an ignored signal stays ignored in
+	// the children the trial starts.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, o); err != nil {
