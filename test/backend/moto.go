@@ -32,12 +32,13 @@ const Account = "123456789012"
 
 // Moto is a running moto server.
 type Moto struct {
-	URL       string
+	URL       string // the front (atomicFront): what the tests and the plugin talk to
+	Server    string // moto's own address, behind the front
 	cmd       *exec.Cmd
 	recording string
 	admin     aws.Credentials
 	exited    <-chan struct{} // closed when the server process has ended
-	front     *atomicFront    // URL: what the tests and the plugin talk to
+	front     *atomicFront
 }
 
 // Start launches moto on a free loopback port with request recording on, and waits until it answers. The
@@ -93,7 +94,7 @@ func start(dir string) (*Moto, error) {
 				m.Stop()
 				return nil, err
 			}
-			m.URL = m.front.URL
+			m.Server, m.URL = m.URL, m.front.URL
 			return m, nil
 		}
 		if time.Now().After(deadline) {

@@ -119,8 +119,9 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("moto at %s (its log: %s); the platform's identity is %s, allowed only sts:AssumeRole\n",
-		t.moto.URL, display(filepath.Join(dir, "moto", "moto.log")), p.UserARN)
+	fmt.Printf("moto listens on %s (its log: %s); the plugin, the kit and the printed commands reach it at %s, the trial's S3 front, "+
+		"which makes conditional writes atomic as S3 does\n", t.moto.Server, display(filepath.Join(dir, "moto", "moto.log")), t.moto.URL)
+	fmt.Printf("the platform's identity is %s, allowed only sts:AssumeRole\n", p.UserARN)
 
 	step(fmt.Sprintf("Two customers set up their bucket and role with the customer kit (%s), trusting that identity", o.kit))
 	fmt.Printf("(Terraform takes the provider from the mirror %s, by its CLI configuration %s)\n",
