@@ -1,16 +1,21 @@
 package test
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/wiv/out_wivaudit/test/backend"
 	"github.com/wiv/out_wivaudit/test/sample"
 )
 
@@ -57,6 +62,10 @@ func TestTrialOnce(t *testing.T) {
 	for _, want := range []string{
 		"moto workaround: moto's CloudFormation stores a role's inline policy as Python's repr",
 		"moto workaround: moto applies a bucket policy's Deny without its conditions",
+		"moto workaround: moto's CloudFormation applies only an AWS::S3::Bucket's name, encryption and tags, and ignores AWS::S3::BucketPolicy",
+		"kept in the dead-letter file " + filepath.Join(dir, "store", "deadletter.jsonl") + ": 1 of the sample records",
+		"    bad-1 (org_id \"../other-org\", tag audit.api): ",
+		"every 30s a status line",
 		"stopped; ",
 	} {
 		if !strings.Contains(printed, want) {
@@ -73,6 +82,13 @@ func TestTrialOnce(t *testing.T) {
 			t.Errorf("no passing verify of %s printed and run", o.Name)
 		} else if m[1] != o.KeyPrefix {
 			t.Errorf("verify of %s with --prefix %q, want %q", o.Name, m[1], o.KeyPrefix)
+		}
+	}
+	// Both buckets are versioned as the kit makes them (the CloudFormation one by a workaround): the ledger's
+	// VERSION column is filled for each customer's objects.
+	for _, o := range sample.Orgs {
+		if !regexp.MustCompile(`(?m)^    \S+ +delivered +` + o.ID + ` .* [0-9a-f]{64} +\S+$`).MatchString(printed) {
+			t.Errorf("the printed ledger shows no object of %s with its version id", o.Name)
 		}
 	}
 	if n := strings.Count(printed, "\n    (exit 0)\n"); n != 8 {
@@ -100,4 +116,92 @@ func TestTrialOnce(t *testing.T) {
 			t.Errorf("the trial's folder: %v", err)
 		}
 	}
+}
+
+// TestTrialInterruptedWithItsOutputGone: Ctrl-C on `make trial 2>&1 | tee log` ends tee too, so the trial's
+// output is a closed pipe when it stops. It must still stop the plugin's process and moto (their own process
+// groups: the Ctrl-C does not reach them) and exit 0, not die of SIGPIPE at its first line and leave them
+// running with the store's lock and the ports.
+func TestTrialInterruptedWithItsOutputGone(t *testing.T) {
+	for _, o := range sample.Orgs {
+		secret(o.ExternalID)
+	}
+	bin := filepath.Join(t.TempDir(), "trial")
+	if out, err := exec.Command("go", "build", "-o", bin, "../test/cmd/trial").CombinedOutput(); err != nil {
+		t.Fatalf("go build the trial: %v\n%s", err, out)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	cmd := exec.Command(bin, "-host", host.Bin, "-plugin", host.Plugin, "-cmd", wivauditBin(t), "-dir", filepath.Join(t.TempDir(), "trial"))
+	cmd.Dir = ".."
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	var printed strings.Builder
+	lines := bufio.NewScanner(r)
+	for !strings.HasPrefix(lines.Text(), "Everything runs until Ctrl-C") {
+		if !lines.Scan() {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("the trial ended before it was up:\n%s", tail(printed.String(), 60))
+		}
+		printed.WriteString(lines.Text() + "\n")
+	}
+	children, err := childrenOf(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(children) < 2 {
+		t.Fatalf("the trial runs %d processes, want moto and the plugin's at least", len(children))
+	}
+	for _, c := range children {
+		defer c.Close()
+	}
+	r.Close()
+	cmd.Process.Signal(os.Interrupt)
+	err = cmd.Wait()
+	if status, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && status.Signaled() {
+		t.Errorf("the trial died of %v once its output was gone", status.Signal())
+	} else if err != nil {
+		t.Errorf("the trial stopped with %v", err)
+	}
+	for _, c := range children {
+		// A bound, not a wait for success: nothing else stops a child left running.
+		if ended, err := c.Ended(time.Minute); err != nil || !ended {
+			c.Kill()
+			t.Errorf("the trial's process %d still ran a minute after the trial ended (%v)", c.Pid, err)
+		}
+	}
+}
+
+// childrenOf watches the child processes of pid, from /proc.
+func childrenOf(pid int) ([]*backend.Watched, error) {
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	if err != nil {
+		return nil, err
+	}
+	var out []*backend.Watched
+	for _, f := range tasks {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		for _, field := range strings.Fields(string(data)) {
+			child, err := strconv.Atoi(field)
+			if err != nil {
+				return nil, err
+			}
+			c, err := backend.Watch(child)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, c)
+		}
+	}
+	return out, nil
 }

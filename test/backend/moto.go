@@ -32,12 +32,13 @@ const Account = "123456789012"
 
 // Moto is a running moto server.
 type Moto struct {
-	URL       string
+	URL       string // the front (atomicFront): what the tests and the plugin talk to
+	Server    string // moto's own address, behind the front
 	cmd       *exec.Cmd
 	recording string
 	admin     aws.Credentials
-	exited    chan struct{} // closed when the server process has ended
-	front     *atomicFront  // URL: what the tests and the plugin talk to
+	exited    <-chan struct{} // closed when the server process has ended
+	front     *atomicFront
 }
 
 // Start launches moto on a free loopback port with request recording on, and waits until it answers. The
@@ -65,18 +66,15 @@ func start(dir string) (*Moto, error) {
 	m := &Moto{URL: fmt.Sprintf("http://127.0.0.1:%d", port), recording: filepath.Join(dir, "moto-recording.jsonl")}
 	m.cmd = exec.Command("python3", "-m", "moto.server", "-H", "127.0.0.1", "-p", fmt.Sprint(port))
 	m.cmd.Env = append(os.Environ(), "MOTO_ENABLE_RECORDING=true", "MOTO_RECORDER_FILEPATH="+m.recording)
-	// Its own process group, so that Stop ends every process it starts and none keeps the port.
-	m.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	logf, err := os.Create(filepath.Join(dir, "moto.log"))
 	if err != nil {
 		return nil, err
 	}
 	m.cmd.Stdout, m.cmd.Stderr = logf, logf
-	if err := m.cmd.Start(); err != nil {
+	// Its own process group, so that Stop ends every process it starts and none keeps the port.
+	if m.exited, err = StartChild(m.cmd); err != nil {
 		return nil, err
 	}
-	m.exited = make(chan struct{})
-	go func() { m.cmd.Wait(); close(m.exited) }()
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		select {
 		case <-m.exited:
@@ -96,7 +94,7 @@ func start(dir string) (*Moto, error) {
 				m.Stop()
 				return nil, err
 			}
-			m.URL = m.front.URL
+			m.Server, m.URL = m.URL, m.front.URL
 			return m, nil
 		}
 		if time.Now().After(deadline) {

@@ -141,6 +141,7 @@ func Apply(ctx context.Context, m *backend.Moto, d Destination) ([]Workaround, e
 	var applied []Workaround
 	for _, fix := range []func() (*Workaround, error){
 		func() (*Workaround, error) { return FixRolePolicyQuoting(ctx, m, d.RoleName(), PolicyName) },
+		func() (*Workaround, error) { return PutIgnoredBucketSettings(ctx, m, d.Bucket) },
 		func() (*Workaround, error) { return DropTLSOnlyDeny(ctx, m, d.Bucket) },
 	} {
 		w, err := fix()

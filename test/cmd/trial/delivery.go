@@ -5,14 +5,17 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/wiv/out_wivaudit/buffer"
 	"github.com/wiv/out_wivaudit/digest"
 	"github.com/wiv/out_wivaudit/test/backend"
 	"github.com/wiv/out_wivaudit/test/sample"
@@ -50,7 +53,42 @@ func deliverSamples(ctx context.Context, o options, t *trial, plugin *pluginProc
 			fmt.Printf("    %s (%d events)\n", k, len(v.objects[k]))
 		}
 	}
+	if err := printRejected(t.storeDir); err != nil {
+		return nil, nil, err
+	}
 	return views, ids, nil
+}
+
+// printRejected says which sample records the plugin rejected (the samples hold one on purpose), why, and
+// where it kept them: Store_Dir's dead-letter file. The plugin writes it before it takes the chunk, so it is
+// complete once the chunk's events are delivered.
+func printRejected(storeDir string) error {
+	path := filepath.Join(storeDir, buffer.DeadLetterFile)
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		fmt.Printf("no sample record was rejected (%s does not exist)\n", display(path))
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	lines := slices.Collect(strings.Lines(string(data)))
+	fmt.Printf("rejected, delivered to no one and kept in the dead-letter file %s: %d of the sample records (they hold an invalid one on purpose)\n",
+		display(path), len(lines))
+	for _, line := range lines {
+		var l struct {
+			Tag, Reason string
+			Record      struct {
+				ID  string `json:"id"`
+				Org any    `json:"org_id"`
+			}
+		}
+		if err := json.Unmarshal([]byte(line), &l); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		fmt.Printf("    %s (org_id %q, tag %s): %s\n", l.Record.ID, fmt.Sprint(l.Record.Org), l.Tag, l.Reason)
+	}
+	return nil
 }
 
 // send posts each <tag>.jsonl file of dir to the event intake, as the printed curl command does.

@@ -41,6 +41,10 @@ func main() {
 	flag.BoolVar(&o.once, "once", false, "run every printed command (each must exit 0), then stop")
 	flag.DurationVar(&o.digestInterval, "digest-interval", 10*time.Second, "Digest_Interval: how often each customer gets a signed digest")
 	flag.Parse()
+	// Ctrl-C on make trial | tee also ends tee: a write to the closed pipe must fail (EPIPE), not kill the trial
+	// with SIGPIPE before it stops the plugin and moto. Notify, not Ignore: an ignored signal stays ignored in
+	// the children the trial starts.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, o); err != nil {
@@ -115,8 +119,9 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("moto at %s (its log: %s); the platform's identity is %s, allowed only sts:AssumeRole\n",
-		t.moto.URL, display(filepath.Join(dir, "moto", "moto.log")), p.UserARN)
+	fmt.Printf("moto listens on %s (its log: %s); the plugin, the kit and the printed commands reach it at %s, the trial's S3 front, "+
+		"which makes conditional writes atomic as S3 does\n", t.moto.Server, display(filepath.Join(dir, "moto", "moto.log")), t.moto.URL)
+	fmt.Printf("the platform's identity is %s, allowed only sts:AssumeRole\n", p.UserARN)
 
 	step(fmt.Sprintf("Two customers set up their bucket and role with the customer kit (%s), trusting that identity", o.kit))
 	fmt.Printf("(Terraform takes the provider from the mirror %s, by its CLI configuration %s)\n",

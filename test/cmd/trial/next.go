@@ -42,7 +42,8 @@ func nextSteps(t *trial) []tryNext {
 		tryNext{what: "send the sample events again (POST /<tag>, as Fluent Bit's http input takes them)",
 			command: fmt.Sprintf("for kind in org user api; do curl -fsS -H 'Content-Type: application/json' --data-binary @%s http://127.0.0.1:%d/audit.$kind; done",
 				shq(display(t.events))+"/audit.$kind.jsonl", t.intakePort)},
-		tryNext{what: "the plugin's log", command: "tail -f " + shq(display(t.logPath)), follows: true},
+		tryNext{what: fmt.Sprintf("the plugin's log: its start, any warning or error as it happens, and every %s a status line "+
+			"(records accepted, rejected, delivered; failed uploads; what waits), unless nothing happened", seconds(statusInterval)), command: "tail -f " + shq(display(t.logPath)), follows: true},
 	)
 	return steps
 }

@@ -17,7 +17,8 @@ import (
 // ports it picks, and returns the configuration's path.
 func platformSide(t *trial, dir string, digestInterval time.Duration) (string, error) {
 	s := settings{Destinations: filepath.Join(dir, "destinations.json"), StoreDir: t.storeDir, Key: filepath.Join(dir, "digest-key.pem"),
-		Endpoint: t.moto.URL, DigestInterval: seconds(digestInterval), UploadTimeout: "5s"}
+		Endpoint: t.moto.URL, DigestInterval: seconds(digestInterval), UploadTimeout: "5s",
+		StatusInterval: seconds(statusInterval)}
 	if err := sample.WriteDestinations(s.Destinations, entries(t.customers)); err != nil {
 		return "", err
 	}
@@ -47,6 +48,9 @@ func platformSide(t *trial, dir string, digestInterval time.Duration) (string, e
 	return conf, nil
 }
 
+// statusInterval is the trial's Status_Interval: the printed tail -f shows a status line that soon.
+const statusInterval = 30 * time.Second
+
 func seconds(d time.Duration) string { return fmt.Sprintf("%ds", int(d.Round(time.Second).Seconds())) }
 
 // settings are what the trial's Fluent Bit configuration names; paths absolute, so that it runs from anywhere.
@@ -55,6 +59,7 @@ type settings struct {
 	Destinations, StoreDir, Key   string
 	Endpoint, MetricsListen       string
 	DigestInterval, UploadTimeout string // in seconds, as Fluent Bit spells them
+	StatusInterval                string
 }
 
 var configTemplate = template.Must(template.New("conf").Parse(`# The Fluent Bit configuration of make trial (test/cmd/trial wrote it): one wivaudit output for the two
@@ -88,6 +93,8 @@ var configTemplate = template.Must(template.New("conf").Parse(`# The Fluent Bit 
     Digests            on
     Digest_Signing_Key {{.Key}}
     Digest_Interval    {{.DigestInterval}}
+    # A status line every 30 s (5m by default), so that a short trial's log shows some.
+    Status_Interval    {{.StatusInterval}}
 `))
 
 func writeConfig(path string, s settings) error {

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/wiv/out_wivaudit/test/backend"
 	"github.com/wiv/out_wivaudit/test/sample"
 )
 
@@ -45,13 +46,14 @@ func runPlugin(ctx context.Context, o options, t *trial, conf string, env []stri
 }
 
 // pluginProc is the running Fluent Bit (or test host) with the plugin, in its own process group so that the
-// terminal's Ctrl-C reaches the trial only, which stops the plugin first and moto last.
+// terminal's Ctrl-C reaches the trial only, which stops the plugin first and moto last; it gets SIGTERM if the
+// trial dies first (backend.StartChild).
 type pluginProc struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser // the host's input (nil in Fluent Bit)
 	intake *http.Server   // the host's event intake (nil in Fluent Bit)
 	mu     sync.Mutex     // one chunk at a time on stdin
-	exited chan struct{}
+	exited <-chan struct{}
 	log    *os.File
 }
 
@@ -60,21 +62,19 @@ func startPlugin(argv, env []string, logPath string, withStdin bool) (*pluginPro
 	if err != nil {
 		return nil, err
 	}
-	p := &pluginProc{cmd: exec.Command(argv[0], argv[1:]...), exited: make(chan struct{}), log: logf}
+	p := &pluginProc{cmd: exec.Command(argv[0], argv[1:]...), log: logf}
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if withStdin {
 		if p.stdin, err = p.cmd.StdinPipe(); err != nil {
 			logf.Close()
 			return nil, err
 		}
 	}
-	if err := p.cmd.Start(); err != nil {
+	if p.exited, err = backend.StartChild(p.cmd); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("%s: %w", argv[0], err)
 	}
-	go func() { p.cmd.Wait(); close(p.exited) }()
 	return p, nil
 }
 
