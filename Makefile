@@ -95,11 +95,12 @@ fuzz:
 	done
 
 ## integration: the tests in test/ through the real .so; a line as each test starts and ends, the whole output of
-## those that fail (test/progress.awk)
+## those that fail (test/progress.awk). -p 1: go test streams a package's output only when it runs one package at
+## a time; with several at once it holds each package's output until that package ends
 integration: build host versitygw
 	@echo "==> Integration tests (several minutes; each test's name as it starts, and its time as it ends)"
 	@$(call filtered,WIVAUDIT_PLUGIN=$(abspath $(SO)) WIVAUDIT_HOST=$(abspath $(HOST)) WIVAUDIT_CMD=$(abspath $(CMD)) WIVAUDIT_VERSITYGW=$(abspath $(VERSITYGW)) \
-		$(GO) test -v -count=1 -timeout 20m ./test/...,awk -f test/progress.awk)
+		$(GO) test -v -p 1 -count=1 -timeout 20m ./test/...,awk -f test/progress.awk)
 
 ## versitygw: the S3 server that checks what moto does not (bucket owner, checksums), pinned in tools/go.mod;
 ## the first build takes about 100 s
