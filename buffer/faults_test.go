@@ -287,12 +287,7 @@ func TestReadErrorWhileSealingPutsTheBatchBack(t *testing.T) {
 // Defect 7: when a seal round could not append its "sealed" entries (the disk full), Remove appends them and
 // deletes the segments they free, with their room, rather than leaving that to a Seal that may never come.
 func TestRemoveFreesTheSegmentsItReleases(t *testing.T) {
-	o := opts(1<<20, &clock{t: t0})
-	o.Limit, o.SegmentSize = 1<<20, 64
-	s, f, m, dir := memStore(t, o)
-	commit(t, s, "a/org:"+strings.Repeat("x", 60))
-	commit(t, s, "a/org:"+strings.Repeat("y", 60))
-	s.Rotate(time.Time{})
+	s, f, m, dir, _ := batchOverSegments(t)
 	on(f, once(f, vfs.OpWrite, isSegment, vfs.ENOSPC))
 	r := s.Seal(s.TakeClosed(), naming, joinLines)[0]
 	if r.Err != nil || r.Report.Unreleased == nil {
@@ -301,26 +296,14 @@ func TestRemoveFreesTheSegmentsItReleases(t *testing.T) {
 	if err := s.Remove(r.Batch); err != nil {
 		t.Fatal(err)
 	}
-	segs := segmentFiles(t, m, dir)
-	if len(segs) != 1 {
-		t.Fatalf("segments %v after Remove, want the active one only", segs)
-	}
-	fi, _ := m.Stat(segs[0])
-	if used, _ := s.Usage(); used != fi.Size() {
-		t.Errorf("usage %d, want the active segment's %d", used, fi.Size())
-	}
+	onlyTheActiveSegment(t, s, m, dir)
 }
 
 // A delivered batch whose records cannot be marked as sealed in the log (every write to the log failing) is not
 // deleted, or a restart would gather its records again; it is kept, not forgotten: once the log takes writes
 // again, Tidy marks it and deletes it, with its room and the segments it held.
 func TestDeliveredBatchIsRemovedOnceTheLogTakesWritesAgain(t *testing.T) {
-	o := opts(1<<20, &clock{t: t0})
-	o.Limit, o.SegmentSize = 1<<20, 64
-	s, f, m, dir := memStore(t, o)
-	commit(t, s, "a/org:"+strings.Repeat("x", 60))
-	commit(t, s, "a/org:"+strings.Repeat("y", 60))
-	s.Rotate(time.Time{})
+	s, f, m, dir, o := batchOverSegments(t)
 	failing := func(op vfs.Op) error {
 		if op.Kind == vfs.OpWrite && isSegment(op.Path) {
 			return &fs.PathError{Op: "write", Path: op.Path, Err: syscall.EIO}
@@ -353,14 +336,7 @@ func TestDeliveredBatchIsRemovedOnceTheLogTakesWritesAgain(t *testing.T) {
 			t.Errorf("%s is still there after Tidy: %v", p, err)
 		}
 	}
-	segs := segmentFiles(t, m, dir)
-	if len(segs) != 1 {
-		t.Fatalf("segments %v after Tidy, want the active one only", segs)
-	}
-	fi, _ := m.Stat(segs[0])
-	if used, _ := s.Usage(); used != fi.Size() {
-		t.Errorf("usage %d, want the active segment's %d", used, fi.Size())
-	}
+	onlyTheActiveSegment(t, s, m, dir)
 	s.Close()
 	nothingAfterRestart(t, dir, o)
 }
@@ -878,5 +854,32 @@ func nothingAfterRestart(t *testing.T, dir string, o Options) {
 	defer s.Close()
 	if again := everything(t, s, rec); len(again) > 0 {
 		t.Errorf("delivered again after a restart: %v", again)
+	}
+}
+
+// batchOverSegments opens a store on faults whose segments hold one record each, commits two records of one
+// stream and closes its batch: the batch holds runs of two segments.
+func batchOverSegments(t *testing.T) (*Store, *vfs.Faults, *vfs.MemFS, string, Options) {
+	t.Helper()
+	o := opts(1<<20, &clock{t: t0})
+	o.Limit, o.SegmentSize = 1<<20, 64
+	s, f, m, dir := memStore(t, o)
+	commit(t, s, "a/org:"+strings.Repeat("x", 60))
+	commit(t, s, "a/org:"+strings.Repeat("y", 60))
+	s.Rotate(time.Time{})
+	return s, f, m, dir, o
+}
+
+// onlyTheActiveSegment fails the test unless the log keeps only its active segment, and the store counts only
+// that segment's room as used.
+func onlyTheActiveSegment(t *testing.T, s *Store, m *vfs.MemFS, dir string) {
+	t.Helper()
+	segs := segmentFiles(t, m, dir)
+	if len(segs) != 1 {
+		t.Fatalf("segments %v, want the active one only", segs)
+	}
+	fi, _ := m.Stat(segs[0])
+	if used, _ := s.Usage(); used != fi.Size() {
+		t.Errorf("usage %d, want the active segment's %d", used, fi.Size())
 	}
 }
