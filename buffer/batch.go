@@ -54,6 +54,7 @@ type Batch struct {
 	unmarked         bool     // committed, but the log does not yet say its records are sealed
 	objectGone       bool     // Remove deleted the object
 	leftIn           []string // quarantined, and these names in batches/ are still to be removed
+	inLog            *Pending // the runs of a batch that lives in the log; nil for a batch file
 }
 
 const (
@@ -73,6 +74,9 @@ func (b *Batch) OpenObject() (vfs.File, error) { return b.fs.OpenFile(b.object, 
 func batchBase(dir string, st Stream, ms int64) string {
 	return filepath.Join(dir, st.Org+sep+st.Kind+sep+strconv.FormatInt(ms, 10))
 }
+
+// errInLog means that a batch lives in the log, where it cannot be moved: Spill it first.
+var errInLog = errors.New("the batch lives in the log: spill it to a batch file first")
 
 // errBadBatch means a batch's manifest was read, but it or its object cannot be used.
 var errBadBatch = errors.New("unusable batch")
@@ -114,10 +118,14 @@ func (b *Batch) encode() []byte {
 
 // Rekey gives a batch a new key, after the destination said the old one exists, and persists it with its
 // millisecond. When it fails, the batch keeps the key its manifest holds: the old one, or the new one when
-// only the sync of the folder failed (a restart reads that one).
+// only the sync of the folder failed (a restart reads that one). A batch that lives in the log takes it in
+// memory: after a restart it has its sealed key again.
 func (s *Store) Rekey(b *Batch, key string, ms int64) error {
 	old, oldMs := b.Key, b.KeyMs
 	b.Key, b.KeyMs = key, ms
+	if b.InLog() {
+		return nil
+	}
 	if err := replaceFile(s.fs, b.manifest, b.encode()); err != nil {
 		if !errors.Is(err, errUnsynced) {
 			b.Key, b.KeyMs = old, oldMs
@@ -130,6 +138,9 @@ func (s *Store) Rekey(b *Batch, key string, ms int64) error {
 // SaveAttempt records one more failed upload attempt in the batch's manifest.
 func (s *Store) SaveAttempt(b *Batch) error {
 	b.Attempts++
+	if b.InLog() {
+		return nil
+	}
 	return replaceFile(s.fs, b.manifest, b.encode())
 }
 
@@ -139,6 +150,9 @@ func (s *Store) SaveAttempt(b *Batch) error {
 // recovery keeps it (in quarantine), while a manifest left without its object by a crash here is set aside and
 // named. When it fails it can be called again.
 func (s *Store) Remove(b *Batch) error {
+	if b.InLog() {
+		return s.removeInLog(b)
+	}
 	released, err := s.markSealed(b)
 	if err != nil {
 		s.markMu.Lock()
@@ -214,6 +228,9 @@ func (s *Store) deleteBatch(b *Batch) error {
 // ObjectGone reports whether a batch's object is known to be gone from the store (deleted while it waited),
 // as opposed to unreadable for now.
 func (s *Store) ObjectGone(b *Batch) bool {
+	if b.InLog() {
+		return false
+	}
 	_, err := s.fs.Stat(b.object)
 	return errors.Is(err, fs.ErrNotExist)
 }
@@ -224,6 +241,9 @@ func (s *Store) ObjectGone(b *Batch) bool {
 // folder or both. When it fails, the batch is where it was, or quarantined with its old names left in
 // batches/, which a second call removes.
 func (s *Store) Quarantine(b *Batch) error {
+	if b.InLog() {
+		return fmt.Errorf("quarantine %s: %w", b.Key, errInLog)
+	}
 	if b.leftIn == nil {
 		if err := s.use.toQuarantine(b.ObjectBytes); err != nil {
 			return err

@@ -44,6 +44,9 @@ func (b *Batch) ObjectSHA256() (string, error) {
 	if b.SHA256 != "" {
 		return b.SHA256, nil
 	}
+	if b.InLog() {
+		return "", fmt.Errorf("checksum of %s: not composed yet", b.Key)
+	}
 	f, err := b.OpenObject()
 	if err != nil {
 		return "", err

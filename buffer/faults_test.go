@@ -248,7 +248,9 @@ func TestReadErrorWhileSealingPutsTheBatchBack(t *testing.T) {
 	segs := segmentFiles(t, m, dir)
 	on(f, once(f, vfs.OpRead, isSegment, vfs.EIO))
 	var failed []*Pending
-	for _, r := range s.Seal(s.TakeClosed(), naming, joinLines) {
+	closed := s.TakeClosed() // in no set order: a/org's first, to meet the read error
+	slices.SortFunc(closed, func(x, y *Pending) int { return strings.Compare(x.Org, y.Org) })
+	for _, r := range s.Seal(closed, naming, joinLines) {
 		if r.Err != nil {
 			failed = append(failed, r.Pending)
 		}

@@ -42,6 +42,10 @@ type Pending struct {
 	firstAt    int64 // arrival of its first record, unix ms
 	runs       []runRef
 	legacy     string // the legacy log file
+	// keyMs, attempts and requeued are those of a batch that lived in the log, for its batch file (keyMs 0:
+	// Opened)
+	keyMs, requeued int64
+	attempts        int
 }
 
 func (s *Store) streamLocked(st Stream) *stream {

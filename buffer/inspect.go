@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -31,7 +32,8 @@ type StreamContents struct {
 	Kind string `json:"kind"`
 	// Unsealed are records in the log not yet in a batch; their bytes are the records' JSON.
 	Unsealed Holding `json:"unsealed"`
-	// Sealed are batches waiting for upload; their bytes are the objects'.
+	// Sealed are batches waiting for upload; their bytes are the objects', or for a batch that lives in the
+	// log, its records' JSON.
 	Sealed      Holding `json:"sealed"`
 	Quarantined Holding `json:"quarantined"`
 }
@@ -81,7 +83,7 @@ func inspect(fsys vfs.FS, dir string) (*Inspection, error) {
 		}
 		return streams[st]
 	}
-	runs, sealed, err := in.readLog(fsys, filepath.Join(dir, walFolder))
+	runs, sealed, batches, err := in.readLog(fsys, filepath.Join(dir, walFolder))
 	if err != nil {
 		return nil, err
 	}
@@ -108,7 +110,25 @@ func inspect(fsys vfs.FS, dir string) (*Inspection, error) {
 	if err != nil {
 		return nil, err
 	}
+	minRunSeg := uint64(math.MaxUint64)
 	for _, r := range runs {
+		minRunSeg = min(minRunSeg, r.pos.Seg)
+	}
+	inLog := map[Stream][][2]wal.Pos{}
+	for _, e := range batches {
+		if sealed.covers(e.st, e.first) || e.first.Seg < minRunSeg {
+			sealed[e.st] = append(sealed[e.st], [2]wal.Pos{e.first, e.last})
+			continue
+		}
+		inLog[e.st] = append(inLog[e.st], [2]wal.Pos{e.first, e.last})
+		sealed[e.st] = append(sealed[e.st], [2]wal.Pos{e.first, e.last})
+		at(e.st).Sealed.add(1, 0, 0, e.ms)
+	}
+	for _, r := range runs {
+		if sealedRanges(inLog).covers(r.st, r.pos) {
+			at(r.st).Sealed.add(0, r.records, r.json, r.at)
+			continue
+		}
 		if !sealed.covers(r.st, r.pos) {
 			at(r.st).Unsealed.add(0, r.records, r.json, r.at)
 		}
@@ -142,18 +162,23 @@ type loggedRun struct {
 }
 
 // readLog reads every segment in order and returns their runs and the ranges their sealed entries cover.
-func (in *Inspection) readLog(fsys vfs.FS, walDir string) ([]loggedRun, sealedRanges, error) {
+func (in *Inspection) readLog(fsys vfs.FS, walDir string) ([]loggedRun, sealedRanges, []entry, error) {
 	sealed := sealedRanges{}
 	var runs []loggedRun
+	var batches []entry
 	err := wal.Scan(fsys, walDir, logEntries(func(e entry, at wal.Pos, _ int) {
 		runs = append(runs, loggedRun{st: e.st, pos: at, records: e.records, json: jsonBytes(e.body, e.records), at: e.ms})
 	}, func(e entry) {
+		if e.typ == batchEntry {
+			batches = append(batches, e)
+			return
+		}
 		sealed[e.st] = append(sealed[e.st], [2]wal.Pos{e.first, e.last})
 	}, func([]byte) { in.DamagedRegions++ }))
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return runs, sealed, nil
+	return runs, sealed, batches, nil
 }
 
 // readManifests calls found with each batch in dir: its manifest and its object's size. A file that is not

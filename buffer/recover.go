@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/wiv/out_wivaudit/vfs"
 	"github.com/wiv/out_wivaudit/wal"
@@ -32,7 +34,11 @@ type recovered struct {
 	rep    Recovery
 	runs   map[Stream][]arrived
 	sealed sealedRanges
+	inLog  []entry // batch entries, in log order
 	maxSeg uint64
+	// minRunSeg is the oldest segment that holds runs: a batch entry whose first run lies before it was
+	// delivered or spilled, since only that lets its segment go
+	minRunSeg uint64
 }
 
 // sealedRanges are, per stream, the ranges of runs that committed batches hold.
@@ -60,7 +66,7 @@ func (sr sealedRanges) add(m *Manifest) (last wal.Pos, ok bool) {
 }
 
 func (s *Store) recover() (*Recovery, error) {
-	rc := &recovered{runs: map[Stream][]arrived{}, sealed: sealedRanges{}}
+	rc := &recovered{runs: map[Stream][]arrived{}, sealed: sealedRanges{}, minRunSeg: math.MaxUint64}
 	legacySealed, err := s.recoverBatches(rc)
 	if err != nil {
 		return nil, err
@@ -73,6 +79,7 @@ func (s *Store) recover() (*Recovery, error) {
 		return nil, err
 	}
 	s.mu.Lock()
+	s.recoverInLog(rc)
 	for st, runs := range rc.runs {
 		for _, r := range runs {
 			if !rc.sealed.covers(st, r.pos()) {
@@ -190,8 +197,13 @@ func (s *Store) recoverLog(rc *recovered) error {
 		logEntries(func(e entry, at wal.Pos, size int) {
 			rc.runs[e.st] = append(rc.runs[e.st], arrived{runRef{seg: at.Seg, off: at.Off, size: int32(size),
 				records: int32(e.records), json: int32(jsonBytes(e.body, e.records))}, e.ms})
+			rc.minRunSeg = min(rc.minRunSeg, at.Seg)
 		}, func(e entry) {
-			rc.sealed[e.st] = append(rc.sealed[e.st], [2]wal.Pos{e.first, e.last})
+			if e.typ == batchEntry {
+				rc.inLog = append(rc.inLog, e)
+			} else {
+				rc.sealed[e.st] = append(rc.sealed[e.st], [2]wal.Pos{e.first, e.last})
+			}
 			ss := s.streamLocked(e.st)
 			ss.last = max(ss.last, e.ms)
 		}, func(bad []byte) {
@@ -211,8 +223,42 @@ func (s *Store) recoverLog(rc *recovered) error {
 	return nil
 }
 
+// recoverInLog rebuilds the batches that live in the log from their batch entries and runs, unless a sealed
+// entry or a batch file holds their range (delivered, or spilled) or their first runs are gone (delivered or
+// spilled, and their segment deleted). Their runs are then not gathered again. The caller holds mu.
+func (s *Store) recoverInLog(rc *recovered) {
+	for _, e := range rc.inLog {
+		done := rc.sealed.covers(e.st, e.first) || e.first.Seg < rc.minRunSeg
+		rc.sealed[e.st] = append(rc.sealed[e.st], [2]wal.Pos{e.first, e.last})
+		if done {
+			continue
+		}
+		p := &Pending{Stream: e.st, Opened: e.ms, LastRecord: e.lastAt, firstAt: e.firstAt}
+		for _, r := range rc.runs[e.st] {
+			if !r.pos().Less(e.first) && !e.last.Less(r.pos()) {
+				p.runs = append(p.runs, r.runRef)
+				p.Records += int(r.records)
+			}
+		}
+		if len(p.runs) == 0 {
+			continue
+		}
+		b := &Batch{fs: s.fs, inLog: p}
+		b.Manifest = Manifest{Key: e.key, KeyMs: e.ms, Org: e.st.Org, Kind: e.st.Kind, Opened: e.ms,
+			LastRecord: max(e.ms, e.lastAt), Records: p.Records, SealedAt: time.UnixMilli(e.sealedAt).UTC(),
+			Destination: e.dest, LogRange: &[2][2]int64{{int64(e.first.Seg), e.first.Off}, {int64(e.last.Seg), e.last.Off}}}
+		for _, r := range p.runs {
+			b.JSONBytes += int64(r.json)
+			s.refs[r.seg]++
+		}
+		ss := s.streamLocked(e.st)
+		ss.batches++
+		rc.rep.Batches = append(rc.rep.Batches, b)
+	}
+}
+
 // logEntries decodes the log's records as recovery and Inspect read them back: run gets each run with where
-// it lies and its length, sealed each sealed entry, damaged each region that fails its checksum and each
+// it lies and its length, sealed each sealed and batch entry, damaged each region that fails its checksum and each
 // record that does not parse (its bytes are valid during the call only).
 func logEntries(run func(e entry, at wal.Pos, size int), sealed func(e entry), damaged func([]byte)) wal.Replay {
 	return wal.Replay{

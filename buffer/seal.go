@@ -50,33 +50,21 @@ func (s *Store) Seal(ps []*Pending, name Naming, encode Encoder) []Sealed {
 			out[i].Batch, out[i].Report, out[i].Err = s.sealLegacy(p, key, dest, encode)
 			continue
 		}
-		runs := s.readRuns(p, &out[i].Report)
-		b, err := s.commitBatch(p, key, dest, encode, runs.fragments, runs.counts, &out[i].Report)
+		b, err := s.sealRuns(p, key, dest, encode, &out[i].Report)
 		if err != nil {
-			out[i].Err = fmt.Errorf("seal %s batch of %d: %w", p.Stream, p.Opened, err)
+			out[i].Err = err
 			if noSpace(err) {
 				s.splitOff(p)
 			}
 			continue
 		}
 		out[i].Batch = b
-		if b == nil {
-			s.mu.Lock()
-			s.releaseLocked(p, true)
-			s.mu.Unlock()
-			continue
+		if b != nil {
+			marks = append(marks, b.mark(p))
 		}
-		b.unmarked = true
-		marks = append(marks, unmarked{p: p, b: b,
-			entry: appendSealed(nil, p.Stream, b.KeyMs, p.runs[0].pos(), p.runs[len(p.runs)-1].pos())})
 	}
 	if len(marks) > 0 {
-		s.opt.Crash(CrashAfterManifest)
-		s.markMu.Lock()
-		s.unmarked = append(s.unmarked, marks...)
-		err := s.markLocked()
-		s.markMu.Unlock()
-		if err != nil {
+		if err := s.addMarks(marks); err != nil {
 			// The batches are committed, but the log does not say so yet: their records stay in the log, the
 			// next round (or the first Remove) tries again, and a restart reads the manifests meanwhile.
 			for i := range out {
@@ -94,6 +82,39 @@ func (s *Store) Seal(ps []*Pending, name Naming, encode Encoder) []Sealed {
 		}
 	}
 	return out
+}
+
+// sealRuns writes a batch file of a closed batch's runs. A nil batch with a nil error means nothing in them
+// was intact: the log lets go of them, and the batch is gone.
+func (s *Store) sealRuns(p *Pending, key func(ms int64) string, dest string, encode Encoder, rep *SealReport) (*Batch, error) {
+	runs := s.readRuns(p, rep)
+	b, err := s.commitBatch(p, key, dest, encode, runs.fragments, runs.counts, rep)
+	if err != nil {
+		return nil, fmt.Errorf("seal %s batch of %d: %w", p.Stream, p.Opened, err)
+	}
+	if b == nil {
+		s.mu.Lock()
+		s.releaseLocked(p, true)
+		s.mu.Unlock()
+		return nil, nil
+	}
+	return b, nil
+}
+
+// mark is the batch's "sealed" entry, still to be appended: b holds p's runs.
+func (b *Batch) mark(p *Pending) unmarked {
+	b.unmarked = true
+	return unmarked{p: p, b: b, entry: appendSealed(nil, p.Stream, b.KeyMs, p.runs[0].pos(), p.runs[len(p.runs)-1].pos())}
+}
+
+// addMarks appends the "sealed" entries of committed batches with those still missing, and lets go of their
+// records in the log.
+func (s *Store) addMarks(marks []unmarked) error {
+	s.opt.Crash(CrashAfterManifest)
+	s.markMu.Lock()
+	defer s.markMu.Unlock()
+	s.unmarked = append(s.unmarked, marks...)
+	return s.markLocked()
 }
 
 // splitOff leaves a batch whose runs lie in more than one segment the runs of the first, and queues the
@@ -136,21 +157,24 @@ type unmarked struct {
 // log. The entries say that the batches hold the records, so the batches' names are made durable first. The
 // caller holds markMu.
 func (s *Store) markLocked() error {
-	if len(s.unmarked) == 0 {
+	if len(s.unmarked) == 0 && len(s.done) == 0 {
 		return nil
 	}
-	if err := s.fs.SyncDir(s.batches); err != nil {
-		return err
+	if len(s.unmarked) > 0 {
+		if err := s.fs.SyncDir(s.batches); err != nil {
+			return err
+		}
 	}
-	entries := make([][]byte, len(s.unmarked))
-	for i, m := range s.unmarked {
-		entries[i] = m.entry
+	entries := make([][]byte, 0, len(s.unmarked)+len(s.done))
+	for _, m := range s.unmarked {
+		entries = append(entries, m.entry)
 	}
-	written, err := s.log.Append(entries, nil)
+	written, err := s.log.Append(append(entries, s.done...), nil)
 	s.use.add(written)
 	if err != nil {
 		return err
 	}
+	s.done = nil
 	s.mu.Lock()
 	for _, m := range s.unmarked {
 		s.releaseLocked(m.p, false)
@@ -230,6 +254,9 @@ func (s *Store) readRuns(p *Pending, rep *SealReport) *runReader {
 func (s *Store) commitBatch(p *Pending, key func(ms int64) string, destination string, encode Encoder,
 	fragments iter.Seq[[]byte], counts func() (int, int64, error), rep *SealReport) (*Batch, error) {
 	ms := p.Opened
+	if p.keyMs != 0 {
+		ms = p.keyMs
+	}
 	var base string
 	var sum digests
 	var first, last []byte // the first and last records, copied as they pass
@@ -271,7 +298,8 @@ func (s *Store) commitBatch(p *Pending, key func(ms int64) string, destination s
 	b := &Batch{object: base + objectSuffix, manifest: base + manifestSuffix, fs: s.fs}
 	b.Manifest = Manifest{Key: key(ms), KeyMs: ms, Org: p.Org, Kind: p.Kind, Opened: p.Opened,
 		LastRecord: max(p.Opened, p.LastRecord), Records: records, JSONBytes: jsonLen, ObjectBytes: sum.size,
-		ContentMD5: sum.md5, SHA256: sum.sha256, SealedAt: s.opt.Now().UTC(), Destination: destination}
+		ContentMD5: sum.md5, SHA256: sum.sha256, SealedAt: s.opt.Now().UTC(), Destination: destination,
+		Attempts: p.attempts, Requeued: p.requeued}
 	// A record without a readable id or created_at leaves them out: the ledger and digests show it as null.
 	b.FirstEvent, _ = record.RefOf(first)
 	b.LastEvent, _ = record.RefOf(last)

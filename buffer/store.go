@@ -95,6 +95,9 @@ type Store struct {
 	// removeLater are delivered batches whose records could not be marked as sealed in the log: Tidy deletes
 	// them once they are. Guarded by markMu.
 	removeLater []*Batch
+	// done are the "sealed" entries of delivered batches that lived in the log, for the next append of the
+	// log: until then a restart finds them delivered in the ledger. Guarded by markMu.
+	done [][]byte
 
 	deadMu sync.Mutex
 }

@@ -25,6 +25,8 @@ const (
 	quarantineFailed             // the quarantine folder has no room for the batch
 	panicked                     // the attempt panicked
 	recordFailed                 // the delivery ledger could not record what S3 answered (200 or 412)
+	damaged                      // its object could not be composed from the log: part of it is damaged
+	spillFailed                  // it could not be written to a batch file
 )
 
 // facts is what an attempt knows about its batch at one step.
@@ -42,6 +44,7 @@ type facts struct {
 	mayReassume bool      // its destination's role session may be dropped now
 	jitter      float64   // in [0, 1): where in its backoff window a retry falls
 	recording   bool      // S3 stored it at an earlier attempt, and its ledger line is still to be recorded
+	inLog       bool      // it lives in the log, not in a batch file
 }
 
 // policy is the settings the decisions follow.
@@ -67,6 +70,7 @@ const (
 	quarantine               // refused for Quarantine_After: move it out of the upload path
 	setAside                 // its object is not the one sealed: quarantine it without sending it
 	drop                     // its files are gone from Store_Dir: it can never be delivered
+	spill                    // write it to a batch file, then decide again
 )
 
 // outcome is a decision: the action, when the batch is due again (retry, hold, refused), and its failed
@@ -83,8 +87,23 @@ const (
 	backoffCap  = 5 * time.Minute
 )
 
-// decide says what to do with a batch next.
+// decide says what to do with a batch next. A batch that lives in the log goes on there while its delivery
+// goes well; anything else (held, refused, retried later, a new key after a 412, damage) is first spilled to a
+// batch file, so that it never keeps the log's segments. Only what spilling cannot help stays: an attempt
+// that could not read the log, that could not spill, or that panicked is retried from the log.
 func decide(f facts, p policy) outcome {
+	o := decideFor(f, p)
+	stays := inLogAction[o.do] || f.step == readFailed || f.step == spillFailed || f.step == panicked
+	if f.inLog && (f.step == damaged || !stays) {
+		return outcome{do: spill, attempts: f.attempts}
+	}
+	return o
+}
+
+// inLogAction are the actions a batch that lives in the log takes there.
+var inLogAction = map[action]bool{check: true, send: true, moveKey: true, done: true, finish: true, reassume: true}
+
+func decideFor(f facts, p policy) outcome {
 	o := outcome{attempts: f.attempts}
 	switch f.step {
 	case starting:
@@ -107,6 +126,9 @@ func decide(f facts, p policy) outcome {
 		return o
 	case uploaded:
 		o.do = done
+		return o
+	case damaged:
+		o.do = check // spilled: its batch file holds what was intact
 		return o
 	}
 	switch {

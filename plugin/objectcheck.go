@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"bytes"
 	"crypto/md5"
 	"crypto/sha256"
 	"encoding/base64"
@@ -48,4 +49,29 @@ func readObject(b *buffer.Batch) (*[]byte, objectSums, error) {
 	sha, md := sha256.Sum256(*buf), md5.Sum(*buf)
 	return buf, objectSums{size: max(fi.Size(), int64(n)), sha256: base64.StdEncoding.EncodeToString(sha[:]),
 		md5: base64.StdEncoding.EncodeToString(md[:])}, nil
+}
+
+// composeObject composes the object of a batch that lives in the log into a pooled buffer; the store notes
+// its size and checksums in the batch's manifest.
+func (in *Instance) composeObject(b *buffer.Batch) (*[]byte, objectSums, error) {
+	buf, _ := objectBuffers.Get().(*[]byte)
+	if buf == nil {
+		buf = new([]byte)
+	}
+	w := bytes.NewBuffer((*buf)[:0])
+	if err := in.store.Compose(b, w, in.encode); err != nil {
+		objectBuffers.Put(buf)
+		return nil, objectSums{}, err
+	}
+	*buf = w.Bytes()
+	return buf, objectSums{size: b.ObjectBytes, sha256: b.SHA256, md5: b.ContentMD5}, nil
+}
+
+// composeFailed is the step an attempt stands at when composing a batch's object from the log failed: damage,
+// or a read error.
+func composeFailed(err error) step {
+	if errors.Is(err, buffer.ErrDamaged) {
+		return damaged
+	}
+	return readFailed
 }

@@ -220,7 +220,7 @@ func (q *queue) oldest() (ms int64, ok bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for _, l := range q.lanes {
-		if l.busy != nil {
+		if l.busy != nil && l.busy != claimed {
 			older(l.busy)
 		}
 		if len(l.items) > 0 {
@@ -253,11 +253,69 @@ func (q *queue) each(fn func(*buffer.Batch)) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for _, l := range q.lanes {
-		if l.busy != nil {
+		if l.busy != nil && l.busy != claimed {
 			fn(l.busy.batch)
 		}
 		for _, it := range l.items {
 			fn(it.batch)
 		}
 	}
+}
+
+// claim takes up to n waiting batches that pick accepts out of the queue, for work on them outside it (a
+// spill), and marks their lanes busy meanwhile, so that no later batch of their streams overtakes them.
+// giveBack returns them.
+func (q *queue) claim(n int, pick func(*item) bool) []*item {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var out []*item
+	for _, l := range q.lanes {
+		if l.busy != nil || len(out) >= n {
+			continue
+		}
+		var rest []*item
+		for _, it := range l.items {
+			if len(out) < n && pick(it) {
+				out = append(out, it)
+			} else {
+				rest = append(rest, it)
+			}
+		}
+		if len(rest) == len(l.items) {
+			continue
+		}
+		l.items, l.busy = rest, claimed
+		if l.index >= 0 {
+			heap.Remove(&q.ready, l.index)
+		}
+	}
+	return out
+}
+
+// claimed marks a lane whose batches claim took out; they are out of sight of each and oldest meanwhile.
+var claimed = &item{}
+
+// giveBack returns the batches claim took, but those gone (no longer to upload), and frees their lanes.
+func (q *queue) giveBack(items []*item, gone map[*item]bool) {
+	q.mu.Lock()
+	for _, it := range items {
+		if l := q.lanes[it.batch.Stream()]; l != nil && l.busy == claimed {
+			l.busy = nil
+		}
+	}
+	for _, it := range items {
+		if gone[it] {
+			q.count--
+			continue
+		}
+		q.insert(it)
+	}
+	for _, it := range items {
+		if l := q.lanes[it.batch.Stream()]; l != nil && l.busy == nil && len(l.items) == 0 {
+			delete(q.lanes, l.st)
+		}
+	}
+	q.mu.Unlock()
+	signal(q.changed)
+	signal(q.wake)
 }

@@ -19,14 +19,46 @@ func (in *Instance) sealer(ctx context.Context, tick <-chan time.Time) {
 			return
 		case <-tick:
 			in.store.Rotate(in.now().Add(-in.cfg.UploadTimeout))
+			in.sealClosed(time.Time{})
+			in.spillStuck(in.now())
+			// After the seal round, which carried the "sealed" entries of the batches delivered from the log.
 			if err := in.store.Tidy(); err != nil {
 				in.log.limitedf(LevelError, "tidy\x00"+rootCause(err), in.now(), "delivered batches wait in Store_Dir until their records can be marked as sealed in the log: %v", err)
 			}
 			st.maybe(in, in.now())
 		case <-in.sealNow:
+			in.sealClosed(time.Time{})
 		}
-		in.sealClosed(time.Time{})
 	}
+}
+
+// A batch that lives in the log is spilled to a batch file once it waited spillAfter since its seal, or when
+// it keeps the oldest of too many log segments (buffer.Store.Pinning): a stuck upload never keeps the log
+// growing. Each sealer tick spills at most spillRound of them.
+const (
+	spillAfter = 5 * time.Minute
+	spillRound = 256
+)
+
+// spillStuck spills the batches waiting in the log that have waited too long or keep the log too long.
+func (in *Instance) spillStuck(now time.Time) {
+	pins := in.store.Pinning()
+	its := in.queue.claim(spillRound, func(it *item) bool {
+		b := it.batch
+		return b.InLog() && (now.Sub(b.SealedAt) >= spillAfter || pins != nil && pins(b))
+	})
+	gone := map[*item]bool{}
+	for _, it := range its {
+		g, err := in.store.Spill(it.batch, in.naming, in.sealEncode)
+		switch {
+		case err != nil:
+			in.log.limitedf(LevelError, "spill\x00"+rootCause(err), now, "%v; it stays in the log and will try again", err)
+		case g:
+			gone[it] = true
+			in.log.logf(LevelError, "batch %s of %s held only damaged records: they are in the dead-letter file, nothing is left to upload", it.batch.Key, it.batch.Stream())
+		}
+	}
+	in.queue.giveBack(its, gone)
 }
 
 // sealRound is how many closed batches are sealed together, sharing one folder sync and one log append.
@@ -55,7 +87,16 @@ func (in *Instance) sealClosed(deadline time.Time) {
 		}
 		round := closed[:min(len(closed), sealRound)]
 		closed = closed[len(round):]
-		sealed = in.store.Seal(round, in.naming, in.sealEncode)
+		var inLog, toFile []*buffer.Pending
+		for _, p := range round {
+			if p.FromLegacyLog() || in.heldAtSeal(p.Org) {
+				toFile = append(toFile, p)
+			} else {
+				inLog = append(inLog, p)
+			}
+		}
+		in.sealInLog(inLog)
+		sealed = in.store.Seal(toFile, in.naming, in.sealEncode)
 		for len(sealed) > 0 {
 			r := sealed[0]
 			sealed = sealed[1:]
@@ -63,6 +104,32 @@ func (in *Instance) sealClosed(deadline time.Time) {
 			in.report(r)
 		}
 	}
+}
+
+// sealInLog seals batches in the log and queues them; when the log cannot record them, they go back to be
+// sealed again.
+func (in *Instance) sealInLog(ps []*buffer.Pending) {
+	if len(ps) == 0 {
+		return
+	}
+	bs, err := in.store.SealInLog(ps, in.naming)
+	if err != nil {
+		for _, p := range ps {
+			in.store.PutBack(p)
+		}
+		in.log.limitedf(LevelError, "seal\x00"+rootCause(err), in.now(), "%v; will try again", err)
+		return
+	}
+	for _, b := range bs {
+		in.queue.push(&item{batch: b, due: in.now()})
+	}
+}
+
+// heldAtSeal reports whether an organisation's batch sealed now would be held: it goes to a batch file at
+// once rather than keep the log.
+func (in *Instance) heldAtSeal(org string) bool {
+	_, held := in.dests.current(org)
+	return held != ""
 }
 
 // sealEncode is the objects' encoder, a panic in it turned into the batch's seal error: the store takes back

@@ -14,8 +14,9 @@ import (
 )
 
 // TestDamagedRunIsKeptWhenTheDeadLetterWriteFails: a run of the log damaged on disk is left out of its batch
-// and its bytes go to the dead-letter file. When that write fails, the batch is not sealed and the log keeps
-// the bytes; the next seal keeps them. Before, the seal let the log go of the run whatever the write did: the
+// and its bytes go to the dead-letter file (when the batch, found damaged as its object is composed from the
+// log, is spilled to a batch file). When that write fails, the batch is not spilled and the log keeps the
+// bytes; the next attempt keeps them. Before, the seal let the log go of the run whatever the write did: the
 // bytes were lost.
 func TestDamagedRunIsKeptWhenTheDeadLetterWriteFails(t *testing.T) {
 	cfg := testConfig(t)
@@ -50,7 +51,7 @@ func TestDamagedRunIsKeptWhenTheDeadLetterWriteFails(t *testing.T) {
 	in.sealDue()
 	in.waitLog(t, regexp.MustCompile("will try again|cannot write")) // the attempt that could not write them
 	fsys.Repair()
-	in.sealDue()
+	in.clock.Advance(backoffCap) // the batch's next attempt spills it again
 	in.waitLogged(t, "moved to "+in.store.DeadLetterPath())
 	data, err := os.ReadFile(in.store.DeadLetterPath())
 	if err != nil {

@@ -155,9 +155,9 @@ func TestCollectorPanicIsContained(t *testing.T) {
 	checkPanics(t, in, map[string]float64{"metrics": 1})
 }
 
-// TestSealEncoderPanicIsContained: the encoder panics while it writes a batch's object. That batch's seal
-// fails as on a write error (what was written is taken back), the batch is put back and sealed at the next
-// tick, and delivered once.
+// TestSealEncoderPanicIsContained: the encoder panics while it composes a batch's object from the log for its
+// upload. The uploader's attempt ends as after a failed one: the batch stays in the log, is composed again
+// after its backoff, and delivered once.
 func TestSealEncoderPanicIsContained(t *testing.T) {
 	var armed atomic.Bool
 	armed.Store(true)
@@ -176,7 +176,7 @@ func TestSealEncoderPanicIsContained(t *testing.T) {
 	in.Flush(cat(event("org-a", "1"), event("org-a", "2")), "audit.org")
 	in.sealDue()
 	in.waitLogged(t, "panicked: injected: the encoder panicked")
-	in.sealDue()
+	in.clock.Advance(backoffCap)
 	in.waitDelivered(t, 2)
 	in.waitSettled(t)
 	if seen := fake.deliveredIDs(t); seen["1"] != 1 || seen["2"] != 1 || len(seen) != 2 {
@@ -185,8 +185,8 @@ func TestSealEncoderPanicIsContained(t *testing.T) {
 	if left, _ := filepath.Glob(filepath.Join(cfg.StoreDir, "batches", "*")); len(left) != 0 {
 		t.Errorf("left in batches/: %v", left)
 	}
-	checkPanicLine(t, in, "the sealer", "_test.go:")
-	checkPanics(t, in, map[string]float64{"sealer": 1})
+	checkPanicLine(t, in, "an uploader", "_test.go:")
+	checkPanics(t, in, map[string]float64{"uploader": 1})
 }
 
 func TestRestartAfter(t *testing.T) {

@@ -66,7 +66,7 @@ func (in *Instance) attempt(ctx context.Context, it *item) bool {
 		d, version = it.sent.dest, it.sent.version // where S3 stored it, whatever the destinations say now
 	}
 	f := facts{now: in.now(), opened: time.UnixMilli(b.Opened), attempts: it.attempts, held: held,
-		requeued: time.UnixMilli(b.Requeued), recording: it.sent != nil,
+		requeued: time.UnixMilli(b.Requeued), recording: it.sent != nil, inLog: b.InLog(),
 		wrongKey: held == "" && destKey(d, b, b.KeyMs) != b.Key}
 	for {
 		o := decide(f, in.policy)
@@ -76,11 +76,33 @@ func (in *Instance) attempt(ctx context.Context, it *item) bool {
 		}
 		switch o.do {
 		case check:
+			if b.InLog() {
+				if body, sums, err = in.composeObject(b); err != nil {
+					f = in.failedStep(f, composeFailed(err), b)
+					continue
+				}
+				f.step, f.altered = checked, ""
+				continue
+			}
 			if body, sums, err = readObject(b); err != nil {
 				f = in.failedStep(f, readFailed, b)
 				continue
 			}
 			f.step, f.altered = checked, altered(b.Manifest, sums)
+		case spill:
+			objectBuffers.Put(body)
+			body = nil
+			gone, err := in.store.Spill(b, in.naming, in.sealEncode)
+			if err != nil {
+				in.log.limitedf(LevelError, "spill\x00"+rootCause(err), f.now, "%v; it stays in the log and will try again", err)
+				f = in.failedStep(f, spillFailed, b)
+				continue
+			}
+			if gone {
+				in.log.logf(LevelError, "batch %s of %s held only damaged records: they are in the dead-letter file, nothing is left to upload", b.Key, b.Stream())
+				return false
+			}
+			f.inLog = false
 		case send:
 			start := in.now()
 			version, err = in.send.Put(ctx, d, b, *body, sums.sha256)
