@@ -15,22 +15,43 @@ import (
 	"github.com/wiv/out_wivaudit/vfs"
 )
 
-// faulty is the OS's file system under vfs.Faults, and how often each file was written and synced.
+// faulty is a file system under vfs.Faults, and how often each file was written and synced.
 type faulty struct {
 	*vfs.Faults
 	mu    sync.Mutex
 	calls map[vfs.Op]int // by kind and path (Index 0)
+	hold  vfs.Op         // the operation to hold (Index: its number among those of its kind and path)
+	held  chan struct{}  // closed once hold has started
+	free  chan struct{}  // hold goes on once it is closed
 }
 
-func newFaulty() *faulty {
-	f := &faulty{Faults: vfs.NewFaults(vfs.OS), calls: map[vfs.Op]int{}}
+func newFaulty() *faulty { return newFaultyOn(vfs.OS) }
+
+func newFaultyOn(inner vfs.FS) *faulty {
+	f := &faulty{Faults: vfs.NewFaults(inner), calls: map[vfs.Op]int{}}
 	f.Hook(func(op vfs.Op) error {
 		f.mu.Lock()
-		f.calls[vfs.Op{Kind: op.Kind, Path: op.Path}]++
+		key := vfs.Op{Kind: op.Kind, Path: op.Path}
+		f.calls[key]++
+		key.Index = int64(f.calls[key])
+		hold, held, free := key == f.hold, f.held, f.free
 		f.mu.Unlock()
+		if hold {
+			close(held)
+			<-free
+		}
 		return nil
 	})
 	return f
+}
+
+// holdNext holds the next operation of a kind on path until release is called; held is closed once it started.
+func (f *faulty) holdNext(kind vfs.OpKind, path string) (held <-chan struct{}, release func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.hold = vfs.Op{Kind: kind, Path: path, Index: int64(f.calls[vfs.Op{Kind: kind, Path: path}] + 1)}
+	f.held, f.free = make(chan struct{}), make(chan struct{})
+	return f.held, sync.OnceFunc(func() { close(f.free) })
 }
 
 // failKinds fails every operation of the given kinds from now on, with fault, until Repair.
@@ -46,9 +67,9 @@ func (f *faulty) count(kind vfs.OpKind, path string) int {
 }
 
 // diskUsage is what the segments in dir weigh.
-func diskUsage(t *testing.T, dir string) int64 {
+func diskUsage(t *testing.T, fsys vfs.FS, dir string) int64 {
 	t.Helper()
-	entries, err := os.ReadDir(dir)
+	entries, err := fsys.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,8 +88,17 @@ func diskUsage(t *testing.T, dir string) int64 {
 // order; reading must not fail.
 func keysOf(t *testing.T, dir string) []int {
 	t.Helper()
+	return keysOn(t, vfs.OS, dir)
+}
+
+// keysOn is keysOf on fsys.
+func keysOn(t *testing.T, fsys vfs.FS, dir string) []int {
+	t.Helper()
 	var out []int
-	for _, e := range readAll(t, dir, Filter{}) {
+	for e, err := range Read(fsys, dir, Filter{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
 		var n int
 		fmt.Sscanf(strings.TrimPrefix(e.Key, "a/org-audit-logs-"), "%d", &n)
 		out = append(out, n-1769611845000)
@@ -123,7 +153,7 @@ func TestLedgerFailedLineRetiresTheSegment(t *testing.T) {
 			if got := readAll(t, dir, Filter{}); len(got) > 0 && fsys.count(vfs.OpWrite, segmentPath(dir, 2)) != 2 {
 				t.Error("the entries after the failure are not in a new segment")
 			}
-			if u, disk := l.Usage(), diskUsage(t, dir); u != disk {
+			if u, disk := l.Usage(), diskUsage(t, vfs.OS, dir); u != disk {
 				t.Errorf("Usage %d, the segments weigh %d", u, disk)
 			}
 		})

@@ -1,6 +1,7 @@
 // Package ledger is the delivery ledger: the durable account of what was put into customers' buckets, one JSON
-// line per object in segment files <16 hex digits>.jsonl of its folder (Store_Dir/ledger), appended with one
-// write and one fdatasync per Record. Every file operation goes through a vfs.FS.
+// line per object in segment files <16 hex digits>.jsonl of its folder (Store_Dir/ledger). Concurrent Records
+// share one write and one fdatasync (group commit): those that come while a sync is under way queue their
+// lines, and the next of them writes and syncs every line queued. Every file operation goes through a vfs.FS.
 //
 // Its size is bounded: once the segments together pass the limit, whole segments are deleted, oldest first,
 // never the one being written. A segment that still holds entries a digest has not yet covered (at or after
@@ -83,16 +84,31 @@ type Ledger struct {
 	opt     Options
 	segSize int64
 
-	mu         sync.Mutex
-	dirDurable bool     // the folder's name is known durable
-	f          vfs.File // the segment being written; nil until the next Record starts one
-	id         uint64   // of f
-	next       uint64   // the id of the next segment to start
-	size       int64    // of f
-	last       time.Time
-	segs       []segment // closed segments, oldest first
-	total      int64     // what every segment weighs, f's included
-	line       []byte
+	mu      sync.Mutex
+	cond    *sync.Cond // signalled when a sync ends
+	queue   []*request // stamped, not yet written, in order
+	syncing bool       // a batch is being written and synced, without mu
+	queued  uint64     // requests queued so far
+	settled uint64     // of them, those that succeeded or failed (in the order queued)
+	buf     []byte     // the batch being written
+	// entriesWait, when set, is called with mu held when Entries starts waiting for Records: for tests.
+	entriesWait func()
+	dirDurable  bool     // the folder's name is known durable
+	f           vfs.File // the segment being written; nil until the next Record starts one
+	id          uint64   // of f
+	next        uint64   // the id of the next segment to start
+	size        int64    // of f
+	last        time.Time
+	segs        []segment // closed segments, oldest first
+	total       int64     // what every segment weighs, f's included
+}
+
+// request is one Record's lines, waiting for their write and fdatasync.
+type request struct {
+	line []byte
+	at   time.Time // the entries' stamp
+	done bool
+	err  error
 }
 
 type segment struct {
@@ -106,6 +122,7 @@ type segment struct {
 // new segment.
 func Open(fsys vfs.FS, dir string, now func() time.Time, opt Options) (*Ledger, error) {
 	l := &Ledger{fsys: fsys, dir: dir, now: now, opt: opt, segSize: maxSeg, next: 1}
+	l.cond = sync.NewCond(&l.mu)
 	if opt.Limit > 0 {
 		l.segSize = min(maxSeg, max(minSeg, opt.Limit/8))
 	}
@@ -218,9 +235,10 @@ func (l *Ledger) roll() error {
 	return nil
 }
 
-// Record appends entries, stamped with the clock (never before Options.Floor), in one write and one
-// fdatasync. With ErrOverflow the entries are recorded, but older ones no digest covers yet had to be
-// deleted. Any other error means they are not known to be recorded: the caller records them again.
+// Record appends entries, stamped with the clock (never before Options.Floor), and returns once they are
+// durable: with the lines of the Records under way at the same time, in one write and one fdatasync. With
+// ErrOverflow the entries are recorded, but older ones no digest covers yet had to be deleted. Any other error
+// means they are not known to be recorded: the caller records them again.
 func (l *Ledger) Record(entries ...Entry) error {
 	if len(entries) == 0 {
 		return nil
@@ -233,35 +251,80 @@ func (l *Ledger) Record(entries ...Entry) error {
 			now = floor.UTC()
 		}
 	}
-	l.line = l.line[:0]
+	r := &request{at: now}
 	for i := range entries {
 		entries[i].Time = now
 		data, err := json.Marshal(&entries[i])
 		if err != nil {
 			return fmt.Errorf("ledger: %s: %w", entries[i].Key, err)
 		}
-		l.line = append(append(l.line, data...), '\n')
+		r.line = append(append(r.line, data...), '\n')
 	}
-	if l.f == nil || (l.size > 0 && l.size+int64(len(l.line)) > l.segSize) {
+	l.queue = append(l.queue, r)
+	l.queued++
+	for !r.done {
+		if l.syncing {
+			l.cond.Wait()
+			continue
+		}
+		l.commit()
+	}
+	return r.err
+}
+
+// commit writes the oldest lines queued that go into one segment, in one write and one fdatasync, and settles
+// their Records with the outcome; the caller holds mu, which commit drops while it writes and syncs, so that
+// more Records can queue meanwhile. A segment the first line would take past the size limit is rolled first.
+func (l *Ledger) commit() {
+	room := l.segSize - l.size
+	roll := l.f == nil || (l.size > 0 && int64(len(l.queue[0].line)) > room)
+	if roll {
+		room = l.segSize
+	}
+	n, size := 1, int64(len(l.queue[0].line))
+	for ; n < len(l.queue) && size+int64(len(l.queue[n].line)) <= room; n++ {
+		size += int64(len(l.queue[n].line))
+	}
+	batch := l.queue[:n:n]
+	l.queue = l.queue[n:]
+	err := l.write(batch, roll)
+	for _, r := range batch {
+		r.done, r.err = true, err
+	}
+	l.settled += uint64(len(batch))
+	l.cond.Broadcast()
+}
+
+// write writes a batch's lines to the segment, after rolling it if told to; the caller holds mu.
+func (l *Ledger) write(batch []*request, roll bool) error {
+	if roll {
 		if err := l.roll(); err != nil {
 			return err
 		}
 	}
-	name := l.f.Name()
-	n, err := l.f.Write(l.line)
+	l.buf = l.buf[:0]
+	for _, r := range batch {
+		l.buf = append(l.buf, r.line...)
+	}
+	f := l.f
+	l.syncing = true
+	l.mu.Unlock()
+	n, err := f.Write(l.buf)
 	if err == nil {
-		err = l.f.Datasync()
+		err = f.Datasync()
 	}
 	if err == nil {
-		err = named(l.f)
+		err = named(f)
 	}
+	l.mu.Lock()
+	l.syncing = false
 	if err != nil {
-		l.retire(int64(n), now)
-		return fmt.Errorf("ledger %s: %w", name, err)
+		l.retire(batch, int64(n))
+		return fmt.Errorf("ledger %s: %w", f.Name(), err)
 	}
-	l.size += int64(len(l.line))
-	l.total += int64(len(l.line))
-	l.last = now
+	l.size += int64(len(l.buf))
+	l.total += int64(len(l.buf))
+	l.last = batch[len(batch)-1].at
 	return l.prune()
 }
 
@@ -277,19 +340,20 @@ func named(f vfs.File) error {
 	return nil
 }
 
-// retire closes the segment being written after a write or fdatasync of l.line failed, of which written bytes
-// reached the file: the file is never synced again (after a failed fdatasync, a later one that succeeds
-// proves nothing about what was written before), and the next Record starts a new segment. What the line left
-// is taken back if it can be; when it cannot, a partial line ends the segment, where readers skip it (no
-// newline), and a whole one may stay, so that the caller's Record again lists the object twice, never not at
-// all.
-func (l *Ledger) retire(written int64, at time.Time) {
+// retire closes the segment being written after the write or fdatasync of a batch (l.buf) failed, of which
+// written bytes reached the file: the file is never synced again (after a failed fdatasync, a later one that
+// succeeds proves nothing about what was written before), and the next Record starts a new segment. What the
+// batch left is taken back if it can be; when it cannot, a partial line ends the segment, where readers skip
+// it (no newline), and whole ones may stay, so that the callers' Records again list those objects twice, never
+// not at all. The segment's newest entry is then taken to be the batch's newest (stamped at most a sync
+// later than the newest that stayed): it keeps the segment no shorter than its entries need.
+func (l *Ledger) retire(batch []*request, written int64) {
 	seg := segment{id: l.id, size: l.size, last: l.last}
 	if written > 0 && l.f.Truncate(l.size) != nil {
 		seg.size += written
 		l.total += written
-		if written == int64(len(l.line)) {
-			seg.last = at
+		if bytes.IndexByte(l.buf[:written], '\n') >= 0 {
+			seg.last = batch[len(batch)-1].at
 		}
 	}
 	l.f.Close()
@@ -331,10 +395,13 @@ func (l *Ledger) Usage() int64 {
 	return l.total
 }
 
-// Close closes the segment being written.
+// Close closes the segment being written, once the Records under way have finished.
 func (l *Ledger) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	for l.syncing || len(l.queue) > 0 {
+		l.cond.Wait()
+	}
 	if l.f == nil {
 		return nil
 	}

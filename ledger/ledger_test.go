@@ -298,3 +298,22 @@ func TestLedgerConcurrentRecordAndRead(t *testing.T) {
 		t.Fatalf("%d entries, want 800", n)
 	}
 }
+
+// BenchmarkRecordParallel: upload workers recording one object each at once, on the disk of b.TempDir().
+func BenchmarkRecordParallel(b *testing.B) {
+	l, err := Open(vfs.OS, b.TempDir(), time.Now, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	b.SetParallelism(4) // 4 goroutines a CPU: more workers than cores, as Upload_Workers allows
+	var n atomic.Int64
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := l.Record(ledgerEntry("a", int(n.Add(1)))); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}

@@ -31,7 +31,15 @@ func (f Filter) match(e *Entry) bool {
 // Entries reads the ledger like Read, after every Record under way has finished: once f.To has passed on the
 // ledger's clock (and its floor), every entry before it is read.
 func (l *Ledger) Entries(f Filter) iter.Seq2[Entry, error] {
-	l.mu.Lock() // waits for the Record under way, whose entries are stamped before f.To
+	l.mu.Lock() // waits for the Records under way, whose entries are stamped before f.To
+	if upTo := l.queued; l.settled < upTo {
+		if l.entriesWait != nil {
+			l.entriesWait()
+		}
+		for l.settled < upTo {
+			l.cond.Wait()
+		}
+	}
 	l.mu.Unlock()
 	return Read(l.fsys, l.dir, f)
 }

@@ -1,7 +1,6 @@
 package upload
 
 import (
-	"bytes"
 	"context"
 	"crypto/md5"
 	"encoding/base64"
@@ -48,13 +47,11 @@ func (c *Clients) Probe(ctx context.Context, d conf.Destination, creds aws.Crede
 	}
 	sum := md5.Sum(body)
 	_, err := put(ctx, c.s3For(d.Region), c.cfg, d, &s3.PutObjectInput{
-		Bucket:        aws.String(d.Bucket),
-		Key:           aws.String(key),
-		Body:          bytes.NewReader(body),
-		ContentLength: aws.Int64(int64(len(body))),
-		ContentMD5:    aws.String(base64.StdEncoding.EncodeToString(sum[:])),
-		ContentType:   aws.String("text/plain; charset=utf-8"),
-	}, opts...)
+		Bucket:      aws.String(d.Bucket),
+		Key:         aws.String(key),
+		ContentMD5:  aws.String(base64.StdEncoding.EncodeToString(sum[:])),
+		ContentType: aws.String("text/plain; charset=utf-8"),
+	}, body, opts...)
 	return err
 }
 

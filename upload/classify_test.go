@@ -144,28 +144,14 @@ func TestExplainIsShort(t *testing.T) {
 // TestMissingCredentialsNameTheIdentity: with no AWS credentials at all, the real SDK's error is explained by
 // the identity the plugin must run as and the ways to give it.
 func TestMissingCredentialsNameTheIdentity(t *testing.T) {
-	for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
-		"AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI"} {
-		t.Setenv(k, "")
-	}
-	t.Setenv("AWS_CONFIG_FILE", "/nonexistent")
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true") // what an instance without a profile amounts to, without the wait
-	c, err := conf.Parse(conf.Map{"Org_ID": "org-a", "Bucket": "b-1", "Role_ARN": "arn:aws:iam::111122223333:role/r",
+	awsEnv(t, "", "")
+	cl, d := clientsOf(t, conf.Map{"Org_ID": "org-a", "Bucket": "b-1", "Role_ARN": "arn:aws:iam::111122223333:role/r",
 		"External_ID": "ext-1", "STS_Endpoint": "http://127.0.0.1:9", "Allow_Plain_HTTP": "on"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl, err := New(context.Background(), c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, _ := c.Output()
-	_, err = cl.session(d).cache.Retrieve(context.Background())
+	_, err := cl.session(d).cache.Retrieve(context.Background())
 	if err == nil {
 		t.Fatal("credentials were found")
 	}
-	msg := Explain(err, d, c)
+	msg := Explain(err, d, cl.cfg)
 	for _, want := range []string{"STS AssumeRole of arn:aws:iam::111122223333:role/r failed: no AWS credentials", platformPrincipal,
 		"instance profile, IRSA, an ECS task role or AWS_* variables"} {
 		if !strings.Contains(msg, want) {

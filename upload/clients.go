@@ -3,8 +3,11 @@
 package upload
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -83,8 +86,11 @@ func (c *counted) Retrieve(ctx context.Context) (aws.Credentials, error) {
 func New(ctx context.Context, c *conf.Config) (*Clients, error) {
 	// The SDK's own logger writes to stderr, outside Fluent Bit's log format (e.g. "WARN falling back to IMDSv1"
 	// while it looks for credentials); what a failure means reaches the log through Explain instead.
+	client := awshttp.NewBuildableClient().WithTimeout(c.RequestTimeout).WithTransportOptions(func(tr *http.Transport) {
+		keepConnections(tr, c.UploadWorkers)
+	})
 	base, err := config.LoadDefaultConfig(ctx, config.WithRegion(c.Region), config.WithLogger(logging.Nop{}),
-		config.WithHTTPClient(awshttp.NewBuildableClient().WithTimeout(c.RequestTimeout)))
+		config.WithHTTPClient(client))
 	if err != nil {
 		return nil, fmt.Errorf("load AWS configuration: %w", err)
 	}
@@ -96,12 +102,45 @@ func New(ctx context.Context, c *conf.Config) (*Clients, error) {
 		})}, nil
 }
 
+// writeBuffer is each connection's write buffer (net/http's default: 4 KiB): a request of up to this size,
+// headers and body, goes out from it in one write. Of a larger body, net/http copies the rest through a buffer
+// it allocates per request.
+const writeBuffer = 64 << 10
+
+// keepConnections keeps a connection open between uploads for every upload worker, and every digest worker,
+// to one endpoint: the SDK's default keeps 10 a host, and the rest would be opened (with TLS) anew each time.
+func keepConnections(tr *http.Transport, workers int) {
+	tr.MaxIdleConnsPerHost = max(tr.MaxIdleConnsPerHost, 2*workers)
+	tr.MaxIdleConns = max(tr.MaxIdleConns, 2*workers)
+	tr.WriteBufferSize = writeBuffer
+}
+
+// bodyKey is the context key of the body put sends, []byte.
+type bodyKey struct{}
+
+// wholeBody is the S3 clients' HTTP client. The SDK hands net/http the body in a wrapper net/http does not know
+// to be in memory, so that it writes the headers on their own and copies the body through a buffer it
+// allocates per request (net's genericReadFrom, or io.Copy to a TLS connection). Given the body itself (put's,
+// as long as the SDK passes it on unchanged: of its length), it sends headers and body in one write from the
+// connection's buffer (writeBuffer).
+type wholeBody struct{ aws.HTTPClient }
+
+func (c wholeBody) Do(req *http.Request) (*http.Response, error) {
+	if body, ok := req.Context().Value(bodyKey{}).([]byte); ok && req.Body != nil && req.ContentLength == int64(len(body)) {
+		req.Body = io.NopCloser(bytes.NewReader(body))
+	}
+	return c.HTTPClient.Do(req)
+}
+
+// s3For is region's S3 client. Each has its own connections (s3.NewFromConfig copies the HTTP client), kept
+// open per endpoint: with Endpoint, the one server; else each bucket's host (bucket.s3.region.amazonaws.com).
 func (c *Clients) s3For(region string) *s3.Client {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	client := c.byRegion[region]
 	if client == nil {
 		client = s3.NewFromConfig(c.base, func(o *s3.Options) {
+			o.HTTPClient = wholeBody{o.HTTPClient}
 			o.Region = region
 			if c.cfg.Endpoint != "" {
 				o.BaseEndpoint = aws.String(c.cfg.Endpoint)

@@ -1,7 +1,6 @@
 package upload
 
 import (
-	"bytes"
 	"context"
 	"crypto/md5"
 	"crypto/sha256"
@@ -26,13 +25,11 @@ func sendDigest(ctx context.Context, p putter, c *conf.Config, d conf.Destinatio
 	in := &s3.PutObjectInput{
 		Bucket:         aws.String(d.Bucket),
 		Key:            aws.String(key),
-		Body:           bytes.NewReader(body),
-		ContentLength:  aws.Int64(int64(len(body))),
 		ContentMD5:     aws.String(base64.StdEncoding.EncodeToString(md[:])),
 		ChecksumSHA256: aws.String(base64.StdEncoding.EncodeToString(sum[:])),
 		ContentType:    aws.String("application/json"),
 		Metadata:       map[string]string{metaKey: signature},
 	}
-	_, err := put(ctx, p, c, d, in, opts...)
+	_, err := put(ctx, p, c, d, in, body, opts...)
 	return err
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/md5"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"io"
 	"iter"
 	"net/http"
@@ -120,6 +121,24 @@ func TestSendRequest(t *testing.T) {
 		}
 		if aws.ToString(in.ExpectedBucketOwner) != tc.owner || (in.ExpectedBucketOwner == nil) != (tc.owner == "") {
 			t.Errorf("%v: ExpectedBucketOwner %v, want %q", tc.settings, in.ExpectedBucketOwner, tc.owner)
+		}
+	}
+}
+
+func TestPayloadHashTakesABase64SHA256(t *testing.T) {
+	sha := sha256.Sum256([]byte("body"))
+	cases := []struct {
+		sum string
+		ok  bool
+	}{
+		{base64.StdEncoding.EncodeToString(sha[:]), true},
+		{hex.EncodeToString(sha[:]), false},
+		{base64.StdEncoding.EncodeToString(sha[:31]), false},
+		{"", false},
+	}
+	for _, tc := range cases {
+		if opt, err := payloadHash(tc.sum); (err == nil) != tc.ok || (opt != nil) != tc.ok {
+			t.Errorf("%q: %v; want ok %v", tc.sum, err, tc.ok)
 		}
 	}
 }

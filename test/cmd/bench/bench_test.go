@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"hash/maphash"
+	"math"
 	"reflect"
 	"testing"
 
@@ -45,3 +46,31 @@ func TestSinkCountsTheRecordsOfAnObject(t *testing.T) {
 		t.Error("no error for an object that is not gzip")
 	}
 }
+
+func TestPerObjectRow(t *testing.T) {
+	few := &workloadResult{label: "100 orgs x 3", orgs: 100, events: 200_000, out: cpu{user: 2, sys: 1}, objects: 600}
+	many := &workloadResult{label: "10000 orgs x 3", orgs: 10000, events: 100_000, out: cpu{user: 4, sys: 2.5}, objects: 30_000}
+	// many less few's per event times many's events: user 4 - 2/2 = 3 s, sys 2.5 - 1/2 = 2 s; over 30,000 objects.
+	want := row{name: "CPU per delivered object, ms: 10000 orgs x 3 less 100 orgs x 3's per event", perObject: &cpu{user: 0.1, sys: 2.0 / 30}}
+	for _, results := range [][]*workloadResult{{few, many}, {many, few}} {
+		got, ok := perObjectRow(results)
+		if !ok || got.name != want.name || !near(got.perObject.user, want.perObject.user) || !near(got.perObject.sys, want.perObject.sys) {
+			t.Errorf("%+v, %v (%+v); want %+v (%+v)", got, ok, got.perObject, want, want.perObject)
+		}
+	}
+	none := *many
+	none.objects = 0
+	for _, results := range [][]*workloadResult{nil, {many}, {few, &none}} {
+		if got, ok := perObjectRow(results); ok {
+			t.Errorf("%d workloads: a row %+v", len(results), got)
+		}
+	}
+	var tb table
+	got, _ := perObjectRow([]*workloadResult{few, many})
+	tb.add(got)
+	if c := tb.rows[0]; c[1] != "0.100 ms" || c[2] != "0.067 ms" || c[3] != "" {
+		t.Errorf("cells %q; want user and sys in ms, no CPU-s per 1M events", c)
+	}
+}
+
+func near(a, b float64) bool { return math.Abs(a-b) < 1e-9 }

@@ -109,11 +109,16 @@ func run(o options) error {
 	for _, r := range results {
 		fmt.Println(r.about)
 	}
+	if r, ok := perObjectRow(results); ok {
+		t.add(r)
+	}
 	fmt.Println()
 	t.print(os.Stdout)
 	fmt.Println()
 	fmt.Println("CPU columns: CPU-seconds per 1M events. \"output\": the host's CPU with the plugin (getrusage of the child,")
 	fmt.Println("shutdown included) less the host alone on the same input. \"x floors\": output CPU / (floor a + floor b).")
+	fmt.Println("\"CPU per delivered object\": user and sys in ms: the output CPU of the workload with the most organisations,")
+	fmt.Println("less the per-event output CPU of the one with the fewest times its events, divided by its objects.")
 	fmt.Println("Go benchmark rows: ns/op, MB/s, allocs/op (and ratio where the benchmark reports one).")
 	incomplete := 0
 	for _, r := range results {
@@ -194,16 +199,45 @@ func parseBenchmarks(out string) []row {
 // workloadResult is what one workload's measurement adds besides its rows.
 type workloadResult struct {
 	label, about string
+	orgs, events int
+	out          cpu // the output's CPU-seconds: the host with the plugin less the host alone
+	objects      int64
 	perEvent     float64 // output CPU-seconds per event
 	note         string
 	incomplete   bool
+}
+
+// perObjectRow is the CPU of a delivered object in the run of the workload with the most organisations: its
+// output CPU less what the workload with the fewest costs per event, times its events, divided by its objects,
+// in ms. Objects are small there, so that what is left is mostly the objects' own cost (seal, upload, ledger).
+// False with fewer than two workloads, or no object.
+func perObjectRow(results []*workloadResult) (row, bool) {
+	if len(results) < 2 {
+		return row{}, false
+	}
+	many, few := results[0], results[0]
+	for _, r := range results {
+		if r.orgs > many.orgs {
+			many = r
+		}
+		if r.orgs < few.orgs {
+			few = r
+		}
+	}
+	if many == few || many.objects == 0 || few.events == 0 {
+		return row{}, false
+	}
+	f := float64(many.events) / float64(few.events)
+	ms := 1000 / float64(many.objects)
+	return row{name: fmt.Sprintf("CPU per delivered object, ms: %s less %s's per event", many.label, few.label),
+		perObject: &cpu{user: (many.out.user - few.out.user*f) * ms, sys: (many.out.sys - few.out.sys*f) * ms}}, true
 }
 
 // measureWorkload generates a workload, measures the floors, the host alone and the plugin, and adds their rows.
 func measureWorkload(t *table, o options, orgs int) (*workloadResult, error) {
 	spec := o.spec
 	spec.Orgs = orgs
-	res := &workloadResult{label: fmt.Sprintf("%d orgs x 3", orgs)}
+	res := &workloadResult{label: fmt.Sprintf("%d orgs x 3", orgs), orgs: orgs}
 	progress("%s: generating %d events", res.label, spec.Events)
 	w, err := workload.Generate(spec)
 	if err != nil {
@@ -248,6 +282,7 @@ func measureWorkload(t *table, o options, orgs int) (*workloadResult, error) {
 	}
 
 	out := cpu{user: plug.cpu.user - alone.cpu.user, sys: plug.cpu.sys - alone.cpu.sys}
+	res.events, res.out, res.objects = len(w.Events), out, plug.objects
 	res.perEvent, res.note, res.incomplete = out.total()/float64(len(w.Events)), plug.note, plug.incomplete
 	name := "out_wivaudit output, " + res.label
 	if plug.note != "" {

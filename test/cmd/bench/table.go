@@ -10,6 +10,7 @@ import (
 type row struct {
 	name                    string
 	cpu                     *cpu // CPU-seconds per 1M events
+	perObject               *cpu // CPU-ms per object, in the user and sys columns
 	rss                     float64
 	objects                 int64
 	ratio                   string
@@ -27,6 +28,9 @@ func (t *table) add(r row) {
 	cells := []string{r.name, "", "", "", "", "", r.ratio, "", "", r.floors, r.nsPerOp, r.mbPerS, r.allocs}
 	if r.cpu != nil {
 		cells[1], cells[2], cells[3] = fmt.Sprintf("%.2f", r.cpu.user), fmt.Sprintf("%.2f", r.cpu.sys), fmt.Sprintf("%.2f", r.cpu.total())
+	}
+	if r.perObject != nil {
+		cells[1], cells[2] = fmt.Sprintf("%.3f ms", r.perObject.user), fmt.Sprintf("%.3f ms", r.perObject.sys)
 	}
 	if r.rss > 0 {
 		cells[4] = fmt.Sprintf("%.0f", r.rss)
