@@ -62,6 +62,27 @@ func TestDecide(t *testing.T) {
 		{"files gone: refused", facts{step: putFailed, class: upload.Misconfigured, opened: old, gone: true}, outcome{do: drop, attempts: 2}},
 		{"files gone: no new key", facts{step: rekeyFailed, gone: true}, outcome{do: drop, attempts: 2}},
 		{"files gone: no quarantine", facts{step: quarantineFailed, gone: true}, outcome{do: drop, attempts: 2}},
+		// A batch that lives in the log stays there while its delivery goes well, and is spilled otherwise.
+		{"in the log: composed from it first", facts{inLog: true}, outcome{do: check, attempts: 2}},
+		{"in the log: another key", facts{inLog: true, wrongKey: true}, outcome{do: moveKey, attempts: 2}},
+		{"in the log: composed", facts{inLog: true, step: checked}, outcome{do: send, attempts: 2}},
+		{"in the log: uploaded", facts{inLog: true, step: uploaded}, outcome{do: done, attempts: 2}},
+		{"in the log: uploaded before, its line to record", facts{inLog: true, recording: true}, outcome{do: finish, attempts: 2}},
+		{"in the log: credentials refused, the session may be dropped", facts{inLog: true, step: putFailed, class: upload.Credentials, mayReassume: true},
+			outcome{do: reassume, attempts: 2}},
+		{"in the log: held", facts{inLog: true, held: "organisation org-a has no entry yet"}, outcome{do: spill, attempts: 2}},
+		{"in the log: damaged", facts{inLog: true, step: damaged}, outcome{do: spill, attempts: 2}},
+		{"spilled after damage: its batch file is checked", facts{step: damaged}, outcome{do: check, attempts: 2}},
+		{"in the log: retriable", facts{inLog: true, step: putFailed, class: upload.Retriable}, outcome{do: spill, attempts: 2}},
+		{"in the log: refused", facts{inLog: true, step: putFailed, class: upload.Misconfigured, opened: old}, outcome{do: spill, attempts: 2}},
+		{"in the log: 412", facts{inLog: true, step: putFailed, class: upload.KeyExists}, outcome{do: spill, attempts: 2}},
+		{"in the log: the ledger line not recorded", facts{inLog: true, step: recordFailed}, outcome{do: spill, attempts: 2}},
+		{"in the log: the log could not be read, which a spill needs too", facts{inLog: true, step: readFailed, jitter: 0.5},
+			outcome{do: retry, at: now.Add(4500 * time.Millisecond), attempts: 3}},
+		{"in the log: the spill failed", facts{inLog: true, step: spillFailed, jitter: 0.5},
+			outcome{do: retry, at: now.Add(4500 * time.Millisecond), attempts: 3}},
+		{"in the log: the attempt panicked", facts{inLog: true, step: panicked, jitter: 0.5},
+			outcome{do: retry, at: now.Add(4500 * time.Millisecond), attempts: 3}},
 	}
 	for _, tc := range cases {
 		f := tc.f
