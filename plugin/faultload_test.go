@@ -353,6 +353,17 @@ func (r *faultRun) useDisk(disk *vfs.MemFS) {
 	})
 }
 
+// waitSealed holds an upload attempt while the test seals: a batch sealed in the log is read from the log's
+// open segments, so no object's open holds it.
+func (r *faultRun) waitSealed() {
+	r.mu.Lock()
+	sealing := r.sealing
+	r.mu.Unlock()
+	if sealing != nil {
+		<-sealing
+	}
+}
+
 func isObject(path string) bool {
 	return filepath.Base(filepath.Dir(path)) == "batches" && strings.HasSuffix(path, ".json.gz")
 }
@@ -382,7 +393,8 @@ func (r *faultRun) caught(where string) {
 // start starts the instance and stops its loops (the steps do their work); it reports whether it started.
 func (r *faultRun) start() (ok bool) {
 	defer r.caught("start")
-	in, err := start(r.cfg, "matrix", r.sink.log, deps{send: r.s3, clock: r.clock, fs: r.faults, jitter: func() float64 { return 0.5 }})
+	in, err := start(r.cfg, "matrix", r.sink.log, deps{send: r.s3, clock: r.clock, fs: r.faults, jitter: func() float64 { return 0.5 },
+		attempting: r.waitSealed})
 	if err != nil {
 		r.sink.log(LevelError, "start: "+err.Error())
 		return false

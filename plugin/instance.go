@@ -67,6 +67,7 @@ type Instance struct {
 	closing       atomic.Bool
 	crash         func(point string) // the test hooks' crash points past the store's
 	jitter        func() float64     // where in its backoff window a retry falls
+	attempting    func()             // called as each upload attempt starts (deps.attempting)
 
 	accepted, rejected, discarded, delivered, objects, conflicts, reassumed, quarantined, corrupt, lost atomic.Int64
 
@@ -109,6 +110,9 @@ type deps struct {
 	jitter func() float64 // where a retry falls in its backoff window, in [0, 1); nil: random
 	hooks  TestHooks
 	encode buffer.Encoder // nil: gzip at Compression_Level
+	// attempting, when set, is called as each upload attempt starts: the fault matrix holds attempts while it
+	// seals, so that its runs number their file operations alike.
+	attempting func()
 }
 
 func start(cfg *conf.Config, name string, out LogFunc, with deps) (*Instance, error) {
@@ -125,6 +129,9 @@ func start(cfg *conf.Config, name string, out LogFunc, with deps) (*Instance, er
 		deadFull:     every{interval: 10 * time.Second},
 	}
 	in.queue = newQueue(with.clock)
+	if in.attempting = with.attempting; in.attempting == nil {
+		in.attempting = func() {}
+	}
 	if in.jitter = with.jitter; in.jitter == nil {
 		in.jitter = rand.Float64
 	}

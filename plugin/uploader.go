@@ -42,6 +42,7 @@ func (in *Instance) uploader(take, requests context.Context) {
 // back to its lane, due as after a failed attempt.
 func (in *Instance) uploadOne(ctx context.Context, it *item) {
 	again, ended := true, false
+	in.attempting()
 	defer func() {
 		if !ended {
 			o := decide(facts{step: panicked, now: in.now(), attempts: it.attempts, jitter: in.jitter()}, in.policy)
