@@ -201,6 +201,7 @@ func (s *Store) Tidy() error {
 	if marking || len(later) > 0 {
 		err = errors.Join(err, s.releaseSegments())
 	}
+	s.keepBallast()
 	return err
 }
 

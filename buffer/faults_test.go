@@ -859,13 +859,17 @@ func nothingAfterRestart(t *testing.T, dir string, o Options) {
 	}
 }
 
-// batchOverSegments opens a store on faults whose segments hold one record each, commits two records of one
-// stream and closes its batch: the batch holds runs of two segments.
+// batchOverSegments opens a store on faults whose segments hold one record each and without its delivery
+// reserve, commits two records of one stream and closes its batch: the batch holds runs of two segments.
 func batchOverSegments(t *testing.T) (*Store, *vfs.Faults, *vfs.MemFS, string, Options) {
 	t.Helper()
 	o := opts(1<<20, &clock{t: t0})
 	o.Limit, o.SegmentSize = 1<<20, 64
 	s, f, m, dir := memStore(t, o)
+	// Its delivery reserve already spent: a full disk fails the log's appends.
+	if err := m.Remove(filepath.Join(dir, ballastFile)); err != nil {
+		t.Fatal(err)
+	}
 	commit(t, s, "a/org:"+strings.Repeat("x", 60))
 	commit(t, s, "a/org:"+strings.Repeat("y", 60))
 	s.Rotate(time.Time{})

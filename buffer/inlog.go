@@ -52,7 +52,12 @@ func (s *Store) SealInLog(ps []*Pending, name Naming) ([]*Batch, error) {
 	done := s.done
 	s.done = nil
 	s.markMu.Unlock()
-	written, err := s.log.Append(append(entries, done...), nil)
+	entries = append(entries, done...)
+	written, err := s.log.Append(entries, nil)
+	if err != nil && s.MakeRoom(err) {
+		s.use.add(written)
+		written, err = s.log.Append(entries, nil)
+	}
 	s.use.add(written)
 	if err != nil {
 		s.markMu.Lock()

@@ -169,7 +169,12 @@ func (s *Store) markLocked() error {
 	for _, m := range s.unmarked {
 		entries = append(entries, m.entry)
 	}
-	written, err := s.log.Append(append(entries, s.done...), nil)
+	entries = append(entries, s.done...)
+	written, err := s.log.Append(entries, nil)
+	if err != nil && s.MakeRoom(err) {
+		s.use.add(written)
+		written, err = s.log.Append(entries, nil)
+	}
 	s.use.add(written)
 	if err != nil {
 		return err

@@ -154,6 +154,7 @@ func Open(dir string, opt Options) (*Store, *Recovery, error) {
 	s.use.mu.Lock()
 	s.freeLocked(0)
 	s.use.mu.Unlock()
+	s.keepBallast()
 	return s, rep, nil
 }
 

@@ -2,11 +2,13 @@ package plugin
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/wiv/out_wivaudit/conf"
 	"github.com/wiv/out_wivaudit/vfs"
 )
 
@@ -85,19 +87,7 @@ func TestDeliveryFromTheLogWritesNoBatchFile(t *testing.T) {
 // finds the ledger's line for its key and SHA-256, and lets it go: it is not uploaded a second time.
 func TestDeliveredFromTheLogIsNotSentAgainAfterAPowerCut(t *testing.T) {
 	cfg := testConfig(t)
-	mem := vfs.NewMemFS()
-	parent := filepath.Dir(cfg.StoreDir)
-	if err := mem.MkdirAll(parent, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for dir := parent; ; dir = filepath.Dir(dir) {
-		if err := mem.SyncDir(dir); err != nil {
-			t.Fatal(err)
-		}
-		if dir == "/" {
-			break
-		}
-	}
+	mem := memDisk(t, cfg)
 	clk, fake := newFakeClock(), &fakeS3{}
 	in := startWith(t, cfg, "test", &testInstance{clock: clk, s3: fake, sink: &logSink{}}, deps{send: fake, clock: clk, fs: mem})
 	in.stopSealer() // the test seals: no tick may append the batch's "sealed" entry
@@ -185,5 +175,66 @@ func TestWaitingBatchIsSpilledAfterABound(t *testing.T) {
 	}
 	if seen := fake.deliveredIDs(t); len(seen) != 1 || seen["1"] != 2 {
 		t.Errorf("delivered %v, want record 1 of each organisation once", seen)
+	}
+}
+
+// memDisk is a file system in memory on which Store_Dir's parent is, durably, as on a real disk.
+func memDisk(t *testing.T, cfg *conf.Config) *vfs.MemFS {
+	t.Helper()
+	mem := vfs.NewMemFS()
+	parent := filepath.Dir(cfg.StoreDir)
+	if err := mem.MkdirAll(parent, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for dir := parent; ; dir = filepath.Dir(dir) {
+		if err := mem.SyncDir(dir); err != nil {
+			t.Fatal(err)
+		}
+		if dir == "/" {
+			return mem
+		}
+	}
+}
+
+// TestFullDiskKeepsDelivering: something else fills Store_Dir's file system while batches wait in the log for
+// their upload. Their ledger lines find no room: the store deletes its delivery reserve, and every batch is
+// delivered. Before, nothing was: each ledger line failed, and the batch stayed.
+func TestFullDiskKeepsDelivering(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.UploadWorkers = 1
+	mem := memDisk(t, cfg)
+	mem.SetCapacity(32 << 20)
+	release := make(chan struct{})
+	fake := &fakeS3{script: func(int, string) error { <-release; return nil }}
+	clk := newFakeClock()
+	in := startWith(t, cfg, "test", &testInstance{clock: clk, s3: fake, sink: &logSink{}}, deps{send: fake, clock: clk, fs: mem})
+	var chunk []byte
+	for i := range 10 {
+		org := fmt.Sprintf("org-%d", i)
+		chunk = cat(chunk, event(org, org+"-1"), event(org, org+"-2"))
+	}
+	if in.Flush(chunk, "audit.org") != OK {
+		t.Fatal("the flush was refused")
+	}
+	in.sealDue()
+	in.waitQueued(t, 10)
+	filler, err := mem.OpenFile("/filler", os.O_WRONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := make([]byte, 4096)
+	for err == nil {
+		_, err = filler.Write(block)
+	}
+	filler.Close()
+	if free, _ := mem.Free("/"); free != 0 {
+		t.Fatalf("%d bytes free after the filler took the rest", free)
+	}
+	close(release)
+	in.waitDelivered(t, 20)
+	in.waitSettled(t)
+	in.waitLogged(t, "deleted its delivery reserve")
+	if seen := fake.deliveredIDs(t); len(seen) != 20 {
+		t.Errorf("delivered %v", seen)
 	}
 }

@@ -259,6 +259,10 @@ func (in *Instance) record(status string, d conf.Destination, b *buffer.Batch, v
 	}
 	if err == nil {
 		err = in.ledger.Record(e)
+		if err != nil && in.store.MakeRoom(err) {
+			in.log.limitedf(LevelWarn, "ballast", now, "Store_Dir's file system is full (%v): deleted its delivery reserve so that delivery goes on and frees space; it is made again once there is room", err)
+			err = in.ledger.Record(e)
+		}
 	}
 	switch {
 	case errors.Is(err, ledger.ErrOverflow):

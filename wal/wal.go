@@ -258,6 +258,9 @@ func (l *Log) RollIfWritten() (bool, error) {
 // SetSegmentSize changes the size past which an append goes to a new segment.
 func (l *Log) SetSegmentSize(n int64) { l.segSize.Store(n) }
 
+// SegmentSize is the size past which an append goes to a new segment.
+func (l *Log) SegmentSize() int64 { return l.segSize.Load() }
+
 // create creates a segment file and makes its name durable.
 func (l *Log) create(id uint64) (*segment, error) {
 	path := filepath.Join(l.dir, SegmentName(id))
