@@ -65,6 +65,7 @@ func (s *Store) SealInLog(ps []*Pending, name Naming) ([]*Batch, error) {
 		s.markMu.Unlock()
 		return nil, fmt.Errorf("seal %d batches in the log: %w", len(ps), err)
 	}
+	s.opt.Crash(CrashAfterBatchEntry)
 	return batches, nil
 }
 
@@ -143,6 +144,7 @@ func (s *Store) removeInLog(b *Batch) error {
 	s.releaseLocked(p, true)
 	s.mu.Unlock()
 	b.inLog, b.objectGone = nil, true
+	s.opt.Crash(CrashAfterDelivery)
 	s.markMu.Lock()
 	s.done = append(s.done, appendSealed(nil, p.Stream, b.KeyMs, p.runs[0].pos(), p.runs[len(p.runs)-1].pos()))
 	s.markMu.Unlock()

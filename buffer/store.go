@@ -63,6 +63,10 @@ const (
 	CrashAfterObject    = "after-object"    // object complete, no manifest
 	CrashAfterManifest  = "after-manifest"  // batch committed, its records not yet released from the log
 	CrashDuringRecovery = "during-recovery" // the log read back, nothing of the recovery persisted
+	// A batch sealed in the log meets these instead of mid-seal (as its object is composed), after-object and
+	// after-manifest (which a spill meets).
+	CrashAfterBatchEntry = "after-batch-entry" // sealed in the log, not yet uploaded
+	CrashAfterDelivery   = "after-delivery"    // delivered and in the ledger, its "sealed" entry not yet appended
 )
 
 var (

@@ -3,10 +3,12 @@ package plugin
 import (
 	"fmt"
 	"os"
+	"regexp"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/wiv/out_wivaudit/conf"
 	"github.com/wiv/out_wivaudit/vfs"
@@ -237,4 +239,25 @@ func TestFullDiskKeepsDelivering(t *testing.T) {
 	if seen := fake.deliveredIDs(t); len(seen) != 20 {
 		t.Errorf("delivered %v", seen)
 	}
+}
+
+// TestRestartWithBatchesWaitingSaysSoAtOnce: a restart that finds batches to deliver logs a status line at the
+// sealer's first tick, what waits and how old, not a Status_Interval later.
+func TestRestartWithBatchesWaitingSaysSoAtOnce(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.StatusInterval = time.Hour
+	clk := newFakeClock()
+	in := startOn(t, clk, cfg, "test", &fakeS3{down: "b-1"}, TestHooks{})
+	in.Flush(cat(event("org-a", "1"), event("org-b", "1")), "audit.org")
+	in.shutDown(t)
+
+	release := make(chan struct{})
+	fake := &fakeS3{script: func(int, string) error { <-release; return nil }}
+	after := startOn(t, clk, cfg, "test", fake, TestHooks{})
+	var free sync.Once
+	t.Cleanup(func() { free.Do(func() { close(release) }) }) // before the instance's shutdown, should the test fail
+	after.sealDue()
+	after.waitLog(t, regexp.MustCompile(`status: .*; 2 sealed batches waiting for upload; the oldest undelivered record arrived \d+s ago`))
+	free.Do(func() { close(release) })
+	after.waitDelivered(t, 2)
 }

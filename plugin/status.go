@@ -9,7 +9,7 @@ import (
 )
 
 // statusReport logs a status line every Status_Interval, unless nothing happened since the last one and
-// nothing waits for upload.
+// nothing waits for upload, and at the first tick when batches wait.
 type statusReport struct {
 	next time.Time
 	last string
@@ -20,7 +20,12 @@ func (s *statusReport) maybe(in *Instance, now time.Time) {
 	case in.cfg.StatusInterval == 0:
 		return
 	case s.next.IsZero():
-		s.next, s.last = now.Add(in.cfg.StatusInterval), in.counters()
+		// The first line comes at once when batches wait (a restart found them): what waits, and how old.
+		counters, waiting := in.counters(), in.queue.len()
+		s.next, s.last = now.Add(in.cfg.StatusInterval), counters
+		if waiting > 0 {
+			in.log.logf(LevelInfo, "status: %s", in.status(counters, waiting))
+		}
 		return
 	case now.Before(s.next):
 		return
