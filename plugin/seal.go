@@ -61,8 +61,12 @@ func (in *Instance) spillStuck(now time.Time) {
 	in.queue.giveBack(its, gone)
 }
 
-// sealRound is how many closed batches are sealed together, sharing one folder sync and one log append.
-const sealRound = 64
+// sealRound is how many closed batches are sealed to files together, sharing one folder sync and one log
+// append; sealInLogRound how many are sealed in the log together, sharing one append.
+const (
+	sealRound      = 64
+	sealInLogRound = 1024
+)
 
 // sealClosed seals closed batches with their final keys and queues them for upload. Past the deadline (if
 // set) it stops: the batches left are durable in the log and sealed at the next start.
@@ -85,11 +89,19 @@ func (in *Instance) sealClosed(deadline time.Time) {
 			in.log.logf(LevelInfo, "%d batches left unsealed at shutdown; they are sealed at the next start", len(closed))
 			return
 		}
-		round := closed[:min(len(closed), sealRound)]
-		closed = closed[len(round):]
+		// A round takes sealRound batches that go to files, or up to sealInLogRound of which those that do not
+		// are sealed in the log with one append: that costs no file of their own.
+		n, toFiles := 0, 0
+		for ; n < len(closed) && n < sealInLogRound && toFiles < sealRound; n++ {
+			if in.toFile(closed[n]) {
+				toFiles++
+			}
+		}
+		round := closed[:n]
+		closed = closed[n:]
 		var inLog, toFile []*buffer.Pending
 		for _, p := range round {
-			if p.FromLegacyLog() || in.heldAtSeal(p.Org) {
+			if in.toFile(p) {
 				toFile = append(toFile, p)
 			} else {
 				inLog = append(inLog, p)
@@ -125,10 +137,13 @@ func (in *Instance) sealInLog(ps []*buffer.Pending) {
 	}
 }
 
-// heldAtSeal reports whether an organisation's batch sealed now would be held: it goes to a batch file at
-// once rather than keep the log.
-func (in *Instance) heldAtSeal(org string) bool {
-	_, held := in.dests.current(org)
+// toFile reports whether a closed batch is sealed to a batch file rather than in the log: a legacy log file,
+// or a batch that would be held (it would only keep the log).
+func (in *Instance) toFile(p *buffer.Pending) bool {
+	if p.FromLegacyLog() {
+		return true
+	}
+	_, held := in.dests.current(p.Org)
 	return held != ""
 }
 
