@@ -311,8 +311,13 @@ func (q *queue) giveBack(items []*item, gone map[*item]bool) {
 		q.insert(it)
 	}
 	for _, it := range items {
-		if l := q.lanes[it.batch.Stream()]; l != nil && l.busy == nil && len(l.items) == 0 {
+		l := q.lanes[it.batch.Stream()]
+		switch {
+		case l == nil || l.busy != nil:
+		case len(l.items) == 0:
 			delete(q.lanes, l.st)
+		case l.index < 0: // only gone batches of it came back: its others wait again
+			heap.Push(&q.ready, l)
 		}
 	}
 	q.mu.Unlock()

@@ -145,3 +145,24 @@ func TestQueueOrderOfTies(t *testing.T) {
 		t.Errorf("popped %v when all were queued first, %v when the first was taken at once", all, early)
 	}
 }
+
+// A spill that finds a claimed batch held only damage gives nothing back for it: the lane's other batches
+// must still be ready for upload, or they wait forever (and shutdown's drain with them).
+func TestGiveBackOfAGoneBatchLeavesItsLaneReady(t *testing.T) {
+	clk := newFakeClock()
+	q := newQueue(clk)
+	old, young := &item{batch: batch("a", 1), due: clk.Now()}, &item{batch: batch("a", 2), due: clk.Now()}
+	q.push(old)
+	q.push(young)
+	its := q.claim(10, func(it *item) bool { return it == old })
+	if len(its) != 1 || its[0] != old {
+		t.Fatalf("claimed %v", its)
+	}
+	q.giveBack(its, map[*item]bool{old: true})
+	if q.len() != 1 {
+		t.Fatalf("%d counted, want 1", q.len())
+	}
+	if len(q.ready) != 1 || q.ready[0].items[0] != young {
+		t.Fatalf("the lane's other batch is not ready for upload: %d lanes ready", len(q.ready))
+	}
+}
