@@ -221,3 +221,56 @@ func afterPowerCut(t *testing.T, dir string, c *clock, m *vfs.MemFS) (*Store, *R
 	t.Cleanup(s.Close)
 	return s, rec
 }
+
+// A batch in the log whose first run is damaged, in a segment that holds no other run: the segment is still
+// there, so the batch was neither delivered nor spilled, and its intact runs in later segments are
+// acknowledged records that a restart must find again.
+func TestDamagedFirstRunDoesNotMakeABatchInTheLogDone(t *testing.T) {
+	c := &clock{t: t0}
+	s, _, m, dir := memStore(t, opts(1<<20, c))
+	commit(t, s, "b/org:bee") // segment 1
+	if err := s.log.Roll(); err != nil {
+		t.Fatal(err)
+	}
+	c.set(t0.Add(time.Second))
+	commit(t, s, "a/org:first") // segment 2
+	s.Rotate(t0)                // b/org only
+	b := sealInLog(t, s)        // its batch entry goes to segment 2
+	if len(b) != 1 || b[0].Org != "b" {
+		t.Fatalf("sealed %v, want b/org", b)
+	}
+	if err := s.Remove(b[0]); err != nil { // delivered: segment 1 goes
+		t.Fatal(err)
+	}
+	if err := s.log.Roll(); err != nil {
+		t.Fatal(err)
+	}
+	commit(t, s, "a/org:second") // segment 3
+	s.Rotate(time.Time{})
+	if a := sealInLog(t, s); len(a) != 1 || a[0].Records != 2 {
+		t.Fatalf("sealed %v, want a/org's two records", a)
+	}
+	// Bit rot in a/org's first run.
+	seg := segmentFiles(t, m, dir)
+	var hit bool
+	for _, path := range seg {
+		data, _ := vfs.ReadFile(m, path)
+		if i := bytes.Index(data, []byte("first")); i >= 0 {
+			f, _ := m.OpenFile(path, os.O_WRONLY, 0)
+			f.WriteAt([]byte("F"), int64(i))
+			f.Sync()
+			f.Close()
+			hit = true
+		}
+	}
+	if !hit {
+		t.Fatal("no run to damage")
+	}
+	s2, rec := afterPowerCut(t, dir, c, m)
+	if len(rec.Damaged) != 1 {
+		t.Errorf("%d damaged regions, want a/org's first run", len(rec.Damaged))
+	}
+	if got := everything(t, s2, rec); !slices.Equal(got, []string{"second"}) {
+		t.Errorf("records after the restart: %v, want a/org's intact record \"second\"", got)
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"path/filepath"
 	"strings"
 	"time"
@@ -36,9 +35,9 @@ type recovered struct {
 	sealed sealedRanges
 	inLog  []entry // batch entries, in log order
 	maxSeg uint64
-	// minRunSeg is the oldest segment that holds runs: a batch entry whose first run lies before it was
-	// delivered or spilled, since only that lets its segment go
-	minRunSeg uint64
+	// oldest is the log's oldest segment: a batch entry whose first run lies before it was delivered or
+	// spilled, since only that lets its segment go
+	oldest uint64
 }
 
 // sealedRanges are, per stream, the ranges of runs that committed batches hold.
@@ -66,7 +65,7 @@ func (sr sealedRanges) add(m *Manifest) (last wal.Pos, ok bool) {
 }
 
 func (s *Store) recover() (*Recovery, error) {
-	rc := &recovered{runs: map[Stream][]arrived{}, sealed: sealedRanges{}, minRunSeg: math.MaxUint64}
+	rc := &recovered{runs: map[Stream][]arrived{}, sealed: sealedRanges{}}
 	legacySealed, err := s.recoverBatches(rc)
 	if err != nil {
 		return nil, err
@@ -197,7 +196,6 @@ func (s *Store) recoverLog(rc *recovered) error {
 		logEntries(func(e entry, at wal.Pos, size int) {
 			rc.runs[e.st] = append(rc.runs[e.st], arrived{runRef{seg: at.Seg, off: at.Off, size: int32(size),
 				records: int32(e.records), json: int32(jsonBytes(e.body, e.records))}, e.ms})
-			rc.minRunSeg = min(rc.minRunSeg, at.Seg)
 		}, func(e entry) {
 			if e.typ == batchEntry {
 				rc.inLog = append(rc.inLog, e)
@@ -213,6 +211,7 @@ func (s *Store) recoverLog(rc *recovered) error {
 		return fmt.Errorf("recover the log: %w", err)
 	}
 	s.log = log
+	rc.oldest = log.Oldest()
 	s.use.used += rep.Size
 	rc.rep.TornTail += rep.TornTail
 	moved, err := s.moveAside("unreadable", rep.Strays...)
@@ -228,7 +227,9 @@ func (s *Store) recoverLog(rc *recovered) error {
 // spilled, and their segment deleted). Their runs are then not gathered again. The caller holds mu.
 func (s *Store) recoverInLog(rc *recovered) {
 	for _, e := range rc.inLog {
-		done := rc.sealed.covers(e.st, e.first) || e.first.Seg < rc.minRunSeg
+		// Whether its first segment is there, not whether that holds intact runs: a first run lost to damage
+		// leaves the batch's other runs to deliver.
+		done := rc.sealed.covers(e.st, e.first) || e.first.Seg < rc.oldest
 		rc.sealed[e.st] = append(rc.sealed[e.st], [2]wal.Pos{e.first, e.last})
 		if done {
 			continue

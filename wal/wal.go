@@ -287,6 +287,16 @@ func (l *Log) Active() uint64 {
 	return l.active.id
 }
 
+// Oldest is the oldest segment of the log (Active when there is no other): Release deleted every earlier one.
+func (l *Log) Oldest() uint64 {
+	l.segMu.RLock()
+	defer l.segMu.RUnlock()
+	if len(l.segs) == 0 {
+		return l.Active()
+	}
+	return l.segs[0].id
+}
+
 // Read reads the record at at whose length is n (as Append's apply or Open's replay gave them) into buf,
 // grown as needed, and returns the frame's bytes and the record. When the frame fails its checksum or is cut
 // short by the end of its segment, err is ErrCorrupt and frame holds the bytes that were there. Any other
