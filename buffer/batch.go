@@ -118,14 +118,14 @@ func (b *Batch) encode() []byte {
 
 // Rekey gives a batch a new key, after the destination said the old one exists, and persists it with its
 // millisecond. When it fails, the batch keeps the key its manifest holds: the old one, or the new one when
-// only the sync of the folder failed (a restart reads that one). A batch that lives in the log takes it in
-// memory: after a restart it has its sealed key again.
+// only the sync of the folder failed (a restart reads that one). A batch that lives in the log has no
+// manifest to keep it: Spill it first.
 func (s *Store) Rekey(b *Batch, key string, ms int64) error {
+	if b.InLog() {
+		return fmt.Errorf("rekey %s: %w", b.Key, errInLog)
+	}
 	old, oldMs := b.Key, b.KeyMs
 	b.Key, b.KeyMs = key, ms
-	if b.InLog() {
-		return nil
-	}
 	if err := replaceFile(s.fs, b.manifest, b.encode()); err != nil {
 		if !errors.Is(err, errUnsynced) {
 			b.Key, b.KeyMs = old, oldMs

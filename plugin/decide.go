@@ -88,9 +88,11 @@ const (
 )
 
 // decide says what to do with a batch next. A batch that lives in the log goes on there while its delivery
-// goes well; anything else (held, refused, retried later, a new key after a 412, damage) is first spilled to a
-// batch file, so that it never keeps the log's segments. Only what spilling cannot help stays: an attempt
-// that could not read the log, that could not spill, or that panicked is retried from the log.
+// goes well; anything else (held, refused, retried later, a new key, damage) is first spilled to a batch
+// file, so that it never keeps the log's segments, and so that a new key lasts over a restart (the ledger
+// lists a delivered batch under the key it was sent with; a restart finds a batch in the log under its sealed
+// key). Only what spilling cannot help stays: an attempt that could not read the log, that could not spill,
+// or that panicked is retried from the log.
 func decide(f facts, p policy) outcome {
 	o := decideFor(f, p)
 	stays := inLogAction[o.do] || f.step == readFailed || f.step == spillFailed || f.step == panicked
@@ -101,7 +103,7 @@ func decide(f facts, p policy) outcome {
 }
 
 // inLogAction are the actions a batch that lives in the log takes there.
-var inLogAction = map[action]bool{check: true, send: true, moveKey: true, done: true, finish: true, reassume: true}
+var inLogAction = map[action]bool{check: true, send: true, done: true, finish: true, reassume: true}
 
 func decideFor(f facts, p policy) outcome {
 	o := outcome{attempts: f.attempts}

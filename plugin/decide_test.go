@@ -64,7 +64,8 @@ func TestDecide(t *testing.T) {
 		{"files gone: no quarantine", facts{step: quarantineFailed, gone: true}, outcome{do: drop, attempts: 2}},
 		// A batch that lives in the log stays there while its delivery goes well, and is spilled otherwise.
 		{"in the log: composed from it first", facts{inLog: true}, outcome{do: check, attempts: 2}},
-		{"in the log: another key", facts{inLog: true, wrongKey: true}, outcome{do: moveKey, attempts: 2}},
+		// Only a batch file keeps a moved key over a restart: the ledger lists the key it was delivered under.
+		{"in the log: another key", facts{inLog: true, wrongKey: true}, outcome{do: spill, attempts: 2}},
 		{"in the log: composed", facts{inLog: true, step: checked}, outcome{do: send, attempts: 2}},
 		{"in the log: uploaded", facts{inLog: true, step: uploaded}, outcome{do: done, attempts: 2}},
 		{"in the log: uploaded before, its line to record", facts{inLog: true, recording: true}, outcome{do: finish, attempts: 2}},

@@ -261,3 +261,40 @@ func TestRestartWithBatchesWaitingSaysSoAtOnce(t *testing.T) {
 	free.Do(func() { close(release) })
 	after.waitDelivered(t, 2)
 }
+
+// TestDeliveredUnderAMovedKeyIsNotSentAgainAfterAPowerCut: a batch sealed in the log under one Key_Prefix is
+// delivered after a restart under the new one, and the power goes before the log says so. The next restart
+// must find it under the key the ledger lists for it, with the same SHA-256, and let it go: not upload it once
+// more under yet another key.
+func TestDeliveredUnderAMovedKeyIsNotSentAgainAfterAPowerCut(t *testing.T) {
+	cfg := testConfig(t)
+	mem := memDisk(t, cfg)
+	clk, fake := newFakeClock(), &fakeS3{}
+	start := func(cfg *conf.Config, fs vfs.FS) *testInstance {
+		in := startWith(t, cfg, "test", &testInstance{clock: clk, s3: fake, sink: &logSink{}}, deps{send: fake, clock: clk, fs: fs})
+		in.stopSealer() // no tick may append a "sealed" entry
+		<-in.sealerDone
+		return in
+	}
+	in := start(cfg, mem)
+	in.Flush(cat(event("org-a", "1"), event("org-a", "2")), "audit.org")
+	in.store.Rotate(clk.Now())
+	if _, err := in.store.SealInLog(in.store.TakeClosed(), in.naming); err != nil {
+		t.Fatal(err)
+	}
+	in.Flush(event("org-b", "3"), "audit.org") // keeps the segment of org-a's runs
+
+	moved := *cfg
+	moved.KeyPrefix = "moved/"
+	restarted := mem.Crash(vfs.CrashOptions{})
+	in = start(&moved, restarted)
+	in.waitDelivered(t, 2)
+	in.waitSettled(t)
+	calls := fake.callCount()
+
+	after := start(&moved, restarted.Crash(vfs.CrashOptions{}))
+	after.waitSettled(t)
+	if seen := fake.deliveredIDs(t); seen["1"] != 1 || seen["2"] != 1 {
+		t.Errorf("delivered %v after %d more uploads, want each record once:\n%s", seen, fake.callCount()-calls, after.sink.joined())
+	}
+}
