@@ -110,13 +110,17 @@ func inspect(fsys vfs.FS, dir string) (*Inspection, error) {
 	if err != nil {
 		return nil, err
 	}
-	minRunSeg := uint64(math.MaxUint64)
-	for _, r := range runs {
-		minRunSeg = min(minRunSeg, r.pos.Seg)
+	// The log's oldest segment, as recovery sees it: a batch entry whose first segment is gone is done with.
+	oldest := uint64(math.MaxUint64)
+	segs, _ := fsys.ReadDir(filepath.Join(dir, walFolder))
+	for _, e := range segs {
+		if id, ok := wal.ParseSegmentName(e.Name()); ok {
+			oldest = min(oldest, id)
+		}
 	}
 	inLog := map[Stream][][2]wal.Pos{}
 	for _, e := range batches {
-		if sealed.covers(e.st, e.first) || e.first.Seg < minRunSeg {
+		if sealed.covers(e.st, e.first) || e.first.Seg < oldest {
 			sealed[e.st] = append(sealed[e.st], [2]wal.Pos{e.first, e.last})
 			continue
 		}

@@ -135,7 +135,7 @@ func TestReadObject(t *testing.T) {
 	in := startTest(t, testConfig(t), "test", &fakeS3{}, TestHooks{})
 	object := waitingBatch(t, in) // not due again while the clock stands
 	var b *buffer.Batch
-	in.queue.each(func(x *buffer.Batch) { b = x })
+	in.queue.each(func(x *buffer.Batch, _ int, _ int64) { b = x })
 	intact, err := os.ReadFile(object)
 	if err != nil {
 		t.Fatal(err)

@@ -11,7 +11,11 @@ import (
 )
 
 type item struct {
-	batch    *buffer.Batch
+	batch *buffer.Batch
+	// records and json are the batch's counts when it was queued: an attempt in flight may change them (a
+	// spill that leaves damage out), so each reads these.
+	records  int
+	json     int64
 	due      time.Time
 	attempts int   // failed attempts in this process, for the backoff
 	sent     *sent // S3 stored the batch, and its ledger line is still to be recorded; nil before
@@ -106,6 +110,7 @@ func (q *queue) push(it *item) {
 
 // insert puts it in its lane by age and makes the lane ready unless it is busy. The caller holds mu.
 func (q *queue) insert(it *item) {
+	it.records, it.json = it.batch.Records, it.batch.JSONBytes
 	st := it.batch.Stream()
 	l := q.lanes[st]
 	if l == nil {
@@ -248,16 +253,18 @@ func (q *queue) drain(deadline <-chan time.Time) bool {
 	return true
 }
 
-// each calls fn, with the queue locked, for every batch queued or in flight.
-func (q *queue) each(fn func(*buffer.Batch)) {
+// each calls fn, with the queue locked, for every batch queued or in flight, with its records and their bytes
+// as it was queued. fn reads only what never changes of the batch (its organisation, kind and Opened): an
+// attempt in flight may be changing the rest.
+func (q *queue) each(fn func(b *buffer.Batch, records int, json int64)) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for _, l := range q.lanes {
 		if l.busy != nil && l.busy != claimed {
-			fn(l.busy.batch)
+			fn(l.busy.batch, l.busy.records, l.busy.json)
 		}
 		for _, it := range l.items {
-			fn(it.batch)
+			fn(it.batch, it.records, it.json)
 		}
 	}
 }
