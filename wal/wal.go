@@ -111,6 +111,9 @@ type request struct {
 	err   error
 }
 
+// maxKeptBuffer is the largest write buffer the log keeps for its next append.
+const maxKeptBuffer = 1 << 20
+
 // Append writes records as the log's next frames, with one write, and waits until they are durable. Then,
 // before any later append is acknowledged, it calls apply (if not nil) with each record's position, in log
 // order, and returns nil. It returns the bytes it added to the segment files: counted whatever the error, as
@@ -140,7 +143,11 @@ func (l *Log) Append(records [][]byte, apply func(at []Pos)) (int64, error) {
 		at[i] = Pos{seg.id, seg.size + int64(len(data))}
 		data = AppendFrame(data, r)
 	}
-	l.buf = data[:0]
+	if cap(data) <= maxKeptBuffer {
+		l.buf = data[:0]
+	} else {
+		l.buf = nil // a large append's buffer is not kept: memory follows what appends usually need
+	}
 	if _, err := seg.f.WriteAt(data, seg.size); err != nil {
 		if seg.f.Truncate(seg.size) != nil {
 			l.needRoll = true // a partial frame may be left: nothing may follow it
