@@ -20,7 +20,7 @@ import (
 var ErrDamaged = errors.New("part of its records in the log are damaged")
 
 // InLog reports whether a batch lives in the log. Its object's size and checksums are known once Compose
-// made it.
+// made it; it has no LogRange (its runs are in memory, its batch entry holds the range).
 func (b *Batch) InLog() bool { return b.inLog != nil }
 
 // FromLegacyLog reports whether a closed batch is a log file of the layout before the write-ahead log: Seal
@@ -39,8 +39,7 @@ func (s *Store) SealInLog(ps []*Pending, name Naming) ([]*Batch, error) {
 		first, last := p.runs[0].pos(), p.runs[len(p.runs)-1].pos()
 		b := &Batch{fs: s.fs, inLog: p}
 		b.Manifest = Manifest{Key: key(p.Opened), KeyMs: p.Opened, Org: p.Org, Kind: p.Kind, Opened: p.Opened,
-			LastRecord: max(p.Opened, p.LastRecord), Records: p.Records, SealedAt: now.UTC(), Destination: dest,
-			LogRange: &[2][2]int64{{int64(first.Seg), first.Off}, {int64(last.Seg), last.Off}}}
+			LastRecord: max(p.Opened, p.LastRecord), Records: p.Records, SealedAt: now.UTC(), Destination: dest}
 		for _, r := range p.runs {
 			b.JSONBytes += int64(r.json)
 		}
@@ -123,6 +122,7 @@ func (s *Store) Spill(b *Batch, name Naming, encode Encoder) (gone bool, err err
 	}
 	b.object, b.manifest, b.inLog = fb.object, fb.manifest, nil
 	b.Key, b.KeyMs, b.SealedAt, b.FirstEvent, b.LastEvent = fb.Key, fb.KeyMs, fb.SealedAt, fb.FirstEvent, fb.LastEvent
+	b.LogRange = fb.LogRange // its manifest is written again from b (attempts, a new key)
 	b.ObjectBytes, b.ContentMD5, b.SHA256 = fb.ObjectBytes, fb.ContentMD5, fb.SHA256
 	if b.Records != fb.Records || b.JSONBytes != fb.JSONBytes { // damage left out
 		b.Records, b.JSONBytes = fb.Records, fb.JSONBytes

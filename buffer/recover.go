@@ -247,7 +247,7 @@ func (s *Store) recoverInLog(rc *recovered) {
 		b := &Batch{fs: s.fs, inLog: p}
 		b.Manifest = Manifest{Key: e.key, KeyMs: e.ms, Org: e.st.Org, Kind: e.st.Kind, Opened: e.ms,
 			LastRecord: max(e.ms, e.lastAt), Records: p.Records, SealedAt: time.UnixMilli(e.sealedAt).UTC(),
-			Destination: e.dest, LogRange: &[2][2]int64{{int64(e.first.Seg), e.first.Off}, {int64(e.last.Seg), e.last.Off}}}
+			Destination: e.dest}
 		for _, r := range p.runs {
 			b.JSONBytes += int64(r.json)
 			s.refs[r.seg]++

@@ -7,6 +7,7 @@ import (
 	"io"
 	"iter"
 	"path/filepath"
+	"sync"
 
 	"github.com/wiv/out_wivaudit/record"
 	"github.com/wiv/out_wivaudit/wal"
@@ -217,16 +218,33 @@ type runReader struct {
 
 func (rr *runReader) counts() (int, int64, error) { return rr.records, rr.jsonLen, rr.err }
 
+// frameBuffers hold the buffers runs are read into, *[]byte; one larger than maxPooledFrame is not kept.
+var frameBuffers sync.Pool
+
+const maxPooledFrame = 1 << 20
+
 // readRuns yields the records of a batch's runs, read back from the log and checked. A run that fails its
 // checksum, or does not parse, is damage: it is left out and its bytes are reported. A read that fails is not
 // damage: the sequence stops, and the counts say so with the error. The counts are complete once the sequence
 // has been consumed.
 func (s *Store) readRuns(p *Pending, rep *SealReport) *runReader {
 	rr := &runReader{}
-	var buf []byte
 	rr.fragments = func(yield func([]byte) bool) {
 		rr.records, rr.jsonLen, rr.err = 0, 0, nil
 		rep.Damaged = rep.Damaged[:0]
+		// The runs' frames are read into one buffer, kept for the next batch: what a fragment yields is
+		// consumed before the next is read, and damage is copied.
+		pooled, _ := frameBuffers.Get().(*[]byte)
+		if pooled == nil {
+			pooled = new([]byte)
+		}
+		buf := *pooled
+		defer func() {
+			if cap(buf) <= maxPooledFrame {
+				*pooled = buf[:0]
+				frameBuffers.Put(pooled)
+			}
+		}()
 		for i, r := range p.runs {
 			frame, record, err := s.log.Read(r.pos(), int(r.size), buf)
 			buf = frame
