@@ -46,6 +46,9 @@ type Pending struct {
 	// Opened)
 	keyMs, requeued int64
 	attempts        int
+	// key, dest and sealedAt (unix ms) are those of a batch sealed in the log
+	key, dest string
+	sealedAt  int64
 }
 
 func (s *Store) streamLocked(st Stream) *stream {

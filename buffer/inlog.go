@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/wiv/out_wivaudit/record"
 )
@@ -28,24 +29,19 @@ func (b *Batch) InLog() bool { return b.inLog != nil }
 func (p *Pending) FromLegacyLog() bool { return p.legacy != "" }
 
 // SealInLog seals closed batches (none of a legacy log) in the log only, with one append for them all and the
-// "sealed" entries still to be appended, and returns them. key gives each its key at its millisecond. When
-// it fails, nothing is sealed: the caller puts them back.
-func (s *Store) SealInLog(ps []*Pending, name Naming) ([]*Batch, error) {
+// "sealed" entries still to be appended. Each then knows its key (name gives it at its millisecond), its
+// destination and when it was sealed, and BatchOf makes its *Batch when it is to be uploaded: until then a
+// batch waiting in the log costs no more memory than its runs. When it fails, nothing is sealed: the caller
+// puts them back.
+func (s *Store) SealInLog(ps []*Pending, name Naming) error {
 	now := s.opt.Now()
-	batches := make([]*Batch, len(ps))
 	entries := make([][]byte, len(ps))
 	for i, p := range ps {
 		dest, key := name(p)
+		p.key, p.dest, p.sealedAt = key(p.Opened), dest, now.UnixMilli()
 		first, last := p.runs[0].pos(), p.runs[len(p.runs)-1].pos()
-		b := &Batch{fs: s.fs, inLog: p}
-		b.Manifest = Manifest{Key: key(p.Opened), KeyMs: p.Opened, Org: p.Org, Kind: p.Kind, Opened: p.Opened,
-			LastRecord: max(p.Opened, p.LastRecord), Records: p.Records, SealedAt: now.UTC(), Destination: dest}
-		for _, r := range p.runs {
-			b.JSONBytes += int64(r.json)
-		}
-		batches[i] = b
 		entries[i] = appendBatch(nil, p.Stream, p.Opened, first, last, p.Records, p.firstAt, p.LastRecord,
-			now.UnixMilli(), dest, b.Key)
+			p.sealedAt, dest, p.key)
 	}
 	s.markMu.Lock()
 	done := s.done
@@ -62,11 +58,41 @@ func (s *Store) SealInLog(ps []*Pending, name Naming) ([]*Batch, error) {
 		s.markMu.Lock()
 		s.done = append(done, s.done...)
 		s.markMu.Unlock()
-		return nil, fmt.Errorf("seal %d batches in the log: %w", len(ps), err)
+		return fmt.Errorf("seal %d batches in the log: %w", len(ps), err)
 	}
 	s.opt.Crash(CrashAfterBatchEntry)
-	return batches, nil
+	return nil
 }
+
+// BatchOf makes the *Batch of a batch sealed in the log (SealInLog, or found by recovery), for its upload.
+func (s *Store) BatchOf(p *Pending) *Batch {
+	b := &Batch{fs: s.fs, inLog: p}
+	b.Manifest = Manifest{Key: p.key, KeyMs: p.Opened, Org: p.Org, Kind: p.Kind, Opened: p.Opened,
+		LastRecord: max(p.Opened, p.LastRecord), Records: p.Records, JSONBytes: p.JSONBytes(),
+		SealedAt: time.UnixMilli(p.sealedAt).UTC(), Destination: p.dest}
+	return b
+}
+
+// JSONBytes is what a closed batch's records weigh, separators excluded.
+func (p *Pending) JSONBytes() int64 {
+	var n int64
+	for _, r := range p.runs {
+		n += int64(r.json)
+	}
+	return n
+}
+
+// Key is the key of a batch sealed in the log, fixed when it was sealed.
+func (p *Pending) Key() string { return p.key }
+
+// SealedAt is when a batch was sealed in the log.
+func (p *Pending) SealedAt() time.Time { return time.UnixMilli(p.sealedAt) }
+
+// FirstSegment is the log segment of a closed batch's first run.
+func (p *Pending) FirstSegment() uint64 { return p.runs[0].seg }
+
+// InLogPending is the closed batch in the log that a batch holds (nil for a batch file).
+func (b *Batch) InLogPending() *Pending { return b.inLog }
 
 // Compose writes the object of a batch that lives in the log to w, and notes its size, checksums and first
 // and last events in its manifest (in memory); its records and their bytes are known since its seal. A read error is not damage: composing again may
@@ -158,15 +184,15 @@ func (s *Store) removeInLog(b *Batch) error {
 // keep to the one being written, those keeping the oldest are to be spilled.
 const spillSegments = 4
 
-// Pinning returns, while batches that live in the log keep more than spillSegments segments of it, a test of
-// whether a batch keeps the oldest; nil otherwise.
-func (s *Store) Pinning() func(*Batch) bool {
+// Pinned returns, while batches that live in the log keep more than spillSegments segments of it, the oldest,
+// whose batches are to be spilled (see Pending.FirstSegment); 0 otherwise.
+func (s *Store) Pinned() uint64 {
 	active := s.log.Active()
 	s.mu.Lock()
 	oldest := s.oldestRefLocked()
 	s.mu.Unlock()
 	if oldest > active || active-oldest <= spillSegments {
-		return nil
+		return 0
 	}
-	return func(b *Batch) bool { return b.inLog != nil && b.inLog.runs[0].seg == oldest }
+	return oldest
 }

@@ -17,9 +17,16 @@ func sealInLog(t *testing.T, s *Store) []*Batch {
 	t.Helper()
 	closed := s.TakeClosed()
 	slices.SortFunc(closed, func(x, y *Pending) int { return strings.Compare(x.Stream.String(), y.Stream.String()) })
-	bs, err := s.SealInLog(closed, naming)
-	if err != nil {
+	if err := s.SealInLog(closed, naming); err != nil {
 		t.Fatal(err)
+	}
+	return batchesOf(s, closed)
+}
+
+func batchesOf(s *Store, ps []*Pending) []*Batch {
+	bs := make([]*Batch, len(ps))
+	for i, p := range ps {
+		bs[i] = s.BatchOf(p)
 	}
 	return bs
 }
@@ -85,16 +92,16 @@ func TestBatchInTheLogSurvivesAPowerCut(t *testing.T) {
 	commit(t, s, "a/org:1", "a/org:2")
 	s.Rotate(time.Time{})
 	closed := s.TakeClosed()
-	bs, err := s.SealInLog(closed, func(p *Pending) (string, func(int64) string) { return "archive", key(p.Stream) })
-	if err != nil {
+	if err := s.SealInLog(closed, func(p *Pending) (string, func(int64) string) { return "archive", key(p.Stream) }); err != nil {
 		t.Fatal(err)
 	}
+	bs := batchesOf(s, closed)
 	commit(t, s, "a/org:3")
 	s2, rec := afterPowerCut(t, "/store", c, m)
-	if len(rec.Batches) != 1 {
-		t.Fatalf("recovered %d batches, want the one in the log", len(rec.Batches))
+	if len(rec.InLog) != 1 || len(rec.Batches) != 0 {
+		t.Fatalf("recovered %d batches in the log and %d files, want the one in the log", len(rec.InLog), len(rec.Batches))
 	}
-	b := rec.Batches[0]
+	b := s2.BatchOf(rec.InLog[0])
 	if !b.InLog() || b.Key != bs[0].Key || b.KeyMs != bs[0].KeyMs || b.Destination != "archive" || b.Records != 2 {
 		t.Errorf("recovered %+v, want %+v", b.Manifest, bs[0].Manifest)
 	}
@@ -127,7 +134,7 @@ func TestSpillWritesABatchFile(t *testing.T) {
 		t.Errorf("spilled to %+v", b.Manifest)
 	}
 	s2, rec := afterPowerCut(t, dir, c, m)
-	if len(rec.Batches) != 1 || rec.Batches[0].InLog() || rec.Batches[0].Key != wantKey {
+	if len(rec.Batches) != 1 || len(rec.InLog) != 0 || rec.Batches[0].Key != wantKey {
 		t.Fatalf("recovered %v, want the batch file only", rec.Batches)
 	}
 	if got := everything(t, s2, rec); !slices.Equal(got, []string{"1", "2"}) {
@@ -176,8 +183,8 @@ func TestDeliveredBatchInTheLogAfterAPowerCut(t *testing.T) {
 	}
 	_, rec := afterPowerCut(t, dir, c, m)
 	var found []string
-	for _, b := range rec.Batches {
-		found = append(found, b.Stream().String())
+	for _, p := range rec.InLog {
+		found = append(found, p.Stream.String())
 	}
 	if !slices.Equal(found, []string{"a/org", "b/org"}) && !slices.Equal(found, []string{"b/org", "a/org"}) {
 		t.Errorf("recovered %v, want both: a/org's sealed entry was never durable", found)
@@ -194,8 +201,8 @@ func TestDeliveredBatchInTheLogAfterAPowerCut(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, rec = afterPowerCut(t, dir, c, m)
-	if len(rec.Batches) != 0 {
-		t.Errorf("recovered %d delivered batches", len(rec.Batches))
+	if len(rec.Batches)+len(rec.InLog) != 0 {
+		t.Errorf("recovered %d delivered batches", len(rec.Batches)+len(rec.InLog))
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/wiv/out_wivaudit/vfs"
 	"github.com/wiv/out_wivaudit/wal"
@@ -15,7 +14,8 @@ import (
 
 // Recovery is what Open found of a previous run.
 type Recovery struct {
-	Batches    []*Batch // sealed batches to upload
+	Batches    []*Batch   // batch files to upload
+	InLog      []*Pending // batches sealed in the log, to upload (Store.BatchOf)
 	Pending    int      // closed batches to seal, legacy log files included
 	MovedAside []string // files recovery could not use, now in the quarantine folder
 	Damaged    [][]byte // regions of the log that failed their checksum
@@ -244,17 +244,13 @@ func (s *Store) recoverInLog(rc *recovered) {
 		if len(p.runs) == 0 {
 			continue
 		}
-		b := &Batch{fs: s.fs, inLog: p}
-		b.Manifest = Manifest{Key: e.key, KeyMs: e.ms, Org: e.st.Org, Kind: e.st.Kind, Opened: e.ms,
-			LastRecord: max(e.ms, e.lastAt), Records: p.Records, SealedAt: time.UnixMilli(e.sealedAt).UTC(),
-			Destination: e.dest}
+		p.key, p.dest, p.sealedAt = e.key, e.dest, e.sealedAt
 		for _, r := range p.runs {
-			b.JSONBytes += int64(r.json)
 			s.refs[r.seg]++
 		}
 		ss := s.streamLocked(e.st)
 		ss.batches++
-		rc.rep.Batches = append(rc.rep.Batches, b)
+		rc.rep.InLog = append(rc.rep.InLog, p)
 	}
 }
 

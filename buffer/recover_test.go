@@ -73,11 +73,10 @@ func everything(t *testing.T, s *Store, rec *Recovery) []string {
 	t.Helper()
 	objects := map[string]string{}
 	for _, b := range rec.Batches {
-		if b.InLog() {
-			objects[b.Key] = compose(t, s, b)
-			continue
-		}
 		objects[b.Key] = readObject(t, b)
+	}
+	for _, p := range rec.InLog {
+		objects[p.Key()] = compose(t, s, s.BatchOf(p))
 	}
 	s.Rotate(time.Time{})
 	sealed, _ := sealAll(t, s)

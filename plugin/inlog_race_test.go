@@ -11,7 +11,7 @@ import (
 
 // TestSpillOfDamagedBatchRacesWithDestinations: an uploader spills a batch in the log whose run is damaged, and
 // Spill sets its Records and JSONBytes to what the batch file holds, while the batch is in flight; the
-// destinations report (the metrics endpoint) reads them through queue.each at the same time. Unfixed: the race
+// destinations report (the metrics endpoint) reads them through queue.each at the same time. The race
 // detector saw it in about one run of three (it needs a read between the pop and the spill). The report now
 // reads the counts as the batch was queued.
 func TestSpillOfDamagedBatchRacesWithDestinations(t *testing.T) {

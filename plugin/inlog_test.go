@@ -279,7 +279,7 @@ func TestDeliveredUnderAMovedKeyIsNotSentAgainAfterAPowerCut(t *testing.T) {
 	in := start(cfg, mem)
 	in.Flush(cat(event("org-a", "1"), event("org-a", "2")), "audit.org")
 	in.store.Rotate(clk.Now())
-	if _, err := in.store.SealInLog(in.store.TakeClosed(), in.naming); err != nil {
+	if err := in.store.SealInLog(in.store.TakeClosed(), in.naming); err != nil {
 		t.Fatal(err)
 	}
 	in.Flush(event("org-b", "3"), "audit.org") // keeps the segment of org-a's runs

@@ -217,12 +217,15 @@ func (in *Instance) now() time.Time { return in.clock.Now() }
 
 // recovered queues what the store recovered and reports what it could not use.
 func (in *Instance) recovered(rec *buffer.Recovery) {
-	rec.Batches = in.removeDelivered(rec.Batches)
+	rec.Batches, rec.InLog = in.removeDelivered(rec.Batches, rec.InLog)
 	for _, b := range rec.Batches {
 		in.queue.push(&item{batch: b, due: in.now()})
 	}
-	if len(rec.Batches)+rec.Pending > 0 {
-		in.log.logf(LevelInfo, "recovered %d sealed batches and %d batches to seal from %s", len(rec.Batches), rec.Pending, in.cfg.StoreDir)
+	for _, p := range rec.InLog {
+		in.queue.push(&item{sealed: p, due: in.now()})
+	}
+	if sealed := len(rec.Batches) + len(rec.InLog); sealed+rec.Pending > 0 {
+		in.log.logf(LevelInfo, "recovered %d sealed batches and %d batches to seal from %s", sealed, rec.Pending, in.cfg.StoreDir)
 	}
 	if len(rec.MovedAside) > 0 {
 		in.log.logf(LevelError, "recovery set aside %d file(s) of %s it could not use (unreadable, or an object without its manifest: a seal cut short, whose records the log still holds, or a lost manifest) in %s/quarantine: %s; inspect them; a batch's two files moved back into %s/batches are replayed at the next start",

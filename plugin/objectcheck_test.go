@@ -135,7 +135,16 @@ func TestReadObject(t *testing.T) {
 	in := startTest(t, testConfig(t), "test", &fakeS3{}, TestHooks{})
 	object := waitingBatch(t, in) // not due again while the clock stands
 	var b *buffer.Batch
-	in.queue.each(func(x *buffer.Batch, _ int, _ int64) { b = x })
+	in.queue.mu.Lock()
+	for _, l := range in.queue.lanes {
+		if l.busy != nil {
+			b = l.busy.batch
+		}
+		for _, it := range l.items {
+			b = it.batch // a batch file: the one waitingBatch spilled
+		}
+	}
+	in.queue.mu.Unlock()
 	intact, err := os.ReadFile(object)
 	if err != nil {
 		t.Fatal(err)

@@ -11,9 +11,14 @@ import (
 )
 
 type item struct {
-	batch *buffer.Batch
-	// records and json are the batch's counts when it was queued: an attempt in flight may change them (a
-	// spill that leaves damage out), so each reads these.
+	// batch is nil while the batch waits in the log: sealed holds it then, and the uploader makes its batch
+	// when it takes it (Store.BatchOf), so that a batch waiting costs no more memory than its runs.
+	batch  *buffer.Batch
+	sealed *buffer.Pending
+	// st, opened, records and json are the batch's as it was queued: an attempt in flight may change the
+	// counts (a spill that leaves damage out), and makes its batch; the queue reads these.
+	st       buffer.Stream
+	opened   int64
 	records  int
 	json     int64
 	due      time.Time
@@ -110,14 +115,18 @@ func (q *queue) push(it *item) {
 
 // insert puts it in its lane by age and makes the lane ready unless it is busy. The caller holds mu.
 func (q *queue) insert(it *item) {
-	it.records, it.json = it.batch.Records, it.batch.JSONBytes
-	st := it.batch.Stream()
+	if it.batch != nil {
+		it.st, it.opened, it.records, it.json = it.batch.Stream(), it.batch.Opened, it.batch.Records, it.batch.JSONBytes
+	} else {
+		it.st, it.opened, it.records, it.json = it.sealed.Stream, it.sealed.Opened, it.sealed.Records, it.sealed.JSONBytes()
+	}
+	st := it.st
 	l := q.lanes[st]
 	if l == nil {
 		l = &lane{st: st, index: -1}
 		q.lanes[st] = l
 	}
-	i := sort.Search(len(l.items), func(i int) bool { return l.items[i].batch.Opened > it.batch.Opened })
+	i := sort.Search(len(l.items), func(i int) bool { return l.items[i].opened > it.opened })
 	l.items = append(l.items, nil)
 	copy(l.items[i+1:], l.items[i:])
 	l.items[i] = it
@@ -176,7 +185,7 @@ func (q *queue) pop(ctx context.Context) (*item, bool) {
 // done ends an attempt. With again the batch stays queued (at it.due); otherwise it has left the queue.
 func (q *queue) done(it *item, again bool) {
 	q.mu.Lock()
-	l := q.lanes[it.batch.Stream()]
+	l := q.lanes[it.st]
 	l.busy = nil
 	l.served = q.clock.Now()
 	if again {
@@ -218,8 +227,8 @@ func (q *queue) expedite() {
 // oldest returns when the oldest batch queued or in flight was opened, or ok=false when there is none.
 func (q *queue) oldest() (ms int64, ok bool) {
 	older := func(it *item) {
-		if !ok || it.batch.Opened < ms {
-			ms, ok = it.batch.Opened, true
+		if !ok || it.opened < ms {
+			ms, ok = it.opened, true
 		}
 	}
 	q.mu.Lock()
@@ -253,18 +262,17 @@ func (q *queue) drain(deadline <-chan time.Time) bool {
 	return true
 }
 
-// each calls fn, with the queue locked, for every batch queued or in flight, with its records and their bytes
-// as it was queued. fn reads only what never changes of the batch (its organisation, kind and Opened): an
-// attempt in flight may be changing the rest.
-func (q *queue) each(fn func(b *buffer.Batch, records int, json int64)) {
+// each calls fn, with the queue locked, for every batch queued or in flight: its stream, Opened, records and
+// their bytes as it was queued.
+func (q *queue) each(fn func(st buffer.Stream, opened int64, records int, json int64)) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for _, l := range q.lanes {
 		if l.busy != nil && l.busy != claimed {
-			fn(l.busy.batch, l.busy.records, l.busy.json)
+			fn(l.busy.st, l.busy.opened, l.busy.records, l.busy.json)
 		}
 		for _, it := range l.items {
-			fn(it.batch, it.records, it.json)
+			fn(it.st, it.opened, it.records, it.json)
 		}
 	}
 }
@@ -306,7 +314,7 @@ var claimed = &item{}
 func (q *queue) giveBack(items []*item, gone map[*item]bool) {
 	q.mu.Lock()
 	for _, it := range items {
-		if l := q.lanes[it.batch.Stream()]; l != nil && l.busy == claimed {
+		if l := q.lanes[it.st]; l != nil && l.busy == claimed {
 			l.busy = nil
 		}
 	}
@@ -318,7 +326,7 @@ func (q *queue) giveBack(items []*item, gone map[*item]bool) {
 		q.insert(it)
 	}
 	for _, it := range items {
-		l := q.lanes[it.batch.Stream()]
+		l := q.lanes[it.st]
 		switch {
 		case l == nil || l.busy != nil:
 		case len(l.items) == 0:

@@ -42,13 +42,19 @@ const (
 
 // spillStuck spills the batches waiting in the log that have waited too long or keep the log too long.
 func (in *Instance) spillStuck(now time.Time) {
-	pins := in.store.Pinning()
+	pinned := in.store.Pinned()
 	its := in.queue.claim(spillRound, func(it *item) bool {
-		b := it.batch
-		return b.InLog() && (now.Sub(b.SealedAt) >= spillAfter || pins != nil && pins(b))
+		p := it.sealed
+		if it.batch != nil {
+			p = it.batch.InLogPending()
+		}
+		return p != nil && (now.Sub(p.SealedAt()) >= spillAfter || pinned != 0 && p.FirstSegment() == pinned)
 	})
 	gone := map[*item]bool{}
 	for _, it := range its {
+		if it.batch == nil {
+			it.batch, it.sealed = in.store.BatchOf(it.sealed), nil
+		}
 		g, err := in.store.Spill(it.batch, in.naming, in.sealEncode)
 		switch {
 		case err != nil:
@@ -124,16 +130,15 @@ func (in *Instance) sealInLog(ps []*buffer.Pending) {
 	if len(ps) == 0 {
 		return
 	}
-	bs, err := in.store.SealInLog(ps, in.naming)
-	if err != nil {
+	if err := in.store.SealInLog(ps, in.naming); err != nil {
 		for _, p := range ps {
 			in.store.PutBack(p)
 		}
 		in.log.limitedf(LevelError, "seal\x00"+rootCause(err), in.now(), "%v; will try again", err)
 		return
 	}
-	for _, b := range bs {
-		in.queue.push(&item{batch: b, due: in.now()})
+	for _, p := range ps {
+		in.queue.push(&item{sealed: p, due: in.now()})
 	}
 }
 
