@@ -16,10 +16,10 @@ import (
 type Recovery struct {
 	Batches    []*Batch   // batch files to upload
 	InLog      []*Pending // batches sealed in the log, to upload (Store.BatchOf)
-	Pending    int      // closed batches to seal, legacy log files included
-	MovedAside []string // files recovery could not use, now in the quarantine folder
-	Damaged    [][]byte // regions of the log that failed their checksum
-	TornTail   int64    // bytes of appends cut short by a crash: never acknowledged
+	Pending    int        // closed batches to seal, legacy log files included
+	MovedAside []string   // files recovery could not use, now in the quarantine folder
+	Damaged    [][]byte   // regions of the log that failed their checksum
+	TornTail   int64      // bytes of appends cut short by a crash: never acknowledged
 }
 
 // arrived is a run read back from the log with its arrival.

@@ -201,7 +201,9 @@ func (in *Instance) destinations() []metrics.Destination {
 			d.OldestUndelivered = t
 		}
 	}
-	in.queue.each(func(st buffer.Stream, opened int64, records int, json int64) { wait(st.Org, 1, int64(records), json, opened) })
+	in.queue.each(func(st buffer.Stream, opened int64, records int, json int64) {
+		wait(st.Org, 1, int64(records), json, opened)
+	})
 	for st, u := range in.store.UnsealedStreams() {
 		wait(st.Org, u.Batches, u.Records, u.Bytes, u.Oldest)
 	}
