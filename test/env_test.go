@@ -318,7 +318,8 @@ func TestLogCheckFindsSecrets(t *testing.T) {
 }
 
 // storedStreams opens a Store_Dir the plugin has left, as the next start would, and returns the streams
-// ("org/kind") that have sealed batches waiting and those that have records in the log still to seal.
+// ("org/kind") that have sealed batches waiting (batch files or in the log) and those that have records in the
+// log still to seal.
 func storedStreams(t *testing.T, dir string) (sealed, unsealed map[string]bool) {
 	t.Helper()
 	s, rec, err := buffer.Open(dir, buffer.Options{MaxBatch: 1 << 30, QuarantineLimit: 1 << 30, Now: time.Now})
@@ -329,6 +330,9 @@ func storedStreams(t *testing.T, dir string) (sealed, unsealed map[string]bool) 
 	sealed, unsealed = map[string]bool{}, map[string]bool{}
 	for _, b := range rec.Batches {
 		sealed[b.Stream().String()] = true
+	}
+	for _, p := range rec.InLog {
+		sealed[p.Stream.String()] = true
 	}
 	for _, p := range s.TakeClosed() {
 		unsealed[p.Stream.String()] = true
