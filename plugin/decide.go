@@ -92,10 +92,12 @@ const (
 // file, so that it never keeps the log's segments, and so that a new key lasts over a restart (the ledger
 // lists a delivered batch under the key it was sent with; a restart finds a batch in the log under its sealed
 // key). Only what spilling cannot help stays: an attempt that could not read the log, that could not spill,
-// or that panicked is retried from the log.
+// or that panicked is retried from the log, and so is one whose ledger line could not be written (S3 has the
+// object; a batch file would only take more of a disk that is full, typically).
 func decide(f facts, p policy) outcome {
 	o := decideFor(f, p)
-	stays := inLogAction[o.do] || f.step == readFailed || f.step == spillFailed || f.step == panicked
+	stays := inLogAction[o.do] || f.step == readFailed || f.step == spillFailed || f.step == panicked ||
+		f.step == recordFailed
 	if f.inLog && (f.step == damaged || !stays) {
 		return outcome{do: spill, attempts: f.attempts}
 	}
