@@ -282,3 +282,29 @@ func TestDamagedFirstRunDoesNotMakeABatchInTheLogDone(t *testing.T) {
 		t.Errorf("records after the restart: %v, want a/org's intact record \"second\"", got)
 	}
 }
+
+// The log's bound: batches waiting in the log that keep more than spillSegments segments behind the active one
+// name the oldest, whose batches are to be spilled; within the bound, none.
+func TestPinnedNamesTheOldestSegmentPastTheBound(t *testing.T) {
+	c := &clock{t: t0}
+	s, _, _, _ := memStore(t, Options{MaxBatch: 1 << 20, Now: c.now, SegmentSize: minSegmentSize})
+	record := strings.Repeat("x", minSegmentSize/2)
+	commit(t, s, "a/org:"+record) // a/org's batch keeps the first segment
+	s.Rotate(time.Time{})
+	first := sealInLog(t, s)[0]
+	for s.log.Active()-first.InLogPending().FirstSegment() <= spillSegments {
+		if got := s.Pinned(); got != 0 {
+			t.Fatalf("Pinned() = %d with the log %d segments behind; want 0 within the bound", got, s.log.Active()-first.InLogPending().FirstSegment())
+		}
+		commit(t, s, "b/org:"+record)
+		s.Rotate(time.Time{})
+		for _, b := range sealInLog(t, s) {
+			if err := s.Remove(b); err != nil { // delivered at once: only a/org's batch keeps segments
+				t.Fatal(err)
+			}
+		}
+	}
+	if got := s.Pinned(); got != first.InLogPending().FirstSegment() {
+		t.Errorf("Pinned() = %d past the bound; want %d, the segment a/org's waiting batch keeps", got, first.InLogPending().FirstSegment())
+	}
+}
