@@ -72,3 +72,15 @@ func (s *Store) MakeRoom(err error) bool {
 	s.fs.SyncDir(s.dir)
 	return true
 }
+
+// appendEntries appends delivery's own entries (batch and "sealed" entries) to the log and counts what they
+// take; a full disk gives up the ballast for them, once.
+func (s *Store) appendEntries(entries [][]byte) error {
+	written, err := s.log.Append(entries, nil)
+	if err != nil && s.MakeRoom(err) {
+		s.use.add(written)
+		written, err = s.log.Append(entries, nil)
+	}
+	s.use.add(written)
+	return err
+}

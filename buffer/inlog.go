@@ -47,14 +47,7 @@ func (s *Store) SealInLog(ps []*Pending, name Naming) error {
 	done := s.done
 	s.done = nil
 	s.markMu.Unlock()
-	entries = append(entries, done...)
-	written, err := s.log.Append(entries, nil)
-	if err != nil && s.MakeRoom(err) {
-		s.use.add(written)
-		written, err = s.log.Append(entries, nil)
-	}
-	s.use.add(written)
-	if err != nil {
+	if err := s.appendEntries(append(entries, done...)); err != nil {
 		s.markMu.Lock()
 		s.done = append(done, s.done...)
 		s.markMu.Unlock()

@@ -170,14 +170,7 @@ func (s *Store) markLocked() error {
 	for _, m := range s.unmarked {
 		entries = append(entries, m.entry)
 	}
-	entries = append(entries, s.done...)
-	written, err := s.log.Append(entries, nil)
-	if err != nil && s.MakeRoom(err) {
-		s.use.add(written)
-		written, err = s.log.Append(entries, nil)
-	}
-	s.use.add(written)
-	if err != nil {
+	if err := s.appendEntries(append(entries, s.done...)); err != nil {
 		return err
 	}
 	s.done = nil

@@ -55,16 +55,24 @@ func (in *Instance) spillStuck(now time.Time) {
 		if it.batch == nil {
 			it.batch, it.sealed = in.store.BatchOf(it.sealed), nil
 		}
-		g, err := in.store.Spill(it.batch, in.naming, in.sealEncode)
-		switch {
-		case err != nil:
-			in.log.limitedf(LevelError, "spill\x00"+rootCause(err), now, "%v; it stays in the log and will try again", err)
-		case g:
+		if g, err := in.spill(it.batch, now); err == nil && g {
 			gone[it] = true
-			in.log.logf(LevelError, "batch %s of %s held only damaged records: they are in the dead-letter file, nothing is left to upload", it.batch.Key, it.batch.Stream())
 		}
 	}
 	in.queue.giveBack(its, gone)
+}
+
+// spill writes a batch in the log to a batch file, and says what went wrong: it stays in the log when the spill
+// failed, and is gone when it held only damaged records.
+func (in *Instance) spill(b *buffer.Batch, now time.Time) (gone bool, err error) {
+	gone, err = in.store.Spill(b, in.naming, in.sealEncode)
+	switch {
+	case err != nil:
+		in.log.limitedf(LevelError, "spill\x00"+rootCause(err), now, "%v; it stays in the log and will try again", err)
+	case gone:
+		in.log.logf(LevelError, "batch %s of %s held only damaged records: they are in the dead-letter file, nothing is left to upload", b.Key, b.Stream())
+	}
+	return gone, err
 }
 
 // sealRound is how many closed batches are sealed to files together, sharing one folder sync and one log

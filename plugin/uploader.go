@@ -96,14 +96,12 @@ func (in *Instance) attempt(ctx context.Context, it *item) bool {
 		case spill:
 			objectBuffers.Put(body)
 			body = nil
-			gone, err := in.store.Spill(b, in.naming, in.sealEncode)
+			gone, err := in.spill(b, f.now)
 			if err != nil {
-				in.log.limitedf(LevelError, "spill\x00"+rootCause(err), f.now, "%v; it stays in the log and will try again", err)
 				f = in.failedStep(f, spillFailed, b)
 				continue
 			}
 			if gone {
-				in.log.logf(LevelError, "batch %s of %s held only damaged records: they are in the dead-letter file, nothing is left to upload", b.Key, b.Stream())
 				return false
 			}
 			f.inLog = false
