@@ -8,17 +8,17 @@ import (
 	"github.com/wiv/out_wivaudit/wal"
 )
 
-// runRef is where a run of one stream's records lies in the log. It is kept small: the index holds one for
-// every (chunk, stream) pair not yet sealed.
+// runRef is where a run of one stream's records lies in the log. It is kept small (24 bytes): the index holds
+// one for every (chunk, stream) pair not yet sealed, or sealed and waiting in the log.
 type runRef struct {
 	seg     uint64
-	off     int64 // the frame's offset in the segment
-	size    int32 // the entry's length (a chunk is far smaller than 2 GiB)
+	off     uint32 // the frame's offset in the segment, which starts before maxSegmentSize
+	size    int32  // the entry's length (a chunk is far smaller than 2 GiB)
 	records int32
 	json    int32 // the records' bytes, separators excluded
 }
 
-func (r runRef) pos() wal.Pos { return wal.Pos{Seg: r.seg, Off: r.off} }
+func (r runRef) pos() wal.Pos { return wal.Pos{Seg: r.seg, Off: int64(r.off)} }
 
 // stream is the index entry of one stream: its open batch (runs in log order) and the last key millisecond
 // it used. It is kept while anything of the stream is on disk, so that its keys never repeat meanwhile.
@@ -94,7 +94,7 @@ func (s *Store) appendClaimed(c *Chunk, before func() error) (int64, error) {
 	written, err := s.log.Append(entries, func(at []wal.Pos) {
 		s.mu.Lock()
 		for i, r := range c.runs[:c.n] {
-			s.addRunLocked(r.st, runRef{seg: at[i].Seg, off: at[i].Off, size: int32(len(r.entry)),
+			s.addRunLocked(r.st, runRef{seg: at[i].Seg, off: uint32(at[i].Off), size: int32(len(r.entry)),
 				records: int32(r.records), json: int32(jsonBytes(r.body(), r.records))}, s.opt.KeyClock().UnixMilli(), arrival)
 		}
 		s.mu.Unlock()
@@ -206,6 +206,17 @@ func (s *Store) TakeClosed() []*Pending {
 func (s *Store) PutBack(p *Pending) {
 	s.mu.Lock()
 	s.closed = append(s.closed, p)
+	s.mu.Unlock()
+}
+
+// PutBackFirst returns batches taken by TakeClosed and not sealed to the front of the sealing queue, in
+// their order: they were closed before any closed since.
+func (s *Store) PutBackFirst(ps []*Pending) {
+	if len(ps) == 0 {
+		return
+	}
+	s.mu.Lock()
+	s.closed = append(ps, s.closed...)
 	s.mu.Unlock()
 }
 

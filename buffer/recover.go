@@ -194,7 +194,7 @@ func (s *Store) recoverLog(rc *recovered) error {
 	log, rep, err := wal.Open(s.walDir, wal.Options{FS: s.fs, SegmentSize: s.opt.SegmentSize, MinID: rc.maxSeg + 1,
 		AfterWrite: func() { s.opt.Crash(CrashAfterWrite) }},
 		logEntries(func(e entry, at wal.Pos, size int) {
-			rc.runs[e.st] = append(rc.runs[e.st], arrived{runRef{seg: at.Seg, off: at.Off, size: int32(size),
+			rc.runs[e.st] = append(rc.runs[e.st], arrived{runRef{seg: at.Seg, off: uint32(at.Off), size: int32(size),
 				records: int32(e.records), json: int32(jsonBytes(e.body, e.records))}, e.ms})
 		}, func(e entry) {
 			if e.typ == batchEntry {

@@ -56,6 +56,10 @@ type Options struct {
 // DefaultSegmentSize is the size past which the log starts a new segment file.
 const DefaultSegmentSize = 16 << 20
 
+// maxSegmentSize bounds Options.SegmentSize: an entry starts before it, so that runRef keeps its offset in 32
+// bits.
+const maxSegmentSize = 1 << 30
+
 // Crash points, in the order a record meets them.
 const (
 	CrashAfterWrite     = "after-write"     // appended, not yet synced or acknowledged
@@ -123,6 +127,7 @@ func Open(dir string, opt Options) (*Store, *Recovery, error) {
 	if opt.KeyClock == nil {
 		opt.KeyClock = opt.Now
 	}
+	opt.SegmentSize = min(opt.SegmentSize, maxSegmentSize)
 	if opt.SegmentSize <= 0 {
 		opt.SegmentSize = DefaultSegmentSize
 		if opt.Limit > 0 {

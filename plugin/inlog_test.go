@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/wiv/out_wivaudit/conf"
+	"github.com/wiv/out_wivaudit/test/chunks"
 	"github.com/wiv/out_wivaudit/vfs"
 )
 
@@ -299,5 +300,48 @@ func TestDeliveredUnderAMovedKeyIsNotSentAgainAfterAPowerCut(t *testing.T) {
 	after.waitSettled(t)
 	if seen := fake.deliveredIDs(t); seen["1"] != 1 || seen["2"] != 1 {
 		t.Errorf("delivered %v after %d more uploads, want each record once:\n%s", seen, fake.callCount()-calls, after.sink.joined())
+	}
+}
+
+// TestSealingLeavesTheRestClosedWhileTheQueueIsFull: more batches close at once than maxInLog. The sealer seals
+// maxInLog of them in the log and leaves the others closed in the store, where a batch costs only its runs;
+// as uploads make room, the sealer seals them too, and every batch is delivered once.
+func TestSealingLeavesTheRestClosedWhileTheQueueIsFull(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.TotalFileSize = 1 << 20
+	release := make(chan struct{})
+	fake := &fakeS3{script: func(int, string) error { <-release; return nil }}
+	clk := newFakeClock()
+	in := startWith(t, cfg, "test", &testInstance{clock: clk, s3: fake, sink: &logSink{}}, deps{send: fake, clock: clk})
+	free := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(free)
+	orgs := maxInLog + 100
+	if r := in.Flush(chunks.AuditChunk(orgs, orgs), "audit.org"); r != OK {
+		t.Fatalf("flush: %v", r)
+	}
+	in.store.Rotate(time.Time{})
+	signal(in.sealNow)
+	in.waitQueued(t, maxInLog)
+	in.sealWithinRoom()
+	if n := in.queue.len(); n != maxInLog {
+		t.Fatalf("%d batches queued after another seal round, want maxInLog (%d)", n, maxInLog)
+	}
+	in.sealing.Lock() // the sealer holds what it takes until it puts it back
+	closed := in.store.TakeClosed()
+	in.store.PutBackFirst(closed)
+	in.sealing.Unlock()
+	if len(closed) != orgs-maxInLog {
+		t.Fatalf("%d batches left closed, want %d", len(closed), orgs-maxInLog)
+	}
+	free()
+	in.waitDelivered(t, int64(orgs))
+	in.waitSettled(t)
+	if seen := fake.deliveredIDs(t); len(seen) != orgs {
+		t.Errorf("delivered %d distinct records, want %d", len(seen), orgs)
+	}
+	for id, n := range fake.deliveredIDs(t) {
+		if n != 1 {
+			t.Errorf("record %s delivered %d times", id, n)
+		}
 	}
 }

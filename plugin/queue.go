@@ -24,6 +24,7 @@ type item struct {
 	due      time.Time
 	attempts int   // failed attempts in this process, for the backoff
 	sent     *sent // S3 stored the batch, and its ledger line is still to be recorded; nil before
+	inLog    bool  // the batch lived in the log when it was queued: counted in queue.inLog
 }
 
 // lane holds one stream's batches, oldest first. At most one of them is in flight, so a stream's objects
@@ -77,6 +78,7 @@ func (r *ready) Push(x any) {
 func (r *ready) Pop() any {
 	old := *r
 	l := old[len(old)-1]
+	old[len(old)-1] = nil // the backing array would keep the lane, and through it its last batch, alive
 	*r = old[:len(old)-1]
 	l.index = -1
 	return l
@@ -89,12 +91,16 @@ type queue struct {
 	lanes   map[buffer.Stream]*lane
 	ready   ready
 	count   int // batches queued or in flight
+	inLog   int // of them, those that lived in the log when queued
 	wake    chan struct{}
 	changed chan struct{}
+	// room is signalled when the batches living in the log fall to half of maxInLog: the sealer seals more
+	room chan struct{}
 }
 
 func newQueue(clk clock) *queue {
-	return &queue{clock: clk, lanes: map[buffer.Stream]*lane{}, wake: make(chan struct{}, 1), changed: make(chan struct{}, 1)}
+	return &queue{clock: clk, lanes: map[buffer.Stream]*lane{}, wake: make(chan struct{}, 1), changed: make(chan struct{}, 1),
+		room: make(chan struct{}, 1)}
 }
 
 func signal(c chan struct{}) {
@@ -110,15 +116,25 @@ func (q *queue) push(it *item) {
 	q.count++
 	q.insert(it)
 	q.mu.Unlock()
+	signal(q.changed)
 	signal(q.wake)
 }
 
 // insert puts it in its lane by age and makes the lane ready unless it is busy. The caller holds mu.
 func (q *queue) insert(it *item) {
+	was := it.inLog
 	if it.batch != nil {
 		it.st, it.opened, it.records, it.json = it.batch.Stream(), it.batch.Opened, it.batch.Records, it.batch.JSONBytes
+		it.inLog = it.batch.InLog()
 	} else {
 		it.st, it.opened, it.records, it.json = it.sealed.Stream, it.sealed.Opened, it.sealed.Records, it.sealed.JSONBytes()
+		it.inLog = true
+	}
+	switch {
+	case it.inLog && !was:
+		q.inLog++
+	case was && !it.inLog:
+		q.leftLog()
 	}
 	st := it.st
 	l := q.lanes[st]
@@ -154,6 +170,7 @@ func (q *queue) pop(ctx context.Context) (*item, bool) {
 			if due = l.key(); !due.After(q.clock.Now()) {
 				heap.Pop(&q.ready)
 				it := l.items[0]
+				l.items[0] = nil
 				l.items = l.items[1:]
 				l.busy = it
 				more := len(q.ready) > 0
@@ -195,6 +212,9 @@ func (q *queue) done(it *item, again bool) {
 		q.insert(it)
 	} else {
 		q.count--
+		if it.inLog {
+			q.leftLog()
+		}
 		if len(l.items) > 0 {
 			heap.Push(&q.ready, l)
 		} else {
@@ -242,6 +262,27 @@ func (q *queue) oldest() (ms int64, ok bool) {
 		}
 	}
 	return ms, ok
+}
+
+// maxInLog bounds the batches living in the log that are queued or in flight: the sealer leaves the rest
+// closed in the store until uploads make room (Instance.sealWithinRoom). A batch queued costs about 500 bytes
+// besides its runs (its item, lane, key, and its Batch once taken): 30,000 streams closing together would keep
+// 15 MB more live, and the collector would run every few uploads under the memory limit.
+const maxInLog = 2 * sealInLogRound
+
+// leftLog counts a batch living in the log that left the queue, or the log; the caller holds mu.
+func (q *queue) leftLog() {
+	q.inLog--
+	if q.inLog == maxInLog/2 {
+		signal(q.room)
+	}
+}
+
+// roomInLog is how many more batches living in the log may be queued.
+func (q *queue) roomInLog() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return maxInLog - q.inLog
 }
 
 func (q *queue) len() int {
@@ -321,6 +362,9 @@ func (q *queue) giveBack(items []*item, gone map[*item]bool) {
 	for _, it := range items {
 		if gone[it] {
 			q.count--
+			if it.inLog {
+				q.leftLog()
+			}
 			continue
 		}
 		q.insert(it)

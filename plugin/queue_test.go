@@ -2,9 +2,12 @@ package plugin
 
 import (
 	"context"
+	"fmt"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
+	"weak"
 
 	"github.com/wiv/out_wivaudit/buffer"
 )
@@ -164,5 +167,53 @@ func TestGiveBackOfAGoneBatchLeavesItsLaneReady(t *testing.T) {
 	}
 	if len(q.ready) != 1 || q.ready[0].items[0] != young {
 		t.Fatalf("the lane's other batch is not ready for upload: %d lanes ready", len(q.ready))
+	}
+}
+
+// TestQueueLetsGoOfBatchesThatLeft: once a batch has left the queue, nothing of the queue keeps it alive. A
+// lane's slice of batches kept the last it popped, and the ready heap's backing array the lanes it popped: in
+// make bench, 30,000 delivered batches stayed live with their sums and events, and the collector ran every
+// megabyte.
+func TestQueueLetsGoOfBatchesThatLeft(t *testing.T) {
+	clk := newFakeClock()
+	q := newQueue(clk)
+	var first, second []weak.Pointer[buffer.Batch]
+	func() {
+		for i := range 50 {
+			org := fmt.Sprintf("org-%d", i)
+			a, b := batch(org, 1), batch(org, 2)
+			first, second = append(first, weak.Make(a)), append(second, weak.Make(b))
+			q.push(&item{batch: a, due: clk.Now()})
+			q.push(&item{batch: b, due: clk.Now()})
+		}
+	}()
+	deliver := func(n int) {
+		for range n {
+			it, ok := q.pop(context.Background())
+			if !ok {
+				t.Fatal("nothing to pop")
+			}
+			q.done(it, false)
+		}
+	}
+	alive := func(ws []weak.Pointer[buffer.Batch]) (n int) {
+		runtime.GC()
+		for _, w := range ws {
+			if w.Value() != nil {
+				n++
+			}
+		}
+		return n
+	}
+	deliver(50) // the first batch of each stream: each lane keeps its second
+	if n := alive(first); n != 0 {
+		t.Errorf("%d of 50 batches that left are still alive, their streams' next batches queued", n)
+	}
+	if n := alive(second); n != 50 {
+		t.Fatalf("%d of 50 queued batches alive", n)
+	}
+	deliver(50)
+	if n := alive(second); n != 0 {
+		t.Errorf("%d of 50 batches that left are still alive, the queue empty", n)
 	}
 }

@@ -19,7 +19,7 @@ func (in *Instance) sealer(ctx context.Context, tick <-chan time.Time) {
 			return
 		case <-tick:
 			in.store.Rotate(in.now().Add(-in.cfg.UploadTimeout))
-			in.sealClosed(time.Time{})
+			in.sealWithinRoom()
 			in.spillStuck(in.now())
 			// After the seal round, which carried the "sealed" entries of the batches delivered from the log.
 			if err := in.store.Tidy(); err != nil {
@@ -27,7 +27,9 @@ func (in *Instance) sealer(ctx context.Context, tick <-chan time.Time) {
 			}
 			st.maybe(in, in.now())
 		case <-in.sealNow:
-			in.sealClosed(time.Time{})
+			in.sealWithinRoom()
+		case <-in.queue.room:
+			in.sealWithinRoom()
 		}
 	}
 }
@@ -82,10 +84,37 @@ const (
 	sealInLogRound = 1024
 )
 
-// sealClosed seals closed batches with their final keys and queues them for upload. Past the deadline (if
-// set) it stops: the batches left are durable in the log and sealed at the next start.
+// sealWithinRoom seals the closed batches that go to files, and of those to be sealed in the log as many as
+// the queue has room for (maxInLog); the others stay closed in the store, oldest first, until uploads make
+// room.
+func (in *Instance) sealWithinRoom() {
+	in.sealing.Lock() // the room is counted before the batches it is given to are queued
+	defer in.sealing.Unlock()
+	room := in.queue.roomInLog()
+	var now, later []*buffer.Pending
+	for _, p := range in.store.TakeClosed() {
+		switch {
+		case in.toFile(p):
+		case room <= 0:
+			later = append(later, p)
+			continue
+		default:
+			room--
+		}
+		now = append(now, p)
+	}
+	in.store.PutBackFirst(later)
+	in.seal(now, time.Time{})
+}
+
+// sealClosed seals every closed batch with its final key and queues it for upload. Past the deadline (if set)
+// it stops: the batches left are durable in the log and sealed at the next start.
 func (in *Instance) sealClosed(deadline time.Time) {
-	closed := in.store.TakeClosed()
+	in.seal(in.store.TakeClosed(), deadline)
+}
+
+// seal seals closed, oldest first, and queues them, until the deadline (if set).
+func (in *Instance) seal(closed []*buffer.Pending, deadline time.Time) {
 	var sealed []buffer.Sealed // of the round being queued
 	// After a panic, what the store sealed is queued and what it was not given goes back to it. A round it was
 	// sealing when the panic struck is left to the next start, which finds its records in the log or its
