@@ -92,8 +92,8 @@ func New(cfg *conf.Config, name string, out LogFunc, hooks TestHooks) (*Instance
 // memoryLimit is the Go runtime's soft memory limit in Fluent Bit's process, unless GOMEMLIMIT sets one: the
 // collector then runs more often rather than let the heap grow to twice what is live. It is sized for 30,000
 // streams with data at once (about 25 MB live when they all close together): in Fluent Bit 4.2.8, ingesting
-// and delivering 10,000 organisations x 3 peaked at 108 MB RSS with 64 MiB and 96 MB with 48 MiB, for about
-// the same CPU; with 40 MiB the collector ran after every few uploads and took three times the CPU.
+// and delivering 10,000 organisations x 3 peaked at 90 MiB RSS with 48 MiB (108 MiB with 64 MiB); with 40 MiB
+// the collector ran after every few uploads and took three times the CPU.
 const memoryLimit = 48 << 20
 
 var limitMemory = sync.OnceFunc(func() {
