@@ -27,6 +27,22 @@ type item struct {
 	inLog    bool  // the batch lived in the log when it was queued: counted in queue.inLog
 }
 
+// batchOf is the item's batch, made from the log's when it waited there (Store.BatchOf).
+func (it *item) batchOf(s *buffer.Store) *buffer.Batch {
+	if it.batch == nil {
+		it.batch, it.sealed = s.BatchOf(it.sealed), nil
+	}
+	return it.batch
+}
+
+// inLogPending is the closed batch in the log the item holds, nil when its batch is a file.
+func (it *item) inLogPending() *buffer.Pending {
+	if it.batch != nil {
+		return it.batch.InLogPending()
+	}
+	return it.sealed
+}
+
 // lane holds one stream's batches, oldest first. At most one of them is in flight, so a stream's objects
 // appear in order.
 type lane struct {
@@ -211,10 +227,7 @@ func (q *queue) done(it *item, again bool) {
 		}
 		q.insert(it)
 	} else {
-		q.count--
-		if it.inLog {
-			q.leftLog()
-		}
+		q.left(it)
 		if len(l.items) > 0 {
 			heap.Push(&q.ready, l)
 		} else {
@@ -269,6 +282,14 @@ func (q *queue) oldest() (ms int64, ok bool) {
 // besides its runs (its item, lane, key, and its Batch once taken): 30,000 streams closing together would keep
 // 15 MB more live, and the collector would run every few uploads under the memory limit.
 const maxInLog = 2 * sealInLogRound
+
+// left counts a batch that left the queue; the caller holds mu.
+func (q *queue) left(it *item) {
+	q.count--
+	if it.inLog {
+		q.leftLog()
+	}
+}
 
 // leftLog counts a batch living in the log that left the queue, or the log; the caller holds mu.
 func (q *queue) leftLog() {
@@ -361,10 +382,7 @@ func (q *queue) giveBack(items []*item, gone map[*item]bool) {
 	}
 	for _, it := range items {
 		if gone[it] {
-			q.count--
-			if it.inLog {
-				q.leftLog()
-			}
+			q.left(it)
 			continue
 		}
 		q.insert(it)

@@ -46,18 +46,12 @@ const (
 func (in *Instance) spillStuck(now time.Time) {
 	pinned := in.store.Pinned()
 	its := in.queue.claim(spillRound, func(it *item) bool {
-		p := it.sealed
-		if it.batch != nil {
-			p = it.batch.InLogPending()
-		}
+		p := it.inLogPending()
 		return p != nil && (now.Sub(p.SealedAt()) >= spillAfter || pinned != 0 && p.FirstSegment() == pinned)
 	})
 	gone := map[*item]bool{}
 	for _, it := range its {
-		if it.batch == nil {
-			it.batch, it.sealed = in.store.BatchOf(it.sealed), nil
-		}
-		if g, err := in.spill(it.batch, now); err == nil && g {
+		if g, err := in.spill(it.batchOf(in.store), now); err == nil && g {
 			gone[it] = true
 		}
 	}
@@ -134,22 +128,16 @@ func (in *Instance) seal(closed []*buffer.Pending, deadline time.Time) {
 		}
 		// A round takes sealRound batches that go to files, or up to sealInLogRound of which those that do not
 		// are sealed in the log with one append: that costs no file of their own.
-		n, toFiles := 0, 0
-		for ; n < len(closed) && n < sealInLogRound && toFiles < sealRound; n++ {
-			if in.toFile(closed[n]) {
-				toFiles++
-			}
-		}
-		round := closed[:n]
-		closed = closed[n:]
 		var inLog, toFile []*buffer.Pending
-		for _, p := range round {
-			if in.toFile(p) {
+		n := 0
+		for ; n < len(closed) && n < sealInLogRound && len(toFile) < sealRound; n++ {
+			if p := closed[n]; in.toFile(p) {
 				toFile = append(toFile, p)
 			} else {
 				inLog = append(inLog, p)
 			}
 		}
+		closed = closed[n:]
 		in.sealInLog(inLog)
 		sealed = in.store.Seal(toFile, in.naming, in.sealEncode)
 		for len(sealed) > 0 {

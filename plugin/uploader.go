@@ -57,10 +57,7 @@ func (in *Instance) uploadOne(ctx context.Context, it *item) {
 // attempt takes one batch through the steps decide chooses, doing each: the store, S3 and the log. It
 // reports whether the batch stays queued, due at it.due.
 func (in *Instance) attempt(ctx context.Context, it *item) bool {
-	if it.batch == nil {
-		it.batch, it.sealed = in.store.BatchOf(it.sealed), nil
-	}
-	b := it.batch
+	b := it.batchOf(in.store)
 	d, held := in.dests.resolve(b)
 	var err error      // why the step failed
 	var version string // of the object S3 stored
