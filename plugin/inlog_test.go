@@ -322,7 +322,7 @@ func TestSealingLeavesTheRestClosedWhileTheQueueIsFull(t *testing.T) {
 	in.store.Rotate(time.Time{})
 	signal(in.sealNow)
 	in.waitQueued(t, maxInLog)
-	in.sealWithinRoom()
+	in.sealWithinRoom(false)
 	if n := in.queue.len(); n != maxInLog {
 		t.Fatalf("%d batches queued after another seal round, want maxInLog (%d)", n, maxInLog)
 	}

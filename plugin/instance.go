@@ -36,6 +36,7 @@ type Instance struct {
 	dests  *destinations
 	send   sender
 	queue  *queue
+	stored storedObjects // batches S3 stored whose ledger lines wait to be recorded together
 	clock  clock
 	chunks sync.Pool // *buffer.Chunk, one per flush under way
 	encode buffer.Encoder
@@ -132,6 +133,7 @@ func start(cfg *conf.Config, name string, out LogFunc, with deps) (*Instance, er
 		deadFull:     every{interval: 10 * time.Second},
 	}
 	in.queue = newQueue(with.clock)
+	in.stored.group = linesPerUploader * cfg.UploadWorkers
 	if in.attempting = with.attempting; in.attempting == nil {
 		in.attempting = func() {}
 	}
@@ -298,6 +300,7 @@ func (in *Instance) Close() {
 		grace.Stop()
 		in.abortUploads()
 		<-finished
+		in.recordStored() // the lines an uploader that panicked on its way out left
 		if in.member != nil {
 			in.member.Leave()
 		}

@@ -173,8 +173,9 @@ func (q *queue) insert(it *item) {
 }
 
 // pop waits for the next due batch of a stream with nothing in flight. It returns false once ctx has ended,
-// even when batches are due.
-func (q *queue) pop(ctx context.Context) (*item, bool) {
+// even when batches are due. Before it waits, it calls idle (unless nil), and looks again when idle reports
+// that it did something.
+func (q *queue) pop(ctx context.Context, idle func() bool) (*item, bool) {
 	for {
 		if ctx.Err() != nil {
 			return nil, false
@@ -198,6 +199,9 @@ func (q *queue) pop(ctx context.Context) (*item, bool) {
 			}
 		}
 		q.mu.Unlock()
+		if idle != nil && idle() {
+			continue
+		}
 		var fire <-chan time.Time
 		stop := func() {}
 		if !due.IsZero() {

@@ -29,7 +29,7 @@ func TestQueueOrderPerStreamAndFairness(t *testing.T) {
 	clk.Advance(10 * time.Millisecond)
 
 	pop := func() *item {
-		it, ok := q.pop(ctx)
+		it, ok := q.pop(ctx, nil)
 		if !ok {
 			t.Fatal("pop ended")
 		}
@@ -81,7 +81,7 @@ func TestQueuePopEndsWithContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	// Workers stop at shutdown even with batches due; otherwise every attempt fails at once and they spin.
-	if it, ok := q.pop(ctx); ok {
+	if it, ok := q.pop(ctx, nil); ok {
 		t.Errorf("pop after the end returned %+v", it.batch.Manifest)
 	}
 }
@@ -104,7 +104,7 @@ func TestQueueOldestCountsTheBatchInFlight(t *testing.T) {
 	}
 	want("queued", 3)
 	ctx := context.Background()
-	b, _ := q.pop(ctx)
+	b, _ := q.pop(ctx, nil)
 	if b.batch.Org != "b" {
 		t.Fatalf("popped %+v", b.batch.Manifest)
 	}
@@ -112,7 +112,7 @@ func TestQueueOldestCountsTheBatchInFlight(t *testing.T) {
 	q.done(b, false)
 	want("b delivered", 5)
 	for range 2 {
-		it, _ := q.pop(ctx)
+		it, _ := q.pop(ctx, nil)
 		q.done(it, false)
 	}
 	if ms, ok := q.oldest(); ok {
@@ -132,13 +132,13 @@ func TestQueueOrderOfTies(t *testing.T) {
 		for i, org := range orgs {
 			q.push(&item{batch: batch(org, 1), due: clk.Now()})
 			if i == 0 && popFirstEarly {
-				it, _ := q.pop(ctx)
+				it, _ := q.pop(ctx, nil)
 				got = append(got, it.batch.Org)
 				q.done(it, false)
 			}
 		}
 		for q.len() > 0 {
-			it, _ := q.pop(ctx)
+			it, _ := q.pop(ctx, nil)
 			got = append(got, it.batch.Org)
 			q.done(it, false)
 		}
@@ -189,7 +189,7 @@ func TestQueueLetsGoOfBatchesThatLeft(t *testing.T) {
 	}()
 	deliver := func(n int) {
 		for range n {
-			it, ok := q.pop(context.Background())
+			it, ok := q.pop(context.Background(), nil)
 			if !ok {
 				t.Fatal("nothing to pop")
 			}

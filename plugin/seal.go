@@ -19,7 +19,7 @@ func (in *Instance) sealer(ctx context.Context, tick <-chan time.Time) {
 			return
 		case <-tick:
 			in.store.Rotate(in.now().Add(-in.cfg.UploadTimeout))
-			in.sealWithinRoom()
+			in.sealWithinRoom(true)
 			in.spillStuck(in.now())
 			// After the seal round, which carried the "sealed" entries of the batches delivered from the log.
 			if err := in.store.Tidy(); err != nil {
@@ -27,9 +27,9 @@ func (in *Instance) sealer(ctx context.Context, tick <-chan time.Time) {
 			}
 			st.maybe(in, in.now())
 		case <-in.sealNow:
-			in.sealWithinRoom()
+			in.sealWithinRoom(false)
 		case <-in.queue.room:
-			in.sealWithinRoom()
+			in.sealWithinRoom(false)
 		}
 	}
 }
@@ -80,13 +80,20 @@ const (
 
 // sealWithinRoom seals the closed batches that go to files, and of those to be sealed in the log as many as
 // the queue has room for (maxInLog); the others stay closed in the store, oldest first, until uploads make
-// room.
-func (in *Instance) sealWithinRoom() {
+// room. Unless every is set, it stops looking once the room is taken: with 30,000 batches closed, asking the
+// destinations about each at every round that uploads make room for cost more than sealing. A batch that goes
+// to a file and was closed since the last tick then waits for the next one (a second at most).
+func (in *Instance) sealWithinRoom(every bool) {
 	in.sealing.Lock() // the room is counted before the batches it is given to are queued
 	defer in.sealing.Unlock()
 	room := in.queue.roomInLog()
+	closed := in.store.TakeClosed()
 	var now, later []*buffer.Pending
-	for _, p := range in.store.TakeClosed() {
+	for i, p := range closed {
+		if room <= 0 && !every {
+			later = append(later, closed[i:]...)
+			break
+		}
 		switch {
 		case in.toFile(p):
 		case room <= 0:

@@ -2,8 +2,6 @@ package plugin
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -28,35 +26,56 @@ type sender interface {
 }
 
 // uploader takes due batches while take lasts and uploads them under requests, which can end sooner or later.
+// The ledger lines of the objects S3 stored are written in groups (stored.go): when a group is full, and
+// whenever no batch is due.
 func (in *Instance) uploader(take, requests context.Context) {
 	for {
-		it, ok := in.queue.pop(take)
+		it, ok := in.queue.pop(take, in.recordStored)
 		if !ok {
+			in.recordStored()
 			return
 		}
-		in.uploadOne(requests, it)
+		if in.uploadOne(requests, it) {
+			in.recordStored()
+		}
 	}
 }
 
-// uploadOne makes an attempt at a batch and ends it in the queue. When the attempt panics, the batch goes
-// back to its lane, due as after a failed attempt.
-func (in *Instance) uploadOne(ctx context.Context, it *item) {
-	again, ended := true, false
+// uploadOne makes an attempt at a batch and ends it in the queue, or leaves it with the lines to record when
+// S3 stored it; it reports whether the lines pending are due to be recorded. When the attempt panics, the
+// batch goes back to its lane, due as after a failed attempt.
+func (in *Instance) uploadOne(ctx context.Context, it *item) (recordNow bool) {
+	how, ended := requeued, false
+	var s storedObject
 	in.attempting()
+	in.stored.begin()
 	defer func() {
 		if !ended {
 			o := decide(facts{step: panicked, now: in.now(), attempts: it.attempts, jitter: in.jitter()}, in.policy)
 			it.attempts, it.due = o.attempts, o.at
 		}
-		in.queue.done(it, again)
+		if how != storedIt {
+			in.queue.done(it, how == requeued)
+		}
+		recordNow = in.stored.end(how == storedIt, s, in.now())
 	}()
-	again = in.attempt(ctx, it)
+	how, s = in.attempt(ctx, it)
 	ended = true
+	return false
 }
 
+// ending is how an attempt ends.
+type ending int
+
+const (
+	requeued  ending = iota // the batch stays queued, due at item.due
+	leftQueue               // the batch left the queue
+	storedIt                // S3 stored the batch: it leaves the queue once its ledger line is recorded
+)
+
 // attempt takes one batch through the steps decide chooses, doing each: the store, S3 and the log. It
-// reports whether the batch stays queued, due at it.due.
-func (in *Instance) attempt(ctx context.Context, it *item) bool {
+// reports how the attempt ended, and what S3 stored when it did.
+func (in *Instance) attempt(ctx context.Context, it *item) (ending, storedObject) {
 	b := it.batchOf(in.store)
 	d, held := in.dests.resolve(b)
 	var err error      // why the step failed
@@ -99,7 +118,7 @@ func (in *Instance) attempt(ctx context.Context, it *item) bool {
 				continue
 			}
 			if gone {
-				return false
+				return leftQueue, storedObject{}
 			}
 			f.inLog = false
 		case send:
@@ -112,7 +131,7 @@ func (in *Instance) attempt(ctx context.Context, it *item) bool {
 			}
 			body = nil
 			if err != nil && ctx.Err() != nil {
-				return true // shutting down: the batch stays on disk
+				return requeued, storedObject{} // shutting down: the batch stays on disk
 			}
 			in.uploadSeconds.Observe(in.now().Sub(start).Seconds())
 			if err == nil {
@@ -131,19 +150,7 @@ func (in *Instance) attempt(ctx context.Context, it *item) bool {
 			f.wrongKey = false
 		case done, finish:
 			in.crash(CrashAfterUpload)
-			if err := in.record(ledger.Delivered, d, b, version, f.now); err != nil {
-				it.sent = &sent{dest: d, version: version}
-				f = in.failedStep(f, recordFailed, b)
-				continue
-			}
-			if err := in.store.Remove(b); err != nil {
-				in.log.limitedf(LevelError, "remove", f.now, "uploaded %s but cannot remove it from the buffer: %v", b.Key, err)
-			}
-			in.delivered.Add(int64(b.Records))
-			in.objects.Add(1)
-			in.checkUsage()
-			in.log.logf(LevelDebug, "uploaded s3://%s/%s (%d records, %d bytes)", d.Bucket, b.Key, b.Records, b.ObjectBytes)
-			return false
+			return storedIt, storedObject{it: it, b: b, d: d, version: version, at: f.now}
 		case nextKey:
 			if err := in.record(ledger.Unconfirmed, d, b, "", f.now); err != nil {
 				f = in.failedStep(f, recordFailed, b)
@@ -158,7 +165,7 @@ func (in *Instance) attempt(ctx context.Context, it *item) bool {
 			in.conflicts.Add(1)
 			it.due = f.now
 			in.log.limitedf(LevelWarn, "412\x00"+d.Bucket, f.now, "%s already exists in S3 (another writer, or an earlier attempt whose answer was lost); uploading the batch as %s instead", old, b.Key)
-			return true
+			return requeued, storedObject{}
 		case reassume:
 			if !in.send.Reassume(d, f.now) {
 				f.mayReassume = false // another upload dropped the session meanwhile
@@ -167,7 +174,7 @@ func (in *Instance) attempt(ctx context.Context, it *item) bool {
 			in.reassumed.Add(1)
 			it.due = f.now
 			in.log.limitedf(LevelWarn, "credentials\x00"+d.RoleARN, f.now, "the role's credentials were refused for %s; assuming the role again: %s", b.Key, upload.Explain(err, d, in.cfg))
-			return true
+			return requeued, storedObject{}
 		case quarantine:
 			age := f.now.Sub(f.refusedSince()).Round(time.Second)
 			if qerr := in.store.Quarantine(b); qerr != nil {
@@ -184,7 +191,7 @@ func (in *Instance) attempt(ctx context.Context, it *item) bool {
 			object, manifest := b.Files()
 			in.log.limitedf(LevelError, "quarantined\x00"+b.Org, f.now, "upload of %s (%d records) refused for %s: moved to quarantine (%s, %s); to replay it after fixing the cause, stop Fluent Bit, run wivaudit store requeue %s and start it again. Cause: %s",
 				b.Key, b.Records, age, object, manifest, in.cfg.StoreDir, upload.Explain(err, d, in.cfg))
-			return false
+			return leftQueue, storedObject{}
 		case setAside:
 			objectBuffers.Put(body)
 			body = nil
@@ -200,7 +207,7 @@ func (in *Instance) attempt(ctx context.Context, it *item) bool {
 			object, manifest := b.Files()
 			in.log.logf(LevelError, "batch %s (%d records of %s) was altered in Store_Dir since it was sealed: %s; not sent, moved to quarantine (%s, %s), its records undelivered; the stream goes on with its next batch",
 				b.Key, b.Records, b.Stream(), f.altered, object, manifest)
-			return false
+			return leftQueue, storedObject{}
 		case drop:
 			object, _ := b.Files()
 			left := ""
@@ -211,18 +218,18 @@ func (in *Instance) attempt(ctx context.Context, it *item) bool {
 			in.checkUsage()
 			in.log.logf(LevelError, "batch %s (%d records of %s) cannot be delivered: its object %s is gone from Store_Dir, deleted while it waited for upload; dropped from the upload queue%s",
 				b.Key, b.Records, b.Stream(), object, left)
-			return false
+			return leftQueue, storedObject{}
 		case hold:
 			it.due = o.at
 			in.log.limitedf(LevelWarn, "hold\x00"+b.Org, f.now, "holding %s (%d records): %s; next look in %s", b.Key, b.Records, f.held, in.cfg.HoldRetryInterval)
-			return true
+			return requeued, storedObject{}
 		case refused:
 			it.due = o.at
 			if f.step == putFailed {
 				in.log.limitedf(LevelError, "refused\x00"+d.OrgID+"\x00"+d.Bucket, f.now, "upload of %s (%d records) refused, attempt %d; held, next try in %s, quarantine in %s: %s",
 					b.Key, b.Records, b.Attempts, in.cfg.HoldRetryInterval, in.cfg.QuarantineAfter-f.now.Sub(f.refusedSince()).Round(time.Second), upload.Explain(err, d, in.cfg))
 			}
-			return true
+			return requeued, storedObject{}
 		case retry:
 			it.due = o.at
 			switch f.step {
@@ -233,52 +240,9 @@ func (in *Instance) attempt(ctx context.Context, it *item) bool {
 				in.log.limitedf(LevelError, "read\x00"+rootCause(err), f.now, "cannot read the object of %s (%d records) to upload it: %v; not sent, next try in %s",
 					b.Key, b.Records, err, o.at.Sub(f.now).Round(time.Millisecond))
 			}
-			return true
+			return requeued, storedObject{}
 		}
 	}
-}
-
-// sent is where S3 stored a batch whose ledger line is still to be recorded.
-type sent struct {
-	dest    conf.Destination
-	version string
-}
-
-// record notes an object in the delivery ledger: delivered (S3 answered 200), or unconfirmed (S3 answered that
-// the batch's key exists: an earlier attempt whose answer was lost may have stored it, or another writer did).
-// An error means the line is not recorded: the batch stays until it is, or the object would be in no ledger
-// line and no digest.
-func (in *Instance) record(status string, d conf.Destination, b *buffer.Batch, version string, now time.Time) error {
-	e := ledger.Entry{Status: status, Org: d.OrgID, Kind: b.Kind, Bucket: d.Bucket, Key: b.Key, Bytes: b.ObjectBytes,
-		Records: b.Records, First: b.FirstEvent, Last: b.LastEvent, VersionID: version}
-	sum, err := b.ObjectSHA256()
-	if err == nil {
-		e.SHA256, err = hexOfBase64(sum)
-	}
-	if err == nil {
-		err = in.ledger.Record(e)
-		if err != nil && in.store.MakeRoom(err) {
-			in.log.limitedf(LevelWarn, "ballast", now, "Store_Dir's file system is full (%v): deleted its delivery reserve so that delivery goes on and frees space; it is made again once there is room", err)
-			err = in.ledger.Record(e)
-		}
-	}
-	switch {
-	case errors.Is(err, ledger.ErrOverflow):
-		in.log.limitedf(LevelWarn, "ledger-overflow", now, "the delivery ledger outgrew twice Ledger_Limit_Size: its oldest entries were deleted before a digest covered them")
-	case err != nil:
-		in.log.limitedf(LevelError, "ledger\x00"+rootCause(err), now, "cannot record %s in the delivery ledger; the batch stays in Store_Dir and its line is tried again: %v", b.Key, err)
-		return err
-	}
-	return nil
-}
-
-// hexOfBase64 turns a base64 SHA-256 (as S3 takes it) into lower-case hex (as sha256sum prints it).
-func hexOfBase64(sum string) (string, error) {
-	raw, err := base64.StdEncoding.DecodeString(sum)
-	if err != nil {
-		return "", fmt.Errorf("SHA-256 %q: %w", sum, err)
-	}
-	return hex.EncodeToString(raw), nil
 }
 
 // putFailed gathers the facts of a failed upload, records the attempt in the batch's manifest and counts it.

@@ -141,6 +141,7 @@ func (c *Clients) s3For(region string) *s3.Client {
 	if client == nil {
 		client = s3.NewFromConfig(c.base, func(o *s3.Options) {
 			o.HTTPClient = wholeBody{o.HTTPClient}
+			o.EndpointResolverV2 = newEndpoints(o.EndpointResolverV2)
 			o.Region = region
 			if c.cfg.Endpoint != "" {
 				o.BaseEndpoint = aws.String(c.cfg.Endpoint)
