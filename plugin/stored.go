@@ -22,7 +22,7 @@ import (
 // batch waits) and its place in the log. A crash before then sends it again at the next start, as a crash
 // between S3's answer and the ledger always did: the bound keeps those few.
 const (
-	linesPerUploader = 2
+	linesPerUploader = 8
 	recordWithin     = time.Second
 )
 
