@@ -161,7 +161,9 @@ func FLBPluginFlushCtx(ctx, data unsafe.Pointer, length C.int, tag *C.char) (ret
 		fmt.Fprintln(os.Stderr, "[wivaudit] flush for an instance that did not initialise")
 		return output.FLB_ERROR
 	}
-	if in.Flush(C.GoBytes(data, length), C.GoString(tag)) == plugin.OK {
+	// The chunk is read where Fluent Bit holds it, for the call only: Flush copies what it keeps (records,
+	// rejected bytes) and nothing reads it once the call returns.
+	if in.Flush(unsafe.Slice((*byte)(data), int(length)), C.GoString(tag)) == plugin.OK {
 		return output.FLB_OK
 	}
 	return output.FLB_RETRY

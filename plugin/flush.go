@@ -13,7 +13,8 @@ import (
 
 // Flush takes one chunk: every record is either appended durably to the log or rejected (into the dead-letter
 // file while it has room) before OK is returned. It never waits on the network. When the disk refuses the
-// write it returns Retry, so Fluent Bit keeps the chunk and sends it again.
+// write it returns Retry, so Fluent Bit keeps the chunk and sends it again. It reads chunk during the call
+// only, and keeps none of it: chunk may be Fluent Bit's own buffer.
 func (in *Instance) Flush(chunk []byte, tag string) Result {
 	c := in.chunks.Get().(*buffer.Chunk)
 	defer in.chunks.Put(c)

@@ -1,6 +1,10 @@
 package plugin
 
 import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"slices"
 	"testing"
 	"time"
 )
@@ -23,5 +27,35 @@ func TestDeadLetterLines(t *testing.T) {
 		if got := string(tc.line.append([]byte("before\n"), now)); got != "before\n"+tc.want+"\n" {
 			t.Errorf("got  %s\nwant %s", got, tc.want)
 		}
+	}
+}
+
+// TestFlushKeepsNothingOfItsChunk: Fluent Bit frees a chunk once the flush returns, and Flush reads it in
+// place. Overwriting the chunk after Flush changes nothing that is delivered or kept in the dead-letter file.
+func TestFlushKeepsNothingOfItsChunk(t *testing.T) {
+	fake := &fakeS3{}
+	in := startTest(t, testConfig(t), "test", fake, TestHooks{})
+	chunk := cat(event("org-a", "1"), event("org-b", "2"), []byte{0x92, 0xc1})
+	kept := slices.Clone(chunk)
+	if r := in.Flush(chunk, "audit.user"); r != OK {
+		t.Fatalf("flush: %v", r)
+	}
+	for i := range chunk {
+		chunk[i] = 0xc1
+	}
+	in.sealDue()
+	in.waitDelivered(t, 2)
+	if seen := fake.deliveredIDs(t); seen["1"] != 1 || seen["2"] != 1 || len(seen) != 2 {
+		t.Errorf("delivered %v, want records 1 and 2 once", seen)
+	}
+	data, err := os.ReadFile(in.store.DeadLetterPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var line struct {
+		Msgpack []byte `json:"msgpack_base64"`
+	}
+	if err := json.Unmarshal(bytes.TrimSpace(data), &line); err != nil || !bytes.Equal(line.Msgpack, kept[len(kept)-2:]) {
+		t.Errorf("dead-letter line %s (%v), want the malformed bytes %x", data, err, kept[len(kept)-2:])
 	}
 }

@@ -65,8 +65,8 @@ func (p *storedObjects) end(stored bool, s storedObject, now time.Time) bool {
 	return recordDue(len(p.list), p.group, p.attempts, now.Sub(p.list[0].at))
 }
 
-// recordDue says whether the lines pending are recorded now, pending of them (at least one), the oldest
-// waiting for waited, while others attempts are under way.
+// recordDue says whether the lines pending are recorded now: pending of them (at least one), the oldest of
+// which has waited for waited, while others attempts are under way.
 func recordDue(pending, group, others int, waited time.Duration) bool {
 	return others == 0 || pending >= group || waited >= recordWithin
 }
@@ -106,9 +106,8 @@ func (in *Instance) recordStored() bool {
 	now := in.now()
 	lines := make([]ledger.Entry, 0, len(group))
 	for i, s := range group {
-		e, err := entryOf(ledger.Delivered, s.d, s.b, s.version)
+		e, err := in.entryOf(ledger.Delivered, s.d, s.b, s.version, now)
 		if err != nil {
-			in.log.limitedf(LevelError, "ledger\x00"+rootCause(err), now, "cannot record %s in the delivery ledger; the batch stays in Store_Dir and its line is tried again: %v", s.b.Key, err)
 			ended[i] = true
 			in.lineLater(s, recordFailed)
 			continue
@@ -149,19 +148,25 @@ func (in *Instance) lineLater(s storedObject, why step) {
 	f := in.failedStep(facts{opened: time.UnixMilli(s.b.Opened), requeued: time.UnixMilli(s.b.Requeued),
 		attempts: s.it.attempts, recording: true, inLog: s.b.InLog()}, why, s.b)
 	o := decide(f, in.policy)
+	if line := in.health.decided(s.b.Org, o.do, s.b.Records, f.now); line != "" {
+		in.log.limitedf(LevelInfo, "recovered\x00"+conf.OrgKey(s.b.Org), f.now, "%s", line)
+	}
 	s.it.attempts, s.it.due = o.attempts, o.at
 	in.queue.done(s.it, true)
 }
 
 // entryOf is the ledger line of b as stored in d: delivered (S3 answered 200), or unconfirmed (S3 answered
 // that the batch's key exists: an earlier attempt whose answer was lost may have stored it, or another writer
-// did).
-func entryOf(status string, d conf.Destination, b *buffer.Batch, version string) (ledger.Entry, error) {
+// did). It logs why it cannot be made.
+func (in *Instance) entryOf(status string, d conf.Destination, b *buffer.Batch, version string, now time.Time) (ledger.Entry, error) {
 	e := ledger.Entry{Status: status, Org: d.OrgID, Kind: b.Kind, Bucket: d.Bucket, Key: b.Key, Bytes: b.ObjectBytes,
 		Records: b.Records, First: b.FirstEvent, Last: b.LastEvent, VersionID: version}
 	sum, err := b.ObjectSHA256()
 	if err == nil {
 		e.SHA256, err = hexOfBase64(sum)
+	}
+	if err != nil {
+		in.log.limitedf(LevelError, "ledger\x00"+rootCause(err), now, "cannot record %s in the delivery ledger; the batch stays in Store_Dir and its line is tried again: %v", b.Key, err)
 	}
 	return e, err
 }
@@ -169,9 +174,8 @@ func entryOf(status string, d conf.Destination, b *buffer.Batch, version string)
 // record notes one object in the delivery ledger (see entryOf). An error means the line is not recorded: the
 // batch stays until it is, or the object would be in no ledger line and no digest.
 func (in *Instance) record(status string, d conf.Destination, b *buffer.Batch, version string, now time.Time) error {
-	e, err := entryOf(status, d, b, version)
+	e, err := in.entryOf(status, d, b, version, now)
 	if err != nil {
-		in.log.limitedf(LevelError, "ledger\x00"+rootCause(err), now, "cannot record %s in the delivery ledger; the batch stays in Store_Dir and its line is tried again: %v", b.Key, err)
 		return err
 	}
 	return in.recordLines(b.Key, now, e)

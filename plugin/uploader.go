@@ -26,8 +26,8 @@ type sender interface {
 }
 
 // uploader takes due batches while take lasts and uploads them under requests, which can end sooner or later.
-// The ledger lines of the objects S3 stored are written in groups (stored.go): when a group is full, and
-// whenever no batch is due.
+// The ledger lines of the objects S3 stored are written in groups (stored.go): when an attempt's end makes
+// them due, and whenever no batch is due.
 func (in *Instance) uploader(take, requests context.Context) {
 	for {
 		it, ok := in.queue.pop(take, in.recordStored)

@@ -10,9 +10,10 @@ import (
 	smithyendpoints "github.com/aws/smithy-go/endpoints"
 )
 
-// maxEndpoints bounds the endpoints remembered: one per bucket and its settings, so as many as destinations.
-// Past it they are all forgotten and resolved again.
-const maxEndpoints = 4096
+// maxEndpoints bounds the endpoints remembered (about 1.2 KB each): one per bucket and its settings. Past it
+// they are all forgotten and resolved again; with more buckets than that taking turns, each upload resolves its
+// endpoint as it would without them.
+const maxEndpoints = 1024
 
 // endpoints remembers the endpoint S3's rules resolve for each set of parameters. The SDK evaluates those
 // rules twice per PutObject (for the auth scheme, then for the request), which cost more than signing it,

@@ -139,6 +139,9 @@ func (l *Log) Append(records [][]byte, apply func(at []Pos)) (int64, error) {
 	seg := l.active
 	at := make([]Pos, len(records))
 	data := l.buf[:0]
+	if cap(data) < size {
+		data = make([]byte, 0, size) // at once: growing it by doubling would leave twice its size as garbage
+	}
 	for i, r := range records {
 		at[i] = Pos{seg.id, seg.size + int64(len(data))}
 		data = AppendFrame(data, r)
