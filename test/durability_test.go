@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -341,10 +342,16 @@ func TestDeletedBatchIsDropped(t *testing.T) {
 	if err := p.WaitFor(time.Minute, func(r *hostrun.Result) bool { return strings.Contains(r.Stderr, "refused") }); err != nil {
 		t.Fatalf("%v:\n%s", err, tail(p.Snapshot().Stderr, 10))
 	}
-	objects, _ := filepath.Glob(filepath.Join(e.dir, "store", "batches", "*.json.gz"))
-	if len(objects) == 0 {
-		t.Fatal("no batch is held")
-	}
+	// A batch file is whole once its manifest is there: the object is written first.
+	var objects []string
+	waitFor(t, time.Minute, "a held batch with its manifest", func() bool {
+		all, _ := filepath.Glob(filepath.Join(e.dir, "store", "batches", "*.json.gz"))
+		objects = slices.DeleteFunc(all, func(o string) bool {
+			_, err := os.Stat(strings.TrimSuffix(o, ".json.gz") + ".manifest.json")
+			return err != nil
+		})
+		return len(objects) > 0
+	})
 	var manifest struct {
 		Key     string `json:"key"`
 		Org     string `json:"org_id"`
