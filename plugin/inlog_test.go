@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/wiv/out_wivaudit/conf"
-	"github.com/wiv/out_wivaudit/test/chunks"
 	"github.com/wiv/out_wivaudit/vfs"
 )
 
@@ -316,11 +315,7 @@ func TestSealingLeavesTheRestClosedWhileTheQueueIsFull(t *testing.T) {
 	free := sync.OnceFunc(func() { close(release) })
 	t.Cleanup(free)
 	orgs := maxInLog + 100
-	if r := in.Flush(chunks.AuditChunk(orgs, orgs), "audit.org"); r != OK {
-		t.Fatalf("flush: %v", r)
-	}
-	in.store.Rotate(time.Time{})
-	signal(in.sealNow)
+	in.flushAndSeal(t, orgs)
 	in.waitQueued(t, maxInLog)
 	in.sealWithinRoom(false)
 	if n := in.queue.len(); n != maxInLog {

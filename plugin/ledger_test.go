@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -108,8 +107,7 @@ func (ti *testInstance) waitRetry(t *testing.T) time.Time {
 func TestLedgerLineFailingAfterUploadIsRetried(t *testing.T) {
 	cfg := testConfig(t)
 	fsys := vfs.NewFaults(vfs.OS)
-	inLedger := string(filepath.Separator) + ledger.Folder + string(filepath.Separator)
-	fsys.Only(func(op vfs.Op) bool { return op.Kind == vfs.OpDatasync && strings.Contains(op.Path, inLedger) })
+	fsys.Only(ledgerSync)
 	fsys.FailFrom(1, vfs.EIO)
 	clk, fake := newFakeClock(), &fakeS3{}
 	in := startWith(t, cfg, "test", &testInstance{clock: clk, s3: fake, sink: &logSink{}}, deps{send: fake, clock: clk, fs: fsys})

@@ -145,8 +145,7 @@ func (in *Instance) recordStored() bool {
 // the line then without sending the batch again.
 func (in *Instance) lineLater(s storedObject, why step) {
 	s.it.sent = &sent{dest: s.d, version: s.version}
-	f := in.failedStep(facts{opened: time.UnixMilli(s.b.Opened), requeued: time.UnixMilli(s.b.Requeued),
-		attempts: s.it.attempts, recording: true, inLog: s.b.InLog()}, why, s.b)
+	f := in.failedStep(factsOf(s.it, s.b, in.now()), why, s.b)
 	o := decide(f, in.policy)
 	if line := in.health.decided(s.b.Org, o.do, s.b.Records, f.now); line != "" {
 		in.log.limitedf(LevelInfo, "recovered\x00"+conf.OrgKey(s.b.Org), f.now, "%s", line)

@@ -16,17 +16,49 @@ import (
 	"github.com/wiv/out_wivaudit/vfs"
 )
 
+// ledgerSync is an fdatasync of one of the delivery ledger's segments.
+func ledgerSync(op vfs.Op) bool {
+	return op.Kind == vfs.OpDatasync &&
+		strings.Contains(op.Path, string(filepath.Separator)+ledger.Folder+string(filepath.Separator))
+}
+
 // ledgerSyncs counts the fdatasyncs of the delivery ledger's segments on fsys.
 func ledgerSyncs(fsys *vfs.Faults) *atomic.Int64 {
 	var n atomic.Int64
-	inLedger := string(filepath.Separator) + ledger.Folder + string(filepath.Separator)
 	fsys.Hook(func(op vfs.Op) error {
-		if op.Kind == vfs.OpDatasync && strings.Contains(op.Path, inLedger) {
+		if ledgerSync(op) {
 			n.Add(1)
 		}
 		return nil
 	})
 	return &n
+}
+
+// flushAndSeal flushes one record for each of orgs organisations and has the sealer seal them all at once.
+func (ti *testInstance) flushAndSeal(t *testing.T, orgs int) {
+	t.Helper()
+	if r := ti.Flush(chunks.AuditChunk(orgs, orgs), "audit.org"); r != OK {
+		t.Fatalf("flush: %v", r)
+	}
+	ti.store.Rotate(time.Time{})
+	signal(ti.sealNow)
+}
+
+// ledgerListsOnce checks that the ledger lists n objects, each once.
+func ledgerListsOnce(t *testing.T, cfg *conf.Config, n int) {
+	t.Helper()
+	lines := map[string]int{}
+	for _, e := range readLedger(t, cfg) {
+		lines[e.Key]++
+	}
+	if len(lines) != n {
+		t.Errorf("the ledger lists %d objects, want %d", len(lines), n)
+	}
+	for key, k := range lines {
+		if k != 1 {
+			t.Errorf("%s is in the ledger %d times", key, k)
+		}
+	}
 }
 
 // inRounds lets uploads reach S3 in rounds of n at once, as uploads under way at the same time do against a
@@ -67,28 +99,13 @@ func TestStoredObjectsShareLedgerSyncs(t *testing.T) {
 	clk := newFakeClock()
 	in := startWith(t, cfg, "test", &testInstance{clock: clk, s3: fake, sink: &logSink{}}, deps{send: rounds, clock: clk, fs: fsys})
 	const orgs = 256
-	if r := in.Flush(chunks.AuditChunk(orgs, orgs), "audit.org"); r != OK {
-		t.Fatalf("flush: %v", r)
-	}
-	in.store.Rotate(time.Time{})
-	signal(in.sealNow)
+	in.flushAndSeal(t, orgs)
 	in.waitDelivered(t, orgs)
 	in.waitSettled(t)
 	if n, most := syncs.Load(), int64(orgs/cfg.UploadWorkers+cfg.UploadWorkers); n > most {
 		t.Errorf("%d ledger fdatasyncs for %d objects uploaded %d at a time, want at most %d", n, orgs, cfg.UploadWorkers, most)
 	}
-	lines := map[string]int{}
-	for _, e := range readLedger(t, cfg) {
-		lines[e.Key]++
-	}
-	if len(lines) != orgs {
-		t.Errorf("the ledger lists %d objects, want %d", len(lines), orgs)
-	}
-	for key, n := range lines {
-		if n != 1 {
-			t.Errorf("%s is in the ledger %d times", key, n)
-		}
-	}
+	ledgerListsOnce(t, cfg, orgs)
 	for id, n := range fake.deliveredIDs(t) {
 		if n != 1 {
 			t.Errorf("record %s delivered %d times", id, n)
@@ -124,8 +141,7 @@ func TestAFailedGroupOfLinesIsRecordedLater(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.TotalFileSize = 1 << 20
 	fsys := vfs.NewFaults(vfs.OS)
-	inLedger := string(filepath.Separator) + ledger.Folder + string(filepath.Separator)
-	fsys.Only(func(op vfs.Op) bool { return op.Kind == vfs.OpDatasync && strings.Contains(op.Path, inLedger) })
+	fsys.Only(ledgerSync)
 	fsys.FailFrom(1, vfs.EIO)
 	release := make(chan struct{})
 	free := sync.OnceFunc(func() { close(release) })
@@ -135,9 +151,7 @@ func TestAFailedGroupOfLinesIsRecordedLater(t *testing.T) {
 	in := startWith(t, cfg, "test", &testInstance{clock: clk, s3: fake, sink: &logSink{}},
 		deps{send: fake, clock: clk, fs: fsys, jitter: func() float64 { return 0 }})
 	const orgs = 64
-	in.Flush(chunks.AuditChunk(orgs, orgs), "audit.org")
-	in.store.Rotate(time.Time{})
-	signal(in.sealNow)
+	in.flushAndSeal(t, orgs)
 	in.waitQueued(t, orgs)
 	free()
 	in.waitLogged(t, "in the delivery ledger")
@@ -149,16 +163,8 @@ func TestAFailedGroupOfLinesIsRecordedLater(t *testing.T) {
 	fsys.Repair()
 	in.clock.Advance(due.Sub(in.clock.Now()))
 	in.waitSettled(t)
-	lines := map[string]int{}
-	for _, e := range readLedger(t, cfg) {
-		lines[e.Key]++
-	}
-	if len(lines) != orgs || fake.callCount() != orgs || in.delivered.Load() != orgs {
-		t.Errorf("the ledger lists %d objects after %d uploads, %d records counted; want %d of each", len(lines), fake.callCount(), in.delivered.Load(), orgs)
-	}
-	for key, n := range lines {
-		if n != 1 {
-			t.Errorf("%s is in the ledger %d times", key, n)
-		}
+	ledgerListsOnce(t, cfg, orgs)
+	if fake.callCount() != orgs || in.delivered.Load() != orgs {
+		t.Errorf("%d uploads, %d records counted; want %d of each", fake.callCount(), in.delivered.Load(), orgs)
 	}
 }

@@ -85,9 +85,8 @@ func (in *Instance) attempt(ctx context.Context, it *item) (ending, storedObject
 	if it.sent != nil {
 		d, version = it.sent.dest, it.sent.version // where S3 stored it, whatever the destinations say now
 	}
-	f := facts{now: in.now(), opened: time.UnixMilli(b.Opened), attempts: it.attempts, held: held,
-		requeued: time.UnixMilli(b.Requeued), recording: it.sent != nil, inLog: b.InLog(),
-		wrongKey: held == "" && destKey(d, b, b.KeyMs) != b.Key}
+	f := factsOf(it, b, in.now())
+	f.held, f.wrongKey = held, held == "" && destKey(d, b, b.KeyMs) != b.Key
 	for {
 		o := decide(f, in.policy)
 		it.attempts = o.attempts
@@ -243,6 +242,12 @@ func (in *Instance) attempt(ctx context.Context, it *item) (ending, storedObject
 			return requeued, storedObject{}
 		}
 	}
+}
+
+// factsOf is what an attempt at it, whose batch is b, knows at now before its first step.
+func factsOf(it *item, b *buffer.Batch, now time.Time) facts {
+	return facts{now: now, opened: time.UnixMilli(b.Opened), requeued: time.UnixMilli(b.Requeued), attempts: it.attempts,
+		recording: it.sent != nil, inLog: b.InLog()}
 }
 
 // putFailed gathers the facts of a failed upload, records the attempt in the batch's manifest and counts it.
